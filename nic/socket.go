@@ -1,0 +1,293 @@
+// Package nic is xhttpd's user-space NIC driver: one AF_XDP socket per NIC
+// queue, its UMEM, and the four rings it shares with the kernel (fill, rx,
+// tx, completion). It owns bind negotiation (zero-copy first, copy mode as
+// the fallback), need_wakeup, and the frame bookkeeping that lets the hot
+// path run without heap allocation.
+//
+// It does not own the XDP program that steers frames to the sockets (package
+// xdp), the loops that decide when to look at the rings (package irq), or
+// what a frame means (package stack).
+package nic
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// BindMode says how the socket asks for zero-copy.
+type BindMode int
+
+const (
+	// BindAuto lets the kernel try zero-copy and fall back to copy mode.
+	BindAuto BindMode = iota
+	// BindZeroCopy fails when the driver cannot do zero-copy.
+	BindZeroCopy
+	// BindCopy always copies between the driver's buffers and the UMEM.
+	BindCopy
+)
+
+// ParseBindMode reads "auto", "zerocopy" or "copy".
+func ParseBindMode(s string) (BindMode, error) {
+	switch s {
+	case "auto":
+		return BindAuto, nil
+	case "zerocopy":
+		return BindZeroCopy, nil
+	case "copy":
+		return BindCopy, nil
+	}
+	return 0, fmt.Errorf("bind mode %q: want auto, zerocopy or copy", s)
+}
+
+// Config describes one socket.
+type Config struct {
+	Ifindex int
+	Queue   int
+	// Frames is the number of UMEM frames; half feed the fill ring, half
+	// are for transmit. Each ring has Frames/2 slots. Default 4096.
+	Frames int
+	// FrameSize is 2048 or 4096 bytes; default 2048, room for a 1500-byte
+	// MTU frame.
+	FrameSize int
+	Bind      BindMode
+}
+
+func (c *Config) setDefaults() error {
+	if c.Frames == 0 {
+		c.Frames = 4096
+	}
+	if c.FrameSize == 0 {
+		c.FrameSize = 2048
+	}
+	if c.FrameSize != 2048 && c.FrameSize != 4096 {
+		return fmt.Errorf("frame size %d: want 2048 or 4096", c.FrameSize)
+	}
+	if half := c.Frames / 2; half < 2 || half&(half-1) != 0 {
+		return fmt.Errorf("frames %d: want twice a power of two", c.Frames)
+	}
+	return nil
+}
+
+// Socket is one AF_XDP socket bound to one NIC queue.
+//
+// Receive is for a single goroutine (the queue's loop); the transmit methods
+// may be called from any goroutine and serialize on the socket's tx lock.
+type Socket struct {
+	fd        int
+	queue     int
+	zeroCopy  bool
+	frameSize uint64
+	umem      []byte
+	mmaps     [][]byte
+
+	fill *ProducerRing[uint64]
+	rx   *ConsumerRing[unix.XDPDesc]
+
+	txMu     sync.Mutex
+	tx       *ProducerRing[unix.XDPDesc]
+	comp     *ConsumerRing[uint64]
+	txFrames *Frames
+	txIdx    uint32 // first slot of the batch between BeginTx and EndTx
+	txN      uint32 // slots in that batch
+	txDrops  uint64 // frames BeginTx could not place, under txMu
+}
+
+// Open creates a socket, registers its UMEM, maps its rings, hands every
+// receive frame to the kernel through the fill ring, and binds it to the
+// queue.
+func Open(cfg Config) (*Socket, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("nic: queue %d: %w", cfg.Queue, err)
+	}
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("nic: queue %d: AF_XDP socket: %w", cfg.Queue, err)
+	}
+	s := &Socket{fd: fd, queue: cfg.Queue, frameSize: uint64(cfg.FrameSize)}
+	if err := s.setup(cfg); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("nic: queue %d: %w", cfg.Queue, err)
+	}
+	return s, nil
+}
+
+func (s *Socket) setup(cfg Config) error {
+	half := cfg.Frames / 2
+	if err := s.mapRings(cfg.Frames, cfg.FrameSize, half); err != nil {
+		return err
+	}
+	// Frames [0, half) circulate between the fill and rx rings; frames
+	// [half, Frames) between the tx and completion rings. Keeping them
+	// apart means receive and transmit never contend for one allocator.
+	idx, got := s.fill.Reserve(uint32(half))
+	if got != uint32(half) {
+		return fmt.Errorf("fill ring took %d of %d frames", got, half)
+	}
+	for i := uint32(0); i < got; i++ {
+		s.fill.Set(idx+i, uint64(i)*s.frameSize)
+	}
+	s.fill.Submit()
+	s.txFrames = NewFrames(uint64(half)*s.frameSize, half, s.frameSize)
+
+	flags := uint16(unix.XDP_USE_NEED_WAKEUP)
+	switch cfg.Bind {
+	case BindZeroCopy:
+		flags |= unix.XDP_ZEROCOPY
+	case BindCopy:
+		flags |= unix.XDP_COPY
+	}
+	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(cfg.Ifindex), QueueID: uint32(cfg.Queue)}
+	if err := unix.Bind(s.fd, sa); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) && cfg.Bind == BindZeroCopy {
+			return fmt.Errorf("bind ifindex %d: driver has no zero-copy AF_XDP: %w", cfg.Ifindex, err)
+		}
+		return fmt.Errorf("bind ifindex %d: %w", cfg.Ifindex, err)
+	}
+	zc, err := s.options()
+	if err != nil {
+		return err
+	}
+	s.zeroCopy = zc
+	return nil
+}
+
+// FD is the socket's file descriptor, for the XSKMAP and for poll(2).
+func (s *Socket) FD() int { return s.fd }
+
+// Queue is the NIC queue the socket is bound to.
+func (s *Socket) Queue() int { return s.queue }
+
+// ZeroCopy reports whether the driver bound the socket in zero-copy mode.
+func (s *Socket) ZeroCopy() bool { return s.zeroCopy }
+
+// Receive hands up to budget received frames to deliver, one call each, and
+// then gives the frames back to the kernel through the fill ring. deliver
+// must copy what it keeps: the bytes are reused as soon as it returns.
+// Receive returns the number of frames delivered. It is for one goroutine.
+func (s *Socket) Receive(budget int, deliver func(frame []byte)) int {
+	idx, got := s.rx.Peek(uint32(budget))
+	if got == 0 {
+		return 0
+	}
+	// Every receive frame is either in the fill ring, with the kernel, or in
+	// our hands, so the fill ring always has room for what we hold.
+	fidx, fgot := s.fill.Reserve(got)
+	if fgot != got {
+		panic("nic: fill ring has no room for received frames")
+	}
+	for i := uint32(0); i < got; i++ {
+		d := s.rx.Get(idx + i)
+		deliver(s.umem[d.Addr : d.Addr+uint64(d.Len)])
+		s.fill.Set(fidx+i, d.Addr&^(s.frameSize-1))
+	}
+	s.rx.Release()
+	s.fill.Submit()
+	return int(got)
+}
+
+// Pending reports whether the rx ring holds frames, without taking them.
+func (s *Socket) Pending() bool { return s.rx.Available() > 0 }
+
+// FillNeedsWakeup reports whether the driver waits for a poll(2) or
+// recvfrom(2) before it takes more fill ring entries.
+func (s *Socket) FillNeedsWakeup() bool { return s.fill.NeedWakeup() }
+
+// WakeRx tells the driver to look at the fill ring again, as need_wakeup
+// asks, without blocking.
+func (s *Socket) WakeRx() error {
+	_, _, err := unix.Recvfrom(s.fd, nil, unix.MSG_DONTWAIT)
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		return fmt.Errorf("nic: queue %d: wake rx: %w", s.queue, err)
+	}
+	return nil
+}
+
+// BeginTx locks the transmit side, reclaims completed frames and reserves
+// up to n tx slots with a frame each. It returns how many it reserved, which
+// is less than n when the ring or the frames run out; the rest count as
+// drops. Write each frame with TxFrame and SetTxLen, then call EndTx.
+func (s *Socket) BeginTx(n int) int {
+	s.txMu.Lock()
+	s.reapCompletions()
+	want := min(uint32(n), uint32(s.txFrames.Len()))
+	idx, got := s.tx.Reserve(want)
+	for i := uint32(0); i < got; i++ {
+		addr, _ := s.txFrames.Alloc()
+		s.tx.Set(idx+i, unix.XDPDesc{Addr: addr})
+	}
+	s.txIdx, s.txN = idx, got
+	s.txDrops += uint64(uint32(n) - got)
+	return int(got)
+}
+
+// TxFrame is the buffer of the i-th frame reserved by BeginTx.
+func (s *Socket) TxFrame(i int) []byte {
+	addr := s.tx.Get(s.txIdx + uint32(i)).Addr
+	return s.umem[addr : addr+s.frameSize]
+}
+
+// SetTxLen sets the length of the i-th frame reserved by BeginTx.
+func (s *Socket) SetTxLen(i, n int) { s.tx.Get(s.txIdx + uint32(i)).Len = uint32(n) }
+
+// EndTx publishes the batch, kicks the kernel if the tx ring asks for it,
+// and unlocks the transmit side.
+func (s *Socket) EndTx() error {
+	defer s.txMu.Unlock()
+	if s.txN == 0 {
+		return nil
+	}
+	s.tx.Submit()
+	s.txN = 0
+	if !s.tx.NeedWakeup() {
+		return nil
+	}
+	return s.kickTx()
+}
+
+// reapCompletions returns the frames the kernel has finished sending.
+// Called with txMu held.
+func (s *Socket) reapCompletions() {
+	idx, got := s.comp.Peek(s.comp.Size())
+	for i := uint32(0); i < got; i++ {
+		s.txFrames.Free(s.comp.Get(idx + i))
+	}
+	if got > 0 {
+		s.comp.Release()
+	}
+}
+
+// Stats is what a socket has counted, its own and the kernel's.
+type Stats struct {
+	unix.XDPStatistics
+	TxDrops uint64 // frames not sent for want of a tx slot or frame
+}
+
+// Stats reads the kernel's XDP_STATISTICS and the socket's own counters.
+func (s *Socket) Stats() (Stats, error) {
+	st, err := s.statistics()
+	if err != nil {
+		return Stats{}, fmt.Errorf("nic: queue %d: %w", s.queue, err)
+	}
+	s.txMu.Lock()
+	drops := s.txDrops
+	s.txMu.Unlock()
+	return Stats{XDPStatistics: st, TxDrops: drops}, nil
+}
+
+// Close unmaps the rings and the UMEM and closes the socket. The socket must
+// be out of any XSKMAP and no goroutine may be using it.
+func (s *Socket) Close() error {
+	var errs []error
+	if s.fd >= 0 {
+		errs = append(errs, unix.Close(s.fd))
+		s.fd = -1
+	}
+	for _, m := range s.mmaps {
+		errs = append(errs, unix.Munmap(m))
+	}
+	s.mmaps = nil
+	return errors.Join(errs...)
+}
