@@ -1,0 +1,236 @@
+// Command xhttpd serves static files over HTTP/1.1 from a TCP/IP stack in
+// user space, fed by AF_XDP sockets, one per NIC queue. With -stack kernel it
+// serves the same files through the kernel's sockets instead: the control in
+// every comparison.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xhttpd/xhttpd/httpd"
+	"github.com/xhttpd/xhttpd/irq"
+	"github.com/xhttpd/xhttpd/nic"
+	"github.com/xhttpd/xhttpd/xdp"
+)
+
+// options are the parsed and checked flags.
+type options struct {
+	iface       string
+	root        string
+	ports       []uint16
+	mode        irq.Mode
+	xdpMode     xdp.Mode
+	bind        nic.BindMode
+	queues      int // 0: every rx queue
+	stack       string
+	rxChecksum  string
+	budget      int
+	logLevel    slog.Level
+	shutdownFor time.Duration
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "xhttpd: %v\n", err)
+		os.Exit(2)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel})))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts); err != nil {
+		fmt.Fprintf(os.Stderr, "xhttpd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("xhttpd", flag.ContinueOnError)
+	fs.StringVar(&o.iface, "iface", "", "interface to serve on (required)")
+	fs.StringVar(&o.root, "root", "", "directory of files to serve (required)")
+	ports := fs.String("port", "80", "TCP ports to serve, comma-separated")
+	mode := fs.String("mode", "interrupt", "how each queue's loop waits: interrupt")
+	xdpMode := fs.String("xdp-mode", "auto", "XDP attach mode: auto (native, else generic), native or generic")
+	bind := fs.String("bind", "auto", "AF_XDP bind: auto (zero-copy, else copy), zerocopy or copy")
+	fs.IntVar(&o.queues, "queues", 0, "number of rx queues to serve, from queue 0 (0: all)")
+	fs.StringVar(&o.stack, "stack", "xdp", "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
+	fs.StringVar(&o.rxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
+	fs.IntVar(&o.budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.shutdownFor, "shutdown-timeout", 5*time.Second, "how long open requests get to finish on SIGINT/SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.iface == "" {
+		return o, errors.New("-iface is required")
+	}
+	if o.root == "" {
+		return o, errors.New("-root is required")
+	}
+	var err error
+	if o.ports, err = parsePorts(*ports); err != nil {
+		return o, err
+	}
+	if o.mode, err = irq.ParseMode(*mode); err != nil {
+		return o, fmt.Errorf("-mode: %w", err)
+	}
+	if o.xdpMode, err = xdp.ParseMode(*xdpMode); err != nil {
+		return o, fmt.Errorf("-xdp-mode: %w", err)
+	}
+	if o.bind, err = nic.ParseBindMode(*bind); err != nil {
+		return o, fmt.Errorf("-bind: %w", err)
+	}
+	if o.queues < 0 {
+		return o, fmt.Errorf("-queues %d: want 0 (all) or more", o.queues)
+	}
+	if o.budget <= 0 {
+		return o, fmt.Errorf("-budget %d: want > 0", o.budget)
+	}
+	switch o.stack {
+	case "xdp", "kernel":
+	default:
+		return o, fmt.Errorf("-stack %q: want xdp or kernel", o.stack)
+	}
+	switch o.rxChecksum {
+	case "auto", "verify", "trust":
+	default:
+		return o, fmt.Errorf("-rx-checksum %q: want auto, verify or trust", o.rxChecksum)
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return o, fmt.Errorf("-log-level: %w", err)
+	}
+	return o, nil
+}
+
+func parsePorts(s string) ([]uint16, error) {
+	var ports []uint16
+	seen := map[uint16]bool{}
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("-port %q: %q is not a port (1-65535)", s, f)
+		}
+		if !seen[uint16(n)] {
+			seen[uint16(n)] = true
+			ports = append(ports, uint16(n))
+		}
+	}
+	return ports, nil
+}
+
+func run(ctx context.Context, o options) error {
+	ifc, err := net.InterfaceByName(o.iface)
+	if err != nil {
+		return fmt.Errorf("interface %q: %w", o.iface, err)
+	}
+	addrs, err := servedAddrs(ifc)
+	if err != nil {
+		return err
+	}
+	srv, err := httpd.New(httpd.Config{Root: o.root})
+	if err != nil {
+		return err
+	}
+	var listeners []net.Listener
+	var cleanup func()
+	if o.stack == "kernel" {
+		listeners, err = listenKernel(addrs, o.ports)
+		cleanup = func() {}
+	} else {
+		listeners, cleanup, err = listenXDP(ifc, addrs, o)
+	}
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.ports, "root", o.root)
+
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errc <- srv.Serve(l) }()
+	}
+	select {
+	case <-ctx.Done():
+		slog.Info("shutting down")
+	case err = <-errc:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownFor)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		slog.Warn("shutdown", "err", serr)
+	}
+	for _, l := range listeners {
+		l.Close()
+	}
+	return err
+}
+
+// servedAddrs are the interface's addresses that the server answers on:
+// every IPv4 and every global IPv6 address. Link-local IPv6 is left to the
+// kernel.
+func servedAddrs(ifc *net.Interface) ([]netip.Prefix, error) {
+	ias, err := ifc.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: addresses: %w", ifc.Name, err)
+	}
+	var out []netip.Prefix
+	for _, ia := range ias {
+		ipn, ok := ia.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		if a.IsLinkLocalUnicast() || a.IsLoopback() || a.IsMulticast() {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		out = append(out, netip.PrefixFrom(a, ones))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("interface %s has no IPv4 or global IPv6 address to serve on", ifc.Name)
+	}
+	return out, nil
+}
+
+// listenKernel listens on every port of every address with the kernel's
+// sockets.
+func listenKernel(addrs []netip.Prefix, ports []uint16) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, p := range ports {
+		for _, a := range addrs {
+			l, err := net.Listen("tcp", netip.AddrPortFrom(a.Addr(), p).String())
+			if err != nil {
+				for _, l := range ls {
+					l.Close()
+				}
+				return nil, err
+			}
+			ls = append(ls, l)
+		}
+	}
+	return ls, nil
+}

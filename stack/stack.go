@@ -1,0 +1,178 @@
+// Package stack runs xhttpd's TCP/IP: one gVisor netstack whose single NIC is
+// a link endpoint over every AF_XDP queue of the interface. The netstack
+// takes the interface's own addresses, so the host and the server share
+// them; the XDP program decides which segments come here.
+//
+// It owns the netstack's settings, the link endpoint (Ethernet framing, the
+// choice of tx queue, neighbours learned from received frames), and Listen.
+// It does not own the sockets (package nic), the loops that feed frames in
+// (package irq, which calls Deliver), or HTTP.
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/xhttpd/xhttpd/nic"
+)
+
+const nicID = 1
+
+// Config describes the netstack for one interface.
+type Config struct {
+	LinkAddr net.HardwareAddr // the interface's MAC: source of every frame sent
+	MTU      uint32           // the interface's MTU
+	Addrs    []netip.Prefix   // the interface's addresses the server answers on
+	// TrustRXChecksum skips verification of received TCP checksums. Only for
+	// drivers whose frames were checked already or never crossed a wire
+	// (veth: the peer's stack wrote them and may have left only the
+	// pseudo-header sum, with offload on).
+	TrustRXChecksum bool
+	Queues          []*nic.Socket // transmit goes out on one of these
+}
+
+// Stack is a netstack bound to one interface's queues.
+type Stack struct {
+	s  *gvstack.Stack
+	ep *endpoint
+}
+
+// New builds the netstack, with every TCP setting chosen here rather than
+// left to gVisor's defaults.
+func New(cfg Config) (*Stack, error) {
+	if len(cfg.Queues) == 0 {
+		return nil, errors.New("stack: no queues")
+	}
+	if len(cfg.LinkAddr) != 6 {
+		return nil, fmt.Errorf("stack: link address %v is not Ethernet", cfg.LinkAddr)
+	}
+	s := gvstack.New(gvstack.Options{
+		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	if err := setTCPOptions(s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	ep := newEndpoint(cfg)
+	if err := s.CreateNIC(nicID, ep); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stack: create NIC: %s", err)
+	}
+	for _, p := range cfg.Addrs {
+		proto := ipv4.ProtocolNumber
+		if p.Addr().Is6() {
+			proto = ipv6.ProtocolNumber
+		}
+		pa := tcpip.ProtocolAddress{
+			Protocol:          proto,
+			AddressWithPrefix: tcpip.AddrFromSlice(p.Addr().AsSlice()).WithPrefix(),
+		}
+		pa.AddressWithPrefix.PrefixLen = p.Bits()
+		if err := s.AddProtocolAddress(nicID, pa, gvstack.AddressProperties{}); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("stack: add address %v: %s", p, err)
+		}
+	}
+	// Every destination is on the link: the netstack only ever answers
+	// peers that sent it a segment, and the endpoint sends each answer to
+	// the MAC that segment came from, router or host.
+	s.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: nicID},
+		{Destination: header.IPv6EmptySubnet, NIC: nicID},
+	})
+	return &Stack{s: s, ep: ep}, nil
+}
+
+func setTCPOptions(s *gvstack.Stack) error {
+	opts := []tcpip.SettableTransportProtocolOption{
+		// SACK and RACK, as Linux peers have them, to recover from loss
+		// without waiting for timeouts.
+		ptr(tcpip.TCPSACKEnabled(true)),
+		ptr(tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)),
+		// CUBIC, Linux's default, so that comparisons with the kernel
+		// stack compare the data path, not congestion control.
+		ptr(tcpip.CongestionControlOption("cubic")),
+		// Send buffer defaults to 1 MiB so that a file up to that size is
+		// one write; grows to 4 MiB.
+		&tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 4 << 20},
+		// Requests are small: a modest receive buffer that can grow.
+		&tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 128 << 10, Max: 4 << 20},
+		ptr(tcpip.TCPModerateReceiveBufferOption(true)),
+		// No Nagle: a response is written whole, and waiting for an ACK
+		// before sending its tail only adds latency.
+		ptr(tcpip.TCPDelayEnabled(false)),
+	}
+	for _, o := range opts {
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, o); err != nil {
+			return fmt.Errorf("stack: TCP option %T: %s", o, err)
+		}
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Deliver hands one received Ethernet frame to the netstack. It copies the
+// bytes, so the frame can go back to the fill ring when it returns. It is
+// safe to call from every queue's loop at once.
+func (st *Stack) Deliver(frame []byte) { st.ep.deliver(frame) }
+
+// Listen listens on a TCP port of the interface's addresses. network is
+// "tcp4" or "tcp6"; an IPv6 listener takes only IPv6.
+func (st *Stack) Listen(network string, port uint16) (net.Listener, error) {
+	proto := ipv4.ProtocolNumber
+	switch network {
+	case "tcp4":
+	case "tcp6":
+		proto = ipv6.ProtocolNumber
+	default:
+		return nil, fmt.Errorf("stack: listen: network %q: want tcp4 or tcp6", network)
+	}
+	var wq waiter.Queue
+	ep, terr := st.s.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+	if terr != nil {
+		return nil, fmt.Errorf("stack: listen %s/%d: %s", network, port, terr)
+	}
+	if proto == ipv6.ProtocolNumber {
+		ep.SocketOptions().SetV6Only(true)
+	}
+	if terr := ep.Bind(tcpip.FullAddress{NIC: nicID, Port: port}); terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("stack: bind %s/%d: %s", network, port, terr)
+	}
+	// Linux's default somaxconn.
+	if terr := ep.Listen(4096); terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("stack: listen %s/%d: %s", network, port, terr)
+	}
+	return gonet.NewTCPListener(st.s, &wq, ep), nil
+}
+
+// Counters is what the link endpoint has counted.
+type Counters struct {
+	RxFrames, RxMalformed  uint64
+	TxFrames               uint64
+	TxNoNeighbour, TxNoTCP uint64 // answers not sent: peer MAC unknown; not TCP (the kernel owns ICMP, ND, MLD)
+	TxRingFull             uint64 // frames not sent for want of a tx slot
+}
+
+// Counters reads the endpoint's counters.
+func (st *Stack) Counters() Counters { return st.ep.counters() }
+
+// Close tears the netstack down: connections are aborted.
+func (st *Stack) Close() {
+	st.s.Close()
+	st.s.Wait()
+}
