@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -140,7 +141,18 @@ func (s *Socket) setup(cfg Config) error {
 		flags |= unix.XDP_COPY
 	}
 	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(cfg.Ifindex), QueueID: uint32(cfg.Queue)}
-	if err := unix.Bind(s.fd, sa); err != nil {
+	// EBUSY: another socket holds the queue. When that socket belonged to a
+	// process that just died, the kernel frees it a moment later, from a
+	// work queue; a restart should not fail for that.
+	err := unix.Bind(s.fd, sa)
+	for wait := 5 * time.Millisecond; errors.Is(err, unix.EBUSY) && wait < 2*time.Second; wait *= 2 {
+		time.Sleep(wait)
+		err = unix.Bind(s.fd, sa)
+	}
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("bind ifindex %d: queue %d is taken by another AF_XDP socket: %w", cfg.Ifindex, cfg.Queue, err)
+		}
 		if errors.Is(err, unix.EOPNOTSUPP) && cfg.Bind == BindZeroCopy {
 			return fmt.Errorf("bind ifindex %d: driver has no zero-copy AF_XDP: %w", cfg.Ifindex, err)
 		}

@@ -7,8 +7,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
-
-	"github.com/xhttpd/xhttpd/nic"
 )
 
 // endpoint is the netstack's link endpoint: Ethernet over a set of AF_XDP
@@ -19,7 +17,7 @@ type endpoint struct {
 	mac    tcpip.LinkAddress
 	mtu    uint32
 	caps   gvstack.LinkEndpointCapabilities
-	queues []*nic.Socket
+	queues []TxQueue
 	neigh  neighbours
 
 	dispatcher atomic.Pointer[dispatcherRef]

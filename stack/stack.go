@@ -23,8 +23,6 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
-
-	"github.com/xhttpd/xhttpd/nic"
 )
 
 const nicID = 1
@@ -39,7 +37,17 @@ type Config struct {
 	// (veth: the peer's stack wrote them and may have left only the
 	// pseudo-header sum, with offload on).
 	TrustRXChecksum bool
-	Queues          []*nic.Socket // transmit goes out on one of these
+	Queues          []TxQueue // transmit goes out on one of these
+}
+
+// TxQueue is the transmit side of one NIC queue, as *nic.Socket has it:
+// BeginTx reserves up to n frames, each is written with TxFrame and
+// SetTxLen, and EndTx sends them.
+type TxQueue interface {
+	BeginTx(n int) int
+	TxFrame(i int) []byte
+	SetTxLen(i, n int)
+	EndTx() error
 }
 
 // Stack is a netstack bound to one interface's queues.

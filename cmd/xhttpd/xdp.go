@@ -23,14 +23,14 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 		return nil, nil, errors.New("-stack xdp needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW)")
 	}
 	var undo []func()
-	cleanup = func() {
+	undoAll := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			cleanup()
+			undoAll()
 		}
 	}()
 
@@ -63,12 +63,16 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 		socks = append(socks, s)
 	}
 
+	txq := make([]stack.TxQueue, len(socks))
+	for i, s := range socks {
+		txq[i] = s
+	}
 	st, err := stack.New(stack.Config{
 		LinkAddr:        ifc.HardwareAddr,
 		MTU:             uint32(ifc.MTU),
 		Addrs:           addrs,
 		TrustRXChecksum: trust,
-		Queues:          socks,
+		Queues:          txq,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -115,7 +119,7 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 	}
 	zc := socks[0].ZeroCopy()
 	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", steer.Mode(), "zero_copy", zc, "trust_rx_checksum", trust, "mode", o.mode)
-	return ls, cleanup, nil
+	return ls, undoAll, nil
 }
 
 func trustChecksum(ifname, flag string) (bool, error) {

@@ -1,0 +1,45 @@
+# xhttpd: `make demo` runs the server on a veth testbed; `make test` runs
+# every test (root needed: the tests build network namespaces).
+
+GO      ?= go
+BIN     := bin
+# Debian packages the tests, the demo and the benchmark use beyond a fresh
+# machine's curl, iproute2 and python3.
+TOOLS   := wrk:wrk setpriv:util-linux
+BPFGEN  := clang:clang llvm-strip:llvm
+
+.PHONY: all build test demo bench generate tools clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/xhttpd ./cmd/xhttpd
+	$(GO) build -o $(BIN)/testbed ./cmd/testbed
+
+# tools installs each missing command from Debian's packages.
+tools:
+	@missing=""; for t in $(TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: tools
+	$(GO) vet ./...
+	$(GO) test -count=1 -race ./nic/ ./irq/ ./stack/ ./httpd/
+	$(GO) test -count=1 ./xdp/ ./testbed/ ./e2e/ ./cmd/...
+
+demo: tools build
+	./$(BIN)/testbed demo -xhttpd ./$(BIN)/xhttpd
+
+bench: tools build
+	./$(BIN)/testbed bench -xhttpd ./$(BIN)/xhttpd
+
+# generate rebuilds the XDP program's committed objects; it needs clang.
+generate:
+	@command -v clang >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm >/dev/null; }
+	$(GO) generate ./xdp/
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+// A misconfiguration is one clear line on stderr and a non-zero exit, never
+// a stack trace.
+func TestMisconfiguration(t *testing.T) {
+	testbed.RequireRoot(t)
+	tb := testbed.NewT(t, testbed.Options{})
+	root := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		want string // in the one line
+	}{
+		{"no such interface", []string{"-iface", "nosuch0", "-root", root}, "nosuch0"},
+		{"no address", []string{"-iface", "lo", "-root", root}, "no IPv4 or global IPv6 address"},
+		{"port out of range", []string{"-iface", tb.ServerIf, "-root", root, "-port", "70000"}, "70000"},
+		{"port zero", []string{"-iface", tb.ServerIf, "-root", root, "-port", "80,0"}, "not a port"},
+		{"bad mode", []string{"-iface", tb.ServerIf, "-root", root, "-mode", "sometimes"}, "-mode"},
+		{"bad xdp mode", []string{"-iface", tb.ServerIf, "-root", root, "-xdp-mode", "offload"}, "-xdp-mode"},
+		{"bad stack", []string{"-iface", tb.ServerIf, "-root", root, "-stack", "dpdk"}, "-stack"},
+		{"too many queues", []string{"-iface", tb.ServerIf, "-root", root, "-queues", "9"}, "rx queues"},
+		{"missing root dir", []string{"-iface", tb.ServerIf, "-root", root + "/nope"}, "nope"},
+		{"no iface flag", []string{"-root", root}, "-iface is required"},
+	}
+	for _, c := range cases {
+		out, code := runXhttpd(t, tb, nil, c.args...)
+		checkOneLine(t, c.name, out, code, c.want)
+	}
+
+	// Not root: run as nobody.
+	out, code := runXhttpd(t, tb, []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"},
+		"-iface", tb.ServerIf, "-root", root)
+	checkOneLine(t, "not root", out, code, "root")
+}
+
+func runXhttpd(t *testing.T, tb *testbed.Testbed, wrap []string, args ...string) (string, int) {
+	argv := append(append(wrap, xhttpdBin), args...)
+	cmd := tb.ServerCmd(context.Background(), argv[0], argv[1:]...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%v: %v", argv, err)
+	}
+	return string(out), code
+}
+
+func checkOneLine(t *testing.T, name, out string, code int, want string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code == 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], "xhttpd: ") || !strings.Contains(lines[0], want) {
+		t.Errorf("%s: exit %d, output:\n%s\nwant a non-zero exit and one line 'xhttpd: ...' containing %q", name, code, out, want)
+	}
+}
