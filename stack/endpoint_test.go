@@ -233,7 +233,9 @@ func TestNeighboursBounded(t *testing.T) {
 	var n neighbours
 	n.init()
 	mac := []byte{2, 0, 0, 0, 0, 9}
-	addr := func(i uint32) tcpip.Address { return tcpip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}) }
+	addr := func(i uint32) tcpip.Address {
+		return tcpip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
+	}
 	for i := uint32(0); i < maxNeighbours+10; i++ {
 		n.learn(addr(i), mac)
 	}
