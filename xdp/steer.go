@@ -87,6 +87,11 @@ type Config struct {
 	Ports []uint16
 	Addrs []netip.Addr // IPv4 and IPv6; IPv4-mapped IPv6 counts as IPv4, zones are ignored
 	Mode  Mode
+	// Sockets are AF_XDP socket fds by queue (index = queue), each bound to
+	// its queue. Attach registers them before it attaches the program, so
+	// that no served segment reaches the kernel, which would reset it,
+	// while the sockets are being registered.
+	Sockets []int
 }
 
 // Counters are the program's verdicts, summed over CPUs, since it was loaded.
@@ -158,6 +163,12 @@ func Attach(ifindex int, cfg Config) (*Steering, error) {
 		return nil, err
 	}
 	s.ifindex = ifindex
+	for q, fd := range cfg.Sockets {
+		if err := s.Register(q, fd); err != nil {
+			s.objs.Close()
+			return nil, err
+		}
+	}
 
 	var errs []error
 	for i, f := range flags {

@@ -104,7 +104,11 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 
 	// The program goes on last, when every socket can take frames and the
 	// netstack listens: until then the kernel keeps the ports.
-	steer, err := xdp.Attach(ifc.Index, xdp.Config{Ports: o.ports, Addrs: prefixAddrs(addrs), Mode: o.xdpMode})
+	fds := make([]int, len(socks))
+	for i, s := range socks {
+		fds[i] = s.FD()
+	}
+	steer, err := xdp.Attach(ifc.Index, xdp.Config{Ports: o.ports, Addrs: prefixAddrs(addrs), Mode: o.xdpMode, Sockets: fds})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,11 +116,6 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 		logCounters(steer, st, socks)
 		steer.Close()
 	})
-	for _, s := range socks {
-		if err := steer.Register(s.Queue(), s.FD()); err != nil {
-			return nil, nil, err
-		}
-	}
 	zc := socks[0].ZeroCopy()
 	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", steer.Mode(), "zero_copy", zc, "trust_rx_checksum", trust, "mode", o.mode)
 	return ls, undoAll, nil
