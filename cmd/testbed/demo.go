@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+func demo(args []string) (err error) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
+	root := fs.String("root", "", "directory to serve (default: a generated demo site)")
+	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for xhttpd to accept connections")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: testbed demo -xhttpd PATH [-root DIR] [-queues N] [-- extra xhttpd flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	extra := fs.Args()
+	path, err := findBinary(*bin)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer func() {
+		if ctx.Err() != nil {
+			err = errors.Join(err, errors.New("interrupted"))
+		}
+	}()
+
+	dir := *root
+	if dir == "" {
+		if dir, err = writeSite(); err != nil {
+			return fmt.Errorf("demo site: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	} else {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("-root %s: not a directory", dir)
+		}
+		if dir, err = filepath.Abs(dir); err != nil {
+			return err
+		}
+	}
+
+	tb, err := testbed.New(testbed.Options{Queues: *queues})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, tb.Close()) }()
+	fmt.Fprintf(os.Stderr, "testbed: server %s in %s (%s, %s), client %s in %s (%s, %s), %d queue(s)\n",
+		tb.ServerIf, tb.ServerNS, tb.ServerV4, tb.ServerV6,
+		tb.ClientIf, tb.ClientNS, tb.ClientV4, tb.ClientV6, tb.Queues)
+
+	xargs := append([]string{"-iface", tb.ServerIf, "-root", dir, "-queues", strconv.Itoa(*queues)}, extra...)
+	srv, err := startServer(tb, "xhttpd", os.Stderr, path, xargs...)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, srv.stop()) }()
+
+	v4 := "http://" + tb.ServerV4.String() + "/"
+	v6 := "http://[" + tb.ServerV6.String() + "]/"
+	if err := srv.waitReady(ctx, tb, *wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+		return err
+	}
+	var errs []error
+	for _, url := range []string{v4, v6} {
+		if err := curl(ctx, tb, url); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// curl fetches url from the client namespace and prints the response with
+// its headers. -g stops curl from reading IPv6 brackets as a glob;
+// --noproxy keeps a proxy from the environment out of the way.
+func curl(ctx context.Context, tb *testbed.Testbed, url string) error {
+	args := []string{"-sS", "-g", "-i", "--noproxy", "*", "--max-time", "10", "--fail-with-body", url}
+	fmt.Printf("\n$ curl %s\n", shellJoin(args))
+	cmd := tb.ClientCmd(ctx, "curl", args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("curl %s: %w", url, err)
+	}
+	fmt.Println()
+	return nil
+}
+
+// shellJoin quotes words the way a user would type them into a shell.
+func shellJoin(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		if w == "" || strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=-") != "" {
+			w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		q[i] = w
+	}
+	return strings.Join(q, " ")
+}

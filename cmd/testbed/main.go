@@ -1,0 +1,241 @@
+// Command testbed runs xhttpd in a throwaway pair of network namespaces
+// joined by a veth pair, for `make demo`, for benchmarks and for humans.
+//
+//	testbed demo  -xhttpd PATH [-root DIR] [-queues N] [-- xhttpd flags]
+//	testbed bench -xhttpd PATH [-duration 10s] [-conns 32] [-- xhttpd flags]
+//	testbed sweep [-prefix xh]
+//
+// Every subcommand removes the namespaces it made when it ends, also on
+// failure and on Ctrl-C; `sweep` removes those left by processes that were
+// killed outright.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+const usage = `usage:
+  testbed demo  -xhttpd PATH [-root DIR] [-queues N] [-- extra xhttpd flags]
+  testbed bench -xhttpd PATH [-duration 10s] [-conns 32] [-- extra xhttpd flags]
+  testbed sweep [-prefix xh]
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "demo":
+		err = demo(os.Args[2:])
+	case "bench":
+		err = bench(os.Args[2:])
+	case "sweep":
+		err = sweep(os.Args[2:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(os.Stdout, usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "testbed: unknown subcommand %q\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(os.Stderr, "testbed %s: %s\n", os.Args[1], line)
+		}
+		os.Exit(1)
+	}
+}
+
+func sweep(args []string) error {
+	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
+	prefix := fs.String("prefix", "xh", "name prefix of the namespaces to sweep")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	deleted, err := testbed.Sweep(*prefix)
+	for _, n := range deleted {
+		fmt.Println("deleted", n)
+	}
+	return err
+}
+
+// findBinary resolves the -xhttpd flag to an absolute path, because `ip
+// netns exec` searches PATH for a bare name.
+func findBinary(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("-xhttpd PATH is required")
+	}
+	p, err := exec.LookPath(path)
+	if err != nil {
+		return "", fmt.Errorf("xhttpd binary: %w", err)
+	}
+	return filepath.Abs(p)
+}
+
+// writeSite writes the demo site, index.html and a 1 KiB file, into a new
+// temporary directory.
+func writeSite() (dir string, err error) {
+	dir, err = os.MkdirTemp("", "xhttpd-site-")
+	if err != nil {
+		return "", err
+	}
+	const index = `<!doctype html>
+<html><head><title>xhttpd demo</title></head>
+<body><h1>Hello from xhttpd</h1>
+<p>Served over AF_XDP by a user-space TCP/IP stack. Also: <a href="/1k.bin">1k.bin</a>.</p>
+</body></html>
+`
+	kib := bytes.Repeat([]byte("xhttpd-1k-test!\n"), 64) // 16 * 64 = 1024 bytes
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(index), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "1k.bin"), kib, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// server is an xhttpd (or any server) running in the server namespace, in
+// its own process group so that a terminal's Ctrl-C reaches only us and we
+// stop it in order.
+type server struct {
+	name string
+	cmd  *exec.Cmd
+	out  *prefixWriter
+	done chan struct{}
+	err  error // from Wait; valid once done is closed
+}
+
+func startServer(tb *testbed.Testbed, name string, out io.Writer, path string, args ...string) (*server, error) {
+	cmd := tb.ServerCmd(context.Background(), path, args...)
+	pw := &prefixWriter{w: out, prefix: name + "| "}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// If this command is killed outright, the server must not outlive
+		// it in a namespace nobody can name any more.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	cmd.WaitDelay = 2 * time.Second
+	fmt.Fprintf(os.Stderr, "testbed: starting in %s: %s %s\n", tb.ServerNS, path, strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &server{name: name, cmd: cmd, out: pw, done: make(chan struct{})}
+	go func() {
+		s.err = cmd.Wait()
+		pw.Flush()
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// waitReady waits until the server accepts TCP connections on every
+// address from the client namespace, failing early if the server exits.
+func (s *server) waitReady(ctx context.Context, tb *testbed.Testbed, timeout time.Duration, addrs ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for _, a := range addrs {
+		if err := tb.WaitTCP(ctx, a); err != nil {
+			select {
+			case <-s.done:
+				return fmt.Errorf("%s exited before accepting on %s: %v", s.name, a, s.err)
+			default:
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// stop interrupts the server, gives it 5 s to exit, then kills it. A
+// server that had already exited, did not exit in time or exited with an
+// error is reported as a failure.
+func (s *server) stop() error {
+	select {
+	case <-s.done:
+		return fmt.Errorf("%s exited by itself: %v", s.name, s.err)
+	default:
+	}
+	pgid := s.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-s.done
+		return fmt.Errorf("%s did not exit within 5s of SIGINT; killed", s.name)
+	}
+	if s.err != nil {
+		return fmt.Errorf("%s: %v", s.name, s.err)
+	}
+	return nil
+}
+
+// prefixWriter writes each line with a prefix, so that the server's logs
+// are told apart from ours.
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+	if len(p.buf) > 64<<10 { // a very long line: do not hold it forever
+		p.flushLocked()
+	}
+	return len(b), nil
+}
+
+func (p *prefixWriter) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flushLocked()
+}
+
+func (p *prefixWriter) flushLocked() {
+	if len(p.buf) > 0 {
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
+		p.buf = nil
+	}
+}

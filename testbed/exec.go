@@ -1,0 +1,147 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"runtime"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// ServerCmd returns a command that runs name inside the server namespace
+// (`ip netns exec ServerNS name args...`). `ip netns exec` execs the
+// program, so the command's pid is the program's own and signals reach it.
+func (tb *Testbed) ServerCmd(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return nsCmd(ctx, tb.ServerNS, name, args...)
+}
+
+// ClientCmd is ServerCmd for the client namespace.
+func (tb *Testbed) ClientCmd(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return nsCmd(ctx, tb.ClientNS, name, args...)
+}
+
+func nsCmd(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// InServer runs fn on an OS thread switched into the server namespace and
+// waits for it. Sockets fn creates stay in that namespace for their life,
+// whatever thread uses them later. Goroutines that fn starts do not run in
+// the namespace.
+func (tb *Testbed) InServer(fn func() error) error { return tb.in(tb.ServerNS, fn) }
+
+// InClient is InServer for the client namespace.
+func (tb *Testbed) InClient(fn func() error) error { return tb.in(tb.ClientNS, fn) }
+
+func (tb *Testbed) in(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Locked for the goroutine's whole life: if the thread cannot be
+		// switched back, it must not return to the scheduler's pool, and a
+		// goroutine that exits while locked takes its thread with it.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testbed: current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testbed: open namespace %s: %w", name, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testbed: enter namespace %s: %w", name, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: it dies with this goroutine.
+			errc <- errors.Join(ferr, fmt.Errorf("testbed: leave namespace %s: %w", name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// ClientDialer returns a dial function, for http.Transport.DialContext and
+// the like, whose sockets are created in the client namespace.
+func (tb *Testbed) ClientDialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		// Addresses here are literals, so the dialer resolves nothing and
+		// dials from this goroutine, on the thread in the namespace.
+		err := tb.InClient(func() error {
+			var d net.Dialer
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// ClientHTTP returns an HTTP client whose connections start in the client
+// namespace. It ignores proxy settings from the environment and keeps many
+// idle connections per host, so that load from tests reuses connections.
+func (tb *Testbed) ClientHTTP() *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           tb.ClientDialer(),
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   1024,
+			IdleConnTimeout:       30 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+		},
+	}
+}
+
+// ServerListen returns a kernel listener in the server namespace, e.g.
+// ServerListen("tcp", "198.18.0.1:8080").
+func (tb *Testbed) ServerListen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := tb.InServer(func() error {
+		var err error
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// WaitTCP connects to addr from the client namespace until a connection
+// succeeds or ctx ends: a readiness wait for a server that is starting.
+func (tb *Testbed) WaitTCP(ctx context.Context, addr string) error {
+	dial := tb.ClientDialer()
+	delay := 5 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := dial(actx, "tcp", addr)
+		cancel()
+		if err == nil {
+			return c.Close()
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("testbed: %s not accepting from %s: %w (last: %v)", addr, tb.ClientNS, ctx.Err(), err)
+		case <-t.C:
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}
