@@ -95,9 +95,15 @@ func (l *Loop) Run() error {
 		// poll(2) on an AF_XDP socket also does what need_wakeup asks: it
 		// wakes the driver to take fill ring entries and, in copy mode,
 		// sends what the tx ring holds. It returns at once if frames
-		// arrived since the ring was last found empty.
+		// arrived since the ring was last found empty. Frames still
+		// waiting for the fill ring must not wait for traffic that may
+		// need them to arrive, so then the sleep is short.
+		timeout := -1
+		if l.sock.Refill() > 0 {
+			timeout = 1
+		}
 		fds[0].Revents, fds[1].Revents = 0, 0
-		_, err := unix.Poll(fds, -1)
+		_, err := unix.Poll(fds, timeout)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue

@@ -119,13 +119,6 @@ func (r *ConsumerRing[T]) Peek(n uint32) (idx, got uint32) {
 	return idx, got
 }
 
-// Available refreshes the view of the producer index and says how many
-// filled slots are not yet peeked.
-func (r *ConsumerRing[T]) Available() uint32 {
-	r.cachedProd = r.producer.Load()
-	return r.cachedProd - r.cachedCons
-}
-
 // Get reads the descriptor of a peeked slot.
 func (r *ConsumerRing[T]) Get(idx uint32) T { return r.descs[idx&r.mask] }
 

@@ -84,8 +84,9 @@ type Socket struct {
 	umem      []byte
 	mmaps     [][]byte
 
-	fill *ProducerRing[uint64]
-	rx   *ConsumerRing[unix.XDPDesc]
+	fill   *ProducerRing[uint64]
+	rx     *ConsumerRing[unix.XDPDesc]
+	refill []uint64 // received frames not yet back in the fill ring
 
 	txMu     sync.Mutex
 	tx       *ProducerRing[unix.XDPDesc]
@@ -131,6 +132,7 @@ func (s *Socket) setup(cfg Config) error {
 		s.fill.Set(idx+i, uint64(i)*s.frameSize)
 	}
 	s.fill.Submit()
+	s.refill = make([]uint64, 0, half)
 	s.txFrames = NewFrames(uint64(half)*s.frameSize, half, s.frameSize)
 
 	flags := uint16(unix.XDP_USE_NEED_WAKEUP)
@@ -181,40 +183,36 @@ func (s *Socket) ZeroCopy() bool { return s.zeroCopy }
 // Receive returns the number of frames delivered. It is for one goroutine.
 func (s *Socket) Receive(budget int, deliver func(frame []byte)) int {
 	idx, got := s.rx.Peek(uint32(budget))
-	if got == 0 {
-		return 0
-	}
-	// Every receive frame is either in the fill ring, with the kernel, or in
-	// our hands, so the fill ring always has room for what we hold.
-	fidx, fgot := s.fill.Reserve(got)
-	if fgot != got {
-		panic("nic: fill ring has no room for received frames")
-	}
 	for i := uint32(0); i < got; i++ {
 		d := s.rx.Get(idx + i)
 		deliver(s.umem[d.Addr : d.Addr+uint64(d.Len)])
-		s.fill.Set(fidx+i, d.Addr&^(s.frameSize-1))
+		s.refill = append(s.refill, d.Addr&^(s.frameSize-1))
 	}
-	s.rx.Release()
-	s.fill.Submit()
+	if got > 0 {
+		s.rx.Release()
+	}
+	s.Refill()
 	return int(got)
 }
 
-// Pending reports whether the rx ring holds frames, without taking them.
-func (s *Socket) Pending() bool { return s.rx.Available() > 0 }
-
-// FillNeedsWakeup reports whether the driver waits for a poll(2) or
-// recvfrom(2) before it takes more fill ring entries.
-func (s *Socket) FillNeedsWakeup() bool { return s.fill.NeedWakeup() }
-
-// WakeRx tells the driver to look at the fill ring again, as need_wakeup
-// asks, without blocking.
-func (s *Socket) WakeRx() error {
-	_, _, err := unix.Recvfrom(s.fd, nil, unix.MSG_DONTWAIT)
-	if err != nil && !errors.Is(err, unix.EAGAIN) {
-		return fmt.Errorf("nic: queue %d: wake rx: %w", s.queue, err)
+// Refill moves received frames back to the fill ring and reports how many
+// are still waiting for room there. The kernel publishes the rx producer
+// index just before the fill consumer index (xsk_flush), so for a moment
+// the rx ring can hold frames whose fill slots do not look free yet; those
+// wait here, in a slice that never grows past the receive frames.
+func (s *Socket) Refill() (waiting int) {
+	if len(s.refill) == 0 {
+		return 0
 	}
-	return nil
+	idx, got := s.fill.Reserve(uint32(len(s.refill)))
+	for i := uint32(0); i < got; i++ {
+		s.fill.Set(idx+i, s.refill[i])
+	}
+	if got > 0 {
+		s.fill.Submit()
+		s.refill = s.refill[:copy(s.refill, s.refill[got:])]
+	}
+	return len(s.refill)
 }
 
 // BeginTx locks the transmit side, reclaims completed frames and reserves
