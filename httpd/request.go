@@ -1,0 +1,375 @@
+package httpd
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// limits bounds what one request head may cost. They are copied out of
+// Config so that the parser can be tested and fuzzed without a Server.
+type limits struct {
+	requestLine int // bytes of the request line, without its line ending
+	headerBytes int // bytes of all header lines, line endings and the final empty line included
+	headers     int // header fields
+}
+
+// maxLeadingEmptyLines is how many empty lines are skipped before a request
+// line. RFC 9112 section 2.2 asks servers to ignore at least one, which some
+// clients send after a POST body; more than a few is garbage.
+const maxLeadingEmptyLines = 4
+
+// request is one parsed request head. Only what the server acts on is kept:
+// every other header is checked for syntax and then forgotten, which is what
+// keeps parsing free of allocation. method and target point into the
+// parser's buffer and are valid until its next readRequest.
+type request struct {
+	method []byte
+	target []byte // request-target as sent, still percent-encoded
+	minor  int    // HTTP/1.minor; HTTP/1.x with x > 1 counts as 1.1 (RFC 9110 section 6.2)
+
+	headers       int
+	host          bool
+	connClose     bool  // Connection: close
+	connKeepAlive bool  // Connection: keep-alive (matters for HTTP/1.0 only)
+	contentLength int64 // -1 when absent
+	chunked       bool  // any Transfer-Encoding: its body length is unknown to us
+}
+
+// hasBody reports whether a body follows the head. The server never reads
+// request bodies (see handle), so such a connection cannot be reused.
+func (r *request) hasBody() bool { return r.contentLength > 0 || r.chunked }
+
+// wantsKeepAlive applies RFC 9112 section 9.3: HTTP/1.1 is persistent unless
+// the client says close, HTTP/1.0 only when it asks for keep-alive.
+func (r *request) wantsKeepAlive() bool {
+	if r.connClose {
+		return false
+	}
+	return r.minor >= 1 || r.connKeepAlive
+}
+
+// httpError is a request the server answers with an error status instead of
+// serving it. The values below are shared: returning one allocates nothing.
+type httpError struct {
+	code   int
+	reason string // for the debug log; the client sees only the status text
+}
+
+func (e *httpError) Error() string { return "httpd: " + statusText(e.code) + ": " + e.reason }
+
+var (
+	errBadRequestLine   = &httpError{400, "malformed request line"}
+	errBadHeader        = &httpError{400, "malformed header field"}
+	errObsFold          = &httpError{400, "obsolete line folding"}
+	errMissingHost      = &httpError{400, "HTTP/1.1 request without Host"}
+	errDuplicateHost    = &httpError{400, "more than one Host"}
+	errBadContentLength = &httpError{400, "invalid Content-Length"}
+	errLengthAndTE      = &httpError{400, "both Content-Length and Transfer-Encoding"}
+	errBodyOnGet        = &httpError{400, "GET or HEAD with a body"}
+	errBadTarget        = &httpError{400, "request-target is not origin-form"}
+	errBadEscape        = &httpError{400, "bad percent-encoding in path"}
+	errBadPathByte      = &httpError{400, "forbidden byte in path"}
+	errDotDot           = &httpError{400, "dot-dot segment in path"}
+	errVersion          = &httpError{505, "unsupported HTTP version"}
+	errURITooLong       = &httpError{414, "request line too long"}
+	errHeadTimeout      = &httpError{408, "request head not complete in time"}
+	errHeaderTooLarge   = &httpError{431, "header block too large"}
+	errTooManyHeaders   = &httpError{431, "too many header fields"}
+	errNotFound         = &httpError{404, "no such file"}
+	errForbidden        = &httpError{403, "permission denied"}
+	errMethod           = &httpError{405, "method not allowed"}
+)
+
+// errLineTooLong is readLine's signal that a line exceeded its budget; the
+// caller knows whether that means 414 or 431.
+var errLineTooLong = errors.New("httpd: line too long")
+
+// parser holds the buffers that one connection reuses for every request
+// head, so that a steady stream of requests allocates nothing.
+type parser struct {
+	line []byte // the request line, copied: ReadSlice's result dies at the next read
+	long []byte // a header line longer than the bufio.Reader's buffer, reassembled
+}
+
+// readRequest reads one request head from br into req. Errors are an
+// *httpError for requests that deserve an error response, or the reader's
+// error (EOF, timeout, reset) for connections that went away or stalled.
+func (p *parser) readRequest(br *bufio.Reader, lim limits, req *request) error {
+	*req = request{contentLength: -1}
+
+	var line []byte
+	for empty := 0; ; empty++ {
+		l, err := readLine(br, &p.long, lim.requestLine+2)
+		if err == errLineTooLong {
+			return errURITooLong
+		}
+		if err != nil {
+			return err
+		}
+		line = trimEOL(l)
+		if len(line) > 0 {
+			break
+		}
+		if empty >= maxLeadingEmptyLines {
+			return errBadRequestLine
+		}
+	}
+	if len(line) > lim.requestLine {
+		return errURITooLong
+	}
+	p.line = append(p.line[:0], line...)
+	if err := parseRequestLine(p.line, req); err != nil {
+		return err
+	}
+
+	budget := lim.headerBytes
+	for {
+		l, err := readLine(br, &p.long, budget)
+		if err == errLineTooLong {
+			return errHeaderTooLarge
+		}
+		if err != nil {
+			return err
+		}
+		budget -= len(l)
+		line := trimEOL(l)
+		if len(line) == 0 {
+			break
+		}
+		req.headers++
+		if req.headers > lim.headers {
+			return errTooManyHeaders
+		}
+		if err := parseHeader(line, req); err != nil {
+			return err
+		}
+	}
+
+	if req.minor >= 1 && !req.host {
+		return errMissingHost
+	}
+	if req.chunked && req.contentLength >= 0 {
+		// RFC 9112 section 6.1: the classic request smuggling shape.
+		return errLengthAndTE
+	}
+	return nil
+}
+
+// readLine returns the next line including its '\n'. A line that fits in
+// br's buffer is returned in place (valid until the next read); a longer one
+// is reassembled in *acc. A line longer than max bytes fails with
+// errLineTooLong as soon as that is known, without reading the rest of it.
+func readLine(br *bufio.Reader, acc *[]byte, max int) ([]byte, error) {
+	*acc = (*acc)[:0]
+	for {
+		frag, err := br.ReadSlice('\n')
+		switch err {
+		case nil:
+			if len(*acc) == 0 {
+				if len(frag) > max {
+					return nil, errLineTooLong
+				}
+				return frag, nil
+			}
+			*acc = append(*acc, frag...)
+			if len(*acc) > max {
+				return nil, errLineTooLong
+			}
+			return *acc, nil
+		case bufio.ErrBufferFull:
+			*acc = append(*acc, frag...)
+			if len(*acc) > max {
+				return nil, errLineTooLong
+			}
+		default:
+			if err == io.EOF && (len(*acc) > 0 || len(frag) > 0) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+// trimEOL drops "\n" or "\r\n". RFC 9112 section 2.2 lets a recipient accept
+// a bare LF as a line terminator; a stray CR elsewhere fails the byte checks.
+func trimEOL(l []byte) []byte {
+	if n := len(l); n > 0 && l[n-1] == '\n' {
+		l = l[:n-1]
+		if n := len(l); n > 0 && l[n-1] == '\r' {
+			l = l[:n-1]
+		}
+	}
+	return l
+}
+
+// parseRequestLine parses "method SP request-target SP HTTP-version" with
+// single spaces, as RFC 9112 section 3 has it.
+func parseRequestLine(line []byte, req *request) error {
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 || !isToken(line[:sp]) {
+		return errBadRequestLine
+	}
+	req.method = line[:sp]
+	rest := line[sp+1:]
+	sp = bytes.IndexByte(rest, ' ')
+	if sp <= 0 {
+		return errBadRequestLine
+	}
+	req.target = rest[:sp]
+	for _, c := range req.target {
+		// Visible ASCII only: clients percent-encode everything else.
+		if c <= ' ' || c >= 0x7f {
+			return errBadRequestLine
+		}
+	}
+	v := rest[sp+1:]
+	if len(v) != 8 || string(v[:5]) != "HTTP/" || !isDigit(v[5]) || v[6] != '.' || !isDigit(v[7]) {
+		return errBadRequestLine
+	}
+	if v[5] != '1' {
+		return errVersion
+	}
+	req.minor = int(v[7] - '0')
+	return nil
+}
+
+// parseHeader checks one field line and records the few fields the server
+// acts on.
+func parseHeader(line []byte, req *request) error {
+	if line[0] == ' ' || line[0] == '\t' {
+		return errObsFold
+	}
+	colon := bytes.IndexByte(line, ':')
+	// A space before the colon fails isToken, as RFC 9112 section 5.1 wants.
+	if colon <= 0 || !isToken(line[:colon]) {
+		return errBadHeader
+	}
+	name := line[:colon]
+	value := trimOWS(line[colon+1:])
+	for _, c := range value {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return errBadHeader
+		}
+	}
+	switch len(name) {
+	case 4:
+		if equalFold(name, "host") {
+			if req.host {
+				return errDuplicateHost
+			}
+			req.host = true
+		}
+	case 10:
+		if equalFold(name, "connection") {
+			parseConnection(value, req)
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			n, ok := parseContentLength(value)
+			if !ok || (req.contentLength >= 0 && req.contentLength != n) {
+				return errBadContentLength
+			}
+			req.contentLength = n
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			req.chunked = true
+		}
+	}
+	return nil
+}
+
+// parseConnection looks for the close and keep-alive options in a
+// comma-separated Connection value.
+func parseConnection(v []byte, req *request) {
+	for len(v) > 0 {
+		var opt []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			opt, v = v[:i], v[i+1:]
+		} else {
+			opt, v = v, nil
+		}
+		opt = trimOWS(opt)
+		switch {
+		case equalFold(opt, "close"):
+			req.connClose = true
+		case equalFold(opt, "keep-alive"):
+			req.connKeepAlive = true
+		}
+	}
+}
+
+// parseContentLength accepts 1*DIGIT only: no sign, no list, and no more
+// digits than an int64 surely holds.
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// equalFold compares b with an all-lowercase ASCII string, ignoring the case
+// of b.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// tokenChars are RFC 9110 tchar: the bytes allowed in methods and field names.
+var tokenChars = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
