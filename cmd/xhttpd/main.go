@@ -28,7 +28,7 @@ import (
 // options are the parsed and checked flags.
 type options struct {
 	iface       string
-	root        string
+	http        httpd.Config
 	ports       []uint16
 	mode        irq.Mode
 	xdpMode     xdp.Mode
@@ -63,7 +63,7 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("xhttpd", flag.ContinueOnError)
 	fs.StringVar(&o.iface, "iface", "", "interface to serve on (required)")
-	fs.StringVar(&o.root, "root", "", "directory of files to serve (required)")
+	httpConfig := httpFlags(fs)
 	ports := fs.String("port", "80", "TCP ports to serve, comma-separated")
 	mode := fs.String("mode", "interrupt", "how each queue's loop waits: interrupt")
 	xdpMode := fs.String("xdp-mode", "auto", "XDP attach mode: auto (native, else generic), native or generic")
@@ -83,10 +83,10 @@ func parseFlags(args []string) (options, error) {
 	if o.iface == "" {
 		return o, errors.New("-iface is required")
 	}
-	if o.root == "" {
-		return o, errors.New("-root is required")
-	}
 	var err error
+	if o.http, err = httpConfig(); err != nil {
+		return o, err
+	}
 	if o.ports, err = parsePorts(*ports); err != nil {
 		return o, err
 	}
@@ -146,7 +146,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	srv, err := httpd.New(httpd.Config{Root: o.root})
+	srv, err := httpd.New(o.http)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer cleanup()
-	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.ports, "root", o.root)
+	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.ports, "root", o.http.Root)
 
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
