@@ -1,143 +1,268 @@
 // Package irq runs one loop per NIC queue that moves received frames from
 // the queue's AF_XDP socket into the netstack, and decides how the loop
-// waits for work: by sleeping until the kernel signals (interrupt), and, in
-// later modes, by spinning or by switching between the two as NAPI does.
+// waits for work: by sleeping until the kernel signals (interrupt), by
+// spinning (busy), or by switching between the two as Linux NAPI does
+// (hybrid).
 //
-// It owns the waiting and the per-queue loop counters. It does not own the
-// rings (package nic) or what a frame means (the deliver function it is
-// given).
+// It owns the waiting, the policy that chooses between polling and
+// sleeping, CPU pinning of the loops, and the loops' counters. It does not
+// own the rings (package nic) or what a frame means (the deliver function
+// it is given).
 package irq
 
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/nic"
 )
 
-// Mode is how a loop waits for frames.
-type Mode int
-
-const (
-	// Interrupt sleeps in poll(2) until the socket has frames: no CPU while
-	// idle, a wake-up's latency on every burst.
-	Interrupt Mode = iota
-)
-
-func (m Mode) String() string {
-	switch m {
-	case Interrupt:
-		return "interrupt"
-	}
-	return fmt.Sprintf("Mode(%d)", int(m))
-}
-
-// ParseMode reads a -mode flag.
-func ParseMode(s string) (Mode, error) {
-	switch s {
-	case "interrupt":
-		return Interrupt, nil
-	}
-	return 0, fmt.Errorf("mode %q: want interrupt", s)
-}
-
 // DefaultBudget is the most frames a loop takes from the rx ring in one
 // round, NAPI's default weight.
 const DefaultBudget = 64
+
+// DefaultMaxSpin is the longest a hybrid loop spins without work before
+// it sleeps, when the load says spinning pays.
+const DefaultMaxSpin = 500 * time.Microsecond
+
+// Config configures a loop.
+type Config struct {
+	Mode   Mode
+	Budget int // frames per round; default DefaultBudget
+	// WakeCost is what a sleep and wake-up costs, from MeasureWakeup:
+	// hybrid spins at least this long before it sleeps.
+	WakeCost time.Duration
+	MaxSpin  time.Duration // default DefaultMaxSpin
+	CPU      int           // pin the loop's thread to this CPU; -1 for none
+}
 
 // Loop moves frames from one socket to a deliver function.
 type Loop struct {
 	sock    *nic.Socket
 	deliver func(frame []byte)
-	mode    Mode
-	budget  int
-	stopFD  int           // eventfd: written by Stop, polled with the socket
-	done    chan struct{} // closed when Run returns
+	cfg     Config
+	pol     *policy
+	epoch   time.Time
 
-	wakeups atomic.Uint64
-	frames  atomic.Uint64
-	rounds  atomic.Uint64
+	stopFD  int // eventfd: written by Stop, polled with the socket
+	stop    atomic.Bool
+	done    chan struct{} // closed when Run returns
+	started atomic.Bool
+
+	wakeups    atomic.Uint64 // returns from poll(2)
+	emptyPolls atomic.Uint64 // rounds that found no frame
+	kicks      atomic.Uint64 // need_wakeup syscalls on the fill side
+	rounds     roundHistogram
 }
 
 // New makes a loop for sock. deliver gets every received frame and must copy
 // what it keeps.
-func New(sock *nic.Socket, mode Mode, budget int, deliver func(frame []byte)) (*Loop, error) {
-	if budget <= 0 {
-		return nil, fmt.Errorf("irq: budget %d: want > 0", budget)
+func New(sock *nic.Socket, cfg Config, deliver func(frame []byte)) (*Loop, error) {
+	if cfg.Budget == 0 {
+		cfg.Budget = DefaultBudget
+	}
+	if cfg.MaxSpin == 0 {
+		cfg.MaxSpin = DefaultMaxSpin
+	}
+	if cfg.Budget < 0 || cfg.MaxSpin < 0 || cfg.WakeCost < 0 {
+		return nil, fmt.Errorf("irq: queue %d: budget, spin and wake cost must not be negative", sock.Queue())
+	}
+	if cfg.Mode < Interrupt || cfg.Mode > Hybrid {
+		return nil, fmt.Errorf("irq: queue %d: %v", sock.Queue(), cfg.Mode)
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("irq: queue %d: eventfd: %w", sock.Queue(), err)
 	}
-	return &Loop{sock: sock, deliver: deliver, mode: mode, budget: budget, stopFD: efd, done: make(chan struct{})}, nil
+	return &Loop{
+		sock:    sock,
+		deliver: deliver,
+		cfg:     cfg,
+		pol:     newPolicy(cfg.Mode, cfg.WakeCost, cfg.MaxSpin),
+		epoch:   time.Now(),
+		stopFD:  efd,
+		done:    make(chan struct{}),
+	}, nil
 }
+
+func (l *Loop) now() time.Duration { return time.Since(l.epoch) }
 
 // Run processes frames until Stop. It returns nil after Stop, or the error
 // that stopped it.
 func (l *Loop) Run() error {
+	l.started.Store(true)
 	defer close(l.done)
+	if l.cfg.CPU >= 0 {
+		// The thread stays locked: it is pinned, and must not go back to
+		// the scheduler's pool with that affinity.
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(l.cfg.CPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("irq: queue %d: pin to CPU %d: %w", l.sock.Queue(), l.cfg.CPU, err)
+		}
+	}
 	fds := []unix.PollFd{
 		{Fd: int32(l.sock.FD()), Events: unix.POLLIN},
 		{Fd: int32(l.stopFD), Events: unix.POLLIN},
 	}
-	for {
-		for {
-			n := l.sock.Receive(l.budget, l.deliver)
+	l.pol.start(l.now())
+	for !l.stop.Load() {
+		n := l.sock.Receive(l.cfg.Budget, l.deliver)
+		if err := l.sock.Service(); err != nil {
+			return err
+		}
+		l.rounds.observe(n)
+		if !l.pol.afterRound(l.now(), n) {
 			if n == 0 {
-				break
+				l.emptyPolls.Add(1)
+				if err := l.wakeFill(); err != nil {
+					return err
+				}
+				// Let the goroutines this loop feeds run on its P.
+				runtime.Gosched()
 			}
-			l.rounds.Add(1)
-			l.frames.Add(uint64(n))
+			continue
 		}
-		// poll(2) on an AF_XDP socket also does what need_wakeup asks: it
-		// wakes the driver to take fill ring entries and, in copy mode,
-		// sends what the tx ring holds. It returns at once if frames
-		// arrived since the ring was last found empty. Frames still
-		// waiting for the fill ring must not wait for traffic that may
-		// need them to arrive, so then the sleep is short.
-		timeout := -1
-		if l.sock.Refill() > 0 {
-			timeout = 1
+		l.emptyPolls.Add(1)
+		stopped, err := l.sleep(fds)
+		if stopped || err != nil {
+			return err
 		}
+		l.pol.woke(l.now())
+	}
+	return nil
+}
+
+// wakeFill does what need_wakeup asks of a loop that does not sleep in
+// poll(2): a syscall that lets the driver take more fill ring entries.
+func (l *Loop) wakeFill() error {
+	if !l.sock.FillNeedsWakeup() {
+		return nil
+	}
+	l.kicks.Add(1)
+	return l.sock.WakeRx()
+}
+
+// sleep blocks in poll(2) until the socket has frames or Stop is called.
+// poll(2) on an AF_XDP socket also does what need_wakeup asks: it wakes the
+// driver to take fill ring entries and, in copy mode, sends what the tx
+// ring holds. It returns at once if frames arrived since the ring was last
+// found empty. Frames still waiting for the fill ring must not wait for
+// traffic that needs them, so then the sleep is short.
+func (l *Loop) sleep(fds []unix.PollFd) (stopped bool, err error) {
+	timeout := -1
+	if l.sock.Refill() > 0 {
+		timeout = 1
+	}
+	for {
 		fds[0].Revents, fds[1].Revents = 0, 0
 		_, err := unix.Poll(fds, timeout)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return fmt.Errorf("irq: queue %d: poll: %w", l.sock.Queue(), err)
+			return false, fmt.Errorf("irq: queue %d: poll: %w", l.sock.Queue(), err)
 		}
 		l.wakeups.Add(1)
 		if fds[1].Revents != 0 {
-			return nil
+			return true, nil
 		}
 		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			return fmt.Errorf("irq: queue %d: socket poll events %#x", l.sock.Queue(), fds[0].Revents)
+			return false, fmt.Errorf("irq: queue %d: socket poll events %#x", l.sock.Queue(), fds[0].Revents)
 		}
+		return false, nil
 	}
 }
 
-// Stop makes Run return, waits for it, and releases the loop. Run must have
-// been started; Stop may be called once, from any goroutine.
+// Stop makes Run return, waits for it, and releases the loop. It may be
+// called once, from any goroutine, whether or not Run was started.
 func (l *Loop) Stop() {
+	l.stop.Store(true)
 	one := [8]byte{1} // an eventfd counter increment of 1, little-endian
 	unix.Write(l.stopFD, one[:])
-	<-l.done
+	if l.started.Load() {
+		<-l.done
+	}
 	unix.Close(l.stopFD)
 }
 
 // Stats is what a loop has counted.
 type Stats struct {
-	Mode    Mode
-	Wakeups uint64 // returns from poll(2)
-	Rounds  uint64 // non-empty passes over the rx ring
-	Frames  uint64 // frames delivered
+	Queue        int
+	Mode         Mode
+	Polling      bool          // polling now, rather than sleeping
+	Switches     uint64        // changes between polling and sleeping
+	PollTime     time.Duration // time spent polling
+	SleepTime    time.Duration // time spent asleep in poll(2)
+	Wakeups      uint64        // returns from poll(2)
+	EmptyPolls   uint64        // rounds that found no frame
+	FillKicks    uint64        // need_wakeup syscalls for the fill ring
+	Spell        time.Duration // hybrid's current idle spell before sleeping
+	RoundBuckets []uint64      // rounds with work, by frames: counts for <= RoundBounds[i]
+	RoundSum     uint64        // frames in all rounds
+	RoundCount   uint64        // rounds with work
+	WakeCost     time.Duration // the measured wake-up cost the policy uses
+	MaxSpin      time.Duration
 }
 
-// Stats reads the loop's counters.
+// RoundBounds are the upper bounds of Stats.RoundBuckets.
+var RoundBounds = [...]uint64{1, 2, 4, 8, 16, 32, 64, 128, 256}
+
+// Stats reads the loop's counters. It may be called from any goroutine.
 func (l *Loop) Stats() Stats {
-	return Stats{Mode: l.mode, Wakeups: l.wakeups.Load(), Rounds: l.rounds.Load(), Frames: l.frames.Load()}
+	pollT, sleepT := l.pol.times(l.now())
+	buckets, sum, count := l.rounds.read()
+	return Stats{
+		Queue:        l.sock.Queue(),
+		Mode:         l.cfg.Mode,
+		Polling:      l.pol.polling.Load(),
+		Switches:     l.pol.switches.Load(),
+		PollTime:     pollT,
+		SleepTime:    sleepT,
+		Wakeups:      l.wakeups.Load(),
+		EmptyPolls:   l.emptyPolls.Load(),
+		FillKicks:    l.kicks.Load(),
+		Spell:        time.Duration(l.pol.spellNanos.Load()),
+		RoundBuckets: buckets,
+		RoundSum:     sum,
+		RoundCount:   count,
+		WakeCost:     l.cfg.WakeCost,
+		MaxSpin:      l.cfg.MaxSpin,
+	}
+}
+
+// roundHistogram counts rounds with work by how many frames they took,
+// with atomics, so the loop never waits for a reader.
+type roundHistogram struct {
+	buckets [len(RoundBounds) + 1]atomic.Uint64 // the last is +Inf
+	sum     atomic.Uint64
+}
+
+func (h *roundHistogram) observe(frames int) {
+	if frames == 0 {
+		return
+	}
+	i := 0
+	for i < len(RoundBounds) && uint64(frames) > RoundBounds[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sum.Add(uint64(frames))
+}
+
+// read returns cumulative bucket counts, as Prometheus wants them.
+func (h *roundHistogram) read() (cumulative []uint64, sum, count uint64) {
+	cumulative = make([]uint64, len(RoundBounds))
+	for i := range RoundBounds {
+		count += h.buckets[i].Load()
+		cumulative[i] = count
+	}
+	count += h.buckets[len(RoundBounds)].Load()
+	return cumulative, h.sum.Load(), count
 }

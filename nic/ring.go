@@ -82,6 +82,10 @@ func (r *ProducerRing[T]) Get(idx uint32) *T { return &r.descs[idx&r.mask] }
 // Cancel gives back the last n reserved slots that were not submitted.
 func (r *ProducerRing[T]) Cancel(n uint32) { r.cachedProd -= n }
 
+// Pending reports whether submitted slots wait for the kernel to consume
+// them, refreshing the view of the consumer index.
+func (r *ProducerRing[T]) Pending() bool { return r.Free() < r.Size() }
+
 // Submit publishes every reserved slot to the kernel. The store is atomic,
 // so the descriptors written before it are visible to the kernel when it
 // sees the new producer index.

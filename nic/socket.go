@@ -94,6 +94,7 @@ type Socket struct {
 	txFrames *Frames
 	txIdx    uint32 // first slot of the batch between BeginTx and EndTx
 	txN      uint32 // slots in that batch
+	txSent   uint64 // frames placed in the tx ring, under txMu
 	txDrops  uint64 // frames BeginTx could not place, under txMu
 }
 
@@ -215,6 +216,54 @@ func (s *Socket) Refill() (waiting int) {
 	return len(s.refill)
 }
 
+// FillNeedsWakeup reports whether the driver waits for a syscall before it
+// takes more fill ring entries (need_wakeup). A loop that never sleeps in
+// poll(2) must then call WakeRx.
+func (s *Socket) FillNeedsWakeup() bool { return s.fill.NeedWakeup() }
+
+// WakeRx is the syscall need_wakeup asks for on the receive side: an empty,
+// non-blocking recvfrom(2), as libxdp does it.
+func (s *Socket) WakeRx() error {
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	switch errno {
+	case 0, unix.EAGAIN, unix.EBUSY, unix.ENETDOWN:
+		return nil
+	}
+	return fmt.Errorf("nic: queue %d: wake rx: %w", s.queue, errno)
+}
+
+// Service is the transmit-side work a queue's loop does every round: it
+// reclaims the frames the kernel has sent and, if frames wait in the tx
+// ring and the kernel asks for it, kicks the kernel again (an earlier kick
+// may have found it busy).
+func (s *Socket) Service() error {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	s.reapCompletions()
+	if s.tx.Pending() && s.tx.NeedWakeup() {
+		return s.kickTx()
+	}
+	return nil
+}
+
+// SetBusyPoll asks the kernel to busy-poll the driver's queue when this
+// socket is polled (SO_PREFER_BUSY_POLL, SO_BUSY_POLL for usecs, and
+// SO_BUSY_POLL_BUDGET), for loops that poll instead of sleeping. Drivers
+// without NAPI busy polling ignore it; an error means the kernel refused the
+// options, and the socket works as before.
+func (s *Socket) SetBusyPoll(usecs, budget int) error {
+	for _, o := range []struct{ opt, val int }{
+		{unix.SO_PREFER_BUSY_POLL, 1},
+		{unix.SO_BUSY_POLL, usecs},
+		{unix.SO_BUSY_POLL_BUDGET, budget},
+	} {
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, o.opt, o.val); err != nil {
+			return fmt.Errorf("nic: queue %d: busy-poll socket option %d: %w", s.queue, o.opt, err)
+		}
+	}
+	return nil
+}
+
 // BeginTx locks the transmit side, reclaims completed frames and reserves
 // up to n tx slots with a frame each. It returns how many it reserved, which
 // is less than n when the ring or the frames run out; the rest count as
@@ -229,6 +278,7 @@ func (s *Socket) BeginTx(n int) int {
 		s.tx.Set(idx+i, unix.XDPDesc{Addr: addr})
 	}
 	s.txIdx, s.txN = idx, got
+	s.txSent += uint64(got)
 	s.txDrops += uint64(uint32(n) - got)
 	return int(got)
 }
@@ -272,7 +322,8 @@ func (s *Socket) reapCompletions() {
 // Stats is what a socket has counted, its own and the kernel's.
 type Stats struct {
 	unix.XDPStatistics
-	TxDrops uint64 // frames not sent for want of a tx slot or frame
+	TxFrames uint64 // frames placed in the tx ring
+	TxDrops  uint64 // frames not sent for want of a tx slot or frame
 }
 
 // Stats reads the kernel's XDP_STATISTICS and the socket's own counters.
@@ -282,9 +333,9 @@ func (s *Socket) Stats() (Stats, error) {
 		return Stats{}, fmt.Errorf("nic: queue %d: %w", s.queue, err)
 	}
 	s.txMu.Lock()
-	drops := s.txDrops
+	sent, drops := s.txSent, s.txDrops
 	s.txMu.Unlock()
-	return Stats{XDPStatistics: st, TxDrops: drops}, nil
+	return Stats{XDPStatistics: st, TxFrames: sent, TxDrops: drops}, nil
 }
 
 // Close unmaps the rings and the UMEM and closes the socket. The socket must

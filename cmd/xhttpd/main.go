@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xhttpd/xhttpd/httpd"
 	"github.com/xhttpd/xhttpd/irq"
 	"github.com/xhttpd/xhttpd/nic"
@@ -37,6 +39,9 @@ type options struct {
 	stack       string
 	rxChecksum  string
 	budget      int
+	maxSpin     time.Duration
+	cpus        []int
+	admin       string
 	logLevel    slog.Level
 	shutdownFor time.Duration
 }
@@ -65,13 +70,16 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.iface, "iface", "", "interface to serve on (required)")
 	httpConfig := httpFlags(fs)
 	ports := fs.String("port", "80", "TCP ports to serve, comma-separated")
-	mode := fs.String("mode", "interrupt", "how each queue's loop waits: interrupt")
+	mode := fs.String("mode", "hybrid", "how each queue's loop waits: interrupt (sleep until frames come), busy (spin) or hybrid (NAPI-like)")
 	xdpMode := fs.String("xdp-mode", "auto", "XDP attach mode: auto (native, else generic), native or generic")
 	bind := fs.String("bind", "auto", "AF_XDP bind: auto (zero-copy, else copy), zerocopy or copy")
 	fs.IntVar(&o.queues, "queues", 0, "number of rx queues to serve, from queue 0 (0: all)")
 	fs.StringVar(&o.stack, "stack", "xdp", "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
 	fs.StringVar(&o.rxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
 	fs.IntVar(&o.budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
+	fs.DurationVar(&o.maxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
+	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
+	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownFor, "shutdown-timeout", 5*time.Second, "how long open requests get to finish on SIGINT/SIGTERM")
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +113,12 @@ func parseFlags(args []string) (options, error) {
 	if o.budget <= 0 {
 		return o, fmt.Errorf("-budget %d: want > 0", o.budget)
 	}
+	if o.maxSpin <= 0 {
+		return o, fmt.Errorf("-max-spin %v: want > 0", o.maxSpin)
+	}
+	if o.cpus, err = parseCPUs(*cpus); err != nil {
+		return o, err
+	}
 	switch o.stack {
 	case "xdp", "kernel":
 	default:
@@ -137,6 +151,26 @@ func parsePorts(s string) ([]uint16, error) {
 	return ports, nil
 }
 
+// parseCPUs reads a -cpus list; each CPU must be one this process may run on.
+func parseCPUs(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return nil, fmt.Errorf("-cpus: %w", err)
+	}
+	var cpus []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n >= 1024 || !allowed.IsSet(n) {
+			return nil, fmt.Errorf("-cpus %q: %q is not a CPU this process may use", s, f)
+		}
+		cpus = append(cpus, n)
+	}
+	return cpus, nil
+}
+
 func run(ctx context.Context, o options) error {
 	ifc, err := net.InterfaceByName(o.iface)
 	if err != nil {
@@ -151,17 +185,25 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	var listeners []net.Listener
-	var cleanup func()
+	var path *dataPath // nil on the kernel stack
 	if o.stack == "kernel" {
 		listeners, err = listenKernel(addrs, o.ports)
-		cleanup = func() {}
 	} else {
-		listeners, cleanup, err = listenXDP(ifc, addrs, o)
+		path, listeners, err = startXDP(ifc, addrs, o)
 	}
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	if path != nil {
+		defer path.close()
+	}
+	if o.admin != "" {
+		stop, err := serveAdmin(o.admin, newCollector(path, srv))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.ports, "root", o.http.Root)
 
 	errc := make(chan error, len(listeners))

@@ -14,23 +14,29 @@ import (
 	"github.com/xhttpd/xhttpd/xdp"
 )
 
-// listenXDP brings up the AF_XDP path: a socket per queue, the steering
-// program, the netstack and a loop per queue, and listens on every port.
-// The returned cleanup undoes it in the order that keeps traffic flowing:
-// the program goes first, so the kernel takes the ports back at once.
-func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Listener, cleanup func(), err error) {
+// dataPath is the AF_XDP path of one interface: a socket and a loop per
+// queue, the netstack, and the steering program.
+type dataPath struct {
+	socks    []*nic.Socket
+	loops    []*irq.Loop
+	stack    *stack.Stack
+	steer    *xdp.Steering
+	wakeCost float64 // seconds, as measured at start
+	undo     []func()
+}
+
+// startXDP brings up the AF_XDP path and listens on every port. The program
+// goes on last, when every socket can take frames and the netstack listens;
+// until then the kernel keeps the ports.
+func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath, _ []net.Listener, err error) {
 	if os.Geteuid() != 0 {
 		return nil, nil, errors.New("-stack xdp needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW)")
 	}
-	var undo []func()
-	undoAll := func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
+	p := &dataPath{}
+	var ls []net.Listener
 	defer func() {
 		if err != nil {
-			undoAll()
+			p.close()
 		}
 	}()
 
@@ -48,26 +54,29 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 	if err != nil {
 		return nil, nil, err
 	}
-
 	if mtu, max := ifc.MTU, 2048-14; mtu > max {
 		return nil, nil, fmt.Errorf("%s: MTU %d is more than an AF_XDP frame holds (%d)", ifc.Name, mtu, max)
 	}
 
-	socks := make([]*nic.Socket, 0, nq)
 	for q := 0; q < nq; q++ {
 		s, err := nic.Open(nic.Config{Ifindex: ifc.Index, Queue: q, Bind: o.bind})
 		if err != nil {
 			return nil, nil, err
 		}
-		undo = append(undo, func() { s.Close() })
-		socks = append(socks, s)
+		p.undo = append(p.undo, func() { s.Close() })
+		p.socks = append(p.socks, s)
+		if o.mode != irq.Interrupt {
+			if err := s.SetBusyPoll(20, o.budget); err != nil {
+				slog.Info("no driver busy polling", "queue", q, "err", err)
+			}
+		}
 	}
 
-	txq := make([]stack.TxQueue, len(socks))
-	for i, s := range socks {
+	txq := make([]stack.TxQueue, len(p.socks))
+	for i, s := range p.socks {
 		txq[i] = s
 	}
-	st, err := stack.New(stack.Config{
+	p.stack, err = stack.New(stack.Config{
 		LinkAddr:        ifc.HardwareAddr,
 		MTU:             uint32(ifc.MTU),
 		Addrs:           addrs,
@@ -77,10 +86,19 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 	if err != nil {
 		return nil, nil, err
 	}
-	undo = append(undo, st.Close)
+	p.undo = append(p.undo, p.stack.Close)
 
-	for _, s := range socks {
-		l, err := irq.New(s, o.mode, o.budget, st.Deliver)
+	wake, err := irq.MeasureWakeup(100)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.wakeCost = wake.Seconds()
+	for i, s := range p.socks {
+		cpu := -1
+		if len(o.cpus) > 0 {
+			cpu = o.cpus[i%len(o.cpus)]
+		}
+		l, err := irq.New(s, irq.Config{Mode: o.mode, Budget: o.budget, WakeCost: wake, MaxSpin: o.maxSpin, CPU: cpu}, p.stack.Deliver)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -89,12 +107,13 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 				slog.Error("queue loop stopped", "queue", s.Queue(), "err", err)
 			}
 		}()
-		undo = append(undo, l.Stop)
+		p.undo = append(p.undo, l.Stop)
+		p.loops = append(p.loops, l)
 	}
 
-	for _, p := range o.ports {
+	for _, port := range o.ports {
 		for _, network := range networks(addrs) {
-			l, err := st.Listen(network, p)
+			l, err := p.stack.Listen(network, port)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -102,23 +121,51 @@ func listenXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (ls []net.Li
 		}
 	}
 
-	// The program goes on last, when every socket can take frames and the
-	// netstack listens: until then the kernel keeps the ports.
-	fds := make([]int, len(socks))
-	for i, s := range socks {
+	fds := make([]int, len(p.socks))
+	for i, s := range p.socks {
 		fds[i] = s.FD()
 	}
-	steer, err := xdp.Attach(ifc.Index, xdp.Config{Ports: o.ports, Addrs: prefixAddrs(addrs), Mode: o.xdpMode, Sockets: fds})
+	p.steer, err = xdp.Attach(ifc.Index, xdp.Config{Ports: o.ports, Addrs: prefixAddrs(addrs), Mode: o.xdpMode, Sockets: fds})
 	if err != nil {
 		return nil, nil, err
 	}
-	undo = append(undo, func() {
-		logCounters(steer, st, socks)
-		steer.Close()
+	p.undo = append(p.undo, func() {
+		p.logCounters()
+		p.steer.Close()
 	})
-	zc := socks[0].ZeroCopy()
-	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", steer.Mode(), "zero_copy", zc, "trust_rx_checksum", trust, "mode", o.mode)
-	return ls, undoAll, nil
+	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", p.steer.Mode(), "zero_copy", p.socks[0].ZeroCopy(),
+		"trust_rx_checksum", trust, "mode", o.mode, "wake_cost", wake)
+	return p, ls, nil
+}
+
+// close undoes startXDP in reverse: the program leaves first, so the
+// kernel takes the ports back at once, then the loops stop, then the
+// netstack and the sockets go.
+func (p *dataPath) close() {
+	for i := len(p.undo) - 1; i >= 0; i-- {
+		p.undo[i]()
+	}
+	p.undo = nil
+}
+
+// logCounters reports, at shutdown, where the frames went.
+func (p *dataPath) logCounters() {
+	if c, err := p.steer.Counters(); err == nil {
+		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed)
+	}
+	c := p.stack.Counters()
+	slog.Info("link counters", "rx", c.RxFrames, "rx_malformed", c.RxMalformed, "tx", c.TxFrames,
+		"tx_no_neighbour", c.TxNoNeighbour, "tx_not_tcp", c.TxNoTCP, "tx_ring_full", c.TxRingFull)
+	for i, s := range p.socks {
+		st, err := s.Stats()
+		if err != nil {
+			continue
+		}
+		ls := p.loops[i].Stats()
+		slog.Info("queue counters", "queue", s.Queue(), "mode", ls.Mode, "switches", ls.Switches, "wakeups", ls.Wakeups,
+			"rx_frames", ls.RoundSum, "tx_frames", st.TxFrames, "rx_dropped", st.Rx_dropped, "rx_ring_full", st.Rx_ring_full,
+			"fill_ring_empty", st.Rx_fill_ring_empty_descs, "tx_drops", st.TxDrops)
+	}
 }
 
 func trustChecksum(ifname, flag string) (bool, error) {
@@ -157,20 +204,4 @@ func prefixAddrs(ps []netip.Prefix) []netip.Addr {
 		out[i] = p.Addr()
 	}
 	return out
-}
-
-// logCounters reports, at shutdown, where the frames went.
-func logCounters(steer *xdp.Steering, st *stack.Stack, socks []*nic.Socket) {
-	if c, err := steer.Counters(); err == nil {
-		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed)
-	}
-	c := st.Counters()
-	slog.Info("link counters", "rx", c.RxFrames, "rx_malformed", c.RxMalformed, "tx", c.TxFrames,
-		"tx_no_neighbour", c.TxNoNeighbour, "tx_not_tcp", c.TxNoTCP, "tx_ring_full", c.TxRingFull)
-	for _, s := range socks {
-		if st, err := s.Stats(); err == nil {
-			slog.Info("socket counters", "queue", s.Queue(), "rx_dropped", st.Rx_dropped, "rx_ring_full", st.Rx_ring_full,
-				"fill_ring_empty", st.Rx_fill_ring_empty_descs, "tx_drops", st.TxDrops)
-		}
-	}
 }

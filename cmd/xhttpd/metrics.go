@@ -1,0 +1,133 @@
+package main
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xhttpd/xhttpd/httpd"
+	"github.com/xhttpd/xhttpd/irq"
+)
+
+// collector turns the counters the data path and the HTTP server keep
+// anyway into Prometheus metrics when scraped: nothing on the hot path
+// knows about Prometheus.
+type collector struct {
+	path *dataPath // nil on the kernel stack
+	srv  *httpd.Server
+}
+
+func newCollector(path *dataPath, srv *httpd.Server) *collector { return &collector{path: path, srv: srv} }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("xhttpd_"+name, help, labels, nil)
+}
+
+var (
+	queueMode      = desc("queue_mode", "The queue loop's waiting mode (1 for the mode in use).", "queue", "mode")
+	queuePolling   = desc("queue_polling", "1 while the queue's loop polls, 0 while it sleeps.", "queue")
+	queueSwitches  = desc("queue_mode_switches_total", "Changes between polling and sleeping.", "queue")
+	queueSeconds   = desc("queue_seconds_total", "Time the queue's loop spent polling and sleeping.", "queue", "state")
+	queueWakeups   = desc("queue_wakeups_total", "Returns from poll(2).", "queue")
+	queueEmpty     = desc("queue_empty_polls_total", "Rounds that found no frame.", "queue")
+	queueKicks     = desc("queue_fill_kicks_total", "need_wakeup syscalls made for the fill ring.", "queue")
+	queueSpell     = desc("queue_idle_spell_seconds", "How long the loop now spins without work before it sleeps (hybrid).", "queue")
+	queueRounds    = desc("queue_round_frames", "Frames taken per round that found work.", "queue")
+	queueRx        = desc("queue_rx_frames_total", "Frames received.", "queue")
+	queueTx        = desc("queue_tx_frames_total", "Frames placed in the tx ring.", "queue")
+	queueTxFull    = desc("queue_tx_ring_full_frames_total", "Frames not sent for want of a tx slot or frame.", "queue")
+	xskRxDropped   = desc("xsk_rx_dropped_total", "Kernel: frames dropped for other reasons (XDP_STATISTICS rx_dropped).", "queue")
+	xskRxFull      = desc("xsk_rx_ring_full_total", "Kernel: frames dropped because the rx ring was full.", "queue")
+	xskFillEmpty   = desc("xsk_fill_ring_empty_total", "Kernel: times the fill ring was found empty.", "queue")
+	xskTxEmpty     = desc("xsk_tx_ring_empty_total", "Kernel: times the tx ring was found empty.", "queue")
+	xskInvalid     = desc("xsk_invalid_descs_total", "Kernel: invalid descriptors.", "queue", "ring")
+	xdpFrames      = desc("xdp_frames_total", "The steering program's verdicts.", "verdict")
+	linkDrops      = desc("link_dropped_frames_total", "Frames the netstack's link endpoint dropped.", "reason")
+	wakeCost       = desc("wake_cost_seconds", "Measured cost of a sleep and wake-up in poll(2), the hybrid spin's floor.")
+	httpConns      = desc("http_connections_open", "HTTP connections open now.")
+	httpAccepted   = desc("http_connections_accepted_total", "HTTP connections accepted.")
+	httpRequests   = desc("http_requests_total", "HTTP request heads read.")
+	httpResponses  = desc("http_responses_total", "HTTP responses by status class.", "class")
+	httpRejections = desc("http_limit_rejections_total", "Requests refused because they hit a limit.")
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+
+	hs := c.srv.Stats()
+	gauge(httpConns, float64(hs.Open))
+	counter(httpAccepted, hs.Accepted)
+	counter(httpRequests, hs.Requests)
+	counter(httpResponses, hs.Status2xx, "2xx")
+	counter(httpResponses, hs.Status3xx, "3xx")
+	counter(httpResponses, hs.Status4xx, "4xx")
+	counter(httpResponses, hs.Status5xx, "5xx")
+	counter(httpRejections, hs.RejectedByLimit)
+
+	p := c.path
+	if p == nil {
+		return
+	}
+	gauge(wakeCost, p.wakeCost)
+	for i, l := range p.loops {
+		s := l.Stats()
+		q := strconv.Itoa(s.Queue)
+		for _, m := range []irq.Mode{irq.Interrupt, irq.Busy, irq.Hybrid} {
+			gauge(queueMode, b2f(m == s.Mode), q, m.String())
+		}
+		gauge(queuePolling, b2f(s.Polling), q)
+		counter(queueSwitches, s.Switches, q)
+		ch <- prometheus.MustNewConstMetric(queueSeconds, prometheus.CounterValue, s.PollTime.Seconds(), q, "polling")
+		ch <- prometheus.MustNewConstMetric(queueSeconds, prometheus.CounterValue, s.SleepTime.Seconds(), q, "sleeping")
+		counter(queueWakeups, s.Wakeups, q)
+		counter(queueEmpty, s.EmptyPolls, q)
+		counter(queueKicks, s.FillKicks, q)
+		gauge(queueSpell, s.Spell.Seconds(), q)
+		buckets := make(map[float64]uint64, len(irq.RoundBounds))
+		for j, b := range irq.RoundBounds {
+			buckets[float64(b)] = s.RoundBuckets[j]
+		}
+		ch <- prometheus.MustNewConstHistogram(queueRounds, s.RoundCount, float64(s.RoundSum), buckets, q)
+		counter(queueRx, s.RoundSum, q)
+
+		ns, err := p.socks[i].Stats()
+		if err != nil {
+			continue
+		}
+		counter(queueTx, ns.TxFrames, q)
+		counter(queueTxFull, ns.TxDrops, q)
+		counter(xskRxDropped, ns.Rx_dropped, q)
+		counter(xskRxFull, ns.Rx_ring_full, q)
+		counter(xskFillEmpty, ns.Rx_fill_ring_empty_descs, q)
+		counter(xskTxEmpty, ns.Tx_ring_empty_descs, q)
+		counter(xskInvalid, ns.Rx_invalid_descs, q, "rx")
+		counter(xskInvalid, ns.Tx_invalid_descs, q, "tx")
+	}
+	if v, err := p.steer.Counters(); err == nil {
+		counter(xdpFrames, v.Redirected, "redirected")
+		counter(xdpFrames, v.NoSocket, "no_socket")
+		counter(xdpFrames, v.NotIP, "not_ip")
+		counter(xdpFrames, v.Unparsable, "unparsable")
+		counter(xdpFrames, v.NotTCP, "not_tcp")
+		counter(xdpFrames, v.NotServed, "not_served")
+	}
+	lc := p.stack.Counters()
+	counter(linkDrops, lc.RxMalformed, "rx_malformed")
+	counter(linkDrops, lc.TxNoNeighbour, "tx_no_neighbour")
+	counter(linkDrops, lc.TxNoTCP, "tx_not_tcp")
+	counter(linkDrops, lc.TxRingFull, "tx_ring_full")
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
