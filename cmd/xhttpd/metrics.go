@@ -17,7 +17,9 @@ type collector struct {
 	srv  *httpd.Server
 }
 
-func newCollector(path *dataPath, srv *httpd.Server) *collector { return &collector{path: path, srv: srv} }
+func newCollector(path *dataPath, srv *httpd.Server) *collector {
+	return &collector{path: path, srv: srv}
+}
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("xhttpd_"+name, help, labels, nil)
