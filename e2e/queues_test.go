@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+// With 4 queues on a 4-queue veth pair and 64 client connections, the
+// flows spread: at least 3 queues carry traffic, and every request succeeds.
+// The metrics endpoint, read afterwards, parses as Prometheus text.
+func TestQueuesSpreadAndMetrics(t *testing.T) {
+	testbed.RequireRoot(t)
+	tb := testbed.NewT(t, testbed.Options{Queues: 4})
+	s := newSite(t)
+	startServer(t, tb, s.dir, "-queues", "4", "-mode", "hybrid", "-admin", "127.0.0.1:9100")
+
+	client := tb.ClientHTTP()
+	client.Transport.(*http.Transport).MaxConnsPerHost = 64
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				if err := fetch(ctx, client, "http://198.18.0.1/1k.bin", s.files["/1k.bin"]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	families := scrape(t, tb, "127.0.0.1:9100")
+	rx := families["xhttpd_queue_rx_frames_total"]
+	if rx == nil {
+		t.Fatal("no xhttpd_queue_rx_frames_total")
+	}
+	busy := 0
+	var per []string
+	for _, m := range rx.GetMetric() {
+		v := m.GetCounter().GetValue()
+		per = append(per, fmt.Sprintf("queue %s: %.0f", label(m, "queue"), v))
+		if v >= 20 {
+			busy++
+		}
+	}
+	if busy < 3 {
+		t.Errorf("%d queues carried traffic (%s); want at least 3 of 4", busy, strings.Join(per, ", "))
+	}
+	t.Logf("rx frames per queue: %s", strings.Join(per, ", "))
+
+	for name, typ := range map[string]dto.MetricType{
+		"xhttpd_queue_mode":                dto.MetricType_GAUGE,
+		"xhttpd_queue_mode_switches_total": dto.MetricType_COUNTER,
+		"xhttpd_queue_seconds_total":       dto.MetricType_COUNTER,
+		"xhttpd_queue_wakeups_total":       dto.MetricType_COUNTER,
+		"xhttpd_queue_empty_polls_total":   dto.MetricType_COUNTER,
+		"xhttpd_queue_round_frames":        dto.MetricType_HISTOGRAM,
+		"xhttpd_queue_tx_frames_total":     dto.MetricType_COUNTER,
+		"xhttpd_xsk_rx_ring_full_total":    dto.MetricType_COUNTER,
+		"xhttpd_xsk_fill_ring_empty_total": dto.MetricType_COUNTER,
+		"xhttpd_xdp_frames_total":          dto.MetricType_COUNTER,
+		"xhttpd_http_requests_total":       dto.MetricType_COUNTER,
+	} {
+		f := families[name]
+		if f == nil {
+			t.Errorf("metric %s missing", name)
+			continue
+		}
+		if f.GetType() != typ {
+			t.Errorf("metric %s is a %v, want %v", name, f.GetType(), typ)
+		}
+	}
+	if f := families["xhttpd_queue_mode"]; f != nil {
+		for _, m := range f.GetMetric() {
+			if label(m, "mode") == "hybrid" && m.GetGauge().GetValue() != 1 {
+				t.Errorf("queue %s does not report mode hybrid", label(m, "queue"))
+			}
+		}
+	}
+}
+
+// scrape fetches /metrics from addr inside the server namespace and parses
+// it with Prometheus's own text parser.
+func scrape(t *testing.T, tb *testbed.Testbed, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	out, err := tb.ServerCmd(context.Background(), "curl", "-sS", "--fail", "--max-time", "5", "http://"+addr+"/metrics").Output()
+	if err != nil {
+		t.Fatalf("scrape %s: %v", addr, err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(string(out)))
+	if err != nil {
+		t.Fatalf("metrics do not parse as Prometheus text: %v\n%s", err, out)
+	}
+	return families
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
