@@ -8,12 +8,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
@@ -23,155 +20,332 @@ import (
 // for hours.
 const maxDuration = 10 * time.Minute
 
-func bench(args []string) (err error) {
+// maxConns bounds wrk's connections: each is a file descriptor in wrk and
+// in the server.
+const maxConns = 10000
+
+// Servers bench knows, in the order the legend lists them. The waiting
+// modes run xhttpd over AF_XDP; kernel runs the same httpd on the kernel's
+// sockets; nethttp is Go's net/http FileServer on the kernel's sockets.
+var benchServers = []string{"interrupt", "busy", "hybrid", "kernel", "nethttp"}
+
+// serverSetup is what a server's command line is made from.
+type serverSetup struct {
+	xhttpd, nethttpd string   // binaries; nethttpd may be ""
+	iface, root      string   // the server's veth end and the site
+	queues           int      // passed on as xhttpd -queues
+	addrs            []string // host:port to serve, for nethttpd
+	extra            []string // extra xhttpd flags, after ours so that they win
+}
+
+// serverCommand returns the binary and arguments that run server name.
+func serverCommand(name string, s serverSetup) (path string, args []string) {
+	if name == "nethttp" {
+		return s.nethttpd, []string{"-addr", strings.Join(s.addrs, ","), "-root", s.root}
+	}
+	args = []string{"-iface", s.iface, "-root", s.root, "-queues", strconv.Itoa(s.queues)}
+	if name == "kernel" {
+		args = append(args, "-stack", "kernel")
+	} else {
+		args = append(args, "-stack", "xdp", "-mode", name)
+	}
+	return s.xhttpd, append(args, s.extra...)
+}
+
+// serverLegend says in a few words what a table's server name ran.
+func serverLegend(name string) string {
+	switch name {
+	case "nethttp":
+		return "Go net/http FileServer (-nethttpd) on the kernel's sockets"
+	case "kernel":
+		return "xhttpd -stack kernel: the same httpd on the kernel's sockets"
+	}
+	return "xhttpd -stack xdp -mode " + name + ": AF_XDP and the netstack"
+}
+
+// parseServers reads -servers: known names, comma-separated. nethttp needs
+// its binary.
+func parseServers(s string, haveNethttpd bool) ([]string, error) {
+	var names []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		known := false
+		for _, k := range benchServers {
+			known = known || f == k
+		}
+		switch {
+		case !known:
+			return nil, fmt.Errorf("-servers %q: %q is not one of %s", s, f, strings.Join(benchServers, ", "))
+		case f == "nethttp" && !haveNethttpd:
+			return nil, fmt.Errorf("-servers %q: nethttp needs -nethttpd PATH", s)
+		}
+		names = append(names, f)
+	}
+	return names, nil
+}
+
+// parseConns reads -conns: connection counts, comma-separated.
+func parseConns(s string) ([]int, error) {
+	var conns []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxConns {
+			return nil, fmt.Errorf("-conns %q: %q is not a connection count (1-%d)", s, f, maxConns)
+		}
+		conns = append(conns, n)
+	}
+	return conns, nil
+}
+
+func bench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
-	duration := fs.Duration("duration", 10*time.Second, "length of each wrk run (at most 10m)")
-	conns := fs.Int("conns", 32, "wrk connections (keep-alive)")
-	threads := fs.Int("threads", 2, "wrk threads")
+	nethttpdBin := fs.String("nethttpd", "", "path to the net/http server, for the nethttp server")
+	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers, ", "))
+	connsFlag := fs.String("conns", "32", "wrk connections (keep-alive), comma-separated: one run per server and count")
+	duration := fs.Duration("duration", 10*time.Second, "length of each wrk run, whole seconds (1s to 10m)")
+	threads := fs.Int("threads", 2, "wrk threads (fewer when there are fewer connections)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
 	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: testbed bench -xhttpd PATH [-duration 10s] [-conns 32] [-- extra xhttpd flags]")
+		fmt.Fprintln(fs.Output(), "usage: "+benchUsage)
+		fmt.Fprintln(fs.Output(), "Flags after -- go to every xhttpd run (not to nethttpd).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	extra := fs.Args()
+	servers, err := parseServers(*serversFlag, *nethttpdBin != "")
+	if err != nil {
+		return err
+	}
+	conns, err := parseConns(*connsFlag)
+	if err != nil {
+		return err
+	}
 	switch {
-	case *duration < time.Second || *duration > maxDuration:
-		return fmt.Errorf("-duration %v: want 1s to %v", *duration, maxDuration)
-	case *threads < 1 || *conns < *threads:
-		return fmt.Errorf("-conns %d -threads %d: want at least one connection per thread", *conns, *threads)
+	case *duration < time.Second || *duration > maxDuration || *duration%time.Second != 0:
+		return fmt.Errorf("-duration %v: want whole seconds (wrk's unit), 1s to %v", *duration, maxDuration)
+	case *threads < 1:
+		return fmt.Errorf("-threads %d: want at least 1", *threads)
 	}
-	path, err := findBinary(*bin)
-	if err != nil {
+	setup := serverSetup{queues: *queues, extra: fs.Args()}
+	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
 		return err
 	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return fmt.Errorf("wrk is needed for bench (apt-get install wrk): %w", err)
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	defer func() {
-		if ctx.Err() != nil {
-			err = errors.Join(err, errors.New("interrupted"))
+	if *nethttpdBin != "" {
+		if setup.nethttpd, err = findBinary("-nethttpd", *nethttpdBin); err != nil {
+			return err
 		}
-	}()
-
-	dir, err := writeSite()
-	if err != nil {
-		return fmt.Errorf("bench site: %w", err)
 	}
-	defer os.RemoveAll(dir)
-
-	tb, err := testbed.New(testbed.Options{Queues: *queues})
-	if err != nil {
+	if err := needWrk(); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, tb.Close()) }()
 
-	url := "http://" + tb.ServerV4.String() + "/1k.bin"
-	wrkArgs := []string{
-		"-t", strconv.Itoa(*threads), "-c", strconv.Itoa(*conns),
-		"-d", strconv.Itoa(int(duration.Seconds())) + "s",
-		"--timeout", "2s", "--latency", url,
-	}
-	fmt.Fprintf(os.Stderr, "testbed: %s in %s, wrk %s from %s\n", tb.ServerIf, tb.ServerNS, strings.Join(wrkArgs, " "), tb.ClientNS)
+	started := time.Now()
+	var rows []benchRow
+	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
+		setup.iface, setup.root = tb.ServerIf, site
+		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
+		url := "http://" + tb.ServerV4.String() + "/1k.bin"
+		for _, name := range servers {
+			for _, c := range conns {
+				if ctx.Err() != nil {
+					return nil
+				}
+				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)+1, len(servers)*len(conns), name, c)
+				path, xargs := serverCommand(name, setup)
+				r := benchRow{server: name, conns: c}
+				r.res, r.cpu, r.err = benchOne(ctx, tb, benchRun{
+					name: name, path: path, args: xargs, verbose: *verbose,
+					url: url, wrk: wrkArgs(*threads, c, *duration, url), wait: *wait, duration: *duration,
+				})
+				if r.err != nil {
+					fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, r.err)
+				}
+				rows = append(rows, r)
+			}
+		}
+		return nil
+	})
 
-	type row struct {
-		name string
-		res  wrkResult
-		err  error
+	fmt.Println()
+	printMachine(os.Stdout, started)
+	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: keep-alive, GET 1 KiB, %d queue(s), veth between namespaces.\n",
+		*threads, *duration, *queues)
+	fmt.Println("CPU: the server process's user+system time (/proc/PID/stat) from just before to just after wrk's run, per 10,000 requests wrk completed.")
+	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
+	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
+	fmt.Println()
+	for _, name := range dedup(servers) {
+		fmt.Printf("- %s: %s\n", name, serverLegend(name))
 	}
-	var rows []row
-	for _, stack := range []string{"xdp", "kernel"} {
-		if ctx.Err() != nil {
-			break
-		}
-		name := "xhttpd -stack " + stack
-		xargs := append([]string{"-iface", tb.ServerIf, "-root", dir, "-queues", strconv.Itoa(*queues), "-stack", stack}, extra...)
-		// A server that logs every request would flood the terminal and
-		// slow itself down; keep its output quiet unless asked.
-		var out io.Writer = os.Stderr
-		tail := &tailWriter{max: 40}
-		if !*verbose {
-			out = tail
-		}
-		res, err := benchOne(ctx, tb, name, out, path, xargs, url, wrkArgs, *wait, *duration)
-		if err != nil {
-			os.Stderr.WriteString(tail.String())
-			fmt.Fprintf(os.Stderr, "testbed: %s: %v\n", name, err)
-		}
-		rows = append(rows, row{name, res, err})
+	if len(setup.extra) > 0 {
+		fmt.Printf("- extra xhttpd flags: %s\n", shellJoin(setup.extra))
 	}
+	fmt.Println()
+	return errors.Join(err, writeBenchTable(os.Stdout, rows))
+}
 
-	fmt.Printf("\nwrk -t %d -c %d -d %v --latency, keep-alive, GET 1 KiB, %d queue(s), veth between namespaces\n\n",
-		*threads, *conns, *duration, *queues)
-	fmt.Println("| server | req/s | p50 | p99 |")
-	fmt.Println("| --- | ---: | ---: | ---: |")
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+
+// benchRow is one server at one connection count.
+type benchRow struct {
+	server string
+	conns  int
+	res    wrkResult
+	cpu    time.Duration // the server's CPU time during wrk's run
+	err    error
+}
+
+// writeBenchTable prints the rows as a Markdown table, failed rows
+// included, with wrk's complaints below it, and returns the failures.
+func writeBenchTable(w io.Writer, rows []benchRow) error {
+	fmt.Fprintln(w, "| server | conns | req/s | p50 | p99 | CPU s per 10k req |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
 	var errs []error
 	var notes []string
 	for _, r := range rows {
+		what := fmt.Sprintf("%s, %d conns", r.server, r.conns)
 		if r.err != nil {
-			fmt.Printf("| %s | failed | | |\n", r.name)
-			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
+			fmt.Fprintf(w, "| %s | %d | failed | | | |\n", r.server, r.conns)
+			errs = append(errs, fmt.Errorf("%s: %w", what, r.err))
 			continue
 		}
-		fmt.Printf("| %s | %.0f | %s | %s |\n", r.name, r.res.ReqPerSec, fmtLatency(r.res.P50), fmtLatency(r.res.P99))
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %.3f |\n", r.server, r.conns,
+			r.res.ReqPerSec, fmtLatency(r.res.P50), fmtLatency(r.res.P99), cpuPer10k(r.cpu, r.res.Requests))
 		if r.res.SocketErrors != "" {
-			notes = append(notes, fmt.Sprintf("%s: socket errors: %s", r.name, r.res.SocketErrors))
+			notes = append(notes, fmt.Sprintf("%s: socket errors: %s", what, r.res.SocketErrors))
 		}
 		if r.res.Non2xx3xx > 0 {
-			notes = append(notes, fmt.Sprintf("%s: %d non-2xx/3xx responses", r.name, r.res.Non2xx3xx))
+			notes = append(notes, fmt.Sprintf("%s: %d non-2xx/3xx responses", what, r.res.Non2xx3xx))
 		}
 	}
 	if len(notes) > 0 {
-		fmt.Println()
+		fmt.Fprintln(w)
 		for _, n := range notes {
-			fmt.Println("-", n)
+			fmt.Fprintln(w, "-", n)
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// cpuPer10k is CPU seconds per 10,000 requests.
+func cpuPer10k(cpu time.Duration, requests int64) float64 {
+	if requests <= 0 {
+		return 0
+	}
+	return cpu.Seconds() / float64(requests) * 10000
+}
+
+func dedup(names []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// benchRun is one server run under wrk.
+type benchRun struct {
+	name, path string
+	args       []string
+	verbose    bool
+	url        string   // checked with one GET first
+	wrk        []string // wrk's arguments
+	wait       time.Duration
+	duration   time.Duration
+}
+
 // benchOne starts a fresh server, checks that it serves the file, runs wrk
-// against it from the client namespace and stops it.
-func benchOne(ctx context.Context, tb *testbed.Testbed, name string, out io.Writer, path string, xargs []string,
-	url string, wrkArgs []string, wait, duration time.Duration) (res wrkResult, err error) {
-	srv, err := startServer(tb, name, out, path, xargs...)
+// against it from the client namespace, reads the server's CPU time just
+// before and just after, and stops it.
+func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (res wrkResult, cpu time.Duration, err error) {
+	srv, err := startQuiet(tb, b.name, b.path, b.args, b.verbose)
 	if err != nil {
-		return res, err
+		return res, 0, err
 	}
-	defer func() { err = errors.Join(err, srv.stop()) }()
-	if err := srv.waitReady(ctx, tb, wait, tb.ServerV4.String()+":80"); err != nil {
-		return res, err
+	defer func() { err = srv.stopAndTell(err) }()
+	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80"); err != nil {
+		return res, 0, err
 	}
-	if err := checkGet(ctx, tb, url, 1024); err != nil {
-		return res, err
+	if err := checkGet(ctx, tb, b.url, 1024); err != nil {
+		return res, 0, err
+	}
+	pid, err := srv.pid()
+	if err != nil {
+		return res, 0, err
 	}
 
 	// wrk stops itself after the duration; the margin covers its start and
 	// its final report, the deadline a wrk that hangs.
-	wctx, cancel := context.WithTimeout(ctx, duration+30*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, b.duration+30*time.Second)
 	defer cancel()
-	cmd := tb.ClientCmd(wctx, "wrk", wrkArgs...)
+	cmd := tb.ClientCmd(wctx, "wrk", b.wrk...)
 	cmd.Stderr = os.Stderr
-	report, err := cmd.Output()
-	for _, line := range strings.Split(strings.TrimRight(string(report), "\n"), "\n") {
+	var report strings.Builder
+	cmd.Stdout = &report
+	cpu0, err := testbed.ProcessCPU(pid)
+	if err != nil {
+		return res, 0, err
+	}
+	err = cmd.Run()
+	cpu1, cerr := testbed.ProcessCPU(pid)
+	for _, line := range strings.Split(strings.TrimRight(report.String(), "\n"), "\n") {
 		fmt.Fprintf(os.Stderr, "wrk| %s\n", line)
 	}
 	if err != nil {
-		return res, fmt.Errorf("wrk: %w", err)
+		return res, 0, fmt.Errorf("wrk: %w", err)
 	}
-	res, err = parseWrk(string(report))
+	if cerr != nil {
+		return res, 0, fmt.Errorf("%w (did the server exit during the run?)", cerr)
+	}
+	res, err = parseWrk(report.String())
 	if err == nil && res.Requests == 0 {
 		err = errors.New("wrk completed no request")
 	}
-	return res, err
+	return res, cpu1 - cpu0, err
+}
+
+// quietServer is a server whose output goes to the terminal only with -v;
+// otherwise its tail is kept and shown if it fails, because a server that
+// logs every request would flood the terminal and slow itself down.
+type quietServer struct {
+	*server
+	tail *tailWriter
+}
+
+func startQuiet(tb *testbed.Testbed, name, path string, args []string, verbose bool) (*quietServer, error) {
+	tail := &tailWriter{max: 40}
+	var out io.Writer = tail
+	if verbose {
+		out = os.Stderr
+	}
+	srv, err := startServer(tb, name, out, path, args...)
+	if err != nil {
+		return nil, err
+	}
+	if name == "nethttp" {
+		// Not ours: it need not shut down cleanly on SIGINT, and dying of
+		// it after the measurement does not spoil the measurement.
+		srv.sigintKills = true
+	}
+	return &quietServer{srv, tail}, nil
+}
+
+// stopAndTell stops the server and, if the run failed, shows the tail of
+// its output.
+func (q *quietServer) stopAndTell(err error) error {
+	err = errors.Join(err, q.stop())
+	if err != nil {
+		os.Stderr.WriteString(q.tail.String())
+	}
+	return err
 }
 
 // checkGet makes sure the server answers 200 with the expected body size

@@ -30,7 +30,7 @@ func demo(args []string) (err error) {
 		return err
 	}
 	extra := fs.Args()
-	path, err := findBinary(*bin)
+	path, err := findBinary("-xhttpd", *bin)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,13 @@
 // joined by a veth pair, for `make demo`, for benchmarks and for humans.
 //
 //	testbed demo  -xhttpd PATH [-root DIR] [-queues N] [-- xhttpd flags]
-//	testbed bench -xhttpd PATH [-duration 10s] [-conns 32] [-- xhttpd flags]
+//	testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-- xhttpd flags]
+//	testbed idle  -xhttpd PATH [-modes interrupt,busy,hybrid] [-duration 10s] [-- xhttpd flags]
 //	testbed sweep [-prefix xh]
+//
+// bench compares servers under wrk: requests/s, latency and the server's
+// CPU time per request. idle measures what xhttpd's waiting modes cost with
+// no traffic at all.
 //
 // Every subcommand removes the namespaces it made when it ends, also on
 // failure and on Ctrl-C; `sweep` removes those left by processes that were
@@ -19,7 +24,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +37,8 @@ import (
 
 const usage = `usage:
   testbed demo  -xhttpd PATH [-root DIR] [-queues N] [-- extra xhttpd flags]
-  testbed bench -xhttpd PATH [-duration 10s] [-conns 32] [-- extra xhttpd flags]
+  ` + benchUsage + `
+  ` + idleUsage + `
   testbed sweep [-prefix xh]
 `
 
@@ -45,6 +53,8 @@ func main() {
 		err = demo(os.Args[2:])
 	case "bench":
 		err = bench(os.Args[2:])
+	case "idle":
+		err = idle(os.Args[2:])
 	case "sweep":
 		err = sweep(os.Args[2:])
 	case "-h", "-help", "--help", "help":
@@ -78,17 +88,43 @@ func sweep(args []string) error {
 	return err
 }
 
-// findBinary resolves the -xhttpd flag to an absolute path, because `ip
-// netns exec` searches PATH for a bare name.
-func findBinary(path string) (string, error) {
+// findBinary resolves a binary's flag (-xhttpd) to an absolute path,
+// because `ip netns exec` searches PATH for a bare name.
+func findBinary(flagName, path string) (string, error) {
 	if path == "" {
-		return "", errors.New("-xhttpd PATH is required")
+		return "", fmt.Errorf("%s PATH is required", flagName)
 	}
 	p, err := exec.LookPath(path)
 	if err != nil {
-		return "", fmt.Errorf("xhttpd binary: %w", err)
+		return "", fmt.Errorf("%s: %w", flagName, err)
 	}
 	return filepath.Abs(p)
+}
+
+// withTestbed runs fn with what bench and idle share: a context that ends
+// on SIGINT or SIGTERM, the generated site and a fresh testbed, and removes
+// both afterwards.
+func withTestbed(queues int, fn func(ctx context.Context, tb *testbed.Testbed, site string) error) (err error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer func() {
+		if ctx.Err() != nil {
+			err = errors.Join(err, errors.New("interrupted"))
+		}
+	}()
+	dir, err := writeSite()
+	if err != nil {
+		return fmt.Errorf("site: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	tb, err := testbed.New(testbed.Options{Queues: queues})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, tb.Close()) }()
+	fmt.Fprintf(os.Stderr, "testbed: server %s in %s, client %s in %s, %d queue(s)\n",
+		tb.ServerIf, tb.ServerNS, tb.ClientIf, tb.ClientNS, tb.Queues)
+	return fn(ctx, tb, dir)
 }
 
 // writeSite writes the demo site, index.html and a 1 KiB file, into a new
@@ -121,10 +157,15 @@ func writeSite() (dir string, err error) {
 // stop it in order.
 type server struct {
 	name string
+	path string
 	cmd  *exec.Cmd
 	out  *prefixWriter
 	done chan struct{}
 	err  error // from Wait; valid once done is closed
+
+	// sigintKills accepts death by the SIGINT that stop sends as a clean
+	// exit, for servers that do not handle it.
+	sigintKills bool
 }
 
 func startServer(tb *testbed.Testbed, name string, out io.Writer, path string, args ...string) (*server, error) {
@@ -142,7 +183,7 @@ func startServer(tb *testbed.Testbed, name string, out io.Writer, path string, a
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &server{name: name, cmd: cmd, out: pw, done: make(chan struct{})}
+	s := &server{name: name, path: path, cmd: cmd, out: pw, done: make(chan struct{})}
 	go func() {
 		s.err = cmd.Wait()
 		pw.Flush()
@@ -195,9 +236,33 @@ func (s *server) stop() error {
 		return fmt.Errorf("%s did not exit within 5s of SIGINT; killed", s.name)
 	}
 	if s.err != nil {
+		if ws, ok := s.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && s.sigintKills &&
+			ws.Signaled() && ws.Signal() == syscall.SIGINT {
+			return nil
+		}
 		return fmt.Errorf("%s: %v", s.name, s.err)
 	}
 	return nil
+}
+
+// pid returns the server's process id, for its CPU time. `ip netns exec`
+// execs the server, so the started process is the server itself; pid makes
+// sure, because an ip that forked would have its own CPU time measured.
+func (s *server) pid() (int, error) {
+	pid := s.cmd.Process.Pid
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", s.name, err)
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)") // rebuilt while it runs
+	want, err := filepath.EvalSymlinks(s.path)
+	if err != nil {
+		want = s.path
+	}
+	if exe != want {
+		return 0, fmt.Errorf("%s: pid %d runs %s, not %s: did ip netns exec fork?", s.name, pid, exe, want)
+	}
+	return pid, nil
 }
 
 // prefixWriter writes each line with a prefix, so that the server's logs

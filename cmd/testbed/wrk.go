@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -105,4 +106,21 @@ func fmtLatency(d time.Duration) string {
 		return fmt.Sprintf("%.0f us", float64(d)/float64(time.Microsecond))
 	}
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+// wrkArgs are wrk's arguments for a keep-alive run against url: no more
+// threads than connections, because wrk refuses a thread without one.
+func wrkArgs(threads, conns int, d time.Duration, url string) []string {
+	return []string{
+		"-t", strconv.Itoa(min(threads, conns)), "-c", strconv.Itoa(conns),
+		"-d", strconv.Itoa(int(d.Seconds())) + "s",
+		"--timeout", "2s", "--latency", url,
+	}
+}
+
+func needWrk() error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return fmt.Errorf("wrk is needed for bench (apt-get install wrk): %w", err)
+	}
+	return nil
 }

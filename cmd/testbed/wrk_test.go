@@ -75,3 +75,20 @@ func TestPrefixWriter(t *testing.T) {
 		t.Errorf("got %q, want %q", sb.String(), want)
 	}
 }
+
+func TestWrkArgs(t *testing.T) {
+	const url = "http://198.18.0.1/1k.bin"
+	for _, tc := range []struct {
+		threads, conns int
+		d              time.Duration
+		want           []string
+	}{
+		{2, 32, 10 * time.Second, []string{"-t", "2", "-c", "32", "-d", "10s", "--timeout", "2s", "--latency", url}},
+		{2, 1, 3 * time.Second, []string{"-t", "1", "-c", "1", "-d", "3s", "--timeout", "2s", "--latency", url}},
+		{4, 3, 90 * time.Second, []string{"-t", "3", "-c", "3", "-d", "90s", "--timeout", "2s", "--latency", url}},
+	} {
+		if diff := cmp.Diff(tc.want, wrkArgs(tc.threads, tc.conns, tc.d, url)); diff != "" {
+			t.Errorf("wrkArgs(%d, %d, %v) (-want +got):\n%s", tc.threads, tc.conns, tc.d, diff)
+		}
+	}
+}

@@ -7,13 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveAdmin serves /metrics on addr with the kernel's sockets: the admin
+// serveAdmin serves /metrics and /debug/pprof/ on addr with the kernel's sockets: the admin
 // listener stays reachable whatever the data path does. It returns a
 // function that stops it.
 func serveAdmin(addr string, c prometheus.Collector) (stop func(), err error) {
@@ -23,6 +24,10 @@ func serveAdmin(addr string, c prometheus.Collector) (stop func(), err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}))
+	// Profiles of the running server, for finding where a request's time
+	// goes; the admin address is for operators only.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-admin: %w", err)

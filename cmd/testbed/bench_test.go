@@ -1,0 +1,105 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseServers(t *testing.T) {
+	got, err := parseServers(" interrupt,busy ,hybrid,kernel,nethttp", true)
+	if want := []string{"interrupt", "busy", "hybrid", "kernel", "nethttp"}; err != nil || !cmp.Equal(want, got) {
+		t.Errorf("parseServers = %q, %v; want %q", got, err, want)
+	}
+	for _, tc := range []struct {
+		in       string
+		nethttpd bool
+		errWants string
+	}{
+		{"xdp", true, `"xdp" is not one of`},
+		{"hybrid,", true, `"" is not one of`},
+		{"", true, `"" is not one of`},
+		{"kernel,nethttp", false, "needs -nethttpd"},
+	} {
+		_, err := parseServers(tc.in, tc.nethttpd)
+		if err == nil || !strings.Contains(err.Error(), tc.errWants) {
+			t.Errorf("parseServers(%q, %v) = %v, want an error with %q", tc.in, tc.nethttpd, err, tc.errWants)
+		}
+	}
+}
+
+func TestParseConns(t *testing.T) {
+	got, err := parseConns("1, 32,256")
+	if want := []int{1, 32, 256}; err != nil || !cmp.Equal(want, got) {
+		t.Errorf("parseConns = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"", "0", "-1", "1,,2", "x", "1.5", "10001"} {
+		if got, err := parseConns(bad); err == nil {
+			t.Errorf("parseConns(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
+func TestServerCommand(t *testing.T) {
+	s := serverSetup{
+		xhttpd: "/bin/xhttpd", nethttpd: "/bin/nethttpd",
+		iface: "xh1-s", root: "/site", queues: 2,
+		addrs: []string{"198.18.0.1:80", "[2001:2::1]:80"},
+		extra: []string{"-cpus", "1"},
+	}
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"busy", []string{"/bin/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "xdp", "-mode", "busy", "-cpus", "1"}},
+		{"kernel", []string{"/bin/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "kernel", "-cpus", "1"}},
+		{"nethttp", []string{"/bin/nethttpd", "-addr", "198.18.0.1:80,[2001:2::1]:80", "-root", "/site"}},
+	} {
+		path, args := serverCommand(tc.name, s)
+		if diff := cmp.Diff(tc.want, append([]string{path}, args...)); diff != "" {
+			t.Errorf("serverCommand(%q) (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+func TestWriteBenchTable(t *testing.T) {
+	rows := []benchRow{
+		{server: "hybrid", conns: 32, cpu: 3 * time.Second,
+			res: wrkResult{ReqPerSec: 40000.4, P50: 687 * time.Microsecond, P99: 3080 * time.Microsecond, Requests: 400000,
+				SocketErrors: "connect 0, read 0, write 0, timeout 3"}},
+		{server: "busy", conns: 1, err: errExample},
+		{server: "kernel", conns: 1, cpu: 1500 * time.Millisecond,
+			res: wrkResult{ReqPerSec: 15000, P50: 65 * time.Microsecond, P99: 115 * time.Microsecond, Requests: 150000, Non2xx3xx: 2}},
+	}
+	var sb strings.Builder
+	err := writeBenchTable(&sb, rows)
+	want := `| server | conns | req/s | p50 | p99 | CPU s per 10k req |
+| --- | ---: | ---: | ---: | ---: | ---: |
+| hybrid | 32 | 40000 | 687 us | 3.08 ms | 0.075 |
+| busy | 1 | failed | | | |
+| kernel | 1 | 15000 | 65 us | 115 us | 0.100 |
+
+- hybrid, 32 conns: socket errors: connect 0, read 0, write 0, timeout 3
+- kernel, 1 conns: 2 non-2xx/3xx responses
+`
+	if diff := cmp.Diff(want, sb.String()); diff != "" {
+		t.Errorf("table (-want +got):\n%s", diff)
+	}
+	if err == nil || !strings.Contains(err.Error(), "busy, 1 conns: "+errExample.Error()) {
+		t.Errorf("writeBenchTable returned %v, want the failed row's error", err)
+	}
+	if err := writeBenchTable(&sb, rows[:1]); err != nil {
+		t.Errorf("writeBenchTable without a failed row returned %v", err)
+	}
+}
+
+func TestCPUPer10k(t *testing.T) {
+	if got := cpuPer10k(2*time.Second, 100000); got != 0.2 {
+		t.Errorf("cpuPer10k(2s, 100000) = %v, want 0.2", got)
+	}
+	if got := cpuPer10k(time.Second, 0); got != 0 {
+		t.Errorf("cpuPer10k(1s, 0) = %v, want 0", got)
+	}
+}

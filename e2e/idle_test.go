@@ -1,0 +1,46 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+// An idle xhttpd costs almost nothing in interrupt and hybrid mode, and a
+// core per queue in busy mode: CPU time from /proc/PID/stat over 10 s with
+// no traffic. The three run side by side, each on its own testbed.
+func TestIdleCPU(t *testing.T) {
+	testbed.RequireRoot(t)
+	const window = 10 * time.Second
+	for _, c := range []struct {
+		mode     string
+		min, max float64 // share of one core
+	}{
+		{"interrupt", 0, 0.02},
+		{"hybrid", 0, 0.02},
+		{"busy", 0.8, 1.2},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			t.Parallel()
+			tb := testbed.NewT(t, testbed.Options{})
+			srv := startServer(t, tb, newSite(t).dir, "-mode", c.mode)
+			pid := srv.cmd.Process.Pid
+			time.Sleep(time.Second) // let start-up work settle
+			before, err := testbed.ProcessCPU(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(window)
+			after, err := testbed.ProcessCPU(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			share := (after - before).Seconds() / window.Seconds()
+			t.Logf("%s: %.1f%% of a core while idle", c.mode, 100*share)
+			if share < c.min || share > c.max {
+				t.Errorf("%s mode used %.1f%% of a core while idle; want %.0f%% to %.0f%%", c.mode, 100*share, 100*c.min, 100*c.max)
+			}
+		})
+	}
+}
