@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -27,16 +28,10 @@ func TestIdleCPU(t *testing.T) {
 			srv := startServer(t, tb, newSite(t).dir, "-mode", c.mode)
 			pid := srv.cmd.Process.Pid
 			time.Sleep(time.Second) // let start-up work settle
-			before, err := testbed.ProcessCPU(pid)
+			share, err := testbed.CPUShare(context.Background(), pid, window)
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(window)
-			after, err := testbed.ProcessCPU(pid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			share := (after - before).Seconds() / window.Seconds()
 			t.Logf("%s: %.1f%% of a core while idle", c.mode, 100*share)
 			if share < c.min || share > c.max {
 				t.Errorf("%s mode used %.1f%% of a core while idle; want %.0f%% to %.0f%%", c.mode, 100*share, 100*c.min, 100*c.max)
