@@ -28,6 +28,9 @@ func TestMisconfiguration(t *testing.T) {
 		{"bad xdp mode", []string{"-iface", tb.ServerIf, "-root", root, "-xdp-mode", "offload"}, "-xdp-mode"},
 		{"bad stack", []string{"-iface", tb.ServerIf, "-root", root, "-stack", "dpdk"}, "-stack"},
 		{"too many queues", []string{"-iface", tb.ServerIf, "-root", root, "-queues", "9"}, "rx queues"},
+		{"cpu out of range", []string{"-iface", tb.ServerIf, "-root", root, "-cpus", "0,999"}, "-cpus"},
+		{"bad max spin", []string{"-iface", tb.ServerIf, "-root", root, "-max-spin", "-1s"}, "-max-spin"},
+		{"admin address in use", []string{"-iface", tb.ServerIf, "-root", root, "-admin", "198.18.0.1:80", "-stack", "kernel"}, "-admin"},
 		{"missing root dir", []string{"-iface", tb.ServerIf, "-root", root + "/nope"}, "nope"},
 		{"no iface flag", []string{"-root", root}, "-iface is required"},
 	}

@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,5 +41,30 @@ func TestIdleCPU(t *testing.T) {
 				t.Errorf("%s mode used %.1f%% of a core while idle; want %.0f%% to %.0f%%", c.mode, 100*share, 100*c.min, 100*c.max)
 			}
 		})
+	}
+}
+
+// -cpus pins each queue's loop thread: with one queue and -cpus 1, one
+// thread of the server may run only on CPU 1.
+func TestLoopPinned(t *testing.T) {
+	testbed.RequireRoot(t)
+	tb := testbed.NewT(t, testbed.Options{})
+	srv := startServer(t, tb, newSite(t).dir, "-mode", "busy", "-cpus", "1")
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", srv.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := 0
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		if strings.Contains(string(b), "Cpus_allowed_list:\t1\n") {
+			pinned++
+		}
+	}
+	if pinned != 1 {
+		t.Fatalf("%d of %d threads pinned to CPU 1; want the loop's one", pinned, len(tasks))
 	}
 }
