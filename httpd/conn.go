@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,12 +14,16 @@ import (
 	"time"
 )
 
-// Connection states, for Shutdown: only an idle connection may be closed
-// under a client's feet.
+// Connection states. Shutdown closes only a connection in stateIdle (with a
+// compare-and-swap, so one whose next request has just begun is left to
+// finish it); the status page shows them all.
 const (
-	stateActive int32 = iota // reading a request head or writing a response
-	stateIdle                // waiting for the first byte of the next request
-	stateClosed              // closed by Shutdown
+	stateIdle     int32 = iota // waiting for the first byte of a request (a new or a keep-alive connection)
+	stateReading               // reading a request head
+	stateWriting               // answering from Root: a file, a redirect, an error
+	stateProxying              // forwarding to the upstream and relaying its answer
+	stateClosing               // after the last response: flushing, lingering
+	stateClosed                // closed by Shutdown
 )
 
 const (
@@ -26,12 +31,16 @@ const (
 	// reassembled by readLine up to the configured limits.
 	readBufSize = 4 << 10
 	// writeBufSize lets the response head and a small file leave in one
-	// write; bigger files go by io.ReaderFrom (sendfile on the kernel stack)
-	// once the first buffer is out.
+	// write; a bigger cached body leaves in the same writev as the head,
+	// and a bigger file from disk by io.ReaderFrom (sendfile on the kernel
+	// stack) once the first buffer is out.
 	writeBufSize = 16 << 10
 	// maxKeptBuf is the largest parser buffer a pooled connection keeps; a
 	// rare huge header should not pin memory in the pool.
 	maxKeptBuf = 64 << 10
+	// fileChunk is how much of a file from disk is sent under one write
+	// deadline: a client must take at least this much per WriteTimeout.
+	fileChunk = 1 << 20
 
 	// lingerTimeout and lingerBytes bound how long and how much a closing
 	// connection reads after its last response. Closing a socket with unread
@@ -54,12 +63,25 @@ type conn struct {
 	bw    *bufio.Writer
 	state atomic.Int32
 
-	in      connReader // what br reads from
+	in    connReader       // what br reads from
+	out   connWriter       // what bw writes to
+	outRF readerFromWriter // the same, for a net.Conn with ReadFrom (sendfile)
+
 	p       parser
 	req     request
 	name    []byte           // decoded path, then the name passed to os.Root
+	key     []byte           // a directory's index name, to look up in the cache
 	scratch []byte           // numbers, dates and Location while writing a head
-	body    io.LimitedReader // the file, limited to the size its head announced
+	body    io.LimitedReader // a file from disk, limited to what its head announced
+	disk    entry            // the head of a file from disk, formatted in place
+
+	// What the access log says of the current request.
+	status int   // the response's status; 0 when none was sent
+	sent   int64 // body bytes sent
+	remote []byte
+	line   []byte // the log line being built
+
+	pbody proxyBody // a proxied request's body
 }
 
 var connPool = sync.Pool{New: func() any {
@@ -69,6 +91,8 @@ var connPool = sync.Pool{New: func() any {
 		scratch: make([]byte, 0, 256),
 	}
 	c.in.c = c
+	c.out.c = c
+	c.outRF.connWriter = &c.out
 	return c
 }}
 
@@ -77,10 +101,13 @@ var connPool = sync.Pool{New: func() any {
 // request that arrived only in part must not leave the answers to the
 // requests before it sitting in our buffer while we wait for its rest,
 // perhaps from a client that waits for those answers first.
-type connReader struct{ c *conn }
+type connReader struct {
+	c       *conn
+	noFlush bool // while a proxied body is read on another goroutine
+}
 
 func (r *connReader) Read(p []byte) (int, error) {
-	if r.c.bw.Buffered() > 0 {
+	if !r.noFlush && r.c.bw.Buffered() > 0 {
 		if err := r.c.bw.Flush(); err != nil {
 			return 0, err
 		}
@@ -88,13 +115,93 @@ func (r *connReader) Read(p []byte) (int, error) {
 	return r.c.nc.Read(p)
 }
 
+// connWriter is the writer under a conn's bufio.Writer. It keeps a write
+// deadline in force (see arm), counts the bytes sent, and can append a body
+// to the next write so that head and body leave in one writev.
+type connWriter struct {
+	c        *conn
+	tail     []byte // written after the next Write's bytes, in the same call
+	bufs     [2][]byte
+	vec      net.Buffers
+	deadline int64 // the write deadline in force, Unix nanoseconds
+}
+
+// arm makes sure a write deadline at least half of WriteTimeout away is in
+// force, renewing it only when less is left: setting a deadline costs a
+// timer update (a timer allocation on gonet), which a busy keep-alive
+// connection then pays once per WriteTimeout/2 instead of once per write.
+// A client that takes nothing for WriteTimeout is therefore cut off after
+// between half and all of it.
+func (w *connWriter) arm() {
+	to := w.c.srv.cfg.WriteTimeout
+	now := time.Now()
+	if w.deadline-now.UnixNano() > int64(to/2) {
+		return
+	}
+	d := now.Add(to)
+	w.deadline = d.UnixNano()
+	w.c.nc.SetWriteDeadline(d)
+}
+
+// setDeadline sets an explicit write deadline that arm will renew from.
+func (w *connWriter) setDeadline(d time.Time) {
+	w.deadline = d.UnixNano()
+	w.c.nc.SetWriteDeadline(d)
+}
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	w.arm()
+	if w.tail == nil {
+		n, err := w.c.nc.Write(p)
+		w.c.srv.stats.bytesOut.Add(uint64(n))
+		return n, w.timedOut(err)
+	}
+	tail := w.tail
+	w.tail = nil
+	w.bufs = [2][]byte{p, tail}
+	w.vec = w.bufs[:]
+	n, err := w.vec.WriteTo(w.c.nc)
+	w.bufs = [2][]byte{}
+	w.c.srv.stats.bytesOut.Add(uint64(n))
+	if err == nil && n < int64(len(p)+len(tail)) {
+		err = io.ErrShortWrite
+	}
+	return int(min(n, int64(len(p)))), w.timedOut(err)
+}
+
+// timedOut counts a write that hit its deadline.
+func (w *connWriter) timedOut(err error) error {
+	if err != nil && isTimeout(err) {
+		w.c.srv.stats.writeTimeouts.Add(1)
+	}
+	return err
+}
+
+// readerFromWriter adds ReadFrom to connWriter for connections that have
+// one: bufio.Writer hands a file to it once its buffer is out, and the
+// kernel's TCPConn sends the file with sendfile(2). Connections without
+// ReadFrom (the netstack's) get the plain connWriter, and bufio.Writer
+// copies through its own buffer instead.
+type readerFromWriter struct{ *connWriter }
+
+func (w readerFromWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.arm()
+	n, err := w.c.nc.(io.ReaderFrom).ReadFrom(r)
+	w.c.srv.stats.bytesOut.Add(uint64(n))
+	return n, w.timedOut(err)
+}
+
 func newConn(s *Server, nc net.Conn) *conn {
 	c := connPool.Get().(*conn)
 	c.srv = s
 	c.nc = nc
 	c.br.Reset(&c.in)
-	c.bw.Reset(nc)
-	c.state.Store(stateActive)
+	if _, ok := nc.(io.ReaderFrom); ok {
+		c.bw.Reset(c.outRF)
+	} else {
+		c.bw.Reset(&c.out)
+	}
+	c.state.Store(stateIdle)
 	return c
 }
 
@@ -103,16 +210,15 @@ func (c *conn) release() {
 	c.srv, c.nc = nil, nil
 	c.br.Reset(nil)
 	c.bw.Reset(nil)
+	c.out.tail, c.out.deadline = nil, 0
 	c.req = request{}
 	c.body = io.LimitedReader{}
-	if cap(c.p.line) > maxKeptBuf {
-		c.p.line = nil
-	}
-	if cap(c.p.long) > maxKeptBuf {
-		c.p.long = nil
-	}
-	if cap(c.name) > maxKeptBuf {
-		c.name = nil
+	c.remote = c.remote[:0]
+	c.pbody = proxyBody{}
+	for _, b := range []*[]byte{&c.p.line, &c.p.long, &c.p.fields, &c.name, &c.key, &c.line} {
+		if cap(*b) > maxKeptBuf {
+			*b = nil
+		}
 	}
 	connPool.Put(c)
 }
@@ -152,13 +258,21 @@ func (c *conn) serve() {
 			c.state.Store(stateIdle)
 			c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 			if _, err := c.br.Peek(1); err != nil {
+				if isTimeout(err) {
+					s.stats.idleTimeouts.Add(1)
+				}
 				return // closed, idle too long, or closed by Shutdown
 			}
-			if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			if !c.state.CompareAndSwap(stateIdle, stateReading) {
 				return // Shutdown closed it as the request arrived
 			}
+		} else {
+			c.state.Store(stateReading)
 		}
-		c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+		if !headBuffered(c.br) {
+			c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+		}
+		c.status, c.sent = 0, 0
 		err := c.p.readRequest(c.br, s.lim, &c.req)
 		if err != nil {
 			c.fail(err)
@@ -169,7 +283,11 @@ func (c *conn) serve() {
 			testHookRequest(c.req.target)
 		}
 
+		c.state.Store(stateWriting)
 		mode := c.handle(&c.req)
+		if s.alog != nil {
+			c.logAccess()
+		}
 		if mode != keepOpen {
 			c.finish(mode)
 			return
@@ -182,36 +300,61 @@ func (c *conn) serve() {
 	}
 }
 
+// headBuffered reports whether a whole request head is already in br, as
+// it usually is: then reading it cannot block, and the ReadHeaderTimeout
+// deadline need not be set. That saves a timer update per request (and a
+// timer allocation on the netstack's conns, whose deadlines are AfterFuncs).
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+		b = b[1:] // empty lines before the request line
+	}
+	return bytes.Contains(b, crlfcrlf) || bytes.Contains(b, lflf)
+}
+
+var crlfcrlf, lflf = []byte("\r\n\r\n"), []byte("\n\n")
+
 // testHookRequest, when set by a test, runs for every request read.
 var testHookRequest func(target []byte)
 
 // fail answers a request head that could not be read whole, if it deserves
 // an answer, and ends the connection.
 func (c *conn) fail(err error) {
+	s := c.srv
 	var he *httpError
 	switch {
 	case errors.As(err, &he):
-		if he.code == 414 || he.code == 431 {
-			c.srv.stats.rejected.Add(1)
+		switch he.code {
+		case 414:
+			s.stats.uriTooLong.Add(1)
+		case 431:
+			s.stats.headerTooLarge.Add(1)
+		default:
+			s.stats.badRequests.Add(1)
 		}
-		c.srv.stats.requests.Add(1)
+		s.stats.requests.Add(1)
 		c.debug("bad request", he)
 	case isTimeout(err):
 		// The first byte arrived (serve waited for it) but not the rest in
 		// time: slowloris or a stuck client.
-		c.srv.stats.rejected.Add(1)
+		s.stats.headerTimeouts.Add(1)
 		he = errHeadTimeout
 	default:
 		return // the client went away mid-head; nobody to answer
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
+	c.state.Store(stateWriting)
+	c.out.setDeadline(time.Now().Add(errorWriteTimeout))
 	c.writeError(he, false, true, c.req.minor)
+	if s.alog != nil {
+		c.logAccess()
+	}
 	c.finish(closeLinger)
 }
 
 // finish flushes the last response and closes the connection the way mode
 // says. The deferred Close in serve does the final close.
 func (c *conn) finish(mode closeMode) {
+	c.state.Store(stateClosing)
 	if err := c.bw.Flush(); err != nil {
 		return
 	}
@@ -246,10 +389,12 @@ func isTimeout(err error) bool {
 // handle answers one well-formed request head and says what becomes of the
 // connection.
 //
-// Request bodies are never read: a static server has no use for them. A
-// GET or HEAD with a body gets 400, any other method 405, and in both cases
-// the connection closes after the answer (with a lingering close), since
-// the body's bytes stand between us and the next request.
+// Requests under a dynamic prefix go to the upstream, bodies and all. The
+// rest are served from Root, GET and HEAD only, and without reading a
+// body: a GET or HEAD with a body gets 400 and any other method 405 (or,
+// with ProxyMisses, the upstream), and the connection closes after the
+// answer (with a lingering close), since the body's bytes stand between us
+// and the next request.
 func (c *conn) handle(req *request) closeMode {
 	s := c.srv
 	mode := keepOpen
@@ -257,11 +402,28 @@ func (c *conn) handle(req *request) closeMode {
 		mode = closeNow
 	}
 	head := string(req.method) == "HEAD"
-	if !head && string(req.method) != "GET" {
+
+	t, he := parseTarget(c.name, req.target)
+	if he != nil {
 		if req.hasBody() {
 			mode = closeLinger
 		}
-		c.writeError(errMethod, head, mode != keepOpen, req.minor)
+		c.debug("bad request", he)
+		c.writeError(he, head, mode != keepOpen, req.minor)
+		return mode
+	}
+	c.name = t.name[:0]
+	if s.proxy != nil && s.proxy.dynamic(t) {
+		return c.proxy(req, mode)
+	}
+	if !head && string(req.method) != "GET" {
+		if s.proxy != nil && s.proxy.misses {
+			return c.proxy(req, mode)
+		}
+		if req.hasBody() {
+			mode = closeLinger
+		}
+		c.writeError(errMethod, false, mode != keepOpen, req.minor)
 		return mode
 	}
 	if req.hasBody() {
@@ -269,71 +431,5 @@ func (c *conn) handle(req *request) closeMode {
 		c.writeError(errBodyOnGet, head, true, req.minor)
 		return closeLinger
 	}
-
-	t, he := parseTarget(c.name, req.target)
-	if he != nil {
-		c.debug("bad request", he)
-		c.writeError(he, head, mode != keepOpen, req.minor)
-		return mode
-	}
-	c.name = t.name[:0]
-	return c.serveFile(req, t, head, mode)
-}
-
-// serveFile answers a GET or HEAD for t. A directory is served by its
-// index.html; a directory named without the trailing slash is redirected
-// (301) to the name with it, so that relative links in the index resolve
-// below the directory as they would on any other server. There are no
-// directory listings: a directory without index.html is 404.
-func (c *conn) serveFile(req *request, t target, head bool, mode closeMode) closeMode {
-	s := c.srv
-	name := string(t.name)
-	f, fi, he := s.open(name)
-	switch {
-	case he != nil:
-	case fi.IsDir():
-		f.Close()
-		if !t.dirSlash {
-			c.writeRedirect(t, head, mode != keepOpen, req.minor)
-			return mode
-		}
-		if name == "." {
-			name = "index.html"
-		} else {
-			name += "/index.html"
-		}
-		f, fi, he = s.open(name)
-		if he == nil && !fi.Mode().IsRegular() {
-			f.Close()
-			he = errNotFound
-		}
-	case t.dirSlash || !fi.Mode().IsRegular():
-		// "file/" names no directory (Linux's open refuses it too), and
-		// devices, FIFOs and sockets are not content.
-		f.Close()
-		he = errNotFound
-	}
-	if he != nil {
-		c.writeError(he, head, mode != keepOpen, req.minor)
-		return mode
-	}
-	defer f.Close()
-
-	size := fi.Size()
-	c.writeFileHead(name, size, fi.ModTime(), mode != keepOpen, req.minor)
-	if head {
-		return mode
-	}
-	c.body = io.LimitedReader{R: f, N: size}
-	n, err := c.bw.ReadFrom(&c.body)
-	c.body = io.LimitedReader{}
-	if err != nil || n != size {
-		// The file shrank under us or the client left: the announced
-		// Content-Length cannot be met, so the connection cannot go on.
-		if err == nil {
-			s.log.Warn("file shorter than its stat said; closing connection", "name", name, "want", size, "sent", n)
-		}
-		return closeNow
-	}
-	return mode
+	return c.serveStatic(req, t, head, mode)
 }

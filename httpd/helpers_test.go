@@ -32,13 +32,7 @@ func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{root: t.TempDir(), small: randomBytes(t, 1<<10), big: randomBytes(t, 1<<20)}
 	write := func(name string, data []byte) {
-		p := filepath.Join(f.root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeOld(t, filepath.Join(f.root, name), data)
 	}
 	write("small.bin", f.small)
 	write("big.bin", f.big)
@@ -49,6 +43,22 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// writeOld writes a file with a modification time an hour ago, so that the
+// cache takes it at once (it leaves alone files modified within settleTime).
+func writeOld(t testing.TB, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func randomBytes(t testing.TB, n int) []byte {
@@ -92,7 +102,8 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 		}
 		select {
 		case err := <-served:
-			if err != nil {
+			// ErrServerClosed: the test was over before Serve began.
+			if err != nil && !errors.Is(err, ErrServerClosed) {
 				t.Errorf("Serve returned %v, want nil", err)
 			}
 		case <-time.After(5 * time.Second):

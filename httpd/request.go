@@ -20,10 +20,12 @@ type limits struct {
 // clients send after a POST body; more than a few is garbage.
 const maxLeadingEmptyLines = 4
 
-// request is one parsed request head. Only what the server acts on is kept:
-// every other header is checked for syntax and then forgotten, which is what
-// keeps parsing free of allocation. method and target point into the
-// parser's buffer and are valid until its next readRequest.
+// request is one parsed request head. Only what the server acts on is
+// decoded; every header line is checked for syntax and kept, as received,
+// in the parser's fields buffer (the proxy forwards them). Copying a line is
+// what keeps parsing free of allocation: the bufio.Reader's buffer moves
+// under a line as soon as the next one is read. method, target and fields
+// point into the parser's buffers and are valid until its next readRequest.
 type request struct {
 	method []byte
 	target []byte // request-target as sent, still percent-encoded
@@ -35,10 +37,49 @@ type request struct {
 	connKeepAlive bool  // Connection: keep-alive (matters for HTTP/1.0 only)
 	contentLength int64 // -1 when absent
 	chunked       bool  // any Transfer-Encoding: its body length is unknown to us
+
+	// fields holds the header lines, each without its line ending and
+	// followed by '\n'. The spans below locate the values (without
+	// surrounding whitespace) of the fields the server reads; a field sent
+	// twice is read at its first occurrence.
+	fields          []byte
+	ifNoneMatch     span
+	ifModifiedSince span
+	rangeSpec       span
+	ifRange         span
+	expect          span
+	transferCoding  span
 }
 
-// hasBody reports whether a body follows the head. The server never reads
-// request bodies (see handle), so such a connection cannot be reused.
+// span locates a header value in request.fields. The zero span means the
+// field is absent: a value never starts at offset 0, where a name is.
+type span struct{ start, end int32 }
+
+func (s span) present() bool { return s.end > 0 }
+
+// value returns the bytes of s, or nil when the field is absent.
+func (r *request) value(s span) []byte {
+	if !s.present() {
+		return nil
+	}
+	return r.fields[s.start:s.end]
+}
+
+// eachField calls fn for every header line, with its name and trimmed
+// value, in the order received.
+func (r *request) eachField(fn func(name, value []byte)) {
+	rest := r.fields
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i]
+		rest = rest[i+1:]
+		colon := bytes.IndexByte(line, ':')
+		fn(line[:colon], trimOWS(line[colon+1:]))
+	}
+}
+
+// hasBody reports whether a body follows the head. Only the proxy reads
+// request bodies (see handle); elsewhere such a connection cannot be reused.
 func (r *request) hasBody() bool { return r.contentLength > 0 || r.chunked }
 
 // wantsKeepAlive applies RFC 9112 section 9.3: HTTP/1.1 is persistent unless
@@ -80,6 +121,12 @@ var (
 	errNotFound         = &httpError{404, "no such file"}
 	errForbidden        = &httpError{403, "permission denied"}
 	errMethod           = &httpError{405, "method not allowed"}
+	errBadTE            = &httpError{501, "transfer coding other than chunked"}
+	errTE10             = &httpError{400, "Transfer-Encoding in an HTTP/1.0 request"}
+	errBadChunk         = &httpError{400, "malformed chunked body"}
+	errUpstream         = &httpError{502, "upstream failed"}
+	errUpstreamTimeout  = &httpError{504, "upstream did not answer in time"}
+	errTooManyConns     = &httpError{503, "too many connections"}
 )
 
 // errLineTooLong is readLine's signal that a line exceeded its budget; the
@@ -89,8 +136,9 @@ var errLineTooLong = errors.New("httpd: line too long")
 // parser holds the buffers that one connection reuses for every request
 // head, so that a steady stream of requests allocates nothing.
 type parser struct {
-	line []byte // the request line, copied: ReadSlice's result dies at the next read
-	long []byte // a header line longer than the bufio.Reader's buffer, reassembled
+	line   []byte // the request line, copied: ReadSlice's result dies at the next read
+	long   []byte // a header line longer than the bufio.Reader's buffer, reassembled
+	fields []byte // the header lines, copied (request.fields)
 }
 
 // readRequest reads one request head from br into req. Errors are an
@@ -98,6 +146,7 @@ type parser struct {
 // error (EOF, timeout, reset) for connections that went away or stalled.
 func (p *parser) readRequest(br *bufio.Reader, lim limits, req *request) error {
 	*req = request{contentLength: -1}
+	p.line = p.line[:0]
 
 	var line []byte
 	for empty := 0; ; empty++ {
@@ -124,6 +173,7 @@ func (p *parser) readRequest(br *bufio.Reader, lim limits, req *request) error {
 		return err
 	}
 
+	p.fields = p.fields[:0]
 	budget := lim.headerBytes
 	for {
 		l, err := readLine(br, &p.long, budget)
@@ -142,10 +192,13 @@ func (p *parser) readRequest(br *bufio.Reader, lim limits, req *request) error {
 		if req.headers > lim.headers {
 			return errTooManyHeaders
 		}
-		if err := parseHeader(line, req); err != nil {
+		start := len(p.fields)
+		p.fields = append(append(p.fields, line...), '\n')
+		if err := parseHeader(p.fields, start, len(line), req); err != nil {
 			return err
 		}
 	}
+	req.fields = p.fields
 
 	if req.minor >= 1 && !req.host {
 		return errMissingHost
@@ -155,6 +208,29 @@ func (p *parser) readRequest(br *bufio.Reader, lim limits, req *request) error {
 		return errLengthAndTE
 	}
 	return nil
+}
+
+// readTrailer reads and discards the trailer section that follows a
+// chunked body's last chunk, through the empty line that ends it, within
+// the header limits.
+func (p *parser) readTrailer(br *bufio.Reader, lim limits) error {
+	budget := lim.headerBytes
+	for n := 0; ; n++ {
+		l, err := readLine(br, &p.long, budget)
+		if err == errLineTooLong {
+			return errHeaderTooLarge
+		}
+		if err != nil {
+			return err
+		}
+		budget -= len(l)
+		if len(trimEOL(l)) == 0 {
+			return nil
+		}
+		if n >= lim.headers {
+			return errTooManyHeaders
+		}
+	}
 }
 
 // readLine returns the next line including its '\n'. A line that fits in
@@ -235,9 +311,10 @@ func parseRequestLine(line []byte, req *request) error {
 	return nil
 }
 
-// parseHeader checks one field line and records the few fields the server
-// acts on.
-func parseHeader(line []byte, req *request) error {
+// parseHeader checks the field line fields[start:start+n] and records the
+// few fields the server acts on.
+func parseHeader(fields []byte, start, n int, req *request) error {
+	line := fields[start : start+n]
 	if line[0] == ' ' || line[0] == '\t' {
 		return errObsFold
 	}
@@ -247,10 +324,23 @@ func parseHeader(line []byte, req *request) error {
 		return errBadHeader
 	}
 	name := line[:colon]
-	value := trimOWS(line[colon+1:])
+	vs, ve := colon+1, len(line)
+	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+		ve--
+	}
+	value := line[vs:ve]
 	for _, c := range value {
 		if (c < ' ' && c != '\t') || c == 0x7f {
 			return errBadHeader
+		}
+	}
+	at := span{int32(start + vs), int32(start + ve)}
+	record := func(s *span) {
+		if !s.present() {
+			*s = at
 		}
 	}
 	switch len(name) {
@@ -261,9 +351,25 @@ func parseHeader(line []byte, req *request) error {
 			}
 			req.host = true
 		}
+	case 5:
+		if equalFold(name, "range") {
+			record(&req.rangeSpec)
+		}
+	case 6:
+		if equalFold(name, "expect") {
+			record(&req.expect)
+		}
+	case 8:
+		if equalFold(name, "if-range") {
+			record(&req.ifRange)
+		}
 	case 10:
 		if equalFold(name, "connection") {
 			parseConnection(value, req)
+		}
+	case 13:
+		if equalFold(name, "if-none-match") {
+			record(&req.ifNoneMatch)
 		}
 	case 14:
 		if equalFold(name, "content-length") {
@@ -274,8 +380,12 @@ func parseHeader(line []byte, req *request) error {
 			req.contentLength = n
 		}
 	case 17:
-		if equalFold(name, "transfer-encoding") {
+		switch {
+		case equalFold(name, "transfer-encoding"):
 			req.chunked = true
+			record(&req.transferCoding)
+		case equalFold(name, "if-modified-since"):
+			record(&req.ifModifiedSince)
 		}
 	}
 	return nil

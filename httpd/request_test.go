@@ -172,6 +172,10 @@ func FuzzParseRequest(f *testing.F) {
 		"GET /" + strings.Repeat("x", 100) + " HTTP/1.1\r\n\r\n",
 		"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET / HTTP/2.0\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\nRange: bytes=-5\r\nIf-Range: \"x\"\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\nrange:bytes=1-2,3-\r\nIf-None-Match: W/\"a\", \"b\"\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"",
 	} {
 		f.Add([]byte(s))
@@ -205,6 +209,7 @@ func FuzzParseRequest(f *testing.F) {
 			if req.headers > lim.headers || (req.minor >= 1 && !req.host) {
 				t.Fatalf("accepted %+v", summarize(&req))
 			}
+			checkFields(t, &req)
 			tg, he := parseTarget(dst, req.target)
 			if he != nil {
 				continue
@@ -213,6 +218,42 @@ func FuzzParseRequest(f *testing.F) {
 			checkName(t, req.target, tg.name)
 		}
 	})
+}
+
+// checkFields checks the header lines kept for the proxy and the values the
+// static side reads from them, and runs those values through their parsers.
+func checkFields(t *testing.T, req *request) {
+	t.Helper()
+	n := 0
+	req.eachField(func(name, value []byte) {
+		n++
+		if !isToken(name) || bytes.ContainsAny(value, "\r\n\x00") {
+			t.Fatalf("field %q: %q", name, value)
+		}
+	})
+	if n != req.headers {
+		t.Fatalf("%d fields kept, %d counted", n, req.headers)
+	}
+	for _, sp := range []span{req.ifNoneMatch, req.ifModifiedSince, req.rangeSpec, req.ifRange, req.expect, req.transferCoding} {
+		if !sp.present() {
+			continue
+		}
+		if sp.start > sp.end || int(sp.end) > len(req.fields) {
+			t.Fatalf("span %+v beyond %d bytes of fields", sp, len(req.fields))
+		}
+		v := req.value(sp)
+		if bytes.ContainsAny(v, "\r\n") || len(trimOWS(v)) != len(v) {
+			t.Fatalf("value %q", v)
+		}
+		for _, size := range []int64{0, 1, 100, 1 << 40} {
+			r, verdict := parseRange(v, size)
+			if verdict == rangeSatisfiable && (r.start < 0 || r.length < 1 || r.start+r.length > size) {
+				t.Fatalf("range %q of %d: %+v", v, size, r)
+			}
+		}
+		etagListMatches(v, []byte(`"1-2"`))
+		parseHTTPDate(v)
+	}
 }
 
 // checkName fails unless name is a clean relative name beneath Root.
@@ -232,5 +273,42 @@ func checkName(t *testing.T, target, name []byte) {
 		if bytes.ContainsAny(seg, "\\\x00") {
 			t.Fatalf("target %q: name %q has a backslash or NUL", target, name)
 		}
+	}
+}
+
+func TestParseRequestFields(t *testing.T) {
+	in := "GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match:  \"x\" \r\nif-modified-since: Sun, 06 Nov 1994 08:49:37 GMT\r\n" +
+		"RANGE: bytes=0-1\r\nRange: bytes=5-6\r\nIf-Range:\t\"y\"\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\nX-Empty:\r\n\r\n"
+	var p parser
+	var req request
+	if err := p.readRequest(bufio.NewReaderSize(strings.NewReader(in), 16), defaultLimits, &req); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		s    span
+		want string
+	}{
+		"If-None-Match":     {req.ifNoneMatch, `"x"`},
+		"If-Modified-Since": {req.ifModifiedSince, "Sun, 06 Nov 1994 08:49:37 GMT"},
+		"Range":             {req.rangeSpec, "bytes=0-1"}, // the first one
+		"If-Range":          {req.ifRange, `"y"`},
+		"Expect":            {req.expect, "100-continue"},
+		"Transfer-Encoding": {req.transferCoding, "chunked"},
+	} {
+		if got := string(req.value(tc.s)); got != tc.want {
+			t.Errorf("%s: %q, want %q", name, got, tc.want)
+		}
+	}
+	var got []string
+	req.eachField(func(name, value []byte) { got = append(got, string(name)+"="+string(value)) })
+	want := []string{"Host=a", `If-None-Match="x"`, "if-modified-since=Sun, 06 Nov 1994 08:49:37 GMT", "RANGE=bytes=0-1",
+		"Range=bytes=5-6", `If-Range="y"`, "Expect=100-continue", "Transfer-Encoding=chunked", "X-Empty="}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("fields:\n got %q\nwant %q", got, want)
+	}
+	// Absent fields read as nil.
+	p.readRequest(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: a\r\n\r\n")), defaultLimits, &req)
+	if req.rangeSpec.present() || req.value(req.ifNoneMatch) != nil {
+		t.Error("a field from the previous request survived")
 	}
 }

@@ -1,21 +1,27 @@
 package httpd
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 )
 
 // Response heads are written piece by piece into the connection's
-// bufio.Writer from constant strings and the conn's scratch buffer; nothing
-// here allocates.
+// bufio.Writer from constant strings, a cache entry's prepared lines and the
+// conn's scratch buffer; nothing here allocates.
 
-// statusText returns the reason phrase for the statuses this server sends.
+// statusText returns the reason phrase for a status: this server's own
+// wording for the ones it sends, net/http's for any other an upstream sends.
 func statusText(code int) string {
 	switch code {
 	case 200:
 		return "OK"
+	case 206:
+		return "Partial Content"
 	case 301:
 		return "Moved Permanently"
+	case 304:
+		return "Not Modified"
 	case 400:
 		return "Bad Request"
 	case 403:
@@ -28,29 +34,51 @@ func statusText(code int) string {
 		return "Request Timeout"
 	case 414:
 		return "URI Too Long"
+	case 416:
+		return "Range Not Satisfiable"
 	case 431:
 		return "Request Header Fields Too Large"
 	case 500:
 		return "Internal Server Error"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
 	case 505:
 		return "HTTP Version Not Supported"
+	}
+	if t := http.StatusText(code); t != "" {
+		return t
 	}
 	return "Status " + strconv.Itoa(code)
 }
 
-// startHead writes the status line and the headers every response has, and
-// counts the response.
+// startHead writes the status line and the headers every response has,
+// counts the response and remembers its status for the access log.
 func (c *conn) startHead(code int) {
 	if code/100 < len(c.srv.stats.class) {
 		c.srv.stats.class[code/100].Add(1)
 	}
+	c.status = code
 	bw := c.bw
-	bw.WriteString("HTTP/1.1 ")
-	c.scratch = strconv.AppendInt(c.scratch[:0], int64(code), 10)
-	bw.Write(c.scratch)
-	bw.WriteByte(' ')
-	bw.WriteString(statusText(code))
-	bw.WriteString("\r\nServer: xhttpd\r\nDate: ")
+	switch code {
+	case 200:
+		bw.WriteString("HTTP/1.1 200 OK\r\n")
+	case 304:
+		bw.WriteString("HTTP/1.1 304 Not Modified\r\n")
+	default:
+		bw.WriteString("HTTP/1.1 ")
+		c.scratch = strconv.AppendInt(c.scratch[:0], int64(code), 10)
+		bw.Write(c.scratch)
+		bw.WriteByte(' ')
+		bw.WriteString(statusText(code))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("Server: xhttpd\r\nDate: ")
 	bw.Write(c.srv.date.get(time.Now()))
 	bw.WriteString("\r\n")
 }
@@ -61,11 +89,12 @@ func (c *conn) startHead(code int) {
 func (c *conn) endHead(close bool, minor int) {
 	switch {
 	case close:
-		c.bw.WriteString("Connection: close\r\n")
+		c.bw.WriteString("Connection: close\r\n\r\n")
 	case minor == 0:
-		c.bw.WriteString("Connection: keep-alive\r\n")
+		c.bw.WriteString("Connection: keep-alive\r\n\r\n")
+	default:
+		c.bw.WriteString("\r\n")
 	}
-	c.bw.WriteString("\r\n")
 }
 
 func (c *conn) writeContentLength(n int64) {
@@ -75,40 +104,77 @@ func (c *conn) writeContentLength(n int64) {
 	c.bw.WriteString("\r\n")
 }
 
-// writeFileHead writes a 200 head for a file of size bytes.
-func (c *conn) writeFileHead(name string, size int64, mod time.Time, close bool, minor int) {
+// writeEntryHead writes the 200 head of a file: the prepared lines of its
+// entry between the per-request ones.
+func (c *conn) writeEntryHead(e *entry, close bool, minor int) {
 	c.startHead(200)
-	c.bw.WriteString("Content-Type: ")
-	c.bw.WriteString(contentType(name))
+	c.bw.Write(e.head)
+	c.endHead(close, minor)
+}
+
+// writePartialHead writes the 206 head for the range r of e.
+func (c *conn) writePartialHead(e *entry, r byteRange, close bool, minor int) {
+	c.startHead(206)
+	c.bw.Write(e.noLength)
+	c.bw.WriteString("Content-Range: bytes ")
+	s := strconv.AppendInt(c.scratch[:0], r.start, 10)
+	s = append(s, '-')
+	s = strconv.AppendInt(s, r.start+r.length-1, 10)
+	s = append(s, '/')
+	s = strconv.AppendInt(s, e.size, 10)
+	c.scratch = s
+	c.bw.Write(s)
 	c.bw.WriteString("\r\n")
-	c.writeContentLength(size)
-	c.bw.WriteString("Last-Modified: ")
-	c.scratch = mod.UTC().AppendFormat(c.scratch[:0], timeFormat)
-	c.bw.Write(c.scratch)
-	c.bw.WriteString("\r\n")
+	c.writeContentLength(r.length)
+	c.endHead(close, minor)
+}
+
+// writeNotModified writes a 304: the validators a 200 would have carried,
+// and no body.
+func (c *conn) writeNotModified(e *entry, close bool, minor int) {
+	c.startHead(304)
+	c.bw.Write(e.validators)
 	c.endHead(close, minor)
 }
 
 // writeError writes an error response: the status as a short text body
-// (its head only for HEAD), and Allow for 405.
+// (its head only for HEAD), Allow for 405 and Retry-After for 503.
 func (c *conn) writeError(he *httpError, head, close bool, minor int) {
-	text := statusText(he.code)
 	c.startHead(he.code)
-	if he.code == 405 {
+	switch he.code {
+	case 405:
 		c.bw.WriteString("Allow: GET, HEAD\r\n")
+	case 503:
+		c.bw.WriteString("Retry-After: 1\r\n")
 	}
+	c.writeTextBody(he.code, head, close, minor)
+}
+
+// writeRangeNotSatisfiable writes a 416 for a file of size bytes.
+func (c *conn) writeRangeNotSatisfiable(size int64, close bool, minor int) {
+	c.startHead(416)
+	c.bw.WriteString("Content-Range: bytes */")
+	c.scratch = strconv.AppendInt(c.scratch[:0], size, 10)
+	c.bw.Write(c.scratch)
+	c.bw.WriteString("\r\n")
+	c.writeTextBody(416, false, close, minor)
+}
+
+// writeTextBody ends an error head and writes its body, "<code> <text>\n".
+func (c *conn) writeTextBody(code int, head, close bool, minor int) {
+	text := statusText(code)
 	c.bw.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
-	// The body is "<code> <text>\n": three digits, a space, the text, a newline.
-	c.writeContentLength(int64(len(text) + 5))
+	c.writeContentLength(int64(len(text) + 5)) // three digits, a space, the text, a newline
 	c.endHead(close, minor)
 	if head {
 		return
 	}
-	c.scratch = strconv.AppendInt(c.scratch[:0], int64(he.code), 10)
+	c.scratch = strconv.AppendInt(c.scratch[:0], int64(code), 10)
 	c.bw.Write(c.scratch)
 	c.bw.WriteByte(' ')
 	c.bw.WriteString(text)
 	c.bw.WriteByte('\n')
+	c.sent += int64(len(text) + 5)
 }
 
 // writeRedirect sends a directory named without its trailing slash to the
@@ -133,6 +199,7 @@ func (c *conn) writeRedirect(t target, head, close bool, minor int) {
 	c.endHead(close, minor)
 	if !head {
 		c.bw.WriteString(body)
+		c.sent += int64(len(body))
 	}
 }
 

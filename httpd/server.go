@@ -1,44 +1,80 @@
 // Package httpd is a small HTTP/1.1 server for static files that runs on any
 // net.Listener: the kernel's, or the gVisor netstack's gonet listener that
 // sits on the AF_XDP data path. Because it is the same server on both, the
-// kernel stack is the control in every experiment.
+// kernel stack is the control in every experiment. Like kHTTPd it serves
+// static content itself, as close to "copy to the network" as it can, and
+// hands dynamic paths to an ordinary HTTP server.
 //
 // It owns: parsing HTTP/1.1 request heads (bounded by Config's limits),
 // keep-alive and pipelining, resolving request paths to files beneath
-// Config.Root without any way out of it, writing responses, its connections'
-// lifecycle (timeouts, graceful Shutdown, recovering from panics) and a few
-// counters (Stats).
+// Config.Root without any way out of it, a cache of those files with their
+// response heads prepared (reloaded by Reload), conditional and range
+// requests, forwarding dynamic paths to an upstream (Config.Proxy), its
+// connections' lifecycle (timeouts, a connection limit, graceful Shutdown,
+// recovering from panics), an access log, counters (Stats) and a status
+// page (StatusHandler).
 //
-// It does not own: listeners, TLS, HTTP/2, request bodies (a request that has
-// one is answered and its connection closed), ranges, conditional requests,
-// compression, directory listings, caching file contents, or anything about
-// XDP and netstack.
+// It does not own: listeners, signals (the caller calls Reload, on SIGHUP
+// say), TLS, HTTP/2, compression, directory listings, multipart ranges,
+// If-Match and If-Unmodified-Since, protocol upgrades, or anything about XDP
+// and netstack.
 //
 // Behaviour worth knowing:
-//   - GET and HEAD only; other methods get 405 with Allow: GET, HEAD.
+//   - Static files: GET and HEAD; other methods get 405 with Allow: GET,
+//     HEAD. Content-Type by extension; Last-Modified, an ETag made of the
+//     modification time and size, Accept-Ranges, Date and Server.
+//     If-None-Match, else If-Modified-Since, give 304; a single byte Range
+//     gives 206 (with If-Range honoured) or 416; several ranges get the
+//     whole file.
+//   - The cache holds files of 1 to CacheMax bytes, up to CacheTotal in
+//     all, read when the Server is made and again on each Reload, which
+//     swaps the whole cache at once (keeping what did not change). A file
+//     modified within the last second may still be being written: it is
+//     left to the disk, and a second load a second later caches it. One
+//     that changes while it is read is read again, and left to the disk if
+//     it keeps changing. So the cache never holds a torn file. Between
+//     reloads the cache serves what it read; what it does not hold (bigger
+//     files, files created since) is read from disk for each request.
 //   - A directory is served by its index.html; named without its trailing
 //     slash it is redirected (301) to the name with one, so relative links
 //     in the index work. No index.html means 404: there are no listings.
 //   - Paths with "..", encoded slashes or backslashes, NUL or control bytes
 //     get 400; symbolic links may lead anywhere beneath Root but not out of
-//     it (os.Root refuses, and the client sees 404).
-//   - Request bodies are never read. A GET or HEAD with one gets 400, other
-//     methods 405, and the connection is closed after the answer.
+//     it (os.Root refuses, and the client sees 404; the cache loads through
+//     os.Root too).
+//   - The dynamic fallback: a request under one of Config.Dynamic's prefixes
+//     (matched on the decoded path), and with ProxyMisses one that Root has
+//     no file or method for, goes to Config.Proxy through the kernel's
+//     sockets with X-Forwarded-For, its body (by Content-Length, or chunked)
+//     included. An upstream that cannot be reached gives 502 within
+//     ProxyDialTimeout, one that does not answer in time 504.
+//   - Request bodies are read only for the upstream. A static GET or HEAD
+//     with one gets 400, other methods 405, and the connection is closed
+//     after the answer.
 //   - A request head that breaks the syntax or a limit (400, 414, 431, 505)
 //     or takes longer than ReadHeaderTimeout (408) is answered with
 //     Connection: close. Errors about a well-formed request (a bad path,
-//     404, 405 without a body) keep the connection.
+//     404, 405 without a body) keep the connection. Connections over
+//     MaxConns get 503 and are closed; idle ones are closed after
+//     IdleTimeout, and those whose client stops reading after WriteTimeout.
+//     Every limit hit is counted.
+//   - The access log, in the Common Log Format, is written by a goroutine of
+//     its own; when it falls behind, lines are dropped and counted rather
+//     than requests slowed. Shutdown writes out what is queued.
 //
 // Hot-path cost: a connection's buffers come from a sync.Pool and are reused
-// for every request on it; parsing a request head and writing a response
-// head allocate nothing. What remains per request is opening and stat'ing
-// the file (os.Root, os.File, fs.FileInfo).
+// for every request on it; parsing a request head, finding a cached file
+// and writing its response allocate nothing, and a response leaves in one
+// write (a small body copied behind its head in the write buffer, a bigger
+// one in the same writev). A file from disk costs opening and stat'ing it
+// (os.Root, os.File, fs.FileInfo); the proxy allocates freely.
 package httpd
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -50,21 +86,48 @@ import (
 
 // Config configures a Server. Zero values mean the defaults named below.
 type Config struct {
-	Root              string        // directory served
+	Root string // directory served
+
+	// The cache: files of at most CacheMax bytes are held in memory with
+	// their response heads prepared, up to CacheTotal bytes in all; the rest
+	// are read from disk for each request. Reload reads Root again.
+	CacheMax   int64 // default 1 MiB; negative disables the cache
+	CacheTotal int64 // default 256 MiB; a Reload holds two caches for a moment
+
+	// The dynamic fallback: requests whose path is under one of Dynamic's
+	// prefixes (and, with ProxyMisses, those Root has no file for) go to the
+	// HTTP server at Proxy, through the kernel's sockets.
+	Proxy            string        // upstream URL, http://host:port[/path]; empty for none
+	Dynamic          []string      // path prefixes: "/cgi-bin/" matches below it, "/api" also /api itself
+	ProxyMisses      bool          // also send what would be 404 (and 405) to the upstream
+	ProxyDialTimeout time.Duration // default 1s to connect to the upstream; then 502
+	ProxyTimeout     time.Duration // default 60s for the upstream's response head; then 504
+
+	// Limits. Each one hit is counted in Stats.
 	MaxRequestLine    int           // default 8 KiB; longer request lines get 414
 	MaxHeaderBytes    int           // default 16 KiB for the whole header block; more gets 431
 	MaxHeaders        int           // default 100 header fields; more gets 431
 	ReadHeaderTimeout time.Duration // default 10s from a request's first byte to its end; then 408 and close
 	IdleTimeout       time.Duration // default 60s waiting for the next request on a keep-alive connection; then close
-	Logger            *slog.Logger  // nil means slog.Default()
+	WriteTimeout      time.Duration // default 60s for a write to the client to make progress; then close
+	MaxConns          int           // default 10000 open connections; more get 503 and close
+
+	AccessLog io.Writer    // Common Log Format lines, written in the background; nil for none
+	Logger    *slog.Logger // nil means slog.Default()
 }
 
 const (
+	defaultCacheMax          = 1 << 20
+	defaultCacheTotal        = 256 << 20
+	defaultProxyDialTimeout  = time.Second
+	defaultProxyTimeout      = 60 * time.Second
 	defaultMaxRequestLine    = 8 << 10
 	defaultMaxHeaderBytes    = 16 << 10
 	defaultMaxHeaders        = 100
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultIdleTimeout       = 60 * time.Second
+	defaultWriteTimeout      = 60 * time.Second
+	defaultMaxConns          = 10000
 )
 
 // ErrServerClosed is returned by Serve when it is called after Shutdown.
@@ -73,13 +136,26 @@ var ErrServerClosed = errors.New("httpd: server shut down")
 // Server serves the files beneath one directory. Its methods are safe for
 // concurrent use; one Server may Serve several listeners.
 type Server struct {
-	cfg  Config
-	lim  limits
-	root *os.Root
-	log  *slog.Logger
-	date dateCache
+	cfg     Config
+	lim     limits
+	root    *os.Root
+	log     *slog.Logger
+	date    dateCache
+	started time.Time
+
+	cache       atomic.Pointer[snapshot] // nil when the cache is disabled
+	reloadMu    sync.Mutex
+	settleTimer *time.Timer // the load that follows one that found fresh files; under reloadMu
+	proxy       *proxy      // nil without an upstream
+	alog        *accessLog  // nil without an access log
+
+	// ctx ends when Shutdown gives up on the connections still open: it
+	// cancels what they wait for upstream.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	inShutdown atomic.Bool
+	refusing   atomic.Int32 // goroutines answering 503 now
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -88,9 +164,9 @@ type Server struct {
 	stats counters
 }
 
-// New checks cfg and opens Root. Root must exist and be a directory; it is
-// held open (as an os.Root), so renaming it later does not change what is
-// served.
+// New checks cfg, opens Root and loads the cache. Root must exist and be a
+// directory; it is held open (as an os.Root), so renaming it later does not
+// change what is served.
 func New(cfg Config) (*Server, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("httpd: Config.Root is empty: name the directory to serve")
@@ -106,37 +182,67 @@ func New(cfg Config) (*Server, error) {
 		name string
 		n    int64
 	}{
+		{"CacheTotal", cfg.CacheTotal},
+		{"ProxyDialTimeout", int64(cfg.ProxyDialTimeout)},
+		{"ProxyTimeout", int64(cfg.ProxyTimeout)},
 		{"MaxRequestLine", int64(cfg.MaxRequestLine)},
 		{"MaxHeaderBytes", int64(cfg.MaxHeaderBytes)},
 		{"MaxHeaders", int64(cfg.MaxHeaders)},
 		{"ReadHeaderTimeout", int64(cfg.ReadHeaderTimeout)},
 		{"IdleTimeout", int64(cfg.IdleTimeout)},
+		{"WriteTimeout", int64(cfg.WriteTimeout)},
+		{"MaxConns", int64(cfg.MaxConns)},
 	} {
 		if v.n < 0 {
 			return nil, fmt.Errorf("httpd: Config.%s is negative (%d)", v.name, v.n)
 		}
 	}
+	setDefault(&cfg.CacheMax, defaultCacheMax)
+	setDefault(&cfg.CacheTotal, defaultCacheTotal)
+	setDefault(&cfg.ProxyDialTimeout, defaultProxyDialTimeout)
+	setDefault(&cfg.ProxyTimeout, defaultProxyTimeout)
 	setDefault(&cfg.MaxRequestLine, defaultMaxRequestLine)
 	setDefault(&cfg.MaxHeaderBytes, defaultMaxHeaderBytes)
 	setDefault(&cfg.MaxHeaders, defaultMaxHeaders)
 	setDefault(&cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)
 	setDefault(&cfg.IdleTimeout, defaultIdleTimeout)
+	setDefault(&cfg.WriteTimeout, defaultWriteTimeout)
+	setDefault(&cfg.MaxConns, defaultMaxConns)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Proxy == "" && (len(cfg.Dynamic) > 0 || cfg.ProxyMisses) {
+		return nil, errors.New("httpd: Config.Dynamic or ProxyMisses without Config.Proxy: name the upstream")
 	}
 	root, err := os.OpenRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("httpd: open root %q: %w", cfg.Root, err)
 	}
-	return &Server{
-		cfg:  cfg,
-		lim:  limits{requestLine: cfg.MaxRequestLine, headerBytes: cfg.MaxHeaderBytes, headers: cfg.MaxHeaders},
-		root: root,
-		log:  cfg.Logger.With("component", "httpd"),
+	s := &Server{
+		cfg:     cfg,
+		lim:     limits{requestLine: cfg.MaxRequestLine, headerBytes: cfg.MaxHeaderBytes, headers: cfg.MaxHeaders},
+		root:    root,
+		log:     cfg.Logger.With("component", "httpd"),
+		started: time.Now(),
 
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
-	}, nil
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.Proxy != "" {
+		if s.proxy, err = newProxy(cfg, s); err != nil {
+			root.Close()
+			return nil, err
+		}
+	}
+	if err := s.reload(true, slog.LevelDebug); err != nil {
+		root.Close()
+		return nil, err
+	}
+	if cfg.AccessLog != nil {
+		s.alog = newAccessLog(cfg.AccessLog)
+	}
+	return s, nil
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -178,13 +284,17 @@ func (s *Server) Serve(l net.Listener) error {
 		backoff = 0
 		s.stats.accepted.Add(1)
 		c := newConn(s, nc)
-		if !s.addConn(c) {
+		switch s.addConn(c) {
+		case connAdded:
+			go c.serve()
+		case connShutdown:
 			// Shutdown began after Accept returned.
 			nc.Close()
 			c.release()
-			continue
+		case connFull:
+			c.release()
+			s.refuse(nc)
 		}
-		go c.serve()
 	}
 }
 
@@ -212,7 +322,9 @@ const shutdownPollMax = 100 * time.Millisecond
 // response they are writing and then closes them too, and returns when none
 // is left. If ctx ends first, the remaining connections are closed at once
 // and ctx's error is returned. After a complete Shutdown the Server's Root
-// is closed; the Server cannot be used again.
+// is closed and the access log written out; the Server cannot be used
+// again. On a context timeout, the connections are closed but may take a
+// moment to notice; access log lines they still add are lost.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	var lerr error
@@ -229,18 +341,37 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		if s.closeIdle() == 0 {
-			s.root.Close()
+			s.stop()
 			return lerr
 		}
 		select {
 		case <-ctx.Done():
 			s.closeAll()
+			s.stop()
 			return ctx.Err()
 		case <-timer.C:
 			wait = min(2*wait, shutdownPollMax)
 			timer.Reset(wait)
 		}
 	}
+}
+
+// stop releases what the Server holds once its connections are closed:
+// the access log is written out, upstream connections and Root closed.
+func (s *Server) stop() {
+	s.cancel()
+	s.reloadMu.Lock()
+	if s.settleTimer != nil {
+		s.settleTimer.Stop()
+	}
+	s.reloadMu.Unlock()
+	if s.alog != nil {
+		s.alog.close()
+	}
+	if s.proxy != nil {
+		s.proxy.close()
+	}
+	s.root.Close()
 }
 
 func (s *Server) track(l net.Listener) bool {
@@ -259,14 +390,61 @@ func (s *Server) untrack(l net.Listener) {
 	s.mu.Unlock()
 }
 
-func (s *Server) addConn(c *conn) bool {
+const (
+	connAdded = iota
+	connShutdown
+	connFull
+)
+
+func (s *Server) addConn(c *conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inShutdown.Load() {
-		return false
+	switch {
+	case s.inShutdown.Load():
+		return connShutdown
+	case len(s.conns) >= s.cfg.MaxConns:
+		return connFull
 	}
 	s.conns[c] = struct{}{}
-	return true
+	return connAdded
+}
+
+const (
+	// maxRefusing bounds the goroutines answering 503 at once; beyond it,
+	// connections over MaxConns are closed without a word.
+	maxRefusing = 64
+	// refuseTimeout bounds one 503, lingering included.
+	refuseTimeout = time.Second
+)
+
+// refuse answers a connection over MaxConns with 503 and closes it, on a
+// goroutine of its own so that Accept goes on, without a pooled conn or its
+// buffers: an overload is no time to spend memory. The request is not read;
+// the 503 goes out at once, then the connection lingers briefly so that
+// closing it with the request unread does not reset the answer away.
+func (s *Server) refuse(nc net.Conn) {
+	s.stats.refused.Add(1)
+	if s.refusing.Add(1) > maxRefusing {
+		s.refusing.Add(-1)
+		nc.Close()
+		return
+	}
+	go func() {
+		defer s.refusing.Add(-1)
+		defer nc.Close()
+		s.stats.class[5].Add(1)
+		nc.SetDeadline(time.Now().Add(refuseTimeout))
+		text := statusText(503)
+		resp := fmt.Appendf(nil, "HTTP/1.1 503 %s\r\nServer: xhttpd\r\nDate: %s\r\nRetry-After: 1\r\n"+
+			"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n503 %s\n",
+			text, s.date.get(time.Now()), len(text)+5, text)
+		if _, err := nc.Write(resp); err != nil {
+			return
+		}
+		if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			io.CopyN(io.Discard, nc, lingerBytes)
+		}
+	}()
 }
 
 func (s *Server) removeConn(c *conn) {
@@ -304,17 +482,45 @@ type Stats struct {
 	Accepted        uint64 // connections accepted
 	Open            int    // connections open now
 	Requests        uint64 // request heads read (well-formed or not)
+	BytesSent       uint64 // bytes written to clients, heads included
 	Status2xx       uint64 // responses by status class
 	Status3xx       uint64
 	Status4xx       uint64
 	Status5xx       uint64
-	RejectedByLimit uint64 // 408, 414 and 431: a client that hit a Config limit
+	RejectedByLimit uint64 // 408, 414, 431 and 503: a client that hit a Config limit
 	Panics          uint64 // connection handlers that panicked (recovered, connection closed)
+
+	// Limits, one by one.
+	BadRequests    uint64 // 400 and 505 for a request head that breaks the syntax
+	HeaderTimeouts uint64 // 408: ReadHeaderTimeout
+	URITooLong     uint64 // 414: MaxRequestLine
+	HeaderTooLarge uint64 // 431: MaxHeaderBytes or MaxHeaders
+	ConnsRefused   uint64 // 503: MaxConns
+	IdleTimeouts   uint64 // keep-alive connections closed after IdleTimeout
+	WriteTimeouts  uint64 // connections closed after WriteTimeout
+
+	CacheFiles   int    // files in the cache
+	CacheBytes   int64  // memory they take, heads included
+	CacheSkipped int    // files the last load left to the disk (too big, over CacheTotal, modified within a second, changing)
+	CacheReloads uint64 // loads, the first included
+	CacheErrors  uint64 // loads that failed (the previous cache stayed)
+	CacheHits    uint64 // responses from the cache
+	DiskServed   uint64 // requests looked up on disk
+
+	ProxyRequests uint64 // requests sent to the upstream
+	ProxyErrors   uint64 // of those, 502, 504, or broken off
+
+	AccessLogLines   uint64 // lines queued
+	AccessLogDropped uint64 // lines dropped because the writer fell behind
 }
 
 type counters struct {
-	accepted, requests, rejected, panics atomic.Uint64
-	class                                [6]atomic.Uint64 // by status/100
+	accepted, requests, panics, bytesOut                    atomic.Uint64
+	badRequests, headerTimeouts, uriTooLong, headerTooLarge atomic.Uint64
+	refused, idleTimeouts, writeTimeouts                    atomic.Uint64
+	reloads, reloadErrors, cacheHits, diskServed            atomic.Uint64
+	proxied, proxyErrors                                    atomic.Uint64
+	class                                                   [6]atomic.Uint64 // by status/100
 }
 
 // Stats returns the counters so far. The counters are read one by one, so a
@@ -323,23 +529,47 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	open := len(s.conns)
 	s.mu.Unlock()
-	return Stats{
-		Accepted:        s.stats.accepted.Load(),
-		Open:            open,
-		Requests:        s.stats.requests.Load(),
-		Status2xx:       s.stats.class[2].Load(),
-		Status3xx:       s.stats.class[3].Load(),
-		Status4xx:       s.stats.class[4].Load(),
-		Status5xx:       s.stats.class[5].Load(),
-		RejectedByLimit: s.stats.rejected.Load(),
-		Panics:          s.stats.panics.Load(),
+	st := Stats{
+		Accepted:       s.stats.accepted.Load(),
+		Open:           open,
+		Requests:       s.stats.requests.Load(),
+		BytesSent:      s.stats.bytesOut.Load(),
+		Status2xx:      s.stats.class[2].Load(),
+		Status3xx:      s.stats.class[3].Load(),
+		Status4xx:      s.stats.class[4].Load(),
+		Status5xx:      s.stats.class[5].Load(),
+		Panics:         s.stats.panics.Load(),
+		BadRequests:    s.stats.badRequests.Load(),
+		HeaderTimeouts: s.stats.headerTimeouts.Load(),
+		URITooLong:     s.stats.uriTooLong.Load(),
+		HeaderTooLarge: s.stats.headerTooLarge.Load(),
+		ConnsRefused:   s.stats.refused.Load(),
+		IdleTimeouts:   s.stats.idleTimeouts.Load(),
+		WriteTimeouts:  s.stats.writeTimeouts.Load(),
+		CacheReloads:   s.stats.reloads.Load(),
+		CacheErrors:    s.stats.reloadErrors.Load(),
+		CacheHits:      s.stats.cacheHits.Load(),
+		DiskServed:     s.stats.diskServed.Load(),
+		ProxyRequests:  s.stats.proxied.Load(),
+		ProxyErrors:    s.stats.proxyErrors.Load(),
 	}
+	st.RejectedByLimit = st.HeaderTimeouts + st.URITooLong + st.HeaderTooLarge + st.ConnsRefused
+	if snap := s.cache.Load(); snap != nil {
+		st.CacheFiles, st.CacheBytes, st.CacheSkipped = len(snap.files), snap.bytes, snap.skipped
+	}
+	if s.alog != nil {
+		st.AccessLogLines, st.AccessLogDropped = s.alog.lines.Load(), s.alog.dropped.Load()
+	}
+	return st
 }
 
-// dateCache keeps the Date header's value for the current second, so that
-// formatting a time happens once a second instead of once a request.
+// dateCache keeps a formatted time for the current second, so that
+// formatting happens once a second instead of once a request. The zero
+// value formats the Date header's IMF-fixdate in UTC.
 type dateCache struct {
-	p atomic.Pointer[dateEntry]
+	layout string // "" for timeFormat
+	local  bool   // local time rather than UTC
+	p      atomic.Pointer[dateEntry]
 }
 
 type dateEntry struct {
@@ -352,7 +582,14 @@ func (d *dateCache) get(now time.Time) []byte {
 	if e := d.p.Load(); e != nil && e.sec == sec {
 		return e.b
 	}
-	e := &dateEntry{sec: sec, b: now.UTC().AppendFormat(make([]byte, 0, len(timeFormat)), timeFormat)}
+	layout, t := d.layout, now.UTC()
+	if layout == "" {
+		layout = timeFormat
+	}
+	if d.local {
+		t = now.Local()
+	}
+	e := &dateEntry{sec: sec, b: t.AppendFormat(make([]byte, 0, len(layout)+8), layout)}
 	d.p.Store(e)
 	return e.b
 }

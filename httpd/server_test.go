@@ -414,7 +414,11 @@ func TestTimeouts(t *testing.T) {
 	})
 }
 
-func TestTraversal(t *testing.T) {
+// The traversal corpus against the cache (loaded through os.Root, symbolic
+// links included) and against the disk path.
+func TestTraversal(t *testing.T) { cacheModes(t, testTraversal) }
+
+func testTraversal(t *testing.T, cacheMax int64) {
 	fx := newFixture(t)
 	outside := t.TempDir()
 	const secret = "TOP-SECRET-OUTSIDE-ROOT"
@@ -446,7 +450,22 @@ func TestTraversal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, addr := startServer(t, Config{Root: fx.root})
+	s, addr := startServer(t, Config{Root: fx.root, CacheMax: cacheMax})
+	if cacheMax >= 0 {
+		// The walk saw every link: those that lead to a file inside Root are
+		// cached under their own names, the rest are not.
+		files := s.cache.Load().files
+		for _, name := range []string{"alias.bin", "docs/alias.css", "dotdot-inside"} {
+			if files[name] == nil {
+				t.Errorf("%s not cached", name)
+			}
+		}
+		for name, e := range files {
+			if bytes.Contains(e.body, []byte(secret)) || bytes.Contains(e.body, []byte("root:x:0:0")) {
+				t.Errorf("cache holds %s with content from outside root", name)
+			}
+		}
+	}
 
 	passwd, _ := os.ReadFile("/etc/passwd")
 	leaks := func(body []byte) bool {
@@ -513,7 +532,7 @@ func TestTraversal(t *testing.T) {
 
 	// With limits that let a 10 KiB path through the parser, os.Root is
 	// what refuses it (ENAMETOOLONG).
-	_, bigAddr := startServer(t, Config{Root: fx.root, MaxRequestLine: 64 << 10})
+	_, bigAddr := startServer(t, Config{Root: fx.root, MaxRequestLine: 64 << 10, CacheMax: cacheMax})
 	for _, p := range []string{"/" + strings.Repeat("a/", 5<<10), "/" + strings.Repeat("b", 10<<10), "/escape/" + strings.Repeat("x", 10<<10)} {
 		resp, body, _ := roundTrip(t, bigAddr, "GET "+p+" HTTP/1.1\r\nHost: x\r\n\r\n")
 		if resp.StatusCode != 404 || leaks(body) {

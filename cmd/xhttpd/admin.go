@@ -14,16 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveAdmin serves /metrics and /debug/pprof/ on addr with the kernel's sockets: the admin
-// listener stays reachable whatever the data path does. It returns a
-// function that stops it.
-func serveAdmin(addr string, c prometheus.Collector) (stop func(), err error) {
+// serveAdmin serves /metrics, /server-status and /debug/pprof/ on addr with
+// the kernel's sockets: the admin listener stays reachable whatever the data
+// path does. It returns a function that stops it.
+func serveAdmin(addr string, c prometheus.Collector, status http.Handler) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(c); err != nil {
 		return nil, fmt.Errorf("-admin: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}))
+	mux.Handle("/server-status", status)
 	// Profiles of the running server, for finding where a request's time
 	// goes; the admin address is for operators only.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

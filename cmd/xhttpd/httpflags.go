@@ -3,18 +3,88 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/xhttpd/xhttpd/httpd"
 )
 
 // httpFlags registers the flags that configure the HTTP server and returns
 // a function that, after fs.Parse, checks them and builds httpd's Config.
+// It opens the access log file, if one is named; the file stays open for
+// the life of the process.
 func httpFlags(fs *flag.FlagSet) func() (httpd.Config, error) {
 	root := fs.String("root", "", "directory of files to serve (required)")
+	cacheMax := fs.Int64("cache-max", 1<<20, "largest file held in memory, in bytes; larger ones are read from disk per request (0: no cache)")
+	cacheTotal := fs.Int64("cache-total", 256<<20, "memory for cached files in all, in bytes (a reload briefly holds two caches)")
+	proxy := fs.String("proxy", "", "upstream HTTP server for dynamic paths, http://host:port[/path], reached through the kernel's sockets")
+	dynamic := fs.String("dynamic", "", "path prefixes that go to -proxy, comma-separated: /cgi-bin/ matches below it, /api also /api itself")
+	proxyMisses := fs.Bool("proxy-misses", false, "also send to -proxy what Root has no file for (404) and methods other than GET and HEAD (405)")
+	proxyDial := fs.Duration("proxy-dial-timeout", time.Second, "time to connect to -proxy; then 502")
+	proxyTimeout := fs.Duration("proxy-timeout", 60*time.Second, "time for -proxy to send its response head; then 504")
+	maxLine := fs.Int("max-request-line", 8<<10, "longest request line in bytes; longer gets 414")
+	maxHeaderBytes := fs.Int("max-header-bytes", 16<<10, "largest header block in bytes; larger gets 431")
+	maxHeaders := fs.Int("max-headers", 100, "most header fields; more gets 431")
+	headerTimeout := fs.Duration("header-timeout", 10*time.Second, "time from a request's first byte to the end of its head (and between reads of a proxied body); then 408")
+	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "time a keep-alive connection may wait for its next request; then it is closed")
+	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "time a write to a client may take without progress; then the connection is closed")
+	maxConns := fs.Int("max-conns", 10000, "most open HTTP connections; more get 503 and are closed")
+	accessLog := fs.String("access-log", "", "append a Common Log Format line per request to this file (default: none)")
 	return func() (httpd.Config, error) {
 		if *root == "" {
 			return httpd.Config{}, errors.New("-root is required")
 		}
-		return httpd.Config{Root: *root}, nil
+		cfg := httpd.Config{
+			Root:              *root,
+			CacheMax:          *cacheMax,
+			CacheTotal:        *cacheTotal,
+			Proxy:             *proxy,
+			ProxyMisses:       *proxyMisses,
+			ProxyDialTimeout:  *proxyDial,
+			ProxyTimeout:      *proxyTimeout,
+			MaxRequestLine:    *maxLine,
+			MaxHeaderBytes:    *maxHeaderBytes,
+			MaxHeaders:        *maxHeaders,
+			ReadHeaderTimeout: *headerTimeout,
+			IdleTimeout:       *idleTimeout,
+			WriteTimeout:      *writeTimeout,
+			MaxConns:          *maxConns,
+		}
+		if *cacheMax == 0 {
+			cfg.CacheMax = -1 // in httpd's Config, 0 means the default
+		}
+		for name, v := range map[string]int64{
+			"-cache-max": *cacheMax, "-cache-total": *cacheTotal, "-max-request-line": int64(*maxLine),
+			"-max-header-bytes": int64(*maxHeaderBytes), "-max-headers": int64(*maxHeaders), "-max-conns": int64(*maxConns),
+			"-proxy-dial-timeout": int64(*proxyDial), "-proxy-timeout": int64(*proxyTimeout), "-header-timeout": int64(*headerTimeout),
+			"-idle-timeout": int64(*idleTimeout), "-write-timeout": int64(*writeTimeout),
+		} {
+			if v < 0 || (v == 0 && name != "-cache-max") {
+				return httpd.Config{}, fmt.Errorf("%s must be positive", name)
+			}
+		}
+		if *dynamic != "" {
+			for _, p := range strings.Split(*dynamic, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					cfg.Dynamic = append(cfg.Dynamic, p)
+				}
+			}
+		}
+		switch {
+		case *proxy == "" && (len(cfg.Dynamic) > 0 || *proxyMisses):
+			return httpd.Config{}, errors.New("-dynamic and -proxy-misses need -proxy")
+		case *proxy != "" && len(cfg.Dynamic) == 0 && !*proxyMisses:
+			return httpd.Config{}, errors.New("-proxy needs -dynamic prefixes or -proxy-misses")
+		}
+		if *accessLog != "" {
+			f, err := os.OpenFile(*accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				return httpd.Config{}, fmt.Errorf("-access-log: %w", err)
+			}
+			cfg.AccessLog = f
+		}
+		return cfg, nil
 	}
 }

@@ -198,13 +198,28 @@ func run(ctx context.Context, o options) error {
 		defer path.close()
 	}
 	if o.admin != "" {
-		stop, err := serveAdmin(o.admin, newCollector(path, srv))
+		stop, err := serveAdmin(o.admin, newCollector(path, srv), srv.StatusHandler(path.queueStatus))
 		if err != nil {
 			return err
 		}
 		defer stop()
 	}
 	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.ports, "root", o.http.Root)
+
+	// SIGHUP reloads the file cache, as it makes Apache and nginx reread
+	// their configuration.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := srv.Reload(); err != nil {
+				slog.Error("reload", "err", err)
+				continue
+			}
+			slog.Info("reloaded")
+		}
+	}()
 
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 
+	"github.com/xhttpd/xhttpd/httpd"
 	"github.com/xhttpd/xhttpd/irq"
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/stack"
@@ -146,6 +147,23 @@ func (p *dataPath) close() {
 		p.undo[i]()
 	}
 	p.undo = nil
+}
+
+// queueStatus is what /server-status shows of each queue; nil on the
+// kernel stack.
+func (p *dataPath) queueStatus() []httpd.QueueStatus {
+	if p == nil {
+		return nil
+	}
+	out := make([]httpd.QueueStatus, len(p.loops))
+	for i, l := range p.loops {
+		ls := l.Stats()
+		out[i] = httpd.QueueStatus{Queue: ls.Queue, Mode: ls.Mode.String(), Polling: ls.Polling, RxFrames: ls.RoundSum, Wakeups: ls.Wakeups}
+		if ns, err := p.socks[i].Stats(); err == nil {
+			out[i].TxFrames = ns.TxFrames
+		}
+	}
+	return out
 }
 
 // logCounters reports, at shutdown, where the frames went.

@@ -1,0 +1,138 @@
+package httpd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// 100,000 requests over connections that come and go every way a client
+// can make them go: after a few keep-alive requests, with Connection: close,
+// with HTTP/1.0, mid-head, mid-response, after a bad request. Afterwards
+// the server has no connection open, and goroutines and file descriptors
+// are back to what they were before.
+func TestNoLeaks(t *testing.T) {
+	total := 100_000
+	if testing.Short() {
+		total = 10_000
+	}
+	fx := newFixture(t)
+	var logged syncBuffer
+	s, addr := startServer(t, Config{Root: fx.root, AccessLog: &logged})
+	roundTrip(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") // warm up
+	waitFor(t, 2*time.Second, "the first connection to go", func() bool { return s.Stats().Open == 0 })
+	runtime.GC()
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+
+	const workers = 8
+	var sent, failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			buf := make([]byte, 64<<10)
+			for sent.Load() < int64(total) {
+				if err := churn(addr, rng, &sent, buf, fx); err != nil {
+					failed.Add(1)
+					if failed.Load() < 5 {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d requests in %v, %d connections", sent.Load(), time.Since(start).Round(time.Millisecond), s.Stats().Accepted)
+
+	waitFor(t, 5*time.Second, "every connection to close", func() bool { return s.Stats().Open == 0 })
+	waitFor(t, 5*time.Second, "goroutines to return to their idle count", func() bool {
+		return runtime.NumGoroutine() <= goroutines
+	})
+	waitFor(t, 5*time.Second, "file descriptors to close", func() bool { return openFDs(t) <= fds })
+	// Heads abandoned halfway are not requests to the server.
+	if st := s.Stats(); st.Panics != 0 || st.Requests < uint64(total)*9/10 || st.Status5xx != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// churn makes one connection and ends it one way or another.
+func churn(addr string, rng *rand.Rand, sent *atomic.Int64, buf []byte, fx *fixture) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	paths := []struct {
+		path string
+		size int
+	}{{"/small.bin", len(fx.small)}, {"/index.html", len(rootIndex)}, {"/docs/", len(docsIndex)}, {"/docs/style.css", len(styleCSS)}}
+	n := 1 + rng.IntN(40)
+	for i := range n {
+		p := paths[rng.IntN(len(paths))]
+		last := i == n-1
+		req := "GET " + p.path + " HTTP/1.1\r\nHost: x\r\n\r\n"
+		switch {
+		case last && rng.IntN(4) == 0:
+			req = "GET " + p.path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		case last && rng.IntN(4) == 0:
+			req = "GET " + p.path + " HTTP/1.0\r\n\r\n"
+		case last && rng.IntN(8) == 0:
+			io.WriteString(nc, "GET "+p.path+" HTTP/1.1\r\nHo") // leave mid-head
+			sent.Add(1)
+			return nil
+		case last && rng.IntN(8) == 0:
+			io.WriteString(nc, "GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+			nc.Read(buf[:10]) // leave mid-response
+			sent.Add(1)
+			return nil
+		case last && rng.IntN(8) == 0:
+			io.WriteString(nc, "GARBAGE\r\n\r\n")
+			io.Copy(io.Discard, nc)
+			sent.Add(1)
+			return nil
+		}
+		if _, err := io.WriteString(nc, req); err != nil {
+			return err
+		}
+		sent.Add(1)
+		// The head is at most a few hundred bytes; read until it ends, then
+		// the body.
+		head := buf[:0]
+		for !bytes.Contains(head, []byte("\r\n\r\n")) {
+			m, err := nc.Read(buf[len(head):cap(buf)])
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.path, err)
+			}
+			head = buf[:len(head)+m]
+		}
+		end := bytes.Index(head, []byte("\r\n\r\n")) + 4
+		if !bytes.HasPrefix(head, []byte("HTTP/1.1 200 ")) {
+			return fmt.Errorf("%s: %q", p.path, head[:min(len(head), 40)])
+		}
+		if len(head) < end+p.size {
+			if _, err := io.ReadFull(nc, buf[len(head):end+p.size]); err != nil {
+				return fmt.Errorf("%s: body: %w", p.path, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+package httpd
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	fx := newFixture(t)
+	s, addr := startServer(t, Config{Root: fx.root, MaxConns: 3})
+	var held []*rawConn
+	for range 3 {
+		c := dialRaw(t, addr)
+		c.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.read("GET")
+		held = append(held, c)
+	}
+	over := dialRaw(t, addr)
+	over.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := over.read("GET")
+	if resp.StatusCode != 503 || string(body) != "503 Service Unavailable\n" || !resp.Close || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d %q close=%v %v", resp.StatusCode, body, resp.Close, resp.Header)
+	}
+	if !over.closedByServer(2 * time.Second) {
+		t.Error("refused connection left open")
+	}
+	if st := s.Stats(); st.ConnsRefused != 1 || st.RejectedByLimit != 1 || st.Open != 3 || st.Status5xx != 1 {
+		t.Errorf("stats: %+v", st)
+	}
+	// The held ones still work, and once one goes, a new one is served.
+	held[0].write("GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := held[0].read("GET"); resp.StatusCode != 200 {
+		t.Errorf("held connection: %d", resp.StatusCode)
+	}
+	held[1].nc.Close()
+	waitFor(t, 2*time.Second, "the closed connection to go", func() bool { return s.Stats().Open == 2 })
+	mustServeNormally(t, addr)
+}
+
+// A client that stops reading is cut off after WriteTimeout, and counted.
+func TestWriteTimeout(t *testing.T) {
+	fx := newFixture(t)
+	s, addr := startServer(t, Config{Root: fx.root, WriteTimeout: 300 * time.Millisecond})
+	c := dialRaw(t, addr)
+	c.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	// 64 MiB of responses: far more than the socket buffers hold.
+	c.write(strings.Repeat("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n", 64))
+	waitFor(t, 5*time.Second, "the write timeout", func() bool { return s.Stats().WriteTimeouts == 1 })
+	waitFor(t, 5*time.Second, "the connection to close", func() bool { return s.Stats().Open == 0 })
+	mustServeNormally(t, addr)
+}
+
+// Slowloris over loopback: connections that trickle a head byte by byte
+// get 408 at ReadHeaderTimeout, connections that send nothing are closed at
+// IdleTimeout, and meanwhile normal clients are served at once.
+func TestSlowloris(t *testing.T) {
+	const slow, silent, normal = 200, 50, 20
+	fx := newFixture(t)
+	s, addr := startServer(t, Config{Root: fx.root, ReadHeaderTimeout: 500 * time.Millisecond, IdleTimeout: 700 * time.Millisecond})
+
+	var wg sync.WaitGroup
+	var got408, closedSilent atomic.Int32
+	for range slow {
+		wg.Go(func() {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\n")
+			go func() {
+				for range 30 {
+					if _, err := io.WriteString(nc, "X"); err != nil {
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}()
+			b, _ := io.ReadAll(nc)
+			if bytes.HasPrefix(b, []byte("HTTP/1.1 408 ")) {
+				got408.Add(1)
+			}
+		})
+	}
+	for range silent {
+		wg.Go(func() {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(10 * time.Second))
+			if n, err := nc.Read(make([]byte, 1)); n == 0 && err == io.EOF {
+				closedSilent.Add(1)
+			}
+		})
+	}
+	waitFor(t, 5*time.Second, "the slow connections", func() bool { return s.Stats().Open >= slow+silent })
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: normal}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	var worst atomic.Int64
+	var nwg sync.WaitGroup
+	for range normal {
+		nwg.Go(func() {
+			for range 20 {
+				start := time.Now()
+				resp, err := client.Get("http://" + addr + "/small.bin")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !bytes.Equal(body, fx.small) {
+					t.Errorf("normal client: %d, %d bytes", resp.StatusCode, len(body))
+				}
+				d := int64(time.Since(start))
+				for {
+					w := worst.Load()
+					if d <= w || worst.CompareAndSwap(w, d) {
+						break
+					}
+				}
+			}
+		})
+	}
+	nwg.Wait()
+	wg.Wait()
+	t.Logf("slowest normal request: %v", time.Duration(worst.Load()))
+	if w := time.Duration(worst.Load()); w > 400*time.Millisecond {
+		t.Errorf("a normal request took %v among slowloris connections", w)
+	}
+	if got408.Load() != slow || closedSilent.Load() != silent {
+		t.Errorf("%d of %d slow connections got 408, %d of %d silent ones were closed", got408.Load(), slow, closedSilent.Load(), silent)
+	}
+	st := s.Stats()
+	if st.HeaderTimeouts != slow || st.IdleTimeouts < silent {
+		t.Errorf("HeaderTimeouts %d, IdleTimeouts %d", st.HeaderTimeouts, st.IdleTimeouts)
+	}
+}
