@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -132,23 +133,32 @@ func TestHTTPDSlowloris(t *testing.T) {
 	if got408.Load() != slow || closedSilent.Load() != silent {
 		t.Errorf("%d of %d slowloris connections got 408; %d of %d silent ones were closed", got408.Load(), slow, closedSilent.Load(), silent)
 	}
-	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_http_limit_rejections_total"); v != slow {
-		t.Errorf("limit rejections counted: %v, want %d", v, slow)
+	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_http_limit_hits_total", "limit", "header_timeout"); v != slow {
+		t.Errorf("header timeouts counted: %v, want %d", v, slow)
 	}
 }
 
-// metric reads one unlabelled value from /metrics on the admin listener.
-func metric(t *testing.T, tb *testbed.Testbed, addr, name string) float64 {
+// metric reads one value from /metrics on the admin listener: the metric
+// name with the given label, or the only one without a label given.
+func metric(t *testing.T, tb *testbed.Testbed, addr, name string, labelValue ...string) float64 {
 	t.Helper()
 	f := scrape(t, tb, addr)[name]
-	if f == nil || len(f.GetMetric()) != 1 {
-		t.Fatalf("no single %s", name)
+	if f == nil {
+		t.Fatalf("no %s", name)
 	}
-	m := f.GetMetric()[0]
-	if c := m.GetCounter(); c != nil {
+	var found []*dto.Metric
+	for _, m := range f.GetMetric() {
+		if len(labelValue) == 0 || label(m, labelValue[0]) == labelValue[1] {
+			found = append(found, m)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d metrics %s%v, want one", len(found), name, labelValue)
+	}
+	if c := found[0].GetCounter(); c != nil {
 		return c.GetValue()
 	}
-	return m.GetGauge().GetValue()
+	return found[0].GetGauge().GetValue()
 }
 
 // The traversal corpus over AF_XDP, raw bytes as an attacker sends them:

@@ -50,7 +50,14 @@ var (
 	httpAccepted   = desc("http_connections_accepted_total", "HTTP connections accepted.")
 	httpRequests   = desc("http_requests_total", "HTTP request heads read.")
 	httpResponses  = desc("http_responses_total", "HTTP responses by status class.", "class")
-	httpRejections = desc("http_limit_rejections_total", "Requests refused because they hit a limit.")
+	httpLimits     = desc("http_limit_hits_total", "Clients that hit a limit, by limit.", "limit")
+	httpBytes      = desc("http_sent_bytes_total", "Bytes written to clients, heads included.")
+	httpServed     = desc("http_served_total", "Static responses by where the file came from.", "from")
+	httpCache      = desc("http_cache_files", "Files in the cache.")
+	httpCacheBytes = desc("http_cache_bytes", "Memory the cache takes, heads included.")
+	httpReloads    = desc("http_cache_loads_total", "Cache loads (the first included), by result.", "result")
+	httpProxy      = desc("http_proxied_total", "Requests sent to the upstream, by result.", "result")
+	httpLogLines   = desc("http_access_log_lines_total", "Access log lines, by fate.", "fate")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
@@ -71,7 +78,27 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(httpResponses, hs.Status3xx, "3xx")
 	counter(httpResponses, hs.Status4xx, "4xx")
 	counter(httpResponses, hs.Status5xx, "5xx")
-	counter(httpRejections, hs.RejectedByLimit)
+	for _, l := range []struct {
+		name string
+		v    uint64
+	}{
+		{"bad_request", hs.BadRequests}, {"header_timeout", hs.HeaderTimeouts}, {"uri_too_long", hs.URITooLong},
+		{"header_too_large", hs.HeaderTooLarge}, {"max_conns", hs.ConnsRefused}, {"idle_timeout", hs.IdleTimeouts},
+		{"write_timeout", hs.WriteTimeouts},
+	} {
+		counter(httpLimits, l.v, l.name)
+	}
+	counter(httpBytes, hs.BytesSent)
+	counter(httpServed, hs.CacheHits, "cache")
+	counter(httpServed, hs.DiskServed, "disk")
+	gauge(httpCache, float64(hs.CacheFiles))
+	gauge(httpCacheBytes, float64(hs.CacheBytes))
+	counter(httpReloads, hs.CacheReloads-hs.CacheErrors, "ok")
+	counter(httpReloads, hs.CacheErrors, "failed")
+	counter(httpProxy, hs.ProxyRequests-hs.ProxyErrors, "ok")
+	counter(httpProxy, hs.ProxyErrors, "failed")
+	counter(httpLogLines, hs.AccessLogLines, "queued")
+	counter(httpLogLines, hs.AccessLogDropped, "dropped")
 
 	p := c.path
 	if p == nil {
