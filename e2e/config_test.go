@@ -33,6 +33,8 @@ func TestMisconfiguration(t *testing.T) {
 		{"admin address in use", []string{"-iface", tb.ServerIf, "-root", root, "-admin", "198.18.0.1:80", "-stack", "kernel"}, "-admin"},
 		{"missing root dir", []string{"-iface", tb.ServerIf, "-root", root + "/nope"}, "nope"},
 		{"no iface flag", []string{"-root", root}, "-iface is required"},
+		{"unknown flag", []string{"-iface", tb.ServerIf, "-root", root, "-bogus"}, "-bogus"},
+		{"bad number", []string{"-iface", tb.ServerIf, "-root", root, "-queues", "many"}, "-queues"},
 	}
 	for _, c := range cases {
 		out, code := runXhttpd(t, tb, nil, c.args...)

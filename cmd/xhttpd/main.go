@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -82,7 +83,15 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownFor, "shutdown-timeout", 5*time.Second, "how long open requests get to finish on SIGINT/SIGTERM")
+	// A bad flag is one line from main, not the flag package's usage dump;
+	// -h prints the usage, to stdout, and exits 0.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fmt.Println("usage: xhttpd -iface NAME -root DIR [flags]")
+			fs.PrintDefaults()
+		}
 		return o, err
 	}
 	if fs.NArg() > 0 {
