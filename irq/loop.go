@@ -26,6 +26,10 @@ import (
 // round, NAPI's default weight.
 const DefaultBudget = 64
 
+// MaxBudget bounds the budget: a round never needs more than an rx ring
+// holds, and the kernel's SO_BUSY_POLL_BUDGET takes 16 bits.
+const MaxBudget = 2048
+
 // DefaultMaxSpin is the longest a hybrid loop spins without work before
 // it sleeps, when the load says spinning pays.
 const DefaultMaxSpin = 500 * time.Microsecond
@@ -69,8 +73,8 @@ func New(sock *nic.Socket, cfg Config, deliver func(frame []byte)) (*Loop, error
 	if cfg.MaxSpin == 0 {
 		cfg.MaxSpin = DefaultMaxSpin
 	}
-	if cfg.Budget < 0 || cfg.MaxSpin < 0 || cfg.WakeCost < 0 {
-		return nil, fmt.Errorf("irq: queue %d: budget, spin and wake cost must not be negative", sock.Queue())
+	if cfg.Budget < 0 || cfg.Budget > MaxBudget || cfg.MaxSpin < 0 || cfg.WakeCost < 0 {
+		return nil, fmt.Errorf("irq: queue %d: budget must be 0 to %d, spin and wake cost not negative", sock.Queue(), MaxBudget)
 	}
 	if cfg.Mode < Interrupt || cfg.Mode > Hybrid {
 		return nil, fmt.Errorf("irq: queue %d: %v", sock.Queue(), cfg.Mode)
@@ -153,11 +157,12 @@ func (l *Loop) wakeFill() error {
 // poll(2) on an AF_XDP socket also does what need_wakeup asks: it wakes the
 // driver to take fill ring entries and, in copy mode, sends what the tx
 // ring holds. It returns at once if frames arrived since the ring was last
-// found empty. Frames still waiting for the fill ring must not wait for
-// traffic that needs them, so then the sleep is short.
+// found empty. Frames still waiting for the fill ring, or in the tx ring
+// after a kick found the kernel busy, must not wait for traffic that may
+// never come, so then the sleep is short and the next round retries.
 func (l *Loop) sleep(fds []unix.PollFd) (stopped bool, err error) {
 	timeout := -1
-	if l.sock.Refill() > 0 {
+	if l.sock.Refill() > 0 || l.sock.TxPending() {
 		timeout = 1
 	}
 	for {

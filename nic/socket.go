@@ -56,12 +56,24 @@ type Config struct {
 	Bind      BindMode
 }
 
+// DefaultFrameSize is the UMEM frame size Open uses unless told otherwise.
+const DefaultFrameSize = 2048
+
+// xdpPacketHeadroom is XDP_PACKET_HEADROOM: the kernel keeps this much of
+// every frame in front of the packet it writes there.
+const xdpPacketHeadroom = 256
+
+// MaxMTU is the largest MTU whose frames, Ethernet header included, fit in
+// a UMEM frame of frameSize bytes after the kernel's headroom; the kernel
+// drops larger ones (rx_dropped).
+func MaxMTU(frameSize int) int { return frameSize - xdpPacketHeadroom - 14 }
+
 func (c *Config) setDefaults() error {
 	if c.Frames == 0 {
 		c.Frames = 4096
 	}
 	if c.FrameSize == 0 {
-		c.FrameSize = 2048
+		c.FrameSize = DefaultFrameSize
 	}
 	if c.FrameSize != 2048 && c.FrameSize != 4096 {
 		return fmt.Errorf("frame size %d: want 2048 or 4096", c.FrameSize)
@@ -244,6 +256,15 @@ func (s *Socket) Service() error {
 		return s.kickTx()
 	}
 	return nil
+}
+
+// TxPending reports whether frames wait in the tx ring for the kernel to
+// send them: a kick can find the kernel busy (in copy mode it sends a
+// limited batch per syscall), and then someone must kick again.
+func (s *Socket) TxPending() bool {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	return s.tx.Pending()
 }
 
 // SetBusyPoll asks the kernel to busy-poll the driver's queue when this

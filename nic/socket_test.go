@@ -112,3 +112,14 @@ func BenchmarkReceive(b *testing.B) {
 		f.Receive(64, deliver)
 	}
 }
+
+// The kernel keeps XDP_PACKET_HEADROOM in front of each received packet, so
+// a 2048-byte frame holds a 1778-byte MTU plus its Ethernet header.
+func TestMaxMTU(t *testing.T) {
+	if got := MaxMTU(2048); got != 1778 {
+		t.Fatalf("MaxMTU(2048) = %d, want 1778", got)
+	}
+	if got := MaxMTU(4096); got != 3826 {
+		t.Fatalf("MaxMTU(4096) = %d, want 3826", got)
+	}
+}

@@ -239,8 +239,8 @@ func TestNeighboursBounded(t *testing.T) {
 	for i := uint32(0); i < maxNeighbours+10; i++ {
 		n.learn(addr(i), mac)
 	}
-	if len(n.m) > maxNeighbours {
-		t.Fatalf("%d entries, bound is %d", len(n.m), maxNeighbours)
+	if len(n.m) != maxNeighbours {
+		t.Fatalf("%d entries; want the bound, %d: a full table evicts one entry, not all", len(n.m), maxNeighbours)
 	}
 	last := addr(maxNeighbours + 9)
 	if got := n.lookup(last); !bytes.Equal([]byte(got), mac) {

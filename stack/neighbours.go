@@ -7,8 +7,11 @@ import (
 )
 
 // maxNeighbours bounds the table: sources are the peers' claims, and a flood
-// of forged ones must not grow memory without end. Past the bound the table
-// starts over; live peers are learned again from their next frame.
+// of forged ones must not grow memory without end. Past the bound one entry
+// makes room for the new one, the first that map iteration yields, which
+// is as good as random: a flood of forged sources evicts a live peer only
+// with the share of the table it holds, and that peer is learned again from
+// its next frame.
 const maxNeighbours = 1 << 16
 
 // neighbours maps a peer's IP address to the MAC its frames come from. The
@@ -32,8 +35,11 @@ func (n *neighbours) learn(addr tcpip.Address, mac []byte) {
 		return
 	}
 	n.mu.Lock()
-	if len(n.m) >= maxNeighbours {
-		clear(n.m)
+	if _, known := n.m[addr]; !known && len(n.m) >= maxNeighbours {
+		for victim := range n.m {
+			delete(n.m, victim)
+			break
+		}
 	}
 	n.m[addr] = tcpip.LinkAddress(mac)
 	n.mu.Unlock()

@@ -119,8 +119,8 @@ func parseFlags(args []string) (options, error) {
 	if o.queues < 0 {
 		return o, fmt.Errorf("-queues %d: want 0 (all) or more", o.queues)
 	}
-	if o.budget <= 0 {
-		return o, fmt.Errorf("-budget %d: want > 0", o.budget)
+	if o.budget <= 0 || o.budget > irq.MaxBudget {
+		return o, fmt.Errorf("-budget %d: want 1 to %d", o.budget, irq.MaxBudget)
 	}
 	if o.maxSpin <= 0 {
 		return o, fmt.Errorf("-max-spin %v: want > 0", o.maxSpin)

@@ -47,6 +47,7 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-stack", "dpdk"), "-stack"},
 		{append(base, "-queues", "-1"), "-queues"},
 		{append(base, "-budget", "0"), "-budget"},
+		{append(base, "-budget", "4294967296"), "-budget"},
 		{append(base, "-max-spin", "0s"), "-max-spin"},
 		{append(base, "-cpus", "x"), "-cpus"},
 		{append(base, "-cpus", "4096"), "-cpus"},

@@ -55,7 +55,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	if err != nil {
 		return nil, nil, err
 	}
-	if mtu, max := ifc.MTU, 2048-14; mtu > max {
+	if mtu, max := ifc.MTU, nic.MaxMTU(nic.DefaultFrameSize); mtu > max {
 		return nil, nil, fmt.Errorf("%s: MTU %d is more than an AF_XDP frame holds (%d)", ifc.Name, mtu, max)
 	}
 
