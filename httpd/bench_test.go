@@ -50,7 +50,16 @@ func (pipeAddr) String() string  { return "pipe" }
 // before the next batch. ReportAllocs counts the server's allocations too
 // (the client allocates nothing in the loop). One op is one request.
 func benchmarkRequest(b *testing.B, cacheMax int64, depth int, dial func(b *testing.B, s *Server) net.Conn) {
+	benchmarkFile(b, "/small.bin", cacheMax, depth, dial)
+}
+
+// benchmarkFile is benchmarkRequest for the fixture's file at path.
+func benchmarkFile(b *testing.B, path string, cacheMax int64, depth int, dial func(b *testing.B, s *Server) net.Conn) {
 	fx := newFixture(b)
+	want := fx.small
+	if path == "/big.bin" {
+		want = fx.big
+	}
 	s, err := New(Config{Root: fx.root, Logger: quietLogger(b), CacheMax: cacheMax})
 	if err != nil {
 		b.Fatal(err)
@@ -58,7 +67,7 @@ func benchmarkRequest(b *testing.B, cacheMax int64, depth int, dial func(b *test
 	c := dial(b, s)
 	defer c.Close()
 
-	req := []byte("GET /small.bin HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	// The first response tells the length of all of them: every header has
 	// a fixed length, Date included.
 	if _, err := c.Write(req); err != nil {
@@ -70,7 +79,7 @@ func benchmarkRequest(b *testing.B, cacheMax int64, depth int, dial func(b *test
 		b.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !bytes.Equal(body, fx.small) {
+	if resp.StatusCode != 200 || !bytes.Equal(body, want) {
 		b.Fatalf("first response: %d, %d bytes", resp.StatusCode, len(body))
 	}
 	if _, err := c.Write(req); err != nil {
@@ -106,7 +115,7 @@ func benchmarkRequest(b *testing.B, cacheMax int64, depth int, dial func(b *test
 		n++
 	}
 	b.StopTimer()
-	if !bytes.Equal(buf[len(buf)-len(body):], fx.small) {
+	if !bytes.Equal(buf[len(buf)-len(body):], want) {
 		b.Fatal("last body differs")
 	}
 }
@@ -131,6 +140,11 @@ func BenchmarkRequestLoopback(b *testing.B) { benchmarkRequest(b, 0, 1, loopback
 
 // The same file read from disk for every request (the cache disabled).
 func BenchmarkRequestLoopbackDisk(b *testing.B) { benchmarkRequest(b, -1, 1, loopback) }
+
+// A 1 MiB file from the cache, then from disk (sendfile): the cost of
+// sending big bodies in pieces, each under its own write deadline.
+func BenchmarkRequestLoopbackBig(b *testing.B)     { benchmarkFile(b, "/big.bin", 0, 1, loopback) }
+func BenchmarkRequestLoopbackBigDisk(b *testing.B) { benchmarkFile(b, "/big.bin", -1, 1, loopback) }
 
 // 16 pipelined requests per write, as h2load -m 16 sends them.
 func BenchmarkRequestLoopbackPipelined(b *testing.B) { benchmarkRequest(b, 0, 16, loopback) }

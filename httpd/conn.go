@@ -31,16 +31,20 @@ const (
 	// reassembled by readLine up to the configured limits.
 	readBufSize = 4 << 10
 	// writeBufSize lets the response head and a small file leave in one
-	// write; a bigger cached body leaves in the same writev as the head,
-	// and a bigger file from disk by io.ReaderFrom (sendfile on the kernel
-	// stack) once the first buffer is out.
+	// write; a bigger cached body starts in the same writev as the head,
+	// and a bigger file from disk goes by io.ReaderFrom (sendfile on the
+	// kernel stack) once the first buffer is out.
 	writeBufSize = 16 << 10
 	// maxKeptBuf is the largest parser buffer a pooled connection keeps; a
 	// rare huge header should not pin memory in the pool.
 	maxKeptBuf = 64 << 10
-	// fileChunk is how much of a file from disk is sent under one write
-	// deadline: a client must take at least this much per WriteTimeout.
-	fileChunk = 1 << 20
+	// writeChunk is the most body one write to the client carries (a
+	// head may go with it), a cached body's or a file's: every write gets
+	// at least WriteTimeout (see arm), so a client must take writeChunk
+	// bytes per WriteTimeout, not a whole body. Small enough for a slow
+	// client on a fast server; big enough that the writes it costs do not
+	// show in throughput.
+	writeChunk = 64 << 10
 
 	// lingerTimeout and lingerBytes bound how long and how much a closing
 	// connection reads after its last response. Closing a socket with unread
@@ -48,10 +52,12 @@ const (
 	// the client reads it (the reason for net/http's closeWriteAndWait).
 	lingerTimeout = 500 * time.Millisecond
 	lingerBytes   = 256 << 10
-	// errorWriteTimeout bounds writing an error response to a client that
-	// may be the reason for the error.
-	errorWriteTimeout = 5 * time.Second
 )
+
+// errorWriteTimeout bounds writing an error response to a client that may
+// be the reason for the error (WriteTimeout does, when it is shorter). A
+// variable so that tests can shorten it.
+var errorWriteTimeout = 5 * time.Second
 
 // conn is one client connection and the buffers it reuses for every
 // request. conns are pooled whole: a new connection costs no buffer
@@ -80,8 +86,6 @@ type conn struct {
 	sent   int64 // body bytes sent
 	remote []byte
 	line   []byte // the log line being built
-
-	pbody proxyBody // a proxied request's body
 }
 
 var connPool = sync.Pool{New: func() any {
@@ -116,57 +120,87 @@ func (r *connReader) Read(p []byte) (int, error) {
 }
 
 // connWriter is the writer under a conn's bufio.Writer. It keeps a write
-// deadline in force (see arm), counts the bytes sent, and can append a body
-// to the next write so that head and body leave in one writev.
+// deadline in force (see arm), writes big bodies in pieces of writeChunk,
+// counts the bytes sent, and can append a body to the next write so that
+// head and body leave in one writev.
 type connWriter struct {
 	c        *conn
-	tail     []byte // written after the next Write's bytes, in the same call
+	tail     []byte // written after the next Write's bytes, its first piece in the same call
 	bufs     [2][]byte
 	vec      net.Buffers
 	deadline int64 // the write deadline in force, Unix nanoseconds
+	pinned   bool  // deadline was set by pin: arm leaves it alone
 }
 
-// arm makes sure a write deadline at least half of WriteTimeout away is in
-// force, renewing it only when less is left: setting a deadline costs a
-// timer update (a timer allocation on gonet), which a busy keep-alive
-// connection then pays once per WriteTimeout/2 instead of once per write.
-// A client that takes nothing for WriteTimeout is therefore cut off after
-// between half and all of it.
+// arm makes sure that a write deadline at least WriteTimeout away is in
+// force. It renews the deadline, to 1.5 times WriteTimeout, only when less
+// than WriteTimeout is left: setting a deadline costs a timer update (a
+// timer allocation on gonet), which a busy keep-alive connection then pays
+// once per WriteTimeout/2 instead of once per write. So every write has at
+// least WriteTimeout, and a client that takes nothing is cut off after
+// between one and 1.5 times WriteTimeout.
 func (w *connWriter) arm() {
-	to := w.c.srv.cfg.WriteTimeout
-	now := time.Now()
-	if w.deadline-now.UnixNano() > int64(to/2) {
+	if w.pinned {
 		return
 	}
-	d := now.Add(to)
+	to := w.c.srv.cfg.WriteTimeout
+	now := time.Now()
+	if w.deadline-now.UnixNano() >= int64(to) {
+		return
+	}
+	d := now.Add(to + to/2)
 	w.deadline = d.UnixNano()
 	w.c.nc.SetWriteDeadline(d)
 }
 
-// setDeadline sets an explicit write deadline that arm will renew from.
-func (w *connWriter) setDeadline(d time.Time) {
+// pin sets a write deadline for the rest of the connection, one that arm
+// does not renew: the last response to a client that may not be reading.
+func (w *connWriter) pin(d time.Time) {
 	w.deadline = d.UnixNano()
+	w.pinned = true
 	w.c.nc.SetWriteDeadline(d)
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
-	w.arm()
 	if w.tail == nil {
-		n, err := w.c.nc.Write(p)
-		w.c.srv.stats.bytesOut.Add(uint64(n))
-		return n, w.timedOut(err)
+		return w.write(p)
 	}
 	tail := w.tail
 	w.tail = nil
-	w.bufs = [2][]byte{p, tail}
+	first := tail[:min(len(tail), writeChunk)]
+	w.arm()
+	w.bufs = [2][]byte{p, first}
 	w.vec = w.bufs[:]
 	n, err := w.vec.WriteTo(w.c.nc)
 	w.bufs = [2][]byte{}
 	w.c.srv.stats.bytesOut.Add(uint64(n))
-	if err == nil && n < int64(len(p)+len(tail)) {
+	if err == nil && n < int64(len(p)+len(first)) {
 		err = io.ErrShortWrite
 	}
-	return int(min(n, int64(len(p)))), w.timedOut(err)
+	if err != nil {
+		return int(min(n, int64(len(p)))), w.timedOut(err)
+	}
+	if len(tail) > len(first) {
+		if _, err := w.write(tail[len(first):]); err != nil {
+			return len(p), err
+		}
+	}
+	return len(p), nil
+}
+
+// write writes p in pieces of at most writeChunk, each with its deadline.
+func (w *connWriter) write(p []byte) (int, error) {
+	written := 0
+	for {
+		w.arm()
+		n, err := w.c.nc.Write(p[:min(len(p), writeChunk)])
+		w.c.srv.stats.bytesOut.Add(uint64(n))
+		written += n
+		p = p[n:]
+		if err != nil || len(p) == 0 {
+			return written, w.timedOut(err)
+		}
+	}
 }
 
 // timedOut counts a write that hit its deadline.
@@ -210,11 +244,11 @@ func (c *conn) release() {
 	c.srv, c.nc = nil, nil
 	c.br.Reset(nil)
 	c.bw.Reset(nil)
-	c.out.tail, c.out.deadline = nil, 0
+	c.out.tail, c.out.deadline, c.out.pinned = nil, 0, false
+	c.in.noFlush = false
 	c.req = request{}
 	c.body = io.LimitedReader{}
 	c.remote = c.remote[:0]
-	c.pbody = proxyBody{}
 	for _, b := range []*[]byte{&c.p.line, &c.p.long, &c.p.fields, &c.name, &c.key, &c.line} {
 		if cap(*b) > maxKeptBuf {
 			*b = nil
@@ -343,7 +377,7 @@ func (c *conn) fail(err error) {
 		return // the client went away mid-head; nobody to answer
 	}
 	c.state.Store(stateWriting)
-	c.out.setDeadline(time.Now().Add(errorWriteTimeout))
+	c.out.pin(time.Now().Add(min(errorWriteTimeout, s.cfg.WriteTimeout)))
 	c.writeError(he, false, true, c.req.minor)
 	if s.alog != nil {
 		c.logAccess()

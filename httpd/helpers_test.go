@@ -81,6 +81,13 @@ func quietLogger(t testing.TB) *slog.Logger {
 // ends, and checks that Shutdown and Serve end cleanly.
 func startServer(t testing.TB, cfg Config) (*Server, string) {
 	t.Helper()
+	return startServerWith(t, cfg, nil, nil)
+}
+
+// startServerWith is startServer with the listener wrapped by wrap, and
+// the Server changed by setup before it serves; either may be nil.
+func startServerWith(t testing.TB, cfg Config, wrap func(net.Listener) net.Listener, setup func(*Server)) (*Server, string) {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger(t)
 	}
@@ -88,9 +95,15 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if setup != nil {
+		setup(s)
+	}
+	var l net.Listener
+	if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		l = wrap(l)
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(l) }()

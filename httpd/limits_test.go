@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -160,4 +161,101 @@ func TestSlowloris(t *testing.T) {
 	if st.HeaderTimeouts != slow || st.IdleTimeouts < silent {
 		t.Errorf("HeaderTimeouts %d, IdleTimeouts %d", st.HeaderTimeouts, st.IdleTimeouts)
 	}
+}
+
+// The error answer to a bad request head is bounded by errorWriteTimeout,
+// or WriteTimeout when that is shorter, not renewed to WriteTimeout: the
+// client that sent garbage may well not be reading. Over net.Pipe, where
+// every write waits for the reader.
+func TestErrorWriteTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		writeTimeout, errorTimeout time.Duration
+	}{
+		{"errorWriteTimeout", 30 * time.Second, 200 * time.Millisecond},
+		{"WriteTimeout", 200 * time.Millisecond, 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(d time.Duration) { errorWriteTimeout = d }(errorWriteTimeout)
+			errorWriteTimeout = tc.errorTimeout
+			fx := newFixture(t)
+			s, err := New(Config{Root: fx.root, Logger: quietLogger(t), WriteTimeout: tc.writeTimeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := newPipeListener()
+			go s.Serve(l)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				s.Shutdown(ctx)
+			})
+			nc := l.dial()
+			defer nc.Close()
+			start := time.Now()
+			if _, err := io.WriteString(nc, "GARBAGE\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			// Never read: the 400 cannot be written.
+			waitFor(t, 3*time.Second, "the connection to close", func() bool { return s.Stats().Open == 0 })
+			if st := s.Stats(); st.WriteTimeouts != 1 || st.BadRequests != 1 {
+				t.Errorf("WriteTimeouts %d, BadRequests %d; want 1, 1", st.WriteTimeouts, st.BadRequests)
+			}
+			t.Logf("closed after %v", time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// A client that keeps taking a big body, only slowly, is not cut off: each
+// piece of writeChunk, not the whole body, has WriteTimeout. Its socket
+// buffers are made small so that the body cannot hide in them.
+func TestWriteTimeoutSlowReader(t *testing.T) {
+	const rate = 640 << 10 // bytes a second: 1 MiB takes 1.6s, a writeChunk 0.1s
+	for _, cacheMax := range []int64{0, -1} {
+		name := map[int64]string{0: "cached", -1: "disk"}[cacheMax]
+		t.Run(name, func(t *testing.T) {
+			fx := newFixture(t)
+			smallSndBuf := func(l net.Listener) net.Listener { return sndBufListener{l} }
+			s, addr := startServerWith(t, Config{Root: fx.root, CacheMax: cacheMax, WriteTimeout: time.Second}, smallSndBuf, nil)
+			c := dialRaw(t, addr)
+			c.nc.(*net.TCPConn).SetReadBuffer(16 << 10)
+			c.write("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(c.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body bytes.Buffer
+			buf := make([]byte, 8<<10)
+			start := time.Now()
+			for {
+				n, err := resp.Body.Read(buf)
+				body.Write(buf[:n])
+				if err != nil {
+					if err != io.EOF {
+						t.Errorf("after %d bytes in %v: %v", body.Len(), time.Since(start).Round(time.Millisecond), err)
+					}
+					break
+				}
+				time.Sleep(time.Until(start.Add(time.Duration(body.Len()) * time.Second / rate)))
+			}
+			if !bytes.Equal(body.Bytes(), fx.big) {
+				t.Errorf("got %d bytes, want big.bin's %d", body.Len(), len(fx.big))
+			}
+			if st := s.Stats(); st.WriteTimeouts != 0 {
+				t.Errorf("WriteTimeouts %d", st.WriteTimeouts)
+			}
+			t.Logf("1 MiB in %v", time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// sndBufListener gives its connections a small send buffer.
+type sndBufListener struct{ net.Listener }
+
+func (l sndBufListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err == nil {
+		nc.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	}
+	return nc, err
 }

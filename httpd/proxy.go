@@ -24,7 +24,8 @@ import (
 // our limits, our framing); httputil.ReverseProxy does the forwarding
 // itself (hop-by-hop headers, X-Forwarded-For, the upstream's body), over a
 // pool of keep-alive connections to the upstream through the kernel's
-// sockets.
+// sockets. There are no protocol upgrades: a client's Upgrade is not
+// forwarded, and an upstream's 101 gets 502.
 
 // proxy is the upstream and the paths that go to it.
 type proxy struct {
@@ -70,6 +71,23 @@ func newProxy(cfg Config, s *Server) (*proxy, error) {
 			// the one xhttpd saw.
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			pr.SetXForwarded()
+			// ReverseProxy forwards an Upgrade, but a 101 could not be
+			// relayed (the connection is ours, not the upstream's to take
+			// over). Hop-by-hop fields are gone by now; Connection is only
+			// what ReverseProxy put back for the Upgrade.
+			pr.Out.Header.Del("Upgrade")
+			pr.Out.Header.Del("Connection")
+		},
+		ModifyResponse: func(res *http.Response) error {
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				// ReverseProxy closes the body, which is the upstream
+				// connection, and calls ErrorHandler: 502.
+				return errUpgrade
+			}
+			if w, ok := res.Request.Context().Value(proxyWriterKey{}).(*proxyWriter); ok {
+				res.Body = &upstreamBody{ReadCloser: res.Body, w: w}
+			}
+			return nil
 		},
 		Transport:    p.tr,
 		BufferPool:   copyBuffers{},
@@ -138,6 +156,29 @@ func (p *proxy) fail(s *Server, w *proxyWriter, err error) {
 	w.closeAfter = true
 }
 
+var errUpgrade = errors.New("httpd: upstream switched protocols (101); there are no upgrades")
+
+// proxyWriterKey finds a request's proxyWriter in its context, for
+// ModifyResponse.
+type proxyWriterKey struct{}
+
+// upstreamBody is the upstream's response body as ReverseProxy reads it.
+// ReverseProxy stops at a read error without telling anyone (it would
+// panic under net/http's server, which this is not), so the error is noted
+// here: a body cut off must not reach the client as complete.
+type upstreamBody struct {
+	io.ReadCloser
+	w *proxyWriter
+}
+
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.w.cut = true
+	}
+	return n, err
+}
+
 // copyBuffers lends ReverseProxy its 32 KiB copy buffers from a pool.
 type copyBuffers struct{}
 
@@ -155,11 +196,12 @@ func (c *conn) proxy(req *request, mode closeMode) closeMode {
 	s.stats.proxied.Add(1)
 	head := string(req.method) == "HEAD"
 	if req.chunked {
+		// The parser let through only codings that end in chunked.
 		he := errBadTE
 		switch {
 		case req.minor == 0:
 			he = errTE10 // RFC 9112 section 6.1: an HTTP/1.0 message cannot be chunked
-		case equalFold(req.value(req.transferCoding), "chunked"):
+		case !req.otherCodings:
 			he = nil
 		}
 		if he != nil {
@@ -203,29 +245,33 @@ func (c *conn) proxy(req *request, mode closeMode) closeMode {
 			hreq.Header[k] = append(hreq.Header[k], string(value))
 		}
 	})
+	w := &proxyWriter{c: c, head: head, header: make(http.Header), length: -1}
 	if req.hasBody() {
 		hreq.ContentLength = req.contentLength
 		if req.chunked {
 			hreq.ContentLength = -1
 		}
-		c.pbody.reset(c, req, expect)
-		hreq.Body = &c.pbody
+		// A body of its own for every request, not one kept in c: the
+		// Transport may call Read after RoundTrip and ServeHTTP have
+		// returned, and such a late Read must find this body finished,
+		// not the next request's, or a conn back in the pool.
+		w.body = newProxyBody(c, req, w, expect)
+		defer w.body.Close() // finished already, unless ServeHTTP panicked
+		hreq.Body = w.body
 		// The Transport reads the body on its own goroutine: the reader
 		// under c.br must not flush c.bw, which this one writes meanwhile.
 		c.in.noFlush = true
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	w := &proxyWriter{c: c, head: head, header: make(http.Header), length: -1}
-	c.pbody.w = w
+	ctx, cancel := context.WithCancel(context.WithValue(s.ctx, proxyWriterKey{}, w))
 	s.proxy.rp.ServeHTTP(w, hreq.WithContext(ctx))
 	cancel()
 
 	keep := w.finish()
-	if req.hasBody() {
+	if w.body != nil {
 		// The answer goes out before what is left of the body is drained:
 		// a client may be waiting for it before it sends any more.
 		c.bw.Flush()
-		done := c.pbody.finish()
+		done := w.body.finish()
 		c.in.noFlush = false
 		if !done {
 			return closeLinger
@@ -246,6 +292,7 @@ func (c *conn) proxy(req *request, mode closeMode) closeMode {
 // fails (no upgrades).
 type proxyWriter struct {
 	c      *conn
+	body   *proxyBody // the request's body; nil without one
 	header http.Header
 	head   bool // a HEAD request: no body, whatever the upstream says
 
@@ -257,6 +304,7 @@ type proxyWriter struct {
 	length     int64 // announced Content-Length, or -1
 	written    int64
 	broken     bool // the exchange cannot be completed: close
+	cut        bool // the upstream's body broke off (upstreamBody): close
 }
 
 // ownHeaders are the response headers proxyWriter sets itself.
@@ -310,7 +358,7 @@ func (w *proxyWriter) WriteHeader(code int) {
 	if w.bodyless {
 		w.length = 0
 	}
-	if c.req.hasBody() && c.pbody.cont.Load() {
+	if w.body != nil && w.body.cont.Load() {
 		// The client still waits for 100 Continue, which is now too late:
 		// its body will not be read, so the connection cannot go on.
 		w.closeAfter = true
@@ -380,6 +428,11 @@ func (w *proxyWriter) finish() bool {
 	switch {
 	case w.broken:
 		return false
+	case w.cut:
+		// Without the last chunk, or short of its Content-Length, or
+		// (HTTP/1.0) ended by the close: the client can tell.
+		w.c.srv.stats.proxyErrors.Add(1)
+		return false
 	case w.chunked:
 		w.c.bw.WriteString("0\r\n\r\n")
 	case w.length >= 0 && w.written != w.length:
@@ -394,7 +447,8 @@ func (w *proxyWriter) finish() bool {
 // The Transport may still be reading it from its own goroutine after
 // ServeHTTP returns (an upstream can answer before it has the whole body),
 // so every read holds mu, and finish takes mu to end the body before the
-// connection reads its next request.
+// connection reads its next request. A Read after that fails without
+// touching the connection, which is why every request has its own.
 type proxyBody struct {
 	mu      sync.Mutex
 	c       *conn
@@ -408,14 +462,15 @@ type proxyBody struct {
 	err     error
 }
 
-func (b *proxyBody) reset(c *conn, req *request, expect bool) {
-	*b = proxyBody{c: c, req: req}
+func newProxyBody(c *conn, req *request, w *proxyWriter, expect bool) *proxyBody {
+	b := &proxyBody{c: c, w: w, req: req}
 	b.cont.Store(expect && req.minor >= 1)
 	if req.chunked {
 		b.chunked = httputil.NewChunkedReader(c.br) // reads c.br itself: no read-ahead
 	} else {
 		b.lr = io.LimitedReader{R: c.br, N: req.contentLength}
 	}
+	return b
 }
 
 func (b *proxyBody) Read(p []byte) (int, error) {
@@ -468,7 +523,15 @@ func (b *proxyBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *proxyBody) Close() error { return nil }
+// Close ends the body: later Reads fail. ReverseProxy does not pass its
+// Close on (it hands the Transport a wrapper); proxy calls it, and finish
+// does as much.
+func (b *proxyBody) Close() error {
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
+	return nil
+}
 
 // maxDrain is how much of a body the upstream left unread is read and
 // discarded to keep the connection; with more left, it closes.

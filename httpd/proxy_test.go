@@ -1,12 +1,14 @@
 package httpd
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -357,4 +359,222 @@ func TestProxyConcurrent(t *testing.T) {
 	if n := failures.Load(); n > 0 {
 		t.Errorf("%d failed responses", n)
 	}
+}
+
+// rawUpstream is an upstream that answers as handle says, byte by byte:
+// the broken and hostile answers net/http would never send. open counts
+// its connections still open.
+func rawUpstream(t *testing.T, handle func(nc net.Conn, br *bufio.Reader)) (url string, open *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	open = new(atomic.Int64)
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			open.Add(1)
+			go func() {
+				defer open.Add(-1)
+				defer nc.Close()
+				nc.SetDeadline(time.Now().Add(10 * time.Second))
+				handle(nc, bufio.NewReader(nc))
+			}()
+		}
+	}()
+	return "http://" + l.Addr().String(), open
+}
+
+// A chunked upstream body that breaks off before its last chunk reaches
+// the client without one, and the connection closes: the client can tell
+// it is not the whole body.
+func TestProxyUpstreamChunkedCut(t *testing.T) {
+	fx := newFixture(t)
+	up, _ := rawUpstream(t, func(nc net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(nc, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		time.Sleep(50 * time.Millisecond) // the client has "hello" before the end
+	})
+	s, addr := startServer(t, Config{Root: fx.root, Proxy: up, Dynamic: []string{"/api/"}})
+	c := dialRaw(t, addr)
+	c.write("GET /api/x HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "hello" || err != io.ErrUnexpectedEOF {
+		t.Errorf("%d %q, %v; want 200 \"hello\" and unexpected EOF", resp.StatusCode, body, err)
+	}
+	if st := s.Stats(); st.ProxyErrors != 1 {
+		t.Errorf("ProxyErrors %d, want 1", st.ProxyErrors)
+	}
+	mustServeNormally(t, addr)
+}
+
+// Transfer-Encoding whose final coding is not chunked, or sent in two
+// fields, leaves the body's length unknown: 400 and close (RFC 9112
+// section 6.3), before anything goes upstream. Codings before a final
+// chunked are well-formed but not supported: 501.
+func TestProxyTransferEncoding(t *testing.T) {
+	fx := newFixture(t)
+	u := upstream(t)
+	s, addr := startServer(t, Config{Root: fx.root, Proxy: u.URL, Dynamic: []string{"/api/"}})
+	const body = "5\r\nhello\r\n0\r\n\r\n"
+	for _, tc := range []struct {
+		te   string
+		code int
+	}{
+		{"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip", 400},
+		{"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity", 400},
+		{"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", 400},
+		{"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", 400},
+		{"Transfer-Encoding: chunked, gzip", 400},
+		{"Transfer-Encoding: chunked, chunked", 400},
+		{"Transfer-Encoding: gzip", 400},
+		{"Transfer-Encoding: identity", 400},
+		{"Transfer-Encoding: chunked;x=1", 400},
+		{"Transfer-Encoding: ", 400},
+		{"Transfer-Encoding: gzip, chunked", 501},
+		{"Transfer-Encoding: gzip,chunked", 501},
+	} {
+		before := s.Stats().ProxyRequests
+		resp, got, c := roundTrip(t, addr, "POST /api/x HTTP/1.1\r\nHost: x\r\n"+tc.te+"\r\n\r\n"+body)
+		if resp.StatusCode != tc.code || !resp.Close {
+			t.Errorf("%q: %d %q close=%v, want %d and close", tc.te, resp.StatusCode, got, resp.Close, tc.code)
+		}
+		if !c.closedByServer(2 * time.Second) {
+			t.Errorf("%q: connection left open", tc.te)
+		}
+		if tc.code == 400 && s.Stats().ProxyRequests != before {
+			t.Errorf("%q: went to the upstream", tc.te)
+		}
+	}
+	// Spelled another way, chunked alone is still chunked.
+	for _, te := range []string{"CHUNKED", "chunked ", ", chunked", "chunked,"} {
+		resp, got, _ := roundTrip(t, addr, "POST /api/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "+te+"\r\n\r\n"+body)
+		if resp.StatusCode != 200 || !strings.HasSuffix(string(got), "body=hello") {
+			t.Errorf("%q: %d %q", te, resp.StatusCode, got)
+		}
+	}
+}
+
+// httpd has no protocol upgrades: a client's Upgrade does not reach the
+// upstream, and an upstream's 101 (sent anyway) gets 502 with the upstream
+// connection closed, not held open for good.
+func TestProxyUpgrade(t *testing.T) {
+	fx := newFixture(t)
+	var upgradeSeen atomic.Int32
+	up, open := rawUpstream(t, func(nc net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.Header.Get("Upgrade") != "" || req.Header.Get("Connection") != "" {
+			upgradeSeen.Add(1)
+		}
+		io.WriteString(nc, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		io.Copy(io.Discard, br) // until xhttpd closes its side
+	})
+	s, addr := startServer(t, Config{Root: fx.root, Proxy: up, Dynamic: []string{"/api/"}})
+	const n = 20
+	for range n {
+		resp, _, c := roundTrip(t, addr, "GET /api/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		if resp.StatusCode != 502 || !resp.Close {
+			t.Fatalf("%d close=%v, want 502 and close", resp.StatusCode, resp.Close)
+		}
+		c.nc.Close()
+	}
+	if n := upgradeSeen.Load(); n > 0 {
+		t.Errorf("%d requests reached the upstream with Upgrade or Connection", n)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if m := open.Load(); m > 0 {
+		t.Errorf("%d of %d upstream connections still open", m, n)
+	}
+	if st := s.Stats(); st.ProxyErrors != n {
+		t.Errorf("ProxyErrors %d, want %d", st.ProxyErrors, n)
+	}
+}
+
+// The Transport may Read a request's body after the request is over (it
+// can pass ReverseProxy's guard just before ServeHTTP returns). Such a
+// late Read must fail, whatever the connection does next: not read the
+// next request's body, and not crash once the conn is back in the pool.
+func TestProxyBodyLateRead(t *testing.T) {
+	fx := newFixture(t)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	u := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/wait" {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		// /api/early answers without reading the body.
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "body=%s", body)
+	}))
+	t.Cleanup(u.Close)
+	bodies := make(chan io.Reader, 2)
+	s, addr := startServerWith(t, Config{Root: fx.root, Proxy: u.URL, Dynamic: []string{"/api/"}}, nil, func(s *Server) {
+		rewrite := s.proxy.rp.Rewrite
+		s.proxy.rp.Rewrite = func(pr *httputil.ProxyRequest) {
+			bodies <- pr.In.Body
+			rewrite(pr)
+		}
+	})
+	lateRead := func(what string, b io.Reader) {
+		t.Helper()
+		defer func() {
+			if v := recover(); v != nil {
+				t.Errorf("%s: late Read panicked: %v", what, v)
+			}
+		}()
+		buf := make([]byte, 64)
+		if n, err := b.Read(buf); n > 0 || err == nil || err == io.EOF {
+			t.Errorf("%s: late Read gave %q, %v; want an error", what, buf[:n], err)
+		}
+	}
+
+	c := dialRaw(t, addr)
+	c.write("POST /api/early HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst")
+	if resp, got := c.read("POST"); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d %q", resp.StatusCode, got)
+	}
+	first := <-bodies
+	// The next request on the connection: its body waits in the buffer
+	// while the Transport waits for the upstream's 100 Continue.
+	c.write("POST /api/wait HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\nsecret")
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("second request did not reach the upstream")
+	}
+	lateRead("the first body, during the second request", first)
+	close(release)
+	resp, got := c.read("POST")
+	if resp.StatusCode == 100 {
+		resp, got = c.read("POST")
+	}
+	if resp.StatusCode != 200 || string(got) != "body=secret" {
+		t.Errorf("second request: %d %q, want 200 \"body=secret\"", resp.StatusCode, got)
+	}
+	second := <-bodies
+
+	c.nc.Close()
+	waitFor(t, 2*time.Second, "the connection to close", func() bool { return s.Stats().Open == 0 })
+	lateRead("the first body, after the connection", first)
+	lateRead("the second body, after the connection", second)
 }

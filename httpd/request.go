@@ -36,12 +36,14 @@ type request struct {
 	connClose     bool  // Connection: close
 	connKeepAlive bool  // Connection: keep-alive (matters for HTTP/1.0 only)
 	contentLength int64 // -1 when absent
-	chunked       bool  // any Transfer-Encoding: its body length is unknown to us
+	chunked       bool  // a Transfer-Encoding, its last coding chunked: the body length is unknown to us
+	otherCodings  bool  // codings before the chunked one (the proxy answers 501)
 
 	// fields holds the header lines, each without its line ending and
 	// followed by '\n'. The spans below locate the values (without
 	// surrounding whitespace) of the fields the server reads; a field sent
-	// twice is read at its first occurrence.
+	// twice is read at its first occurrence (Host and Transfer-Encoding
+	// may not be sent twice).
 	fields          []byte
 	ifNoneMatch     span
 	ifModifiedSince span
@@ -108,6 +110,8 @@ var (
 	errDuplicateHost    = &httpError{400, "more than one Host"}
 	errBadContentLength = &httpError{400, "invalid Content-Length"}
 	errLengthAndTE      = &httpError{400, "both Content-Length and Transfer-Encoding"}
+	errDuplicateTE      = &httpError{400, "more than one Transfer-Encoding"}
+	errTENotChunked     = &httpError{400, "final transfer coding is not chunked"}
 	errBodyOnGet        = &httpError{400, "GET or HEAD with a body"}
 	errBadTarget        = &httpError{400, "request-target is not origin-form"}
 	errBadEscape        = &httpError{400, "bad percent-encoding in path"}
@@ -203,11 +207,44 @@ func (p *parser) readRequest(br *bufio.Reader, lim limits, req *request) error {
 	if req.minor >= 1 && !req.host {
 		return errMissingHost
 	}
-	if req.chunked && req.contentLength >= 0 {
-		// RFC 9112 section 6.1: the classic request smuggling shape.
-		return errLengthAndTE
+	if req.chunked {
+		if req.contentLength >= 0 {
+			// RFC 9112 section 6.1: the classic request smuggling shape.
+			return errLengthAndTE
+		}
+		final, n := transferCodings(req.value(req.transferCoding))
+		if !final {
+			// RFC 9112 section 6.3: the body's length cannot be known.
+			return errTENotChunked
+		}
+		req.otherCodings = n > 1
 	}
 	return nil
+}
+
+// transferCodings reads a Transfer-Encoding value: whether chunked is its
+// final coding and only there (RFC 9112 section 6.1 has a sender apply it
+// once, last), and how many codings it names. Empty list elements are
+// skipped (RFC 9110 section 5.6.1); a coding with parameters is not chunked.
+func transferCodings(v []byte) (final bool, n int) {
+	for len(v) > 0 {
+		var coding []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			coding, v = v[:i], v[i+1:]
+		} else {
+			coding, v = v, nil
+		}
+		coding = trimOWS(coding)
+		if len(coding) == 0 {
+			continue
+		}
+		if final {
+			return false, n + 1 // chunked, then something more
+		}
+		n++
+		final = equalFold(coding, "chunked")
+	}
+	return final, n
 }
 
 // readTrailer reads and discards the trailer section that follows a
@@ -382,6 +419,14 @@ func parseHeader(fields []byte, start, n int, req *request) error {
 	case 17:
 		switch {
 		case equalFold(name, "transfer-encoding"):
+			// A second field continues the list (RFC 9110 section 5.3):
+			// "chunked" then "gzip" is a body whose length is unknown. It
+			// is refused whatever it says, since a proxy before us that
+			// reads only one of the two would frame the body otherwise:
+			// request smuggling's shape.
+			if req.chunked {
+				return errDuplicateTE
+			}
 			req.chunked = true
 			record(&req.transferCoding)
 		case equalFold(name, "if-modified-since"):

@@ -85,6 +85,11 @@ func TestParseRequestErrors(t *testing.T) {
 		{"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", defaultLimits, errBadContentLength},
 		{"GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", defaultLimits, errBadContentLength},
 		{"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", defaultLimits, errLengthAndTE},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", defaultLimits, errDuplicateTE},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n", defaultLimits, errDuplicateTE},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", defaultLimits, errTENotChunked},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", defaultLimits, errTENotChunked},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", defaultLimits, errTENotChunked},
 		{"GET /0123456 HTTP/1.1\r\n\r\n", small, errURITooLong}, // 21 bytes
 		{"GET /0123456789abcdefghijklmnopqrstuvwxyz HTTP/1.1\r\n\r\n", small, errURITooLong},
 		{"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", small, errTooManyHeaders},
@@ -103,6 +108,45 @@ func TestParseRequestErrors(t *testing.T) {
 	in := "GET /012345 HTTP/1.1\r\nHost: 012345678901234567890123456789\r\n\r\n" // 20; 38+2
 	if err := p.readRequest(bufio.NewReaderSize(strings.NewReader(in), 16), small, &req); err != nil {
 		t.Errorf("at the limits: %v", err)
+	}
+}
+
+func TestTransferCodings(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		final bool
+		n     int
+	}{
+		{"chunked", true, 1},
+		{"Chunked", true, 1},
+		{" , chunked ,", true, 1},
+		{"gzip, chunked", true, 2},
+		{"gzip,deflate,chunked", true, 3},
+		{"", false, 0},
+		{",", false, 0},
+		{"gzip", false, 1},
+		{"identity", false, 1},
+		{"chunked, gzip", false, 2},
+		{"chunked, chunked", false, 2},
+		{"chunked;q=1", false, 1},
+		{"chunkedx", false, 1},
+	} {
+		final, n := transferCodings([]byte(tc.in))
+		if final != tc.final || (final && n != tc.n) {
+			t.Errorf("%q: %v, %d; want %v, %d", tc.in, final, n, tc.final, tc.n)
+		}
+	}
+	// What the proxy sees of it.
+	for _, tc := range []struct {
+		te    string
+		other bool
+	}{{"chunked", false}, {"gzip, chunked", true}} {
+		var p parser
+		var req request
+		in := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + tc.te + "\r\n\r\n"
+		if err := p.readRequest(bufio.NewReader(strings.NewReader(in)), defaultLimits, &req); err != nil || !req.chunked || req.otherCodings != tc.other {
+			t.Errorf("%q: %v, chunked %v, otherCodings %v", tc.te, err, req.chunked, req.otherCodings)
+		}
 	}
 }
 
@@ -176,6 +220,8 @@ func FuzzParseRequest(f *testing.F) {
 		"GET /a HTTP/1.1\r\nHost: a\r\nrange:bytes=1-2,3-\r\nIf-None-Match: W/\"a\", \"b\"\r\n\r\n",
 		"GET /a HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
 		"POST /a HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
 		"",
 	} {
 		f.Add([]byte(s))
@@ -208,6 +254,9 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			if req.headers > lim.headers || (req.minor >= 1 && !req.host) {
 				t.Fatalf("accepted %+v", summarize(&req))
+			}
+			if final, _ := transferCodings(req.value(req.transferCoding)); req.chunked && !final {
+				t.Fatalf("accepted Transfer-Encoding %q", req.value(req.transferCoding))
 			}
 			checkFields(t, &req)
 			tg, he := parseTarget(dst, req.target)

@@ -47,7 +47,14 @@
 //     no file or method for, goes to Config.Proxy through the kernel's
 //     sockets with X-Forwarded-For, its body (by Content-Length, or chunked)
 //     included. An upstream that cannot be reached gives 502 within
-//     ProxyDialTimeout, one that does not answer in time 504.
+//     ProxyDialTimeout, one that does not answer in time 504. An upstream
+//     body that breaks off, after the head went out, ends the connection
+//     without ending the response (no last chunk, or short of its
+//     Content-Length), so the client can tell. A client's Upgrade is not
+//     forwarded, and an upstream's 101 gets 502.
+//   - Transfer-Encoding: only chunked is read. A request whose last coding
+//     is not chunked, or with two Transfer-Encoding fields, gets 400 and is
+//     closed (RFC 9112 section 6.3); other codings before chunked get 501.
 //   - Request bodies are read only for the upstream. A static GET or HEAD
 //     with one gets 400, other methods 405, and the connection is closed
 //     after the answer.
@@ -56,18 +63,22 @@
 //     Connection: close. Errors about a well-formed request (a bad path,
 //     404, 405 without a body) keep the connection. Connections over
 //     MaxConns get 503 and are closed; idle ones are closed after
-//     IdleTimeout, and those whose client stops reading after WriteTimeout.
-//     Every limit hit is counted.
+//     IdleTimeout, and those whose client stops reading after WriteTimeout
+//     (up to 1.5 times it; a body goes out in writes of 64 KiB, each of
+//     which has WriteTimeout). An error answer to a bad request head has at
+//     most 5 seconds, or WriteTimeout if that is shorter. Every limit hit
+//     is counted.
 //   - The access log, in the Common Log Format, is written by a goroutine of
 //     its own; when it falls behind, lines are dropped and counted rather
 //     than requests slowed. Shutdown writes out what is queued.
 //
 // Hot-path cost: a connection's buffers come from a sync.Pool and are reused
 // for every request on it; parsing a request head, finding a cached file
-// and writing its response allocate nothing, and a response leaves in one
-// write (a small body copied behind its head in the write buffer, a bigger
-// one in the same writev). A file from disk costs opening and stat'ing it
-// (os.Root, os.File, fs.FileInfo); the proxy allocates freely.
+// and writing its response allocate nothing. A small response leaves in one
+// write (its body copied behind its head in the write buffer); a bigger
+// body starts in the same writev as its head and goes on in writes of
+// 64 KiB. A file from disk costs opening and stat'ing it (os.Root, os.File,
+// fs.FileInfo); the proxy allocates freely.
 package httpd
 
 import (
@@ -109,7 +120,7 @@ type Config struct {
 	MaxHeaders        int           // default 100 header fields; more gets 431
 	ReadHeaderTimeout time.Duration // default 10s from a request's first byte to its end; then 408 and close
 	IdleTimeout       time.Duration // default 60s waiting for the next request on a keep-alive connection; then close
-	WriteTimeout      time.Duration // default 60s for a write to the client to make progress; then close
+	WriteTimeout      time.Duration // default 60s for each write to the client (64 KiB of body at most) to complete; then close
 	MaxConns          int           // default 10000 open connections; more get 503 and close
 
 	AccessLog io.Writer    // Common Log Format lines, written in the background; nil for none

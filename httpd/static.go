@@ -111,8 +111,8 @@ func (c *conn) serveEntry(req *request, e *entry, f *os.File, head bool, mode cl
 // writeBody sends a cached body after the head already buffered. A body
 // that fits in what is left of the write buffer is copied there, so that a
 // pipelined batch of small responses still leaves in one write. A bigger one
-// is not copied at all: it goes out in the same writev as the buffered
-// bytes.
+// is not copied at all: its first writeChunk goes out in the same writev as
+// the buffered bytes, the rest in writes of writeChunk (see connWriter).
 func (c *conn) writeBody(b []byte) error {
 	c.sent += int64(len(b))
 	if len(b) <= c.bw.Available() {
@@ -130,7 +130,7 @@ func (c *conn) writeBody(b []byte) error {
 }
 
 // sendFile sends the range r of f after the head already buffered, in
-// chunks of fileChunk so that each gets its own write deadline.
+// pieces of writeChunk so that each gets its own write deadline.
 func (c *conn) sendFile(f *os.File, r byteRange, mode closeMode) closeMode {
 	if r.start > 0 {
 		if _, err := f.Seek(r.start, io.SeekStart); err != nil {
@@ -139,7 +139,7 @@ func (c *conn) sendFile(f *os.File, r byteRange, mode closeMode) closeMode {
 	}
 	defer func() { c.body = io.LimitedReader{} }()
 	for left := r.length; left > 0; {
-		n := min(left, fileChunk)
+		n := min(left, writeChunk)
 		c.body = io.LimitedReader{R: f, N: n}
 		m, err := c.bw.ReadFrom(&c.body)
 		c.sent += m

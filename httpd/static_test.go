@@ -182,8 +182,9 @@ func TestConditionalAndRanges(t *testing.T) {
 }
 
 // A range of a file bigger than the write buffer, from memory and from
-// disk, and the whole of one: the bytes are right where they leave by
-// writev (memory) or in chunks (disk).
+// disk, and the whole of one: the bytes are right where they leave in
+// pieces of writeChunk, by writev after a head (memory) or by sendfile
+// (disk).
 func TestBigBodies(t *testing.T) {
 	for _, cacheMax := range []int64{4 << 20, -1} {
 		t.Run(fmt.Sprint(cacheMax), func(t *testing.T) {

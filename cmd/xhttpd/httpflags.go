@@ -29,7 +29,7 @@ func httpFlags(fs *flag.FlagSet) func() (httpd.Config, error) {
 	maxHeaders := fs.Int("max-headers", 100, "most header fields; more gets 431")
 	headerTimeout := fs.Duration("header-timeout", 10*time.Second, "time from a request's first byte to the end of its head (and between reads of a proxied body); then 408")
 	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "time a keep-alive connection may wait for its next request; then it is closed")
-	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "time a write to a client may take without progress; then the connection is closed")
+	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "time each write to a client (at most 64 KiB of a body) may take; a client that takes nothing is closed after 1 to 1.5 times this")
 	maxConns := fs.Int("max-conns", 10000, "most open HTTP connections; more get 503 and are closed")
 	accessLog := fs.String("access-log", "", "append a Common Log Format line per request to this file (default: none)")
 	return func() (httpd.Config, error) {
