@@ -22,7 +22,6 @@ func TestHTTPDStatusPage(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -66,7 +65,6 @@ func TestHTTPDReloadOnSIGHUP(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	srv := startServer(t, tb, s.dir)
 	client := tb.ClientHTTP()
 	get := func() string {

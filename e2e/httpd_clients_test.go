@@ -27,7 +27,6 @@ func TestHTTPDCurl(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	srv := startServer(t, tb, s.dir, "-access-log", logFile)
 	out := t.TempDir()
@@ -120,29 +119,12 @@ func TestHTTPDCurl(t *testing.T) {
 	}
 }
 
-// settle backdates the site's files, so that the cache takes them at start
-// (it leaves files modified within the last second to the disk).
-func settle(t *testing.T, dir string) {
-	t.Helper()
-	old := time.Now().Add(-time.Hour)
-	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chtimes(p, old, old)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Go's http.Client: ranges, If-None-Match and If-Modified-Since with the
 // validators the server gave, HEAD, all on one keep-alive connection.
 func TestHTTPDGoClient(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	startServer(t, tb, s.dir)
 	client := tb.ClientHTTP()
 	big := s.files["/1m.bin"]
@@ -204,7 +186,6 @@ func TestHTTPDAb(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	startServer(t, tb, s.dir)
 	const n = 5000
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -239,7 +220,6 @@ func TestHTTPDH2loadPipelined(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	startServer(t, tb, s.dir)
 	const n = 10000
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

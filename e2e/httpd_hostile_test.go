@@ -33,7 +33,6 @@ func TestHTTPDSlowloris(t *testing.T) {
 	const slow, silent, normal, perClient = 500, 50, 50, 20
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	startServer(t, tb, s.dir, "-header-timeout", "2s", "-idle-timeout", "3s", "-admin", "127.0.0.1:9100")
 	dial := tb.ClientDialer()
 
@@ -242,7 +241,6 @@ func TestHTTPDNoLeaks(t *testing.T) {
 	const total = 100_000
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	settle(t, s.dir)
 	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100", "-idle-timeout", "5s")
 	dial := tb.ClientDialer()
 	waitIdle := func(what string) {

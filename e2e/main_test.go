@@ -58,12 +58,31 @@ func newSite(t *testing.T) *site {
 	return s
 }
 
+// add writes a file and dates it back, so that httpd's cache takes it at
+// start.
 func (s *site) add(t *testing.T, path string, body []byte) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(s.dir, path), body, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	settle(t, filepath.Join(s.dir, path))
 	s.files[path] = body
+}
+
+// settle backdates path, a file or a tree, so that the cache takes it at start
+// (it leaves files modified within the last second to the disk).
+func settle(t *testing.T, path string) {
+	t.Helper()
+	old := time.Now().Add(-time.Hour)
+	err := filepath.Walk(path, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func random(t *testing.T, n int) []byte {
