@@ -124,25 +124,57 @@ func (p *peer) tcp4(srcPort, dstPort uint16, flags header.TCPFlags, withOptions 
 	return append(append(eth, ip...), tcp...)
 }
 
-// tcpReply matches a TCP segment from the server's port to ours with the
-// given flags.
+// tcp6 builds the same segment over IPv6, with a hop-by-hop extension
+// header (one PadN option) before TCP when withExtHeader is set.
+func (p *peer) tcp6(srcPort, dstPort uint16, flags header.TCPFlags, withExtHeader bool) []byte {
+	src, dst := tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 2}), tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 1})
+	tcp := make([]byte, header.TCPMinimumSize)
+	header.TCP(tcp).Encode(&header.TCPFields{SrcPort: srcPort, DstPort: dstPort, SeqNum: 7, DataOffset: header.TCPMinimumSize, Flags: flags, WindowSize: 65535})
+	header.TCP(tcp).SetChecksum(^checksum.Checksum(tcp, header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(tcp)))))
+	payload, next := tcp, header.TCPProtocolNumber
+	if withExtHeader {
+		// Next header TCP, length 0 (8 bytes), PadN of 4 bytes.
+		hbh := []byte{uint8(header.TCPProtocolNumber), 0, 1, 4, 0, 0, 0, 0}
+		payload, next = append(hbh, tcp...), tcpip.TransportProtocolNumber(header.IPv6HopByHopOptionsExtHdrIdentifier)
+	}
+	ip := make([]byte, header.IPv6MinimumSize)
+	header.IPv6(ip).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), TransportProtocol: next, HopLimit: 64, SrcAddr: src, DstAddr: dst})
+	eth := make([]byte, header.EthernetMinimumSize)
+	header.Ethernet(eth).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(p.mac), DstAddr: tcpip.LinkAddress(p.dst), Type: header.IPv6ProtocolNumber})
+	return append(append(eth, ip...), payload...)
+}
+
+// tcpReply matches a TCP segment, over IPv4 or IPv6, from the server's port
+// to ours with the given flags.
 func tcpReply(srcPort, dstPort uint16, flags header.TCPFlags) func([]byte) bool {
 	return func(f []byte) bool {
-		if len(f) < header.EthernetMinimumSize+header.IPv4MinimumSize || header.Ethernet(f).Type() != header.IPv4ProtocolNumber {
+		if len(f) < header.EthernetMinimumSize {
 			return false
 		}
-		ip := header.IPv4(f[header.EthernetMinimumSize:])
-		if !ip.IsValid(len(ip)) || ip.TransportProtocol() != header.TCPProtocolNumber {
+		var tcp header.TCP
+		switch ip := f[header.EthernetMinimumSize:]; header.Ethernet(f).Type() {
+		case header.IPv4ProtocolNumber:
+			h := header.IPv4(ip)
+			if len(ip) < header.IPv4MinimumSize || !h.IsValid(len(ip)) || h.TransportProtocol() != header.TCPProtocolNumber {
+				return false
+			}
+			tcp = h.Payload()
+		case header.IPv6ProtocolNumber:
+			h := header.IPv6(ip)
+			if len(ip) < header.IPv6MinimumSize || h.TransportProtocol() != header.TCPProtocolNumber {
+				return false
+			}
+			tcp = h.Payload()
+		default:
 			return false
 		}
-		tcp := header.TCP(ip.Payload())
 		return len(tcp) >= header.TCPMinimumSize && tcp.SourcePort() == srcPort && tcp.DestinationPort() == dstPort && tcp.Flags()&flags == flags
 	}
 }
 
 // Crafted frames from a raw AF_XDP peer: a SYN to port 80 is answered by
-// the netstack; the same SYN with IPv4 options is left to the kernel, which
-// has no listener there and resets it; a flood of malformed frames changes
+// the netstack; the same SYN with IPv4 options, or behind an IPv6 extension
+// header, is left to the kernel, which has no listener there and resets it; a flood of malformed frames changes
 // nothing, and the server still answers afterwards.
 func TestCraftedFrames(t *testing.T) {
 	testbed.RequireRoot(t)
@@ -156,6 +188,13 @@ func TestCraftedFrames(t *testing.T) {
 
 	p.send(t, p.tcp4(40002, 80, header.TCPFlagSyn, true))
 	p.recv(t, tcpReply(80, 40002, header.TCPFlagRst))
+
+	// The same over IPv6: plain, the netstack answers; behind a
+	// hop-by-hop header, the program leaves it to the kernel.
+	p.send(t, p.tcp6(40011, 80, header.TCPFlagSyn, false))
+	p.recv(t, tcpReply(80, 40011, header.TCPFlagSyn|header.TCPFlagAck))
+	p.send(t, p.tcp6(40012, 80, header.TCPFlagSyn, true))
+	p.recv(t, tcpReply(80, 40012, header.TCPFlagRst))
 
 	good := p.tcp4(40003, 80, header.TCPFlagSyn, false)
 	rng := rand.New(rand.NewPCG(9, 9))

@@ -1,0 +1,28 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	gvlog "gvisor.dev/gvisor/pkg/log"
+)
+
+// slogEmitter sends gVisor's own log lines (rate-limited warnings about
+// segments the netstack refused, for instance) to log/slog, so that xhttpd
+// has one log in one format.
+type slogEmitter struct{}
+
+func (slogEmitter) Emit(_ int, level gvlog.Level, _ time.Time, format string, v ...any) {
+	l := slog.LevelDebug
+	switch level {
+	case gvlog.Warning:
+		l = slog.LevelWarn
+	case gvlog.Info:
+		l = slog.LevelInfo
+	}
+	slog.Log(context.Background(), l, fmt.Sprintf(format, v...), "from", "netstack")
+}
+
+func init() { gvlog.SetTarget(slogEmitter{}) }
