@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,18 +67,20 @@ func serverLegend(name string) string {
 // parseServers reads -servers: known names, comma-separated. nethttp needs
 // its binary.
 func parseServers(s string, haveNethttpd bool) ([]string, error) {
+	names, err := parseNames("-servers", s, benchServers)
+	if err == nil && slices.Contains(names, "nethttp") && !haveNethttpd {
+		err = fmt.Errorf("-servers %q: nethttp needs -nethttpd PATH", s)
+	}
+	return names, err
+}
+
+// parseNames reads a comma-separated list of names, each one of known.
+func parseNames(flag, s string, known []string) ([]string, error) {
 	var names []string
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
-		known := false
-		for _, k := range benchServers {
-			known = known || f == k
-		}
-		switch {
-		case !known:
-			return nil, fmt.Errorf("-servers %q: %q is not one of %s", s, f, strings.Join(benchServers, ", "))
-		case f == "nethttp" && !haveNethttpd:
-			return nil, fmt.Errorf("-servers %q: nethttp needs -nethttpd PATH", s)
+		if !slices.Contains(known, f) {
+			return nil, fmt.Errorf("%s %q: %q is not one of %s", flag, s, f, strings.Join(known, ", "))
 		}
 		names = append(names, f)
 	}

@@ -23,21 +23,7 @@ const idleSettle = time.Second
 var idleModes = []string{"interrupt", "busy", "hybrid"}
 
 // parseModes reads -modes: xhttpd's waiting modes, comma-separated.
-func parseModes(s string) ([]string, error) {
-	var modes []string
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		known := false
-		for _, m := range idleModes {
-			known = known || f == m
-		}
-		if !known {
-			return nil, fmt.Errorf("-modes %q: %q is not one of %s", s, f, strings.Join(idleModes, ", "))
-		}
-		modes = append(modes, f)
-	}
-	return modes, nil
-}
+func parseModes(s string) ([]string, error) { return parseNames("-modes", s, idleModes) }
 
 // idle measures the CPU each waiting mode costs with no traffic at all.
 func idle(args []string) error {
