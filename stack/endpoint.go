@@ -96,8 +96,13 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 	all := pkts.AsSlice()
 	sendable := 0
 	for _, pkt := range all {
-		if ep.sendable(pkt) {
+		switch ep.verdict(pkt) {
+		case send:
 			sendable++
+		case notTCP:
+			ep.txNotTCP.Add(1)
+		case noNeighbour:
+			ep.txNoNeighbour.Add(1)
 		}
 	}
 	if sendable == 0 {
@@ -111,7 +116,7 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 		if i == got {
 			break
 		}
-		if !ep.sendable(pkt) {
+		if ep.verdict(pkt) != send {
 			continue
 		}
 		q.SetTxLen(i, copyPacket(q.TxFrame(i), pkt))
@@ -128,20 +133,25 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 	return len(all), nil
 }
 
-// sendable says whether pkt goes out through AF_XDP, counting the reason
-// when it does not. AddHeader left a zero destination MAC for an unknown
-// neighbour.
-func (ep *endpoint) sendable(pkt *gvstack.PacketBuffer) bool {
+// verdict says whether pkt goes out through AF_XDP. AddHeader left a zero
+// destination MAC for an unknown neighbour.
+func (ep *endpoint) verdict(pkt *gvstack.PacketBuffer) txVerdict {
 	if pkt.TransportProtocolNumber != header.TCPProtocolNumber {
-		ep.txNotTCP.Add(1)
-		return false
+		return notTCP
 	}
 	if header.Ethernet(pkt.LinkHeader().Slice()).DestinationAddress() == zeroMAC {
-		ep.txNoNeighbour.Add(1)
-		return false
+		return noNeighbour
 	}
-	return true
+	return send
 }
+
+type txVerdict int
+
+const (
+	send txVerdict = iota
+	notTCP
+	noNeighbour
+)
 
 const zeroMAC = tcpip.LinkAddress("\x00\x00\x00\x00\x00\x00")
 

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 var (
@@ -273,5 +275,40 @@ func BenchmarkDeliverSYN(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		st.Deliver(f)
+	}
+}
+
+// A batch mixing a sendable segment with packets the endpoint drops sends
+// the one and counts each drop once.
+func TestWritePacketsMixedBatch(t *testing.T) {
+	q := newFakeQueue()
+	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{q}})
+	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC)
+	packet := func(proto tcpip.TransportProtocolNumber, to netip.Addr) *gvstack.PacketBuffer {
+		pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
+			ReserveHeaderBytes: header.EthernetMinimumSize,
+			Payload:            buffer.MakeWithData([]byte("payload")),
+		})
+		pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
+		pkt.TransportProtocolNumber = proto
+		pkt.EgressRoute.RemoteAddress = tcpip.AddrFrom4(to.As4())
+		ep.AddHeader(pkt)
+		return pkt
+	}
+	var pkts gvstack.PacketBufferList
+	// The drops come first, so that the copy pass walks past them too.
+	pkts.PushBack(packet(header.ICMPv4ProtocolNumber, clientV4))
+	pkts.PushBack(packet(header.TCPProtocolNumber, netip.MustParseAddr("198.18.0.99")))
+	pkts.PushBack(packet(header.TCPProtocolNumber, clientV4))
+	defer pkts.DecRef()
+	if n, err := ep.WritePackets(pkts); n != 3 || err != nil {
+		t.Fatalf("WritePackets = %d, %v; want 3, nil", n, err)
+	}
+	c := ep.counters()
+	if c.TxFrames != 1 || c.TxNoTCP != 1 || c.TxNoNeighbour != 1 {
+		t.Fatalf("counters %+v; want 1 sent, 1 not TCP, 1 without a neighbour", c)
+	}
+	if f := q.next(t); header.Ethernet(f).DestinationAddress() != tcpip.LinkAddress(clientMAC) {
+		t.Fatalf("sent to %v, want %v", header.Ethernet(f).DestinationAddress(), clientMAC)
 	}
 }
