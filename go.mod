@@ -12,7 +12,7 @@ require (
 	github.com/vishvananda/netlink v1.3.1-0.20250303224720-0e7078ed04c8
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.49.0
-	gvisor.dev/gvisor v0.0.0-20260701204157-69c2d17aea96
+	gvisor.dev/gvisor v0.0.0-20260905035102-160fafc42237
 )
 
 require (

@@ -179,6 +179,46 @@ type Counters struct {
 // Counters reads the endpoint's counters.
 func (st *Stack) Counters() Counters { return st.ep.counters() }
 
+// TCPCounters is what the netstack's TCP has counted, for the metrics:
+// connections, and how it recovered from loss.
+type TCPCounters struct {
+	Established, Current          uint64 // connections made from a SYN; now established
+	Resets, Timedout              uint64 // established connections reset; timed out
+	ListenOverflowSynDrop         uint64 // SYNs dropped for a full accept queue
+	SynCookiesSent, SynCookiesIn  uint64 // SYN cookies sent; valid ones received
+	SegmentsIn, SegmentsOut       uint64
+	InvalidSegments, Checksum     uint64 // segments dropped as malformed; for a bad checksum
+	Retransmits                   uint64 // segments sent again
+	FastRecovery, SACKRecovery    uint64 // recoveries entered
+	TLPRecovery, Timeouts         uint64 // tail loss probes; retransmission timeouts
+	SpuriousRecovery, SpuriousRTO uint64 // recoveries later found needless
+}
+
+// TCPCounters reads the netstack's TCP counters.
+func (st *Stack) TCPCounters() TCPCounters {
+	t := st.s.Stats().TCP
+	return TCPCounters{
+		Established:           t.PassiveConnectionOpenings.Value(),
+		Current:               t.CurrentEstablished.Value(),
+		Resets:                t.EstablishedResets.Value(),
+		Timedout:              t.EstablishedTimedout.Value(),
+		ListenOverflowSynDrop: t.ListenOverflowSynDrop.Value(),
+		SynCookiesSent:        t.ListenOverflowSynCookieSent.Value(),
+		SynCookiesIn:          t.ListenOverflowSynCookieRcvd.Value(),
+		SegmentsIn:            t.ValidSegmentsReceived.Value(),
+		SegmentsOut:           t.SegmentsSent.Value(),
+		InvalidSegments:       t.InvalidSegmentsReceived.Value(),
+		Checksum:              t.ChecksumErrors.Value(),
+		Retransmits:           t.Retransmits.Value(),
+		FastRecovery:          t.FastRecovery.Value(),
+		SACKRecovery:          t.SACKRecovery.Value(),
+		TLPRecovery:           t.TLPRecovery.Value(),
+		Timeouts:              t.Timeouts.Value(),
+		SpuriousRecovery:      t.SpuriousRecovery.Value(),
+		SpuriousRTO:           t.SpuriousRTORecovery.Value(),
+	}
+}
+
 // Close tears the netstack down: connections are aborted.
 func (st *Stack) Close() {
 	st.s.Close()

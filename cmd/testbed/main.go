@@ -4,11 +4,13 @@
 //	testbed demo  -xhttpd PATH [-root DIR] [-queues N] [-- xhttpd flags]
 //	testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-- xhttpd flags]
 //	testbed idle  -xhttpd PATH [-modes interrupt,busy,hybrid] [-duration 10s] [-- xhttpd flags]
+//	testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-- xhttpd flags]
 //	testbed sweep [-prefix xh]
 //
 // bench compares servers under wrk: requests/s, latency and the server's
 // CPU time per request. idle measures what xhttpd's waiting modes cost with
-// no traffic at all.
+// no traffic at all. download times large downloads with frames lost on the
+// client end.
 //
 // Every subcommand removes the namespaces it made when it ends, also on
 // failure and on Ctrl-C; `sweep` removes those left by processes that were
@@ -39,6 +41,7 @@ const usage = `usage:
   testbed demo  -xhttpd PATH [-root DIR] [-queues N] [-- extra xhttpd flags]
   ` + benchUsage + `
   ` + idleUsage + `
+  ` + downloadUsage + `
   testbed sweep [-prefix xh]
 `
 
@@ -55,6 +58,8 @@ func main() {
 		err = bench(os.Args[2:])
 	case "idle":
 		err = idle(os.Args[2:])
+	case "download":
+		err = download(os.Args[2:])
 	case "sweep":
 		err = sweep(os.Args[2:])
 	case "-h", "-help", "--help", "help":
@@ -127,35 +132,52 @@ func withTestbed(queues int, fn func(ctx context.Context, tb *testbed.Testbed, s
 	return fn(ctx, tb, dir)
 }
 
-// writeSite writes the demo site, index.html and a 1 KiB file, into a new
-// temporary directory.
+// The site's files beyond index.html: a 1 KiB file for requests/s, a 64 KiB
+// one for bulk requests, and a 5 MiB one for single downloads.
+const (
+	bulkFile = "5m.bin"
+	bulkSize = 5 << 20
+)
+
+var siteFiles = []struct {
+	name string
+	size int
+}{{"1k.bin", 1 << 10}, {"64k.bin", 64 << 10}, {bulkFile, bulkSize}}
+
+// writeSite writes the demo site into a new temporary directory.
 func writeSite() (dir string, err error) {
 	dir, err = os.MkdirTemp("", "xhttpd-site-")
 	if err != nil {
 		return "", err
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	const index = `<!doctype html>
 <html><head><title>xhttpd demo</title></head>
 <body><h1>Hello from xhttpd</h1>
 <p>Served over AF_XDP by a user-space TCP/IP stack. Also: <a href="/1k.bin">1k.bin</a>.</p>
 </body></html>
 `
-	kib := bytes.Repeat([]byte("xhttpd-1k-test!\n"), 64) // 16 * 64 = 1024 bytes
+	names := []string{"index.html"}
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(index), 0o644); err != nil {
-		os.RemoveAll(dir)
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "1k.bin"), kib, 0o644); err != nil {
-		os.RemoveAll(dir)
-		return "", err
+	line := []byte("xhttpd-1k-test!\n") // 16 bytes
+	for _, f := range siteFiles {
+		if err := os.WriteFile(filepath.Join(dir, f.name), bytes.Repeat(line, f.size/len(line)), 0o644); err != nil {
+			return "", err
+		}
+		names = append(names, f.name)
 	}
 	// httpd serves a file changed within the last second from disk, not
 	// from its cache (it may still be being written): date the site back
 	// so that every run measures the cached path from its first request.
 	old := time.Now().Add(-time.Hour)
-	for _, f := range []string{"index.html", "1k.bin"} {
+	for _, f := range names {
 		if err := os.Chtimes(filepath.Join(dir, f), old, old); err != nil {
-			os.RemoveAll(dir)
 			return "", err
 		}
 	}

@@ -57,6 +57,8 @@ var (
 	httpCacheBytes = desc("http_cache_bytes", "Memory the cache takes, heads included.")
 	httpReloads    = desc("http_cache_loads_total", "Cache loads (the first included), by result.", "result")
 	httpProxy      = desc("http_proxied_total", "Requests sent to the upstream, by result.", "result")
+	tcpConns       = desc("tcp_established", "Netstack connections now established.")
+	tcpEvents      = desc("tcp_events_total", "Netstack TCP events: connections, segments, loss recovery.", "event")
 	httpLogLines   = desc("http_access_log_lines_total", "Access log lines, by fate.", "fate")
 )
 
@@ -152,6 +154,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(linkDrops, lc.TxNoNeighbour, "tx_no_neighbour")
 	counter(linkDrops, lc.TxNoTCP, "tx_not_tcp")
 	counter(linkDrops, lc.TxRingFull, "tx_ring_full")
+	tc := p.stack.TCPCounters()
+	gauge(tcpConns, float64(tc.Current))
+	for _, e := range []struct {
+		name string
+		v    uint64
+	}{
+		{"passive_open", tc.Established}, {"reset", tc.Resets}, {"timed_out", tc.Timedout},
+		{"syn_dropped_listen_full", tc.ListenOverflowSynDrop}, {"syn_cookie_sent", tc.SynCookiesSent}, {"syn_cookie_valid", tc.SynCookiesIn},
+		{"segment_in", tc.SegmentsIn}, {"segment_out", tc.SegmentsOut}, {"segment_invalid", tc.InvalidSegments}, {"checksum_error", tc.Checksum},
+		{"retransmit", tc.Retransmits}, {"fast_recovery", tc.FastRecovery}, {"sack_recovery", tc.SACKRecovery},
+		{"tail_loss_probe", tc.TLPRecovery}, {"timeout", tc.Timeouts}, {"spurious_recovery", tc.SpuriousRecovery}, {"spurious_timeout", tc.SpuriousRTO},
+	} {
+		counter(tcpEvents, e.v, e.name)
+	}
 }
 
 func b2f(b bool) float64 {
