@@ -252,8 +252,8 @@ func (s *Socket) Service() error {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	s.reapCompletions()
-	if s.tx.Pending() && s.tx.NeedWakeup() {
-		return s.kickTx()
+	if s.tx.Pending() {
+		return s.flushTx()
 	}
 	return nil
 }
@@ -313,8 +313,8 @@ func (s *Socket) TxFrame(i int) []byte {
 // SetTxLen sets the length of the i-th frame reserved by BeginTx.
 func (s *Socket) SetTxLen(i, n int) { s.tx.Get(s.txIdx + uint32(i)).Len = uint32(n) }
 
-// EndTx publishes the batch, kicks the kernel if the tx ring asks for it,
-// and unlocks the transmit side.
+// EndTx publishes the batch, has the kernel send it, and unlocks the
+// transmit side.
 func (s *Socket) EndTx() error {
 	defer s.txMu.Unlock()
 	if s.txN == 0 {
@@ -322,10 +322,25 @@ func (s *Socket) EndTx() error {
 	}
 	s.tx.Submit()
 	s.txN = 0
-	if !s.tx.NeedWakeup() {
-		return nil
+	return s.flushTx()
+}
+
+// flushTx kicks the kernel while the tx ring asks for it, until the kernel
+// has taken every frame or a kick takes none. In copy mode a kick sends at
+// most a budget of frames (32 unless XDP_MAX_TX_SKB_BUDGET raised it) and
+// returns, so a batch larger than that needs several; in zero-copy mode a
+// kick only wakes the driver, which sends on its own. Called with txMu held.
+func (s *Socket) flushTx() error {
+	for s.tx.NeedWakeup() {
+		before := s.tx.consumer.Load()
+		if err := s.kickTx(); err != nil {
+			return err
+		}
+		if !s.tx.Pending() || s.tx.consumer.Load() == before {
+			return nil
+		}
 	}
-	return s.kickTx()
+	return nil
 }
 
 // reapCompletions returns the frames the kernel has finished sending.

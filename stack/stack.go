@@ -74,7 +74,9 @@ func New(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	ep := newEndpoint(cfg)
-	if err := s.CreateNIC(nicID, ep); err != nil {
+	// The batcher decides when packets reach the endpoint: at once when
+	// their queue is idle, in batches when it is busy.
+	if err := s.CreateNICWithOptions(nicID, ep, gvstack.NICOptions{QDisc: newBatcher(ep, len(cfg.Queues))}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack: create NIC: %s", err)
 	}

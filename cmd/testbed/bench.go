@@ -109,6 +109,7 @@ func bench(args []string) error {
 	duration := fs.Duration("duration", 10*time.Second, "length of each wrk run, whole seconds (1s to 10m)")
 	threads := fs.Int("threads", 2, "wrk threads (fewer when there are fewer connections)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
+	file := fs.String("file", "1k.bin", "file wrk requests: "+siteFileNames())
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
 	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
 	fs.Usage = func() {
@@ -145,13 +146,17 @@ func bench(args []string) error {
 	if err := needWrk(); err != nil {
 		return err
 	}
+	size, ok := siteFileSize(*file)
+	if !ok {
+		return fmt.Errorf("-file %q: want one of %s", *file, siteFileNames())
+	}
 
 	started := time.Now()
 	var rows []benchRow
 	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
-		url := "http://" + tb.ServerV4.String() + "/1k.bin"
+		url := "http://" + tb.ServerV4.String() + "/" + *file
 		for _, name := range servers {
 			for _, c := range conns {
 				if ctx.Err() != nil {
@@ -159,10 +164,10 @@ func bench(args []string) error {
 				}
 				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)+1, len(servers)*len(conns), name, c)
 				path, xargs := serverCommand(name, setup)
-				r := benchRow{server: name, conns: c}
+				r := benchRow{server: name, conns: c, size: size}
 				r.res, r.cpu, r.err = benchOne(ctx, tb, benchRun{
 					name: name, path: path, args: xargs, verbose: *verbose,
-					url: url, wrk: wrkArgs(*threads, c, *duration, url), wait: *wait, duration: *duration,
+					url: url, size: size, wrk: wrkArgs(*threads, c, *duration, url), wait: *wait, duration: *duration,
 				})
 				if r.err != nil {
 					fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, r.err)
@@ -175,8 +180,8 @@ func bench(args []string) error {
 
 	fmt.Println()
 	printMachine(os.Stdout, started)
-	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: keep-alive, GET 1 KiB, %d queue(s), veth between namespaces.\n",
-		*threads, *duration, *queues)
+	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: keep-alive, GET /%s (%d bytes), %d queue(s), veth between namespaces.\n",
+		*threads, *duration, *file, size, *queues)
 	fmt.Println("CPU: the server process's user+system time (/proc/PID/stat) from just before to just after wrk's run, per 10,000 requests wrk completed.")
 	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
@@ -191,12 +196,13 @@ func bench(args []string) error {
 	return errors.Join(err, writeBenchTable(os.Stdout, rows))
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {
 	server string
 	conns  int
+	size   int // body bytes per request
 	res    wrkResult
 	cpu    time.Duration // the server's CPU time during wrk's run
 	err    error
@@ -205,19 +211,19 @@ type benchRow struct {
 // writeBenchTable prints the rows as a Markdown table, failed rows
 // included, with wrk's complaints below it, and returns the failures.
 func writeBenchTable(w io.Writer, rows []benchRow) error {
-	fmt.Fprintln(w, "| server | conns | req/s | p50 | p99 | CPU s per 10k req |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| server | conns | req/s | MB/s | p50 | p99 | CPU s per 10k req |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var errs []error
 	var notes []string
 	for _, r := range rows {
 		what := fmt.Sprintf("%s, %d conns", r.server, r.conns)
 		if r.err != nil {
-			fmt.Fprintf(w, "| %s | %d | failed | | | |\n", r.server, r.conns)
+			fmt.Fprintf(w, "| %s | %d | failed | | | | |\n", r.server, r.conns)
 			errs = append(errs, fmt.Errorf("%s: %w", what, r.err))
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %.3f |\n", r.server, r.conns,
-			r.res.ReqPerSec, fmtLatency(r.res.P50), fmtLatency(r.res.P99), cpuPer10k(r.cpu, r.res.Requests))
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.1f | %s | %s | %.3f |\n", r.server, r.conns,
+			r.res.ReqPerSec, r.res.ReqPerSec*float64(r.size)/1e6, fmtLatency(r.res.P50), fmtLatency(r.res.P99), cpuPer10k(r.cpu, r.res.Requests))
 		if r.res.SocketErrors != "" {
 			notes = append(notes, fmt.Sprintf("%s: socket errors: %s", what, r.res.SocketErrors))
 		}
@@ -260,6 +266,7 @@ type benchRun struct {
 	args       []string
 	verbose    bool
 	url        string   // checked with one GET first
+	size       int      // the body's size
 	wrk        []string // wrk's arguments
 	wait       time.Duration
 	duration   time.Duration
@@ -277,7 +284,7 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (res wrkResu
 	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80"); err != nil {
 		return res, 0, err
 	}
-	if err := checkGet(ctx, tb, b.url, 1024); err != nil {
+	if err := checkGet(ctx, tb, b.url, b.size); err != nil {
 		return res, 0, err
 	}
 	pid, err := srv.pid()

@@ -66,20 +66,20 @@ func TestServerCommand(t *testing.T) {
 
 func TestWriteBenchTable(t *testing.T) {
 	rows := []benchRow{
-		{server: "hybrid", conns: 32, cpu: 3 * time.Second,
+		{server: "hybrid", conns: 32, size: 1024, cpu: 3 * time.Second,
 			res: wrkResult{ReqPerSec: 40000.4, P50: 687 * time.Microsecond, P99: 3080 * time.Microsecond, Requests: 400000,
 				SocketErrors: "connect 0, read 0, write 0, timeout 3"}},
 		{server: "busy", conns: 1, err: errExample},
-		{server: "kernel", conns: 1, cpu: 1500 * time.Millisecond,
+		{server: "kernel", conns: 1, size: 65536, cpu: 1500 * time.Millisecond,
 			res: wrkResult{ReqPerSec: 15000, P50: 65 * time.Microsecond, P99: 115 * time.Microsecond, Requests: 150000, Non2xx3xx: 2}},
 	}
 	var sb strings.Builder
 	err := writeBenchTable(&sb, rows)
-	want := `| server | conns | req/s | p50 | p99 | CPU s per 10k req |
-| --- | ---: | ---: | ---: | ---: | ---: |
-| hybrid | 32 | 40000 | 687 us | 3.08 ms | 0.075 |
-| busy | 1 | failed | | | |
-| kernel | 1 | 15000 | 65 us | 115 us | 0.100 |
+	want := `| server | conns | req/s | MB/s | p50 | p99 | CPU s per 10k req |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| hybrid | 32 | 40000 | 41.0 | 687 us | 3.08 ms | 0.075 |
+| busy | 1 | failed | | | | |
+| kernel | 1 | 15000 | 983.0 | 65 us | 115 us | 0.100 |
 
 - hybrid, 32 conns: socket errors: connect 0, read 0, write 0, timeout 3
 - kernel, 1 conns: 2 non-2xx/3xx responses

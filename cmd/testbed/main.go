@@ -144,6 +144,23 @@ var siteFiles = []struct {
 	size int
 }{{"1k.bin", 1 << 10}, {"64k.bin", 64 << 10}, {bulkFile, bulkSize}}
 
+func siteFileSize(name string) (int, bool) {
+	for _, f := range siteFiles {
+		if f.name == name {
+			return f.size, true
+		}
+	}
+	return 0, false
+}
+
+func siteFileNames() string {
+	var names []string
+	for _, f := range siteFiles {
+		names = append(names, f.name)
+	}
+	return strings.Join(names, ", ")
+}
+
 // writeSite writes the demo site into a new temporary directory.
 func writeSite() (dir string, err error) {
 	dir, err = os.MkdirTemp("", "xhttpd-site-")

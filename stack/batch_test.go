@@ -1,0 +1,191 @@
+package stack
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// fakeLower records each WritePackets call's packets (by their first
+// payload byte) and can hold a call until released, as a slow sendto does.
+type fakeLower struct {
+	mu      sync.Mutex
+	batches [][]byte
+	hold    chan struct{} // if set, WritePackets waits for a receive from it
+	entered chan struct{} // signalled when a WritePackets call starts
+}
+
+func (f *fakeLower) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
+	if f.hold != nil {
+		<-f.hold
+	}
+	var ids []byte
+	for _, p := range pkts.AsSlice() {
+		ids = append(ids, p.Data().AsRange().ToSlice()[0])
+	}
+	f.mu.Lock()
+	f.batches = append(f.batches, ids)
+	f.mu.Unlock()
+	return pkts.Len(), nil
+}
+
+func (f *fakeLower) got() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]byte(nil), f.batches...)
+}
+
+func testPacket(id byte, hash uint32) *gvstack.PacketBuffer {
+	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte{id})})
+	pkt.Hash = hash
+	return pkt
+}
+
+// write hands the batcher a packet and drops the caller's reference, as the
+// netstack does.
+func write(t *testing.T, b *batcher, id byte, hash uint32) {
+	t.Helper()
+	pkt := testPacket(id, hash)
+	defer pkt.DecRef()
+	if err := b.WritePacket(pkt); err != nil {
+		t.Errorf("WritePacket(%d): %v", id, err)
+	}
+}
+
+// A lone packet leaves at once: it is written by the caller, before
+// WritePacket returns, in a batch of its own.
+func TestBatcherLonePacketLeavesAtOnce(t *testing.T) {
+	f := &fakeLower{}
+	b := newBatcher(f, 1)
+	for i := range 3 {
+		write(t, b, byte(i), 0)
+		if got := f.got(); len(got) != i+1 || len(got[i]) != 1 || got[i][0] != byte(i) {
+			t.Fatalf("after packet %d: batches %v; want each packet written at once, alone", i, got)
+		}
+	}
+}
+
+// While one goroutine is writing (stuck in a slow sendto), packets from
+// others wait, in order, and leave as one batch when that write returns;
+// the other goroutines do not wait for it.
+func TestBatcherStreamIsBatched(t *testing.T) {
+	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
+	b := newBatcher(f, 1)
+	done := make(chan struct{})
+	go func() {
+		write(t, b, 0, 0)
+		close(done)
+	}()
+	<-f.entered // packet 0's writer is in WritePackets
+	for i := byte(1); i <= 20; i++ {
+		write(t, b, i, 0) // returns at once: queued for the writer
+	}
+	f.hold <- struct{}{} // packet 0 sent
+	<-f.entered
+	f.hold <- struct{}{} // the batch of the other 20
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer did not return after sending the backlog")
+	}
+	got := f.got()
+	if len(got) != 2 || len(got[0]) != 1 || len(got[1]) != 20 {
+		t.Fatalf("batches %v; want [0] then the 20 others in one batch", got)
+	}
+	for i, id := range got[1] {
+		if id != byte(i+1) {
+			t.Fatalf("batch %v is out of order", got[1])
+		}
+	}
+}
+
+// A backlog longer than maxBatch leaves in batches of maxBatch.
+func TestBatcherBatchBound(t *testing.T) {
+	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
+	b := newBatcher(f, 1)
+	done := make(chan struct{})
+	go func() {
+		write(t, b, 0, 0)
+		close(done)
+	}()
+	<-f.entered
+	for i := range maxBatch + 5 {
+		write(t, b, byte(i), 0)
+	}
+	for i := range 3 {
+		f.hold <- struct{}{} // batch i sent
+		if i < 2 {
+			<-f.entered // batch i+1 started
+		}
+	}
+	<-done
+	got := f.got()
+	if len(got) != 3 || len(got[1]) != maxBatch || len(got[2]) != 5 {
+		t.Fatalf("batch sizes %d, %d, %d; want 1, %d, 5", len(got[0]), len(got[1]), len(got[2]), maxBatch)
+	}
+}
+
+// Queues do not wait for each other: with queue 0's writer stuck, a packet
+// for queue 1 is written at once.
+func TestBatcherQueuesIndependent(t *testing.T) {
+	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
+	b := newBatcher(f, 2)
+	go write(t, b, 0, 0)
+	<-f.entered
+	go write(t, b, 1, 1)
+	select {
+	case <-f.entered: // queue 1's packet reached WritePackets while queue 0's is stuck
+	case <-time.After(5 * time.Second):
+		t.Fatal("a packet for queue 1 waited for queue 0's writer")
+	}
+	f.hold <- struct{}{}
+	f.hold <- struct{}{}
+}
+
+// A full backlog refuses packets, as a full NIC queue drops them; Close
+// releases what waits and refuses more.
+func TestBatcherFullAndClose(t *testing.T) {
+	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
+	b := newBatcher(f, 1)
+	go write(t, b, 0, 0)
+	<-f.entered
+	for i := range maxBacklog {
+		write(t, b, byte(i), 0)
+	}
+	pkt := testPacket(1, 0)
+	if err := b.WritePacket(pkt); err == nil {
+		t.Error("a packet beyond the backlog bound was taken")
+	}
+	b.Close()
+	if err := b.WritePacket(pkt); err == nil {
+		t.Error("a packet after Close was taken")
+	}
+	pkt.DecRef()
+	close(f.hold)
+}
+
+// An idle queue's packet is written without allocating in the batcher.
+func BenchmarkBatcherIdle(b *testing.B) {
+	f := &countingLower{}
+	bt := newBatcher(f, 1)
+	pkt := testPacket(0, 0)
+	defer pkt.DecRef()
+	b.ReportAllocs()
+	for b.Loop() {
+		bt.WritePacket(pkt)
+	}
+}
+
+type countingLower struct{ n int }
+
+func (c *countingLower) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
+	c.n += pkts.Len()
+	return pkts.Len(), nil
+}
