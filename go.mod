@@ -27,3 +27,5 @@ require (
 )
 
 tool github.com/cilium/ebpf/cmd/bpf2go
+
+replace gvisor.dev/gvisor => ./third_party/gvisor

@@ -56,7 +56,9 @@ func (w *wire) EndTx() error {
 
 // clientStack is a plain gVisor netstack that verifies every checksum,
 // joined to the server's endpoint through a channel link.
-func clientStack(t *testing.T, st *Stack, w *wire, mtu int) *gvstack.Stack {
+// stall, if set, is called before each packet from the client reaches the
+// server, and may sleep to delay it.
+func clientStack(t *testing.T, st *Stack, w *wire, mtu int, stall func()) *gvstack.Stack {
 	t.Helper()
 	cs := gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -119,6 +121,9 @@ func clientStack(t *testing.T, st *Stack, w *wire, mtu int) *gvstack.Stack {
 				src, dst = clientV6, serverV6
 			}
 			if pkt.NetworkProtocolNumber == ipv4.ProtocolNumber || pkt.NetworkProtocolNumber == ipv6.ProtocolNumber {
+				if stall != nil {
+					stall()
+				}
 				st.Deliver(etherIP(src, dst, ip))
 			}
 			pkt.DecRef()
@@ -180,7 +185,7 @@ func TestBulkToVerifyingPeer(t *testing.T) {
 				conn.Write(body)
 				conn.Close()
 			}()
-			cs := clientStack(t, st, w, c.mtu)
+			cs := clientStack(t, st, w, c.mtu, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			conn, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(c.server.AsSlice()), Port: 80}, c.proto)
@@ -206,5 +211,61 @@ func TestBulkToVerifyingPeer(t *testing.T) {
 			defer w.mu.Unlock()
 			t.Logf("%d frames, largest batch %d", w.frames, w.maxBatch)
 		})
+	}
+}
+
+// A receiver that now and then takes a few milliseconds to acknowledge (a
+// busy client) must not draw loss probes: on a link without loss the
+// server retransmits nothing. The netstack's probe timeout is 2*SRTT, a few
+// hundred microseconds here, unless floored as Linux floors it (10 ms, the
+// patch in third_party/gvisor-patches).
+func TestNoProbesForSlowACKs(t *testing.T) {
+	w := &wire{out: make(chan [][]byte, 4096), done: make(chan struct{})}
+	st, err := New(Config{
+		LinkAddr: serverMAC,
+		MTU:      1500,
+		Addrs:    []netip.Prefix{netip.PrefixFrom(serverV4, 24)},
+		Queues:   []TxQueue{w},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := st.Listen("tcp4", 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	body := make([]byte, 4<<20)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		conn.Write(body)
+		conn.Close()
+	}()
+	n := 0
+	cs := clientStack(t, st, w, 1500, func() {
+		// Every 20th packet from the client waits 4 ms: a burst of ACKs
+		// held up, as by a client busy elsewhere.
+		if n++; n%20 == 0 {
+			time.Sleep(4 * time.Millisecond)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(serverV4.As4()), Port: 80}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil || len(got) != len(body) {
+		t.Fatalf("read %d of %d bytes: %v", len(got), len(body), err)
+	}
+	if c := st.TCPCounters(); c.Retransmits != 0 {
+		t.Errorf("%d segments resent on a link that lost none (%d tail loss probes, %d recoveries)", c.Retransmits, c.TLPRecovery, c.SACKRecovery)
 	}
 }
