@@ -110,6 +110,8 @@ func bench(args []string) error {
 	threads := fs.Int("threads", 2, "wrk threads (fewer when there are fewer connections)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
 	file := fs.String("file", "1k.bin", "file wrk requests: "+siteFileNames())
+	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close) instead of keep-alive")
+	repeat := fs.Int("repeat", 1, "run the whole set this many times back to back, each server on a fresh start (1 to 10)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
 	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
 	fs.Usage = func() {
@@ -133,6 +135,8 @@ func bench(args []string) error {
 		return fmt.Errorf("-duration %v: want whole seconds (wrk's unit), 1s to %v", *duration, maxDuration)
 	case *threads < 1:
 		return fmt.Errorf("-threads %d: want at least 1", *threads)
+	case *repeat < 1 || *repeat > 10:
+		return fmt.Errorf("-repeat %d: want 1 to 10", *repeat)
 	}
 	setup := serverSetup{queues: *queues, extra: fs.Args()}
 	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
@@ -157,22 +161,24 @@ func bench(args []string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
 		url := "http://" + tb.ServerV4.String() + "/" + *file
-		for _, name := range servers {
-			for _, c := range conns {
-				if ctx.Err() != nil {
-					return nil
+		for range *repeat {
+			for _, name := range servers {
+				for _, c := range conns {
+					if ctx.Err() != nil {
+						return nil
+					}
+					fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)+1, *repeat*len(servers)*len(conns), name, c)
+					path, xargs := serverCommand(name, setup)
+					r := benchRow{server: name, conns: c, size: size}
+					r.res, r.cpu, r.err = benchOne(ctx, tb, benchRun{
+						name: name, path: path, args: xargs, verbose: *verbose,
+						url: url, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: *wait, duration: *duration,
+					})
+					if r.err != nil {
+						fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, r.err)
+					}
+					rows = append(rows, r)
 				}
-				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)+1, len(servers)*len(conns), name, c)
-				path, xargs := serverCommand(name, setup)
-				r := benchRow{server: name, conns: c, size: size}
-				r.res, r.cpu, r.err = benchOne(ctx, tb, benchRun{
-					name: name, path: path, args: xargs, verbose: *verbose,
-					url: url, size: size, wrk: wrkArgs(*threads, c, *duration, url), wait: *wait, duration: *duration,
-				})
-				if r.err != nil {
-					fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, r.err)
-				}
-				rows = append(rows, r)
 			}
 		}
 		return nil
@@ -180,8 +186,12 @@ func bench(args []string) error {
 
 	fmt.Println()
 	printMachine(os.Stdout, started)
-	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: keep-alive, GET /%s (%d bytes), %d queue(s), veth between namespaces.\n",
-		*threads, *duration, *file, size, *queues)
+	conn := "keep-alive"
+	if *closeEach {
+		conn = "-H 'Connection: close' (a new connection per request)"
+	}
+	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes), %d queue(s), veth between namespaces.\n",
+		*threads, *duration, conn, *file, size, *queues)
 	fmt.Println("CPU: the server process's user+system time (/proc/PID/stat) from just before to just after wrk's run, per 10,000 requests wrk completed.")
 	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
@@ -196,7 +206,7 @@ func bench(args []string) error {
 	return errors.Join(err, writeBenchTable(os.Stdout, rows))
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-close] [-repeat 1] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {

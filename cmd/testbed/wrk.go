@@ -108,14 +108,20 @@ func fmtLatency(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 }
 
-// wrkArgs are wrk's arguments for a keep-alive run against url: no more
-// threads than connections, because wrk refuses a thread without one.
-func wrkArgs(threads, conns int, d time.Duration, url string) []string {
-	return []string{
+// wrkArgs are wrk's arguments for a run against url: no more threads than
+// connections, because wrk refuses a thread without one. With closeEach,
+// every request asks for Connection: close, so wrk opens a new connection
+// per request.
+func wrkArgs(threads, conns int, d time.Duration, url string, closeEach bool) []string {
+	args := []string{
 		"-t", strconv.Itoa(min(threads, conns)), "-c", strconv.Itoa(conns),
 		"-d", strconv.Itoa(int(d.Seconds())) + "s",
-		"--timeout", "2s", "--latency", url,
+		"--timeout", "2s", "--latency",
 	}
+	if closeEach {
+		args = append(args, "-H", "Connection: close")
+	}
+	return append(args, url)
 }
 
 func needWrk() error {

@@ -81,13 +81,15 @@ func TestWrkArgs(t *testing.T) {
 	for _, tc := range []struct {
 		threads, conns int
 		d              time.Duration
+		closeEach      bool
 		want           []string
 	}{
-		{2, 32, 10 * time.Second, []string{"-t", "2", "-c", "32", "-d", "10s", "--timeout", "2s", "--latency", url}},
-		{2, 1, 3 * time.Second, []string{"-t", "1", "-c", "1", "-d", "3s", "--timeout", "2s", "--latency", url}},
-		{4, 3, 90 * time.Second, []string{"-t", "3", "-c", "3", "-d", "90s", "--timeout", "2s", "--latency", url}},
+		{2, 32, 10 * time.Second, false, []string{"-t", "2", "-c", "32", "-d", "10s", "--timeout", "2s", "--latency", url}},
+		{2, 1, 3 * time.Second, false, []string{"-t", "1", "-c", "1", "-d", "3s", "--timeout", "2s", "--latency", url}},
+		{4, 3, 90 * time.Second, false, []string{"-t", "3", "-c", "3", "-d", "90s", "--timeout", "2s", "--latency", url}},
+		{2, 32, 10 * time.Second, true, []string{"-t", "2", "-c", "32", "-d", "10s", "--timeout", "2s", "--latency", "-H", "Connection: close", url}},
 	} {
-		if diff := cmp.Diff(tc.want, wrkArgs(tc.threads, tc.conns, tc.d, url)); diff != "" {
+		if diff := cmp.Diff(tc.want, wrkArgs(tc.threads, tc.conns, tc.d, url, tc.closeEach)); diff != "" {
 			t.Errorf("wrkArgs(%d, %d, %v) (-want +got):\n%s", tc.threads, tc.conns, tc.d, diff)
 		}
 	}
