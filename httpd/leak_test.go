@@ -136,3 +136,66 @@ func churn(addr string, rng *rand.Rand, sent *atomic.Int64, buf []byte, fx *fixt
 	}
 	return nil
 }
+
+// deadlineConn records whether the deadlines were cleared before Close.
+type deadlineConn struct {
+	net.Conn
+	cleared, closedCleared *atomic.Int64
+	zero                   atomic.Bool
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.zero.Store(t.IsZero())
+	if t.IsZero() {
+		c.cleared.Add(1)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *deadlineConn) Close() error {
+	if c.zero.Load() {
+		c.closedCleared.Add(1)
+	}
+	return c.Conn.Close()
+}
+
+type deadlineListener struct {
+	net.Listener
+	cleared, closedCleared atomic.Int64
+}
+
+func (l *deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &deadlineConn{Conn: c, cleared: &l.cleared, closedCleared: &l.closedCleared}, nil
+}
+
+// A connection's deadlines are cleared just before it is closed: on the
+// netstack (gonet) they are runtime timers that Close leaves running, and
+// at thousands of connections a second their upkeep took a quarter of the
+// CPU.
+func TestDeadlinesClearedBeforeClose(t *testing.T) {
+	fx := newFixture(t)
+	var dl *deadlineListener
+	_, addr := startServerWith(t, Config{Root: fx.root}, func(l net.Listener) net.Listener {
+		dl = &deadlineListener{Listener: l}
+		return dl
+	}, nil)
+	const n = 20
+	for range n {
+		resp, _, c := roundTrip(t, addr, "GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		c.closedByServer(2 * time.Second)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for dl.closedCleared.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := dl.closedCleared.Load(); got != n {
+		t.Fatalf("%d of %d connections were closed with their deadlines cleared", got, n)
+	}
+}
