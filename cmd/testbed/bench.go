@@ -110,8 +110,9 @@ func bench(args []string) error {
 	threads := fs.Int("threads", 2, "wrk threads (fewer when there are fewer connections)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
 	file := fs.String("file", "1k.bin", "file wrk requests: "+siteFileNames())
+	v6 := fs.Bool("6", false, "request over IPv6 instead of IPv4")
 	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close) instead of keep-alive")
-	repeat := fs.Int("repeat", 1, "run the whole set this many times back to back, each server on a fresh start (1 to 10)")
+	runs := fs.Int("runs", 1, "wrk runs back to back against each server start, one row each, to show what accumulates (1 to 10)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
 	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
 	fs.Usage = func() {
@@ -135,8 +136,8 @@ func bench(args []string) error {
 		return fmt.Errorf("-duration %v: want whole seconds (wrk's unit), 1s to %v", *duration, maxDuration)
 	case *threads < 1:
 		return fmt.Errorf("-threads %d: want at least 1", *threads)
-	case *repeat < 1 || *repeat > 10:
-		return fmt.Errorf("-repeat %d: want 1 to 10", *repeat)
+	case *runs < 1 || *runs > 10:
+		return fmt.Errorf("-runs %d: want 1 to 10", *runs)
 	}
 	setup := serverSetup{queues: *queues, extra: fs.Args()}
 	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
@@ -160,22 +161,29 @@ func bench(args []string) error {
 	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
-		url := "http://" + tb.ServerV4.String() + "/" + *file
-		for range *repeat {
-			for _, name := range servers {
-				for _, c := range conns {
-					if ctx.Err() != nil {
-						return nil
-					}
-					fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)+1, *repeat*len(servers)*len(conns), name, c)
-					path, xargs := serverCommand(name, setup)
-					r := benchRow{server: name, conns: c, size: size}
-					r.res, r.cpu, r.err = benchOne(ctx, tb, benchRun{
-						name: name, path: path, args: xargs, verbose: *verbose,
-						url: url, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: *wait, duration: *duration,
-					})
-					if r.err != nil {
-						fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, r.err)
+		host := tb.ServerV4.String()
+		if *v6 {
+			host = "[" + tb.ServerV6.String() + "]"
+		}
+		url := "http://" + host + "/" + *file
+		for _, name := range servers {
+			for _, c := range conns {
+				if ctx.Err() != nil {
+					return nil
+				}
+				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)/(*runs)+1, len(servers)*len(conns), name, c)
+				path, xargs := serverCommand(name, setup)
+				results, err := benchOne(ctx, tb, benchRun{
+					name: name, path: path, args: xargs, verbose: *verbose, runs: *runs,
+					url: url, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: *wait, duration: *duration,
+				})
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, err)
+				}
+				for i := range *runs {
+					r := benchRow{server: name, conns: c, size: size, err: err}
+					if i < len(results) {
+						r.res, r.cpu, r.err = results[i].res, results[i].cpu, nil
 					}
 					rows = append(rows, r)
 				}
@@ -190,8 +198,8 @@ func bench(args []string) error {
 	if *closeEach {
 		conn = "-H 'Connection: close' (a new connection per request)"
 	}
-	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes), %d queue(s), veth between namespaces.\n",
-		*threads, *duration, conn, *file, size, *queues)
+	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes) over %s, %d queue(s), veth between namespaces.\n",
+		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues)
 	fmt.Println("CPU: the server process's user+system time (/proc/PID/stat) from just before to just after wrk's run, per 10,000 requests wrk completed.")
 	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
@@ -206,7 +214,7 @@ func bench(args []string) error {
 	return errors.Join(err, writeBenchTable(os.Stdout, rows))
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-close] [-repeat 1] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {
@@ -275,6 +283,7 @@ type benchRun struct {
 	name, path string
 	args       []string
 	verbose    bool
+	runs       int      // wrk runs back to back; 0 is 1
 	url        string   // checked with one GET first
 	size       int      // the body's size
 	wrk        []string // wrk's arguments
@@ -282,26 +291,44 @@ type benchRun struct {
 	duration   time.Duration
 }
 
+// wrkRun is one wrk run's result and the server's CPU time during it.
+type wrkRun struct {
+	res wrkResult
+	cpu time.Duration
+}
+
 // benchOne starts a fresh server, checks that it serves the file, runs wrk
-// against it from the client namespace, reads the server's CPU time just
-// before and just after, and stops it.
-func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (res wrkResult, cpu time.Duration, err error) {
+// against it from the client namespace b.runs times back to back, reading
+// the server's CPU time just before and just after each, and stops it. It
+// returns the runs that succeeded, up to the first failure.
+func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkRun, err error) {
 	srv, err := startQuiet(tb, b.name, b.path, b.args, b.verbose)
 	if err != nil {
-		return res, 0, err
+		return nil, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
 	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80"); err != nil {
-		return res, 0, err
+		return nil, err
 	}
 	if err := checkGet(ctx, tb, b.url, b.size); err != nil {
-		return res, 0, err
+		return nil, err
 	}
 	pid, err := srv.pid()
 	if err != nil {
-		return res, 0, err
+		return nil, err
 	}
+	for range max(b.runs, 1) {
+		r, err := wrkOnce(ctx, tb, b, pid)
+		if err != nil {
+			return runs, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
 
+// wrkOnce runs wrk once against the server with pid.
+func wrkOnce(ctx context.Context, tb *testbed.Testbed, b benchRun, pid int) (wrkRun, error) {
 	// wrk stops itself after the duration; the margin covers its start and
 	// its final report, the deadline a wrk that hangs.
 	wctx, cancel := context.WithTimeout(ctx, b.duration+30*time.Second)
@@ -312,7 +339,7 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (res wrkResu
 	cmd.Stdout = &report
 	cpu0, err := testbed.ProcessCPU(pid)
 	if err != nil {
-		return res, 0, err
+		return wrkRun{}, err
 	}
 	err = cmd.Run()
 	cpu1, cerr := testbed.ProcessCPU(pid)
@@ -320,16 +347,16 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (res wrkResu
 		fmt.Fprintf(os.Stderr, "wrk| %s\n", line)
 	}
 	if err != nil {
-		return res, 0, fmt.Errorf("wrk: %w", err)
+		return wrkRun{}, fmt.Errorf("wrk: %w", err)
 	}
 	if cerr != nil {
-		return res, 0, fmt.Errorf("%w (did the server exit during the run?)", cerr)
+		return wrkRun{}, fmt.Errorf("%w (did the server exit during the run?)", cerr)
 	}
-	res, err = parseWrk(report.String())
+	res, err := parseWrk(report.String())
 	if err == nil && res.Requests == 0 {
 		err = errors.New("wrk completed no request")
 	}
-	return res, cpu1 - cpu0, err
+	return wrkRun{res, cpu1 - cpu0}, err
 }
 
 // quietServer is a server whose output goes to the terminal only with -v;
