@@ -25,12 +25,14 @@ var (
 	clientV6  = netip.MustParseAddr("2001:2::2")
 )
 
-// fakeQueue records the frames the endpoint sends.
+// fakeQueue records the frames the endpoint sends, or, with forward set,
+// hands each batch to forward instead.
 type fakeQueue struct {
-	mu     sync.Mutex
-	frames [][]byte
-	batch  [][]byte
-	sent   chan struct{}
+	mu      sync.Mutex
+	frames  [][]byte
+	batch   [][]byte
+	sent    chan struct{}
+	forward func([][]byte) // called without the lock held
 }
 
 func newFakeQueue() *fakeQueue { return &fakeQueue{sent: make(chan struct{}, 1024)} }
@@ -46,6 +48,12 @@ func (q *fakeQueue) BeginTx(n int) int {
 func (q *fakeQueue) TxFrame(i int) []byte { return q.batch[i] }
 func (q *fakeQueue) SetTxLen(i, n int)    { q.batch[i] = q.batch[i][:n] }
 func (q *fakeQueue) EndTx() error {
+	if q.forward != nil {
+		b := q.batch
+		q.mu.Unlock()
+		q.forward(b)
+		return nil
+	}
 	q.frames = append(q.frames, q.batch...)
 	q.mu.Unlock()
 	for range q.batch {

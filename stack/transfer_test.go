@@ -21,44 +21,11 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
-// wire is a TxQueue that hands each batch of frames to a goroutine that
-// checks them and feeds them to a client netstack, and records batch sizes.
-type wire struct {
-	mu       sync.Mutex
-	batch    [][]byte
-	out      chan [][]byte
-	done     chan struct{} // closed when the client side is gone
-	maxBatch int
-	frames   int
-}
-
-func (w *wire) BeginTx(n int) int {
-	w.mu.Lock()
-	w.batch = make([][]byte, n)
-	for i := range w.batch {
-		w.batch[i] = make([]byte, 2048)
-	}
-	return n
-}
-func (w *wire) TxFrame(i int) []byte { return w.batch[i] }
-func (w *wire) SetTxLen(i, n int)    { w.batch[i] = w.batch[i][:n] }
-func (w *wire) EndTx() error {
-	b := w.batch
-	w.maxBatch = max(w.maxBatch, len(b))
-	w.frames += len(b)
-	w.mu.Unlock()
-	select {
-	case w.out <- b:
-	case <-w.done:
-	}
-	return nil
-}
-
 // clientStack is a plain gVisor netstack that verifies every checksum,
-// joined to the server's endpoint through a channel link.
-// stall, if set, is called before each packet from the client reaches the
-// server, and may sleep to delay it.
-func clientStack(t *testing.T, st *Stack, w *wire, mtu int, stall func()) *gvstack.Stack {
+// joined to the server's stack st through q and a channel link. stall, if
+// set, is called before each packet from the client reaches the server, and
+// may sleep to delay it.
+func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func()) *gvstack.Stack {
 	t.Helper()
 	cs := gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -77,23 +44,31 @@ func clientStack(t *testing.T, st *Stack, w *wire, mtu int, stall func()) *gvsta
 	}
 	cs.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}, {Destination: header.IPv6EmptySubnet, NIC: 1}})
 	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan [][]byte, 4096)
+	// Server to client: the server's batches go to a goroutine of their
+	// own, so that the server never runs the client's stack on its stack.
+	q.forward = func(b [][]byte) {
+		select {
+		case out <- b:
+		case <-ctx.Done():
+		}
+	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		cancel()
-		close(w.done)
 		wg.Wait()
 		cs.Close()
 		cs.Wait()
 	})
 	wg.Add(2)
-	// Server to client: check each frame, strip Ethernet, inject.
+	// Check each frame, strip Ethernet, inject.
 	go func() {
 		defer wg.Done()
 		for {
 			var b [][]byte
 			select {
-			case b = <-w.out:
-			case <-w.done:
+			case b = <-out:
+			case <-ctx.Done():
 				return
 			}
 			for _, f := range b {
@@ -143,73 +118,79 @@ func etherIP(src, dst netip.Addr, ip []byte) []byte {
 	return append(eth, ip...)
 }
 
+// download serves body from a server stack on network ("tcp4" or "tcp6")
+// with the given MTU to a client stack, reads it all and checks the bytes.
+// It returns both stacks, for their counters.
+func download(t *testing.T, network string, mtu int, body []byte, stall func()) (*Stack, *gvstack.Stack) {
+	t.Helper()
+	q := newFakeQueue()
+	st, err := New(Config{
+		LinkAddr: serverMAC,
+		MTU:      uint32(mtu),
+		Addrs:    []netip.Prefix{netip.PrefixFrom(serverV4, 24), netip.PrefixFrom(serverV6, 64)},
+		Queues:   []TxQueue{q},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	l, err := st.Listen(network, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		conn.Write(body)
+		conn.Close()
+	}()
+	cs := clientStack(t, st, q, mtu, stall)
+	server, proto := serverV4, ipv4.ProtocolNumber
+	if network == "tcp6" {
+		server, proto = serverV6, ipv6.ProtocolNumber
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(server.AsSlice()), Port: 80}, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read %d of %d bytes: %v", len(got), len(body), err)
+	}
+	if !bytes.Equal(got, body) {
+		t.Fatalf("got %d bytes, differing from the %d sent", len(got), len(body))
+	}
+	return st, cs
+}
+
 // A response of a few MiB crosses the endpoint to a netstack that verifies
 // every checksum: the bytes arrive intact and no frame exceeds the MTU.
 func TestBulkToVerifyingPeer(t *testing.T) {
 	for _, c := range []struct {
-		name     string
-		server   netip.Addr
-		network  string
-		proto    tcpip.NetworkProtocolNumber
-		mtu      int
-		bodySize int
+		name, network string
+		mtu, size     int
 	}{
-		{"IPv4", serverV4, "tcp4", ipv4.ProtocolNumber, 1500, 3<<20 + 17},
-		{"IPv6", serverV6, "tcp6", ipv6.ProtocolNumber, 1500, 3<<20 + 17},
-		{"IPv4 small MTU", serverV4, "tcp4", ipv4.ProtocolNumber, 600, 1<<20 + 1},
+		{"IPv4", "tcp4", 1500, 3<<20 + 17},
+		{"IPv6", "tcp6", 1500, 3<<20 + 17},
+		{"IPv4 small MTU", "tcp4", 600, 1<<20 + 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			w := &wire{out: make(chan [][]byte, 4096), done: make(chan struct{})}
-			st, err := New(Config{
-				LinkAddr: serverMAC,
-				MTU:      uint32(c.mtu),
-				Addrs:    []netip.Prefix{netip.PrefixFrom(serverV4, 24), netip.PrefixFrom(serverV6, 64)},
-				Queues:   []TxQueue{w},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			l, err := st.Listen(c.network, 80)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			body := make([]byte, c.bodySize)
+			body := make([]byte, c.size)
 			rand.Read(body)
-			go func() {
-				conn, err := l.Accept()
-				if err != nil {
-					return
-				}
-				conn.Write(body)
-				conn.Close()
-			}()
-			cs := clientStack(t, st, w, c.mtu, nil)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			conn, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(c.server.AsSlice()), Port: 80}, c.proto)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(20 * time.Second))
-			got, err := io.ReadAll(conn)
-			if err != nil {
-				t.Fatalf("read %d of %d bytes: %v", len(got), len(body), err)
-			}
-			if !bytes.Equal(got, body) {
-				t.Fatalf("got %d bytes, differing from the %d sent", len(got), len(body))
-			}
+			_, cs := download(t, c.network, c.mtu, body, nil)
 			if n := cs.Stats().TCP.ChecksumErrors.Value(); n != 0 {
 				t.Errorf("the client counted %d TCP checksum errors", n)
 			}
 			if n := cs.Stats().IP.MalformedPacketsReceived.Value(); n != 0 {
 				t.Errorf("the client counted %d malformed IP packets", n)
 			}
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			t.Logf("%d frames, largest batch %d", w.frames, w.maxBatch)
 		})
 	}
 }
