@@ -442,7 +442,10 @@ func (s *Server) refuse(nc net.Conn) {
 	}
 	go func() {
 		defer s.refusing.Add(-1)
-		defer nc.Close()
+		defer func() {
+			nc.SetDeadline(time.Time{}) // see conn.serve: no timer outlives the conn
+			nc.Close()
+		}()
 		s.stats.class[5].Add(1)
 		nc.SetDeadline(time.Now().Add(refuseTimeout))
 		text := statusText(503)

@@ -19,6 +19,11 @@ import (
 // one copy pass and one kick for many packets. Under load the kicks thus
 // batch themselves, with no timer and no goroutine of their own (flat
 // combining), and the batch grows with the load, as NAPI's budget does.
+//
+// A writer sends at most maxTurn batches for others; if the backlog is not
+// empty by then, a goroutine of its own takes over, so that the writer (a
+// connection's goroutine, a TCP processor holding its endpoint's lock) is
+// not kept from its own work for as long as the load lasts.
 type batcher struct {
 	lower  gvstack.LinkWriter
 	queues []txBacklog // indexed like the endpoint's queues: by packet hash
@@ -31,7 +36,6 @@ type txBacklog struct {
 	waiting []*gvstack.PacketBuffer  // for that writer to send, oldest first
 	batch   gvstack.PacketBufferList // the writer's, reused so that no write allocates
 	closed  bool
-	_       [32]byte // keep each queue's lock on a cache line of its own
 }
 
 const (
@@ -41,6 +45,8 @@ const (
 	// maxBacklog bounds what waits for a queue's writer; beyond it packets
 	// are dropped, as a full NIC queue drops them, and TCP resends.
 	maxBacklog = 4096
+	// maxTurn bounds the batches one writer sends for others.
+	maxTurn = 4
 )
 
 func newBatcher(lower gvstack.LinkWriter, queues int) *batcher {
@@ -70,16 +76,32 @@ func (b *batcher) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error {
 	q.writing = true
 	q.mu.Unlock()
 
-	// Only the writer touches q.batch.
+	// Only the writer touches q.batch. The caller learns whether its own
+	// packet went out; the others' fate is counted by the endpoint.
 	q.batch.PushBack(pkt.IncRef())
-	for {
-		b.lower.WritePackets(q.batch)
-		q.batch.Reset() // drops the batch's references
+	_, err := b.lower.WritePackets(q.batch)
+	q.batch.Reset() // drops the batch's references
+	if b.drain(q, maxTurn) {
+		go b.drain(q, -1)
+	}
+	return err
+}
+
+// drain sends q's backlog in batches until it is empty, and then gives up
+// the writer's role. After turns batches (never, if turns is negative) it
+// stops with the role kept and reports true: the caller must hand the
+// rest to another goroutine.
+func (b *batcher) drain(q *txBacklog, turns int) (more bool) {
+	for i := 0; ; i++ {
 		q.mu.Lock()
 		if len(q.waiting) == 0 {
 			q.writing = false
 			q.mu.Unlock()
-			return nil
+			return false
+		}
+		if i == turns {
+			q.mu.Unlock()
+			return true
 		}
 		k := min(len(q.waiting), maxBatch)
 		for _, p := range q.waiting[:k] {
@@ -89,6 +111,8 @@ func (b *batcher) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error {
 		clear(q.waiting[n:])
 		q.waiting = q.waiting[:n]
 		q.mu.Unlock()
+		b.lower.WritePackets(q.batch)
+		q.batch.Reset()
 	}
 }
 

@@ -132,6 +132,40 @@ func TestBatcherBatchBound(t *testing.T) {
 	}
 }
 
+// A writer sends at most maxTurn batches for others; a goroutine of its own
+// sends the rest, and the writer returns to its own work.
+func TestBatcherWriterHandsOff(t *testing.T) {
+	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
+	b := newBatcher(f, 1)
+	done := make(chan struct{})
+	go func() {
+		write(t, b, 0, 0)
+		close(done)
+	}()
+	<-f.entered
+	for i := range maxTurn*maxBatch + 10 {
+		write(t, b, byte(i), 0)
+	}
+	for range 1 + maxTurn {
+		f.hold <- struct{}{} // the writer's own packet, then its turns
+		<-f.entered
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer is still sending others' packets after its turns")
+	}
+	f.hold <- struct{}{} // the rest, sent by the goroutine that took over
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.got()) < 2+maxTurn && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	got := f.got()
+	if len(got) != 2+maxTurn || len(got[len(got)-1]) != 10 {
+		t.Fatalf("%d batches, the last of %d packets; want %d, the last of 10", len(got), len(got[len(got)-1]), 2+maxTurn)
+	}
+}
+
 // Queues do not wait for each other: with queue 0's writer stuck, a packet
 // for queue 1 is written at once.
 func TestBatcherQueuesIndependent(t *testing.T) {

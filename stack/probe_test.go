@@ -10,8 +10,8 @@ import (
 // A receiver that now and then takes a few milliseconds to acknowledge (a
 // busy client) must not draw loss probes: on a link without loss the
 // server retransmits nothing. The netstack's probe timeout is 2*SRTT, a few
-// hundred microseconds here, unless floored as Linux floors it (10 ms, the
-// patch in third_party/gvisor-patches).
+// hundred microseconds here, unless floored (10 ms, the patch in
+// third_party/gvisor-patches).
 //
 // Not under the race detector, which itself stalls goroutines for more than
 // 10 ms now and then, and so draws probes that are due; make test runs this

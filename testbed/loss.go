@@ -24,7 +24,10 @@ import (
 // measurement. The native XDP program on the client end also makes the
 // server's veth end segment before sending (veth does not hand GSO packets
 // to a peer's XDP), so each dropped frame is one wire-sized segment, as on
-// a real link, for the kernel stack and xhttpd alike.
+// a real link, for the kernel stack and xhttpd alike. The send side is not
+// so fine-grained: tcx egress runs before the client's stack segments, so a
+// dropped send is a whole GSO packet (up to 64 KiB of an upload) and counts
+// once. The client here sends requests and ACKs, one frame each.
 type Loss struct {
 	counts *ebpf.Map
 	progs  []*ebpf.Program
@@ -36,6 +39,16 @@ type Loss struct {
 type LossOptions struct {
 	Receive float64 // frames from the server, dropped as the client receives them
 	Send    float64 // frames to the server, dropped as the client sends them
+}
+
+// Check reports a share outside 0 to 1.
+func (o LossOptions) Check() error {
+	for _, p := range []float64{o.Receive, o.Send} {
+		if !(p >= 0 && p <= 1) {
+			return fmt.Errorf("testbed: loss share %v: want 0 to 1", p)
+		}
+	}
+	return nil
 }
 
 // LossCounts is what the loss programs have seen and dropped: TCP frames
@@ -59,10 +72,8 @@ const (
 // they also go when the process that attached them exits (bpf_link) or the
 // testbed is closed.
 func (tb *Testbed) AddLoss(opts LossOptions) (*Loss, error) {
-	for _, p := range []float64{opts.Receive, opts.Send} {
-		if !(p >= 0 && p <= 1) {
-			return nil, fmt.Errorf("testbed: loss share %v: want 0 to 1", p)
-		}
+	if err := opts.Check(); err != nil {
+		return nil, err
 	}
 	l, err := newLoss(opts)
 	if err != nil {

@@ -182,7 +182,9 @@ func bench(args []string) error {
 				}
 				for i := range *runs {
 					r := benchRow{server: name, conns: c, size: size, err: err}
-					if i < len(results) {
+					// A failure after the last run (the server did not stop
+					// cleanly) fails the last row.
+					if i < len(results) && (i < *runs-1 || err == nil) {
 						r.res, r.cpu, r.err = results[i].res, results[i].cpu, nil
 					}
 					rows = append(rows, r)

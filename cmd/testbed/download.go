@@ -52,6 +52,9 @@ func download(args []string) error {
 		return fmt.Errorf("-timeout %v: want 1s to %v", *timeout, maxDuration)
 	}
 	loss := testbed.LossOptions{Receive: *lossRx, Send: *lossTx}
+	if err := loss.Check(); err != nil {
+		return err
+	}
 	setup := serverSetup{queues: *queues, extra: fs.Args()}
 	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
 		return err
@@ -176,6 +179,9 @@ func downloadOne(ctx context.Context, tb *testbed.Testbed, b benchRun, loss test
 			"-o", dst, "-w", "%{size_download}", b.url).Output()
 		took := time.Since(start)
 		cancel()
+		if ctx.Err() != nil {
+			break // interrupted: not a stall
+		}
 		if got, _ := strconv.Atoi(strings.TrimSpace(string(out))); err != nil || got != bulkSize {
 			stalls++
 			fmt.Fprintf(os.Stderr, "testbed: %s: download %d: %d of %d bytes after %v: %v\n", b.name, i+1, got, bulkSize, took.Round(time.Millisecond), err)
