@@ -40,6 +40,7 @@ type options struct {
 	stack       string
 	rxChecksum  string
 	budget      int
+	frames      int
 	maxSpin     time.Duration
 	cpus        []int
 	admin       string
@@ -78,6 +79,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.stack, "stack", "xdp", "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
 	fs.StringVar(&o.rxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
 	fs.IntVar(&o.budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
+	fs.IntVar(&o.frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
 	fs.DurationVar(&o.maxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
@@ -121,6 +123,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.budget <= 0 || o.budget > irq.MaxBudget {
 		return o, fmt.Errorf("-budget %d: want 1 to %d", o.budget, irq.MaxBudget)
+	}
+	if err := nic.CheckFrames(o.frames); err != nil {
+		return o, fmt.Errorf("-frames: %w", err)
 	}
 	if o.maxSpin <= 0 {
 		return o, fmt.Errorf("-max-spin %v: want > 0", o.maxSpin)

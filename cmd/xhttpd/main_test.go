@@ -47,6 +47,8 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-stack", "dpdk"), "-stack"},
 		{append(base, "-queues", "-1"), "-queues"},
 		{append(base, "-budget", "0"), "-budget"},
+		{append(base, "-frames", "1000"), "-frames"},
+		{append(base, "-frames", "0"), "-frames"},
 		{append(base, "-budget", "4294967296"), "-budget"},
 		{append(base, "-max-spin", "0s"), "-max-spin"},
 		{append(base, "-cpus", "x"), "-cpus"},

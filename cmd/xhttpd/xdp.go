@@ -60,7 +60,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	}
 
 	for q := 0; q < nq; q++ {
-		s, err := nic.Open(nic.Config{Ifindex: ifc.Index, Queue: q, Bind: o.bind})
+		s, err := nic.Open(nic.Config{Ifindex: ifc.Index, Queue: q, Bind: o.bind, Frames: o.frames})
 		if err != nil {
 			return nil, nil, err
 		}
