@@ -11,16 +11,19 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-// burstBound is how long 10,000 connects at once may take to be all
-// established: about 1 s here with the default rings, where a lost SYN
-// alone costs 1 s (its retransmission). With rings of 2,048 a burst lost
-// thousands of SYNs to an empty fill ring and the last connection took 2 to
-// 3.7 s; the drop counters tell that apart better than time does.
+// burstBound is how long a burst of connects may take to be all
+// established: well under a second here with the default rings, where a
+// lost SYN alone costs a second (its retransmission). The drop counters
+// tell a regression apart better than time does.
 const burstBound = 2500 * time.Millisecond
 
-// 10,000 non-blocking connects at once from one client thread, over IPv4
+// 5,000 non-blocking connects at once from one client thread, over IPv4
 // and IPv6: every one is established, within burstBound, and the socket
-// drops almost none of the SYNs (rings of 2,048 dropped about 7,500).
+// drops almost none of the SYNs. A burst that fits in the rx and fill
+// rings (8,192 slots by default) cannot be dropped however slowly the
+// loop drains it; rings of 2,048 (-frames 4096) dropped thousands. Bursts
+// of 10,000 are measured, not tested: on a slow machine they can overrun
+// even the default rings (README, "A burst of connects").
 func TestConnectBurst(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
@@ -30,7 +33,7 @@ func TestConnectBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 10000
+	const n = 5000
 	for _, host := range []string{"198.18.0.1", "2001:2::1"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		out, err := tb.ClientCmd(ctx, "sh", "-c", fmt.Sprintf("ulimit -n %d && exec python3 %s %d %s 80 10", n+100, script, n, host)).CombinedOutput()
