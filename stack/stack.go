@@ -189,7 +189,7 @@ func (st *Stack) Counters() Counters { return st.ep.counters() }
 // TCPCounters is what the netstack's TCP has counted, for the metrics:
 // connections, and how it recovered from loss.
 type TCPCounters struct {
-	Established, Current          uint64 // connections made from a SYN; now established
+	PassiveOpens, Current         uint64 // connections accepted from a SYN; now established
 	Resets, Timedout              uint64 // established connections reset; timed out
 	ListenOverflowSynDrop         uint64 // SYNs dropped for a full accept queue
 	SynCookiesSent, SynCookiesIn  uint64 // SYN cookies sent; valid ones received
@@ -205,7 +205,7 @@ type TCPCounters struct {
 func (st *Stack) TCPCounters() TCPCounters {
 	t := st.s.Stats().TCP
 	return TCPCounters{
-		Established:           t.PassiveConnectionOpenings.Value(),
+		PassiveOpens:          t.PassiveConnectionOpenings.Value(),
 		Current:               t.CurrentEstablished.Value(),
 		Resets:                t.EstablishedResets.Value(),
 		Timedout:              t.EstablishedTimedout.Value(),

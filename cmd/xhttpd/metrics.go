@@ -160,7 +160,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		name string
 		v    uint64
 	}{
-		{"passive_open", tc.Established}, {"reset", tc.Resets}, {"timed_out", tc.Timedout},
+		{"passive_open", tc.PassiveOpens}, {"reset", tc.Resets}, {"timed_out", tc.Timedout},
 		{"syn_dropped_listen_full", tc.ListenOverflowSynDrop}, {"syn_cookie_sent", tc.SynCookiesSent}, {"syn_cookie_valid", tc.SynCookiesIn},
 		{"segment_in", tc.SegmentsIn}, {"segment_out", tc.SegmentsOut}, {"segment_invalid", tc.InvalidSegments}, {"checksum_error", tc.Checksum},
 		{"retransmit", tc.Retransmits}, {"fast_recovery", tc.FastRecovery}, {"sack_recovery", tc.SACKRecovery},
