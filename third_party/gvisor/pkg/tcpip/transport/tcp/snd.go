@@ -1126,10 +1126,39 @@ func (s *sender) sendData() {
 		}
 		dataSent = true
 		s.Outstanding += s.pCount(seg, s.MaxPayloadSize)
+		// xhttpd: split what went out as one GSO segment.
+		seg = s.splitSent(seg)
 		s.updateWriteNext(seg.Next())
 	}
 
 	s.postXmit(dataSent, true /* shouldScheduleProbe */)
+}
+
+// splitSent splits seg, just sent, into segments of at most MSS in the write
+// list, and returns the last of them. xhttpd: with host GSO a segment larger
+// than the MSS goes out as several MSS-sized packets, but the SACK and RACK
+// code treats a segment in the write list as a whole: walkSACK marks it
+// acked when a SACK block starts at or before it, IsSACKED(seg.sackBlock())
+// needs all of it, RACK marks all of it lost, and RACK's DoRecovery checks
+// IsSACKED before maybeSendSegment splits it, so one lost packet in a 64 KiB
+// segment has its SACKed neighbours resent too. Split after sending, the
+// pieces are what the write list would hold without GSO: clone() gives each
+// the segment's flags, xmitTime and xmitCount, and lost and acked are false
+// for a segment just sent. Outstanding already counts pCount(seg), one per
+// piece. Only sendData sends segments larger than the MSS; the other
+// senders pass a limit of one MSS to maybeSendSegment or split to it.
+//
+// +checklocks:s.ep.mu
+func (s *sender) splitSent(seg *segment) *segment {
+	for seg.payloadSize() > s.MaxPayloadSize {
+		// PSH only on the last piece, as on the wire; splitSeg toggles
+		// the flag rather than clearing it.
+		flags := seg.flags
+		s.splitSeg(seg, s.MaxPayloadSize)
+		seg.flags = flags &^ header.TCPFlagPsh
+		seg = seg.Next()
+	}
+	return seg
 }
 
 // +checklocks:s.ep.mu
