@@ -27,7 +27,7 @@ tools:
 test: tools
 	$(GO) vet ./...
 	$(GO) test -count=1 -race ./nic/ ./irq/ ./stack/ ./httpd/
-	$(GO) test -count=1 -run 'TestNoProbesForSlowACKs' ./stack/
+	$(GO) test -count=1 -run 'TestNoProbesForSlowACKs|TestLossInsideGSOSegment' ./stack/
 	$(GO) test -count=1 ./xdp/ ./testbed/ ./e2e/ ./cmd/...
 
 demo: tools build

@@ -31,20 +31,24 @@ type batcher struct {
 
 // txBacklog is one tx queue's packets waiting for its writer.
 type txBacklog struct {
-	mu      sync.Mutex
-	writing bool                     // a goroutine is writing to this queue
-	waiting []*gvstack.PacketBuffer  // for that writer to send, oldest first
-	batch   gvstack.PacketBufferList // the writer's, reused so that no write allocates
-	closed  bool
+	mu            sync.Mutex
+	writing       bool                     // a goroutine is writing to this queue
+	waiting       []*gvstack.PacketBuffer  // for that writer to send, oldest first
+	waitingFrames int                      // the tx frames they take
+	batch         gvstack.PacketBufferList // the writer's, reused so that no write allocates
+	closed        bool
 }
 
+// Batches and the backlog are counted in tx frames, not packets: with host
+// GSO one packet can be up to 46 frames (txFramesOf).
 const (
-	// maxBatch bounds one WritePackets call: a 64 KiB response is 45
-	// frames.
-	maxBatch = 64
-	// maxBacklog bounds what waits for a queue's writer; beyond it packets
-	// are dropped, as a full NIC queue drops them, and TCP resends.
-	maxBacklog = 4096
+	// maxBatchFrames bounds one WritePackets call: a 64 KiB response is 45
+	// frames, and a GSO segment of gsoMaxSize at a 1,500-byte MTU fits.
+	// A batch takes at least one packet, however many frames it is.
+	maxBatchFrames = 64
+	// maxBacklogFrames bounds what waits for a queue's writer; beyond it
+	// packets are dropped, as a full NIC queue drops them, and TCP resends.
+	maxBacklogFrames = 4096
 	// maxTurn bounds the batches one writer sends for others.
 	maxTurn = 4
 )
@@ -65,11 +69,12 @@ func (b *batcher) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error {
 		q.mu.Unlock()
 		return &tcpip.ErrClosedForSend{}
 	case q.writing:
-		if len(q.waiting) >= maxBacklog {
+		if q.waitingFrames >= maxBacklogFrames {
 			q.mu.Unlock()
 			return &tcpip.ErrNoBufferSpace{}
 		}
 		q.waiting = append(q.waiting, pkt.IncRef())
+		q.waitingFrames += txFramesOf(pkt)
 		q.mu.Unlock()
 		return nil
 	}
@@ -103,10 +108,17 @@ func (b *batcher) drain(q *txBacklog, turns int) (more bool) {
 			q.mu.Unlock()
 			return true
 		}
-		k := min(len(q.waiting), maxBatch)
-		for _, p := range q.waiting[:k] {
+		k, frames := 0, 0
+		for _, p := range q.waiting {
+			f := txFramesOf(p)
+			if k > 0 && frames+f > maxBatchFrames {
+				break
+			}
 			q.batch.PushBack(p)
+			k++
+			frames += f
 		}
+		q.waitingFrames -= frames
 		n := copy(q.waiting, q.waiting[k:])
 		clear(q.waiting[n:])
 		q.waiting = q.waiting[:n]
@@ -126,6 +138,7 @@ func (b *batcher) Close() {
 			p.DecRef()
 		}
 		q.waiting = nil
+		q.waitingFrames = 0
 		q.mu.Unlock()
 	}
 }

@@ -106,7 +106,8 @@ func TestBatcherStreamIsBatched(t *testing.T) {
 	}
 }
 
-// A backlog longer than maxBatch leaves in batches of maxBatch.
+// A backlog of more one-frame packets than maxBatchFrames leaves in batches
+// of maxBatchFrames.
 func TestBatcherBatchBound(t *testing.T) {
 	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
 	b := newBatcher(f, 1)
@@ -116,7 +117,7 @@ func TestBatcherBatchBound(t *testing.T) {
 		close(done)
 	}()
 	<-f.entered
-	for i := range maxBatch + 5 {
+	for i := range maxBatchFrames + 5 {
 		write(t, b, byte(i), 0)
 	}
 	for i := range 3 {
@@ -127,8 +128,8 @@ func TestBatcherBatchBound(t *testing.T) {
 	}
 	<-done
 	got := f.got()
-	if len(got) != 3 || len(got[1]) != maxBatch || len(got[2]) != 5 {
-		t.Fatalf("batch sizes %d, %d, %d; want 1, %d, 5", len(got[0]), len(got[1]), len(got[2]), maxBatch)
+	if len(got) != 3 || len(got[1]) != maxBatchFrames || len(got[2]) != 5 {
+		t.Fatalf("batch sizes %d, %d, %d; want 1, %d, 5", len(got[0]), len(got[1]), len(got[2]), maxBatchFrames)
 	}
 }
 
@@ -143,7 +144,7 @@ func TestBatcherWriterHandsOff(t *testing.T) {
 		close(done)
 	}()
 	<-f.entered
-	for i := range maxTurn*maxBatch + 10 {
+	for i := range maxTurn*maxBatchFrames + 10 {
 		write(t, b, byte(i), 0)
 	}
 	for range 1 + maxTurn {
@@ -190,7 +191,7 @@ func TestBatcherFullAndClose(t *testing.T) {
 	b := newBatcher(f, 1)
 	go write(t, b, 0, 0)
 	<-f.entered
-	for i := range maxBacklog {
+	for i := range maxBacklogFrames {
 		write(t, b, byte(i), 0)
 	}
 	pkt := testPacket(1, 0)

@@ -33,12 +33,16 @@ type fakeQueue struct {
 	batch   [][]byte
 	sent    chan struct{}
 	forward func([][]byte) // called without the lock held
+	room    int            // if set, BeginTx reserves at most this many frames
 }
 
 func newFakeQueue() *fakeQueue { return &fakeQueue{sent: make(chan struct{}, 1024)} }
 
 func (q *fakeQueue) BeginTx(n int) int {
 	q.mu.Lock()
+	if q.room > 0 {
+		n = min(n, q.room)
+	}
 	q.batch = make([][]byte, n)
 	for i := range q.batch {
 		q.batch[i] = make([]byte, 2048)

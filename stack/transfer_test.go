@@ -24,8 +24,9 @@ import (
 // clientStack is a plain gVisor netstack that verifies every checksum,
 // joined to the server's stack st through q and a channel link. stall, if
 // set, is called before each packet from the client reaches the server, and
-// may sleep to delay it.
-func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func()) *gvstack.Stack {
+// may sleep to delay it. drop, if set, is called with each frame from the
+// server, and drops it by returning true.
+func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func(), drop func([]byte) bool) *gvstack.Stack {
 	t.Helper()
 	cs := gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -75,6 +76,9 @@ func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func()) *
 				if len(f) > header.EthernetMinimumSize+mtu {
 					t.Errorf("frame of %d bytes on an MTU of %d", len(f), mtu)
 				}
+				if drop != nil && drop(f) {
+					continue
+				}
 				proto := header.Ethernet(f).Type()
 				pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(f[header.EthernetMinimumSize:])})
 				ch.InjectInbound(proto, pkt)
@@ -123,6 +127,13 @@ func etherIP(src, dst netip.Addr, ip []byte) []byte {
 // It returns both stacks, for their counters.
 func download(t *testing.T, network string, mtu int, body []byte, stall func()) (*Stack, *gvstack.Stack) {
 	t.Helper()
+	return lossyDownload(t, network, mtu, body, stall, nil)
+}
+
+// lossyDownload is download with the server's frames passed through drop
+// (see clientStack).
+func lossyDownload(t *testing.T, network string, mtu int, body []byte, stall func(), drop func([]byte) bool) (*Stack, *gvstack.Stack) {
+	t.Helper()
 	q := newFakeQueue()
 	st, err := New(Config{
 		LinkAddr: serverMAC,
@@ -147,7 +158,7 @@ func download(t *testing.T, network string, mtu int, body []byte, stall func()) 
 		conn.Write(body)
 		conn.Close()
 	}()
-	cs := clientStack(t, st, q, mtu, stall)
+	cs := clientStack(t, st, q, mtu, stall, drop)
 	server, proto := serverV4, ipv4.ProtocolNumber
 	if network == "tcp6" {
 		server, proto = serverV6, ipv6.ProtocolNumber
@@ -184,7 +195,12 @@ func TestBulkToVerifyingPeer(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			body := make([]byte, c.size)
 			rand.Read(body)
-			_, cs := download(t, c.network, c.mtu, body, nil)
+			st, cs := download(t, c.network, c.mtu, body, nil)
+			// With host GSO the netstack sends a few large segments
+			// and the endpoint cuts them into frames.
+			if segs, frames := st.TCPCounters().SegmentsOut, st.Counters().TxFrames; segs*4 > frames {
+				t.Errorf("the netstack sent %d segments for %d frames: no GSO", segs, frames)
+			}
 			if n := cs.Stats().TCP.ChecksumErrors.Value(); n != 0 {
 				t.Errorf("the client counted %d TCP checksum errors", n)
 			}
