@@ -23,6 +23,8 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/xhttpd/xhttpd/syncookie"
 )
 
 const nicID = 1
@@ -38,6 +40,10 @@ type Config struct {
 	// pseudo-header sum, with offload on).
 	TrustRXChecksum bool
 	Queues          []TxQueue // transmit goes out on one of these
+	// SYNCookies, when set, is the key of the SYN cookies the XDP program
+	// answers floods with; the listeners accept the handshakes it
+	// completes (see useSYNCookies).
+	SYNCookies *syncookie.Key
 }
 
 // TxQueue is the transmit side of one NIC queue, as *nic.Socket has it:
@@ -72,6 +78,9 @@ func New(cfg Config) (*Stack, error) {
 	if err := setTCPOptions(s); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if cfg.SYNCookies != nil {
+		useSYNCookies(*cfg.SYNCookies)
 	}
 	ep := newEndpoint(cfg)
 	// The batcher decides when packets reach the endpoint: at once when

@@ -18,4 +18,4 @@
 // libbpf headers it includes are pinned under headers/.
 package xdp
 
-//go:generate go tool bpf2go -tags linux -target bpfel -type counter steer steer.c -- -I./headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target bpfel -type counter -type syncookie_config steer steer.c -- -I./headers -O2 -g -Wall -Werror

@@ -14,6 +14,14 @@
  *
  * Each verdict is counted in a per-CPU array (one slot per enum counter),
  * which user space sums for the status page.
+ *
+ * SYN floods: a served SYN beyond a per-CPU budget (syncookie_config) is
+ * answered here, with a SYN-ACK carrying a SYN cookie sent back out of the
+ * port it came in on (XDP_TX), and never reaches the netstack. The ACK that
+ * completes such a handshake is steered like any segment, and the
+ * netstack's listener accepts it by checking the cookie (package stack).
+ * The cookie is package syncookie's, which this file mirrors; a test runs
+ * both and compares.
  */
 
 #include "steer_types.h"
@@ -35,7 +43,9 @@ enum counter {
 	COUNTER_NOT_SERVED = 3, /* passed: TCP, but address or port not served */
 	COUNTER_REDIRECTED = 4, /* steered: XSKMAP had a socket for the queue */
 	COUNTER_NO_SOCKET = 5,  /* steered, but no socket for the queue: passed */
-	COUNTER_MAX = 6,
+	COUNTER_SYN_COOKIE = 6, /* a served SYN over the budget, answered here with a cookie (XDP_TX) */
+	COUNTER_FLOOD_RST = 7,  /* a served RST without ACK while over the budget: dropped */
+	COUNTER_MAX = 8,
 };
 
 /* Served TCP ports, key in host byte order; the value is unused (1). */
@@ -78,6 +88,43 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/*
+ * SYN cookies. Filled by user space (xdp/steer.go) before the program is
+ * attached; a zero entry (enabled 0) answers nothing.
+ */
+struct syncookie_config {
+	__u64 key[2][2];  /* two SipHash-2-4 keys (syncookie.Key) */
+	__u64 window_ns;  /* length of a budget window */
+	__u32 budget;     /* served SYNs per CPU per window left to the netstack; 0: none */
+	__u32 enabled;    /* 0: every SYN goes to the netstack */
+	__u16 mss4, mss6; /* the MSS the server announces over IPv4, IPv6 */
+	__u16 window;     /* the receive window the SYN-ACK announces (no scaling) */
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct syncookie_config);
+} syncookie_cfg SEC(".maps");
+
+/* Each CPU's SYNs in its current window, and whether the window before was
+ * over the budget: then this whole window answers SYNs with cookies, so
+ * that a flood does not get a fresh share of the netstack every window. */
+struct syn_window {
+	__u64 start;
+	__u64 syns;
+	__u64 flood;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct syn_window);
+} syn_windows SEC(".maps");
+
 static __always_inline void count(enum counter c)
 {
 	__u32 key = c;
@@ -111,6 +158,284 @@ static __always_inline int is_ipv6_ext_header(__u8 nexthdr)
 	return 0;
 }
 
+/* over_budget says whether this CPU is flooded: its window has given the
+ * netstack its share of SYNs already (counting this one when syn is set),
+ * or the window just before was over the budget. */
+static __always_inline int over_budget(const struct syncookie_config *cfg, __u64 now, int syn)
+{
+	__u32 key = 0;
+	struct syn_window *w = bpf_map_lookup_elem(&syn_windows, &key);
+
+	if (!w)
+		return 0;
+	if (now - w->start >= cfg->window_ns) {
+		/* A window that ended more than a window ago says nothing
+		 * about now. */
+		w->flood = w->syns > cfg->budget && now - w->start < 2 * cfg->window_ns;
+		w->start = now;
+		w->syns = 0;
+	}
+	if (syn)
+		w->syns++;
+	return w->flood || w->syns > cfg->budget;
+}
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                               \
+	do {                                                                   \
+		v0 += v1;                                                      \
+		v1 = ROTL(v1, 13);                                             \
+		v1 ^= v0;                                                      \
+		v0 = ROTL(v0, 32);                                             \
+		v2 += v3;                                                      \
+		v3 = ROTL(v3, 16);                                             \
+		v3 ^= v2;                                                      \
+		v0 += v3;                                                      \
+		v3 = ROTL(v3, 21);                                             \
+		v3 ^= v0;                                                      \
+		v2 += v1;                                                      \
+		v1 = ROTL(v1, 17);                                             \
+		v1 ^= v2;                                                      \
+		v2 = ROTL(v2, 32);                                             \
+	} while (0)
+
+/* SipHash-2-4 of the n (2 or 5) little-endian words m: syncookie.sipHash24. */
+static __always_inline __u64 siphash24(const __u64 k[2], const __u64 *m, int n)
+{
+	__u64 v0 = k[0] ^ 0x736f6d6570736575ULL;
+	__u64 v1 = k[1] ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k[0] ^ 0x6c7967656e657261ULL;
+	__u64 v3 = k[1] ^ 0x7465646279746573ULL;
+	__u64 b = ((__u64)n * 8) << 56;
+
+#pragma unroll
+	for (int i = 0; i < 5; i++) {
+		if (i < n) {
+			v3 ^= m[i];
+			SIPROUND;
+			SIPROUND;
+			v0 ^= m[i];
+		}
+	}
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* A connection as syncookie.Tuple hashes it: m[0] is left for the ports and
+ * the period, then the addresses, local first, as big-endian words. */
+struct cookie_tuple {
+	__u64 m[5];
+	int n;
+	__u64 ports; /* local port << 48 | remote port << 32 */
+};
+
+static __always_inline __u32 cookie_hash(const struct syncookie_config *cfg, struct cookie_tuple *t, __u32 ts, int i)
+{
+	t->m[0] = t->ports | ts;
+	return (__u32)siphash24(cfg->key[i & 1], t->m, t->n);
+}
+
+/* syncookie.Key.Make. */
+static __always_inline __u32 make_cookie(const struct syncookie_config *cfg, struct cookie_tuple *t, __u32 isn, __u32 ts, __u32 mss_index)
+{
+	return cookie_hash(cfg, t, 0, 0) + isn + (ts << 24) + ((cookie_hash(cfg, t, ts, 1) + mss_index) & 0xffffff);
+}
+
+/* syncookie.MSSIndex. */
+static __always_inline __u32 mss_index(__u16 mss)
+{
+	if (mss >= 1460)
+		return 3;
+	if (mss >= 1440)
+		return 2;
+	if (mss >= 1300)
+		return 1;
+	return 0;
+}
+
+/* syn_mss is the MSS option of a SYN, 0 without one. */
+static __always_inline __u16 syn_mss(struct tcphdr *tcp, void *data_end)
+{
+	__u8 *p = (__u8 *)(tcp + 1);
+	__u8 *end = (__u8 *)tcp + ((bpf_ntohs(tcp->flags) >> 12) << 2);
+
+#pragma unroll
+	for (int i = 0; i < 40; i++) {
+		if ((void *)(p + 1) > data_end || p >= end)
+			return 0;
+		if (p[0] == 0) /* end of options */
+			return 0;
+		if (p[0] == 1) { /* no-op */
+			p++;
+			continue;
+		}
+		if ((void *)(p + 2) > data_end || p[1] < 2)
+			return 0;
+		if (p[0] == 2 && p[1] == 4) {
+			if ((void *)(p + 4) > data_end)
+				return 0;
+			return (__u16)p[2] << 8 | p[3];
+		}
+		p += p[1];
+	}
+	return 0;
+}
+
+static __always_inline __u32 csum_add16(__u32 sum, const void *p, int words)
+{
+	const __u16 *w = p;
+
+#pragma unroll
+	for (int i = 0; i < 20; i++)
+		if (i < words)
+			sum += w[i];
+	return sum;
+}
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* The SYN-ACK's TCP header: 20 bytes and the MSS option. */
+#define SYNACK_TCP_LEN 24
+
+/* syn_cookie answers a served SYN with a SYN-ACK carrying a cookie, written
+ * over the SYN (XDP_TX). ip_len is 20 (IPv4) or 40 (IPv6). Like gVisor's own
+ * cookie SYN-ACK it offers no window scaling, SACK or timestamps: the cookie
+ * has no room for them. Returns the XDP action, or -1 to steer the SYN as
+ * usual when it is too short to answer or the frame cannot be resized. */
+static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie_config *cfg, int ip_len, __u64 now)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct tcphdr *tcp = data + sizeof(*eth) + ip_len;
+	struct cookie_tuple t = {};
+	__u8 mac[ETH_ALEN];
+	__be32 a4[2] = {};
+	struct in6_addr a6[2] = {};
+	__u32 isn, cookie, ts, sum;
+	__u16 sport, dport, mss;
+	int len = sizeof(*eth) + ip_len + SYNACK_TCP_LEN;
+
+	if ((void *)(tcp + 1) > data_end)
+		return -1;
+	isn = bpf_ntohl(tcp->seq);
+	sport = tcp->source;
+	dport = tcp->dest;
+	mss = syn_mss(tcp, data_end);
+	t.ports = (__u64)bpf_ntohs(dport) << 48 | (__u64)bpf_ntohs(sport) << 32;
+	if (ip_len == sizeof(struct iphdr)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		a4[0] = ip->daddr; /* local */
+		a4[1] = ip->saddr; /* remote */
+		t.m[1] = (__u64)bpf_ntohl(a4[0]) << 32 | bpf_ntohl(a4[1]);
+		t.n = 2;
+	} else {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		__be32 *l, *r;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__builtin_memcpy(&a6[0], &ip6->daddr, sizeof(a6[0]));
+		__builtin_memcpy(&a6[1], &ip6->saddr, sizeof(a6[1]));
+		l = (__be32 *)&a6[0];
+		r = (__be32 *)&a6[1];
+		t.m[1] = (__u64)bpf_ntohl(l[0]) << 32 | bpf_ntohl(l[1]);
+		t.m[2] = (__u64)bpf_ntohl(l[2]) << 32 | bpf_ntohl(l[3]);
+		t.m[3] = (__u64)bpf_ntohl(r[0]) << 32 | bpf_ntohl(r[1]);
+		t.m[4] = (__u64)bpf_ntohl(r[2]) << 32 | bpf_ntohl(r[3]);
+		t.n = 5;
+	}
+	ts = (__u32)((now / 1000000000ULL) >> 6) & 0xff;
+	cookie = make_cookie(cfg, &t, isn, ts, mss_index(mss));
+
+	/* Resize the frame to the SYN-ACK's length: the SYN may carry more
+	 * options (or data) than the answer, or fewer. */
+	if (bpf_xdp_adjust_tail(ctx, len - (int)(data_end - data)))
+		return XDP_DROP; /* cannot happen: len fits */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if (data + len > data_end)
+		return XDP_DROP; /* cannot happen: len fits */
+	tcp = data + sizeof(*eth) + ip_len;
+
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+
+	/* Pseudo-header: addresses, protocol, TCP length. */
+	sum = bpf_htons(IPPROTO_TCP) + bpf_htons(SYNACK_TCP_LEN);
+	if (ip_len == sizeof(struct iphdr)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return XDP_DROP; /* cannot happen: len fits */
+		ip->version_ihl = 0x45;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(sizeof(*ip) + SYNACK_TCP_LEN);
+		ip->id = 0;
+		ip->frag_off = bpf_htons(IP_DF);
+		ip->ttl = 64;
+		ip->protocol = IPPROTO_TCP;
+		ip->check = 0;
+		ip->saddr = a4[0];
+		ip->daddr = a4[1];
+		ip->check = csum_fold(csum_add16(0, ip, sizeof(*ip) / 2));
+		sum = csum_add16(sum, a4, 4);
+	} else {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_DROP; /* cannot happen: len fits */
+		ip6->version_tc_flow = bpf_htonl(6 << 28);
+		ip6->payload_len = bpf_htons(SYNACK_TCP_LEN);
+		ip6->nexthdr = IPPROTO_TCP;
+		ip6->hop_limit = 64;
+		__builtin_memcpy(&ip6->saddr, &a6[0], sizeof(a6[0]));
+		__builtin_memcpy(&ip6->daddr, &a6[1], sizeof(a6[1]));
+		sum = csum_add16(sum, a6, 16);
+	}
+
+	if ((void *)tcp + SYNACK_TCP_LEN > data_end)
+		return XDP_DROP; /* cannot happen: len fits */
+	tcp->source = dport;
+	tcp->dest = sport;
+	tcp->seq = bpf_htonl(cookie);
+	tcp->ack_seq = bpf_htonl(isn + 1);
+	tcp->flags = bpf_htons((SYNACK_TCP_LEN / 4) << 12 | TCP_SYN | TCP_ACK);
+	tcp->window = bpf_htons(cfg->window);
+	tcp->check = 0;
+	tcp->urg_ptr = 0;
+	{
+		__u8 *opt = (__u8 *)(tcp + 1);
+		__u16 our = ip_len == sizeof(struct iphdr) ? cfg->mss4 : cfg->mss6;
+
+		opt[0] = 2; /* MSS */
+		opt[1] = 4;
+		opt[2] = our >> 8;
+		opt[3] = our & 0xff;
+	}
+	tcp->check = csum_fold(csum_add16(sum, tcp, SYNACK_TCP_LEN / 2));
+	count(COUNTER_SYN_COOKIE);
+	return XDP_TX;
+}
+
 SEC("xdp")
 int xhttpd_steer(struct xdp_md *ctx)
 {
@@ -118,6 +443,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	struct ethhdr *eth = data;
 	struct tcphdr *tcp;
+	int ip_len;
 	__u16 port;
 	long action;
 
@@ -147,6 +473,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 		tcp = (void *)(ip + 1);
 		if ((void *)(tcp + 1) > data_end)
 			return pass(COUNTER_UNPARSABLE);
+		ip_len = sizeof(*ip);
 
 		daddr = ip->daddr;
 		if (!bpf_map_lookup_elem(&served_v4, &daddr))
@@ -170,6 +497,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 		tcp = (void *)(ip6 + 1);
 		if ((void *)(tcp + 1) > data_end)
 			return pass(COUNTER_UNPARSABLE);
+		ip_len = sizeof(*ip6);
 
 		__builtin_memcpy(&daddr, &ip6->daddr, sizeof(daddr));
 		if (!bpf_map_lookup_elem(&served_v6, &daddr))
@@ -182,6 +510,32 @@ int xhttpd_steer(struct xdp_md *ctx)
 	port = bpf_ntohs(tcp->dest);
 	if (!bpf_map_lookup_elem(&served_ports, &port))
 		return pass(COUNTER_NOT_SERVED);
+
+	/* A SYN flood, and the RSTs it draws: a flooder that uses its own
+	 * address, or whose victims are real hosts, answers each cookie
+	 * SYN-ACK with a RST without ACK, which the netstack would look up
+	 * only to drop. While over the budget, those are dropped here; an
+	 * established connection that loses its RST this way times out as if
+	 * the RST were lost on the wire. */
+	switch (bpf_ntohs(tcp->flags) & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) {
+	case TCP_SYN:
+	case TCP_RST: {
+		__u32 key = 0;
+		struct syncookie_config *cfg = bpf_map_lookup_elem(&syncookie_cfg, &key);
+		__u64 now = bpf_ktime_get_ns();
+		int syn = !(tcp->flags & bpf_htons(TCP_RST));
+
+		if (!cfg || !cfg->enabled || !over_budget(cfg, now, syn))
+			break;
+		if (!syn) {
+			count(COUNTER_FLOOD_RST);
+			return XDP_DROP;
+		}
+		action = syn_cookie(ctx, cfg, ip_len, now);
+		if (action >= 0)
+			return action;
+	}
+	}
 
 	/* The low bits of the flags are the action when the queue has no
 	 * socket: until package nic registers one, served traffic keeps

@@ -8,11 +8,14 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/syncookie"
 )
 
 // Sizes of the program's maps (MAX_PORTS, MAX_ADDRS and MAX_QUEUES in
@@ -92,6 +95,42 @@ type Config struct {
 	// that no served segment reaches the kernel, which would reset it,
 	// while the sockets are being registered.
 	Sockets []int
+	// SYNCookies, when set, has the program answer served SYNs beyond a
+	// budget itself, with SYN cookies (see SYNCookies).
+	SYNCookies *SYNCookies
+}
+
+// SYNCookies is how the program answers a SYN flood. Each CPU passes at most
+// Budget served SYNs per Window to the netstack, which answers them with
+// every TCP option, and none in a window that follows one over the budget
+// (a flood gets no fresh share each window); the program answers the rest
+// itself with a SYN-ACK
+// carrying a cookie made with Key, an MSS option and no other (no window
+// scaling, SACK or timestamps), sent back out of the interface (XDP_TX).
+// While over the budget it also drops served RSTs without ACK, which a
+// flooder's host sends in answer to those SYN-ACKs.
+// The netstack's listener, given the same Key, accepts the ACK that
+// completes such a handshake (package stack).
+type SYNCookies struct {
+	Key    syncookie.Key
+	Budget uint32        // SYNs per CPU per Window to the netstack; 0 answers every SYN with a cookie
+	Window time.Duration // length of a budget window; more than 0
+	MSS4   uint16        // the MSS the SYN-ACK announces over IPv4
+	MSS6   uint16        // and over IPv6
+	RcvWnd uint16        // the receive window the SYN-ACK announces
+}
+
+func (c *SYNCookies) check() error {
+	if c.Window <= 0 {
+		return fmt.Errorf("xdp: SYN cookie budget window %v is not positive", c.Window)
+	}
+	if c.MSS4 < 536 || c.MSS6 < 1220 {
+		return fmt.Errorf("xdp: SYN cookie MSS %d (IPv4), %d (IPv6) below the minimum 536, 1220", c.MSS4, c.MSS6)
+	}
+	if c.RcvWnd == 0 {
+		return errors.New("xdp: SYN cookie receive window is 0")
+	}
+	return nil
 }
 
 // Counters are the program's verdicts, summed over CPUs, since it was loaded.
@@ -115,6 +154,14 @@ type Counters struct {
 	Unparsable uint64 // truncated, IPv4 options or fragments, IPv6 extension headers
 	NotTCP     uint64 // ICMP, ICMPv6, UDP, ...
 	NotServed  uint64 // TCP to an address or port that is not served
+
+	// SYNCookies counts served SYNs beyond the budget that the program
+	// answered with a cookie (XDP_TX); they are in no other counter.
+	SYNCookies uint64
+	// FloodRSTs counts served RSTs without ACK dropped while over the SYN
+	// budget: what a flooder's host answers to cookie SYN-ACKs. They are in
+	// no other counter.
+	FloodRSTs uint64
 }
 
 // Steering is the loaded program and its maps, attached to one interface
@@ -203,6 +250,11 @@ func load(cfg Config) (*Steering, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SYNCookies != nil {
+		if err := cfg.SYNCookies.check(); err != nil {
+			return nil, err
+		}
+	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
 	// (memcg accounting) make this a no-op.
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -236,6 +288,21 @@ func load(cfg Config) (*Steering, error) {
 		if err := s.objs.ServedV6.Update(a.As16(), one, ebpf.UpdateAny); err != nil {
 			s.objs.Close()
 			return nil, fmt.Errorf("xdp: add served address %s: %w", a, err)
+		}
+	}
+	if c := cfg.SYNCookies; c != nil {
+		v := steerSyncookieConfig{
+			Key:      c.Key,
+			WindowNs: uint64(c.Window),
+			Budget:   c.Budget,
+			Enabled:  1,
+			Mss4:     c.MSS4,
+			Mss6:     c.MSS6,
+			Window:   c.RcvWnd,
+		}
+		if err := s.objs.SyncookieCfg.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
+			s.objs.Close()
+			return nil, fmt.Errorf("xdp: set SYN cookie configuration: %w", err)
 		}
 	}
 	return s, nil
@@ -356,6 +423,8 @@ func (s *Steering) Counters() (Counters, error) {
 	c.NotServed = n[steerCounterCOUNTER_NOT_SERVED]
 	c.Redirected = n[steerCounterCOUNTER_REDIRECTED]
 	c.NoSocket = n[steerCounterCOUNTER_NO_SOCKET]
+	c.SYNCookies = n[steerCounterCOUNTER_SYN_COOKIE]
+	c.FloodRSTs = n[steerCounterCOUNTER_FLOOD_RST]
 	c.Steered = c.Redirected + c.NoSocket
 	c.Passed = c.NotIP + c.Unparsable + c.NotTCP + c.NotServed + c.NoSocket
 	return c, nil

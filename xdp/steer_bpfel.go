@@ -22,12 +22,33 @@ const (
 	steerCounterCOUNTER_NOT_SERVED steerCounter = 3
 	steerCounterCOUNTER_REDIRECTED steerCounter = 4
 	steerCounterCOUNTER_NO_SOCKET  steerCounter = 5
-	steerCounterCOUNTER_MAX        steerCounter = 6
+	steerCounterCOUNTER_SYN_COOKIE steerCounter = 6
+	steerCounterCOUNTER_FLOOD_RST  steerCounter = 7
+	steerCounterCOUNTER_MAX        steerCounter = 8
 )
 
 type steerIn6Addr struct {
 	_      structs.HostLayout
 	S6Addr [16]uint8
+}
+
+type steerSynWindow struct {
+	_     structs.HostLayout
+	Start uint64
+	Syns  uint64
+	Flood uint64
+}
+
+type steerSyncookieConfig struct {
+	_        structs.HostLayout
+	Key      [2][2]uint64
+	WindowNs uint64
+	Budget   uint32
+	Enabled  uint32
+	Mss4     uint16
+	Mss6     uint16
+	Window   uint16
+	Pad      uint16
 }
 
 // Names of all BPF objects in the ELF.
@@ -38,6 +59,8 @@ const (
 	steerMapServedPorts  = "served_ports"
 	steerMapServedV4     = "served_v4"
 	steerMapServedV6     = "served_v6"
+	steerMapSynWindows   = "syn_windows"
+	steerMapSyncookieCfg = "syncookie_cfg"
 	steerMapXsks         = "xsks"
 	steerProgXhttpdSteer = "xhttpd_steer"
 )
@@ -91,11 +114,13 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	ServedPorts *ebpf.MapSpec `ebpf:"served_ports"`
-	ServedV4    *ebpf.MapSpec `ebpf:"served_v4"`
-	ServedV6    *ebpf.MapSpec `ebpf:"served_v6"`
-	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	ServedPorts  *ebpf.MapSpec `ebpf:"served_ports"`
+	ServedV4     *ebpf.MapSpec `ebpf:"served_v4"`
+	ServedV6     *ebpf.MapSpec `ebpf:"served_v6"`
+	SynWindows   *ebpf.MapSpec `ebpf:"syn_windows"`
+	SyncookieCfg *ebpf.MapSpec `ebpf:"syncookie_cfg"`
+	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -124,11 +149,13 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	ServedPorts *ebpf.Map `ebpf:"served_ports"`
-	ServedV4    *ebpf.Map `ebpf:"served_v4"`
-	ServedV6    *ebpf.Map `ebpf:"served_v6"`
-	Xsks        *ebpf.Map `ebpf:"xsks"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	ServedPorts  *ebpf.Map `ebpf:"served_ports"`
+	ServedV4     *ebpf.Map `ebpf:"served_v4"`
+	ServedV6     *ebpf.Map `ebpf:"served_v6"`
+	SynWindows   *ebpf.Map `ebpf:"syn_windows"`
+	SyncookieCfg *ebpf.Map `ebpf:"syncookie_cfg"`
+	Xsks         *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *steerMaps) Close() error {
@@ -137,6 +164,8 @@ func (m *steerMaps) Close() error {
 		m.ServedPorts,
 		m.ServedV4,
 		m.ServedV6,
+		m.SynWindows,
+		m.SyncookieCfg,
 		m.Xsks,
 	)
 }

@@ -108,6 +108,8 @@ func sub(a, b Counters) Counters {
 		Unparsable: a.Unparsable - b.Unparsable,
 		NotTCP:     a.NotTCP - b.NotTCP,
 		NotServed:  a.NotServed - b.NotServed,
+		SYNCookies: a.SYNCookies - b.SYNCookies,
+		FloodRSTs:  a.FloodRSTs - b.FloodRSTs,
 	}
 }
 

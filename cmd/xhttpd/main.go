@@ -41,6 +41,7 @@ type options struct {
 	rxChecksum  string
 	budget      int
 	frames      int
+	synRate     int // served SYNs per second per CPU left to the netstack; -1: no XDP cookies
 	maxSpin     time.Duration
 	cpus        []int
 	admin       string
@@ -80,6 +81,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.rxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
 	fs.IntVar(&o.budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
 	fs.IntVar(&o.frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
+	fs.IntVar(&o.synRate, "syn-rate", 10000, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
 	fs.DurationVar(&o.maxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
@@ -126,6 +128,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if err := nic.CheckFrames(o.frames); err != nil {
 		return o, fmt.Errorf("-frames: %w", err)
+	}
+	if o.synRate < -1 {
+		return o, fmt.Errorf("-syn-rate %d: want -1 (off), 0 (cookies for every SYN) or more", o.synRate)
 	}
 	if o.maxSpin <= 0 {
 		return o, fmt.Errorf("-max-spin %v: want > 0", o.maxSpin)

@@ -148,6 +148,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(xdpFrames, v.Unparsable, "unparsable")
 		counter(xdpFrames, v.NotTCP, "not_tcp")
 		counter(xdpFrames, v.NotServed, "not_served")
+		counter(xdpFrames, v.SYNCookies, "syn_cookie")
+		counter(xdpFrames, v.FloodRSTs, "flood_rst")
 	}
 	lc := p.stack.Counters()
 	counter(linkDrops, lc.RxMalformed, "rx_malformed")

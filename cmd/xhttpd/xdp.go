@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/xhttpd/xhttpd/httpd"
 	"github.com/xhttpd/xhttpd/irq"
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/stack"
+	"github.com/xhttpd/xhttpd/syncookie"
 	"github.com/xhttpd/xhttpd/xdp"
 )
 
@@ -73,6 +75,17 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 		}
 	}
 
+	// One SYN cookie key for the XDP program, which answers floods, and
+	// the netstack's listeners, which accept the handshakes it completes.
+	var cookies *xdp.SYNCookies
+	if o.synRate >= 0 {
+		key, err := syncookie.NewKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		cookies = synCookies(key, o.synRate, ifc.MTU)
+	}
+
 	txq := make([]stack.TxQueue, len(p.socks))
 	for i, s := range p.socks {
 		txq[i] = s
@@ -83,6 +96,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 		Addrs:           addrs,
 		TrustRXChecksum: trust,
 		Queues:          txq,
+		SYNCookies:      cookieKey(cookies),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -126,7 +140,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	for i, s := range p.socks {
 		fds[i] = s.FD()
 	}
-	p.steer, err = xdp.Attach(ifc.Index, xdp.Config{Ports: o.ports, Addrs: prefixAddrs(addrs), Mode: o.xdpMode, Sockets: fds})
+	p.steer, err = xdp.Attach(ifc.Index, xdp.Config{Ports: o.ports, Addrs: prefixAddrs(addrs), Mode: o.xdpMode, Sockets: fds, SYNCookies: cookies})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,6 +151,31 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", p.steer.Mode(), "zero_copy", p.socks[0].ZeroCopy(),
 		"trust_rx_checksum", trust, "mode", o.mode, "wake_cost", wake)
 	return p, ls, nil
+}
+
+// synWindow is the XDP program's budget window: short enough that a flood
+// is met within it, long enough to hold a burst of a few hundred SYNs.
+const synWindow = 100 * time.Millisecond
+
+// synCookies is the XDP program's SYN cookie setting for a budget of rate
+// SYNs per second per CPU. The SYN-ACK announces the MSS the netstack would
+// (the MTU less the IP and TCP headers) and an unscaled 64 KiB window.
+func synCookies(key syncookie.Key, rate int, mtu int) *xdp.SYNCookies {
+	return &xdp.SYNCookies{
+		Key:    key,
+		Budget: uint32(int64(rate) * int64(synWindow) / int64(time.Second)),
+		Window: synWindow,
+		MSS4:   uint16(mtu - 20 - 20), // IPv4 and TCP headers without options
+		MSS6:   uint16(mtu - 40 - 20),
+		RcvWnd: 65535,
+	}
+}
+
+func cookieKey(c *xdp.SYNCookies) *syncookie.Key {
+	if c == nil {
+		return nil
+	}
+	return &c.Key
 }
 
 // close undoes startXDP in reverse: the program leaves first, so the
@@ -169,7 +208,7 @@ func (p *dataPath) queueStatus() []httpd.QueueStatus {
 // logCounters reports, at shutdown, where the frames went.
 func (p *dataPath) logCounters() {
 	if c, err := p.steer.Counters(); err == nil {
-		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed)
+		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed, "syn_cookies", c.SYNCookies, "flood_rsts", c.FloodRSTs)
 	}
 	c := p.stack.Counters()
 	slog.Info("link counters", "rx", c.RxFrames, "rx_malformed", c.RxMalformed, "tx", c.TxFrames,

@@ -65,6 +65,7 @@ struct ethhdr {
 	__be16 h_proto;
 } __attribute__((packed));
 
+#define IP_DF 0x4000
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 
@@ -101,6 +102,12 @@ struct ipv6hdr {
 #define IPPROTO_AH 51
 #define IPPROTO_DSTOPTS 60
 #define IPPROTO_MH 135
+
+/* TCP flags in the low byte of tcphdr.flags, host order. */
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 struct tcphdr {
 	__be16 source;

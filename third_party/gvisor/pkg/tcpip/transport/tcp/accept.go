@@ -102,8 +102,21 @@ type listenContext struct {
 	netProto tcpip.NetworkProtocolNumber
 }
 
+// SYNCookieHash and SYNCookiePeriod, when set before the stack handles its
+// first segment, replace the hash and the clock of listeners' SYN cookies.
+// xhttpd: its XDP program answers the SYNs of a flood with cookies of this
+// layout made with its own secret, before they reach the netstack, and the
+// listeners must accept the ACKs that complete those handshakes.
+var (
+	SYNCookieHash   func(id stack.TransportEndpointID, ts uint32, nonceIndex int) uint32
+	SYNCookiePeriod func() uint32
+)
+
 // timeStamp returns an 8-bit timestamp with a granularity of 64 seconds.
 func timeStamp(clock tcpip.Clock) uint32 {
+	if SYNCookiePeriod != nil {
+		return SYNCookiePeriod() & tsMask
+	}
 	return uint32(clock.NowMonotonic().Sub(tcpip.MonotonicTime{}).Seconds()) >> 6 & tsMask
 }
 
@@ -133,6 +146,9 @@ func newListenContext(stk *stack.Stack, protocol *protocol, listenEP *Endpoint, 
 //
 // +checklocksexclude:l.hasherMu
 func (l *listenContext) cookieHash(id stack.TransportEndpointID, ts uint32, nonceIndex int) uint32 {
+	if SYNCookieHash != nil {
+		return SYNCookieHash(id, ts, nonceIndex)
+	}
 
 	// Initialize block with fixed-size data: local ports and v.
 	var payload [8]byte

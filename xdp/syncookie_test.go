@@ -1,0 +1,233 @@
+//go:build linux
+
+package xdp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xhttpd/xhttpd/syncookie"
+)
+
+// loadCookies loads the program with SYN cookies on.
+func loadCookies(t *testing.T, budget uint32, window time.Duration) (*Steering, syncookie.Key) {
+	t.Helper()
+	requireRoot(t)
+	k, err := syncookie.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig
+	cfg.SYNCookies = &SYNCookies{Key: k, Budget: budget, Window: window, MSS4: 1460, MSS6: 1440, RcvWnd: 65535}
+	s, err := load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, k
+}
+
+// onOneCPU pins the test's thread to one CPU: the SYN budget is per CPU.
+func onOneCPU(t *testing.T) {
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	var set unix.CPUSet
+	set.Set(0)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tcpSYNOpts is a SYN from port 40000 with sequence number isn and options.
+func tcpSYNOpts(dst uint16, isn uint32, opts []byte) []byte {
+	h := tcpSYN(40000, dst)
+	binary.BigEndian.PutUint32(h[4:], isn)
+	h[12] = uint8(5+len(opts)/4) << 4
+	return cat(h, opts)
+}
+
+// linuxSYNOptions is what Linux puts in a SYN: MSS, SACK permitted,
+// timestamps, a no-op and window scale.
+func linuxSYNOptions(mss uint16) []byte {
+	return cat([]byte{2, 4}, be16(mss), []byte{4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7})
+}
+
+func TestSYNCookieAnswers(t *testing.T) {
+	s, k := loadCookies(t, 0, time.Second)
+	for _, tc := range []struct {
+		name     string
+		frame    []byte
+		mss      uint16 // the client's, 0 for none
+		ourMSS   uint16
+		local    netip.Addr
+		remote   netip.Addr
+		isn      uint32
+		trailing int // bytes after the IP packet
+	}{
+		{"IPv4, no options (hping3)", tcp4(servedV4, 80), 0, 1460, servedV4, clientV4, 1, 0},
+		{"IPv4, Linux options", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 0xfffffff0, linuxSYNOptions(1460)), ip4Opts{})), 1460, 1460, servedV4, clientV4, 0xfffffff0, 0},
+		{"IPv4, MSS 1300 after no-ops", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 7, []byte{1, 1, 1, 1, 2, 4, 5, 20}), ip4Opts{})), 1300, 1460, servedV4, clientV4, 7, 0},
+		{"IPv4, with data", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, cat(tcpSYN(40000, 80), []byte("GET / HTTP/1.1\r\n\r\n")), ip4Opts{})), 0, 1460, servedV4, clientV4, 1, 0},
+		{"IPv4, Ethernet padding", cat(tcp4(servedV4, 80), make([]byte, 6)), 0, 1460, servedV4, clientV4, 1, 0},
+		{"IPv6, Linux options", ether(etherIPv6, ipv6(protoTCP, clientV6, servedV6, tcpSYNOpts(443, 99, linuxSYNOptions(1440)))), 1440, 1440, servedV6, clientV6, 99, 0},
+		{"IPv6, no options", tcp6(servedV6, 80), 0, 1440, servedV6, clientV6, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := s.Counters()
+			action, out, err := s.objs.XhttpdSteer.Test(tc.frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, _ := s.Counters()
+			if action != xdpTx {
+				t.Fatalf("action %d, want XDP_TX", action)
+			}
+			if d := sub(after, before); d != (Counters{SYNCookies: 1}) {
+				t.Errorf("counters moved by %+v, want SYNCookies 1", d)
+			}
+			checkSYNACK(t, k, out, tc.local, tc.remote, tc.isn, tc.mss, tc.ourMSS)
+		})
+	}
+}
+
+// checkSYNACK checks that out is a SYN-ACK with valid checksums from local
+// to remote, answering a SYN from port 40000 with sequence number isn, whose
+// cookie carries the client's MSS.
+func checkSYNACK(t *testing.T, k syncookie.Key, out []byte, local, remote netip.Addr, isn uint32, clientMSS, ourMSS uint16) {
+	t.Helper()
+	eth := header.Ethernet(out)
+	if !bytes.Equal([]byte(eth.DestinationAddress()), macSrc) || !bytes.Equal([]byte(eth.SourceAddress()), macDst) {
+		t.Errorf("MACs %v -> %v, want them swapped", eth.SourceAddress(), eth.DestinationAddress())
+	}
+	var tcp header.TCP
+	var src, dst tcpip.Address
+	if local.Is4() {
+		ip := header.IPv4(out[header.EthernetMinimumSize:])
+		if len(out) != 14+20+24 || !ip.IsValid(len(ip)) || !ip.IsChecksumValid() || ip.TotalLength() != 44 || ip.TTL() != 64 || ip.Flags() != header.IPv4FlagDontFragment {
+			t.Fatalf("IPv4 header % x (frame of %d bytes) not a valid 44-byte packet with DF and TTL 64", out[14:34], len(out))
+		}
+		tcp = header.TCP(ip.Payload())
+		src, dst = ip.SourceAddress(), ip.DestinationAddress()
+	} else {
+		ip := header.IPv6(out[header.EthernetMinimumSize:])
+		if len(out) != 14+40+24 || !ip.IsValid(len(ip)) || ip.PayloadLength() != 24 || ip.HopLimit() != 64 || ip.TransportProtocol() != header.TCPProtocolNumber {
+			t.Fatalf("IPv6 header % x (frame of %d bytes) not a valid packet with 24 bytes of TCP", out[14:54], len(out))
+		}
+		tcp = header.TCP(ip.Payload())
+		src, dst = ip.SourceAddress(), ip.DestinationAddress()
+	}
+	if src != tcpip.AddrFromSlice(local.AsSlice()) || dst != tcpip.AddrFromSlice(remote.AsSlice()) {
+		t.Errorf("addresses %v -> %v, want %v -> %v", src, dst, local, remote)
+	}
+	if !tcp.IsChecksumValid(src, dst, checksum.Checksum(tcp.Payload(), 0), uint16(len(tcp.Payload()))) {
+		t.Error("TCP checksum invalid")
+	}
+	if tcp.Flags() != header.TCPFlagSyn|header.TCPFlagAck || tcp.DataOffset() != 24 || len(tcp.Payload()) != 0 {
+		t.Errorf("flags %v, data offset %d, %d payload bytes: want a bare SYN-ACK with 24 bytes of header", tcp.Flags(), tcp.DataOffset(), len(tcp.Payload()))
+	}
+	if tcp.DestinationPort() != 40000 {
+		t.Errorf("ports %d -> %d, want the SYN's swapped", tcp.SourcePort(), tcp.DestinationPort())
+	}
+	if tcp.AckNumber() != isn+1 {
+		t.Errorf("ack %d, want %d", tcp.AckNumber(), isn+1)
+	}
+	opts := header.ParseSynOptions(tcp.Options(), true)
+	if opts.MSS != ourMSS || opts.WS != -1 || opts.TS || opts.SACKPermitted {
+		t.Errorf("options %+v, want MSS %d and nothing else", opts, ourMSS)
+	}
+	if tcp.WindowSize() != 65535 {
+		t.Errorf("window %d, want 65535", tcp.WindowSize())
+	}
+	tu := syncookie.Tuple{Local: local, Remote: remote, LocalPort: tcp.SourcePort(), RemotePort: tcp.DestinationPort()}
+	idx, ok := k.Check(tu, tcp.SequenceNumber(), isn, syncookie.Period())
+	if !ok || idx != syncookie.MSSIndex(clientMSS) {
+		t.Errorf("cookie %#x: Check = (%d, %v), want (%d, true)", tcp.SequenceNumber(), idx, ok, syncookie.MSSIndex(clientMSS))
+	}
+}
+
+// Below the budget SYNs are steered to the netstack; beyond it they are
+// answered; other segments are never answered.
+func TestSYNCookieBudget(t *testing.T) {
+	onOneCPU(t)
+	s, _ := loadCookies(t, 3, time.Hour)
+	syn := tcp4(servedV4, 80)
+	rst := tcp4(servedV4, 80)
+	rst[14+20+13] = 0x04
+	if got := runVerdict(t, s, rst, nil); got != passNoSocket {
+		t.Fatalf("RST within the budget: %+v, want %+v", got, passNoSocket)
+	}
+	for i := range 3 {
+		if got := runVerdict(t, s, syn, nil); got != passNoSocket {
+			t.Fatalf("SYN %d within the budget: %+v, want %+v", i+1, got, passNoSocket)
+		}
+	}
+	if got := runVerdict(t, s, syn, nil); got != (verdict{xdpTx, Counters{SYNCookies: 1}}) {
+		t.Fatalf("SYN beyond the budget: %+v, want XDP_TX", got)
+	}
+	if got := runVerdict(t, s, rst, nil); got != (verdict{xdpDrop, Counters{FloodRSTs: 1}}) {
+		t.Errorf("RST beyond the budget: %+v, want XDP_DROP", got)
+	}
+	for _, flags := range []uint8{0x10, 0x12, 0x14, 0x06, 0x03, 0x18} {
+		f := tcp4(servedV4, 80)
+		f[14+20+13] = flags
+		if got := runVerdict(t, s, f, nil); got != passNoSocket {
+			t.Errorf("flags %#x beyond the budget: %+v, want %+v", flags, got, passNoSocket)
+		}
+	}
+	// Not served: the kernel's, whatever the budget.
+	if got := runVerdict(t, s, tcp4(servedV4, 22), nil); got != passNotServed {
+		t.Errorf("SYN to port 22: %+v, want %+v", got, passNotServed)
+	}
+}
+
+// A window after one over the budget answers every SYN with a cookie; a
+// window after a quiet one, or after a pause, gives the netstack its share
+// again.
+func TestSYNCookieWindow(t *testing.T) {
+	onOneCPU(t)
+	const window = 200 * time.Millisecond
+	s, _ := loadCookies(t, 2, window)
+	syn := tcp4(servedV4, 80)
+	send := func(what string, want uint32) {
+		t.Helper()
+		if got := runVerdict(t, s, syn, nil); got.Action != want {
+			t.Fatalf("%s: action %d, want %d", what, got.Action, want)
+		}
+	}
+	// Wait for the start of a fresh window: the first SYN opens one.
+	time.Sleep(2 * window)
+	start := time.Now()
+	send("first SYN", xdpPass)
+	send("second SYN", xdpPass)
+	send("third SYN, over the budget", xdpTx)
+	time.Sleep(window - time.Since(start) + window/4)
+	send("first SYN of the window after the flood", xdpTx)
+	// After a pause of two windows the share is back.
+	time.Sleep(2*window + window/4)
+	send("first SYN after a pause", xdpPass)
+}
+
+func TestSYNCookieConfigChecked(t *testing.T) {
+	requireRoot(t)
+	for _, c := range []SYNCookies{
+		{Window: 0, MSS4: 1460, MSS6: 1440, RcvWnd: 1},
+		{Window: time.Second, MSS4: 100, MSS6: 1440, RcvWnd: 1},
+		{Window: time.Second, MSS4: 1460, MSS6: 1440, RcvWnd: 0},
+	} {
+		cfg := testConfig
+		cfg.SYNCookies = &c
+		if s, err := load(cfg); err == nil {
+			s.Close()
+			t.Errorf("load with %+v succeeded", c)
+		}
+	}
+}
