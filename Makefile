@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin
 # Debian packages the tests, the demo and the benchmark use beyond a fresh
 # machine's curl, iproute2 and python3.
-TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client
+TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hping3:hping3
 
 .PHONY: all build test demo bench generate tools clean
 

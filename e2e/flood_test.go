@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+// floodFor is how long each flood of TestSYNFlood lasts.
+const floodFor = 5 * time.Second
+
+// A SYN flood at full rate on port 80, while a client opens new connections
+// one after another, each with a GET: hping3 from the client's own address
+// (its kernel answers each cookie SYN-ACK with a RST) and from random
+// addresses, over IPv4; the testbed's AF_PACKET flooder from random
+// addresses over IPv6. At least 99% of the client's connections are
+// established and answered within a second, and the XDP program, not the
+// netstack, answered the flood. With every SYN left to the netstack, one
+// hping3 let no client in (README, "SYN floods").
+func TestSYNFlood(t *testing.T) {
+	testbed.RequireRoot(t)
+	if _, err := exec.LookPath("hping3"); err != nil {
+		t.Fatal("hping3 is missing (make test installs it)")
+	}
+	tb := testbed.NewT(t, testbed.Options{})
+	napi, err := tb.ClientNAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer napi.Close()
+	s := newSite(t)
+	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+
+	for _, c := range []struct {
+		name   string
+		target string
+		flood  func(ctx context.Context) error
+	}{
+		{"IPv4, hping3 from the client's address", "198.18.0.1:80", hping3(tb)},
+		{"IPv4, hping3 from random addresses", "198.18.0.1:80", hping3(tb, "--rand-source")},
+		{"IPv6, random addresses", "[2001:2::1]:80", func(ctx context.Context) error {
+			n, err := tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true})
+			t.Logf("IPv6 flood: %d SYNs", n)
+			return err
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			answered := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
+			ctx, cancel := context.WithTimeout(context.Background(), floodFor)
+			defer cancel()
+			flooded := make(chan error, 1)
+			go func() { flooded <- c.flood(ctx) }()
+			time.Sleep(500 * time.Millisecond) // the flood is on
+
+			dial := tb.ClientDialer()
+			var ok, tries int
+			var worst time.Duration
+			for ctx.Err() == nil {
+				start := time.Now()
+				err := get(context.Background(), dial, c.target)
+				took := time.Since(start)
+				if ctx.Err() != nil && err != nil {
+					break // cut short by the end of the flood's window
+				}
+				tries++
+				worst = max(worst, took)
+				if err == nil && took <= time.Second {
+					ok++
+				} else {
+					t.Logf("connection %d: %v after %v", tries, err, took)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := <-flooded; err != nil {
+				t.Fatalf("flood: %v", err)
+			}
+			byXDP := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
+			t.Logf("%d of %d connections answered within 1 s, the slowest in %v; the XDP program answered %v SYNs", ok, tries, worst, byXDP)
+			if tries < 20 {
+				t.Fatalf("only %d connections tried in %v", tries, floodFor)
+			}
+			if ok*100 < tries*99 {
+				t.Errorf("%d of %d connections answered within 1 s under the flood, want 99%%", ok, tries)
+			}
+			if byXDP < 10000 {
+				t.Errorf("the XDP program answered %v SYNs: the flood did not reach it, or it left the flood to the netstack", byXDP)
+			}
+		})
+	}
+}
+
+// hping3 returns a flood by hping3 at full rate on port 80 of 198.18.0.1
+// from the client namespace, until its context ends.
+func hping3(tb *testbed.Testbed, extra ...string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		args := append([]string{"--flood", "--syn", "-p", "80", "-q"}, extra...)
+		cmd := tb.ClientCmd(ctx, "hping3", append(args, tb.ServerV4.String())...)
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			return nil // killed at the end, as meant
+		}
+		return &floodError{err, strings.TrimSpace(string(out))}
+	}
+}
+
+type floodError struct {
+	err error
+	out string
+}
+
+func (e *floodError) Error() string { return "hping3 stopped early: " + e.err.Error() + ": " + e.out }

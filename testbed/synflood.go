@@ -1,0 +1,180 @@
+package testbed
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// FloodOptions describe a SYN flood from the client end.
+type FloodOptions struct {
+	Dst  netip.Addr // the server address to flood; its family is the flood's
+	Port uint16
+	// RandomSources sends each SYN from a random address of the client's
+	// range (198.18.0.0/15 or 2001:2::/48), as a spoofing flooder does;
+	// otherwise every SYN comes from the client's own address, whose
+	// kernel answers each SYN-ACK with a RST.
+	RandomSources bool
+}
+
+// SYNFlood sends SYNs to opts.Dst from the client end, as fast as one
+// thread can write them to an AF_PACKET socket, until ctx ends; it returns
+// how many it sent. Each SYN has a random source port, ISN and MSS option
+// 1460, and full checksums. hping3 floods IPv4 only; this floods both.
+func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64, err error) {
+	if !opts.Dst.IsValid() || opts.Port == 0 {
+		return 0, errors.New("testbed: flood: no destination")
+	}
+	var srvMAC net.HardwareAddr
+	if err := tb.InServer(func() error {
+		ifi, err := net.InterfaceByName(tb.ServerIf)
+		if err == nil {
+			srvMAC = ifi.HardwareAddr
+		}
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("testbed: flood: %w", err)
+	}
+	err = tb.InClient(func() error {
+		ifi, err := net.InterfaceByName(tb.ClientIf)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return fmt.Errorf("AF_PACKET socket: %w", err)
+		}
+		defer unix.Close(fd)
+		// Past the qdisc, straight to the driver, as a packet generator.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return fmt.Errorf("PACKET_QDISC_BYPASS: %w", err)
+		}
+		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+		copy(to.Addr[:], srvMAC)
+		f := newSYNFrame(ifi.HardwareAddr, srvMAC, opts, tb)
+		for ctx.Err() == nil {
+			// A burst between context checks.
+			for range 256 {
+				f.next()
+				if err := unix.Sendto(fd, f.b, 0, to); err != nil {
+					if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) {
+						continue
+					}
+					return fmt.Errorf("send: %w", err)
+				}
+				sent++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return sent, fmt.Errorf("testbed: flood from %s: %w", tb.ClientIf, err)
+	}
+	return sent, nil
+}
+
+// synFrame is one SYN, rewritten in place for each send.
+type synFrame struct {
+	b      []byte
+	v4     bool
+	random bool
+	ip     int // offset of the IP header
+	tcp    int // offset of the TCP header
+	rng    *rand.Rand
+}
+
+func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, tb *Testbed) *synFrame {
+	f := &synFrame{v4: o.Dst.Is4(), random: o.RandomSources, ip: 14, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	ipLen := 40
+	if f.v4 {
+		ipLen = 20
+	}
+	f.tcp = f.ip + ipLen
+	f.b = make([]byte, f.tcp+24)
+	copy(f.b[0:], dst)
+	copy(f.b[6:], src)
+	ip := f.b[f.ip:f.tcp]
+	if f.v4 {
+		binary.BigEndian.PutUint16(f.b[12:], unix.ETH_P_IP)
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(ipLen+24))
+		binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
+		ip[8] = 64
+		ip[9] = unix.IPPROTO_TCP
+		a, d := tb.ClientV4.As4(), o.Dst.As4()
+		copy(ip[12:], a[:])
+		copy(ip[16:], d[:])
+	} else {
+		binary.BigEndian.PutUint16(f.b[12:], unix.ETH_P_IPV6)
+		ip[0] = 6 << 4
+		binary.BigEndian.PutUint16(ip[4:], 24)
+		ip[6] = unix.IPPROTO_TCP
+		ip[7] = 64
+		a, d := tb.ClientV6.As16(), o.Dst.As16()
+		copy(ip[8:], a[:])
+		copy(ip[24:], d[:])
+	}
+	tcp := f.b[f.tcp:]
+	binary.BigEndian.PutUint16(tcp[2:], o.Port)
+	tcp[12] = 6 << 4 // data offset: 24 bytes
+	tcp[13] = 0x02   // SYN
+	binary.BigEndian.PutUint16(tcp[14:], 64240)
+	copy(tcp[20:], []byte{2, 4, 0x05, 0xb4}) // MSS 1460
+	return f
+}
+
+// next gives the frame a new source port and ISN, and a new source address
+// if random, and sets its checksums.
+func (f *synFrame) next() {
+	r := f.rng.Uint64()
+	ip := f.b[f.ip:f.tcp]
+	tcp := f.b[f.tcp:]
+	binary.BigEndian.PutUint16(tcp[0:], uint16(r)|1024)
+	binary.BigEndian.PutUint32(tcp[4:], uint32(r>>16))
+	var pseudo uint32
+	if f.v4 {
+		if f.random {
+			// 198.18.0.0/15, the host part random.
+			binary.BigEndian.PutUint32(ip[12:], 198<<24|18<<16|uint32(r>>48)&0x1ffff)
+		}
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
+		pseudo = sum(ip[12:20], unix.IPPROTO_TCP+24)
+	} else {
+		if f.random {
+			// 2001:2::/48, the rest random.
+			binary.BigEndian.PutUint64(ip[8+8:], f.rng.Uint64())
+			binary.BigEndian.PutUint16(ip[8+6:], uint16(r>>48))
+		}
+		pseudo = sum(ip[8:40], unix.IPPROTO_TCP+24)
+	}
+	tcp[16], tcp[17] = 0, 0
+	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum(tcp, pseudo)))
+}
+
+// sum adds b's big-endian 16-bit words (b has an even length) to s.
+func sum(b []byte, s uint32) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	return s
+}
+
+func fold(s uint32) uint16 {
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return uint16(s)
+}
+
+// ClientNAPI puts the client end in NAPI mode, by attaching loss programs
+// that drop nothing. A veth end takes frames a peer's XDP program sends
+// back (XDP_TX, as xhttpd's SYN cookies do) only in NAPI mode; without it
+// the kernel drops them and counts xdp_tx_errors on the sending end. A real
+// NIC has no such condition. Close undoes it.
+func (tb *Testbed) ClientNAPI() (*Loss, error) { return tb.AddLoss(LossOptions{}) }
