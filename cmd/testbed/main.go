@@ -5,12 +5,13 @@
 //	testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-- xhttpd flags]
 //	testbed idle  -xhttpd PATH [-modes interrupt,busy,hybrid] [-duration 10s] [-- xhttpd flags]
 //	testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-- xhttpd flags]
+//	testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6] [-duration 10s] [-- xhttpd flags]
 //	testbed sweep [-prefix xh]
 //
 // bench compares servers under wrk: requests/s, latency and the server's
 // CPU time per request. idle measures what xhttpd's waiting modes cost with
 // no traffic at all. download times large downloads with frames lost on the
-// client end.
+// client end. flood measures new and keep-alive clients during SYN floods.
 //
 // Every subcommand removes the namespaces it made when it ends, also on
 // failure and on Ctrl-C; `sweep` removes those left by processes that were
@@ -42,6 +43,7 @@ const usage = `usage:
   ` + benchUsage + `
   ` + idleUsage + `
   ` + downloadUsage + `
+  ` + floodUsage + `
   testbed sweep [-prefix xh]
 `
 
@@ -60,6 +62,8 @@ func main() {
 		err = idle(os.Args[2:])
 	case "download":
 		err = download(os.Args[2:])
+	case "flood":
+		err = flood(os.Args[2:])
 	case "sweep":
 		err = sweep(os.Args[2:])
 	case "-h", "-help", "--help", "help":

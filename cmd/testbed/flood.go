@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6] [-duration 10s] [-v] [-- extra xhttpd flags]"
+
+// floodKinds are the SYN floods flood knows.
+var floodKinds = []string{"own", "random", "v6"}
+
+var floodLegends = map[string]string{
+	"own":    "hping3 --flood --syn from the client's own IPv4 address (its kernel answers each SYN-ACK with a RST)",
+	"random": "hping3 --flood --syn --rand-source, IPv4",
+	"v6":     "the testbed's AF_PACKET flooder (testbed.SYNFlood), IPv6, random sources",
+}
+
+// flood measures what a SYN flood costs the clients of each server: a
+// client opening a new connection for each GET, one after the other, and a
+// keep-alive client sending GETs on one connection, first without a flood
+// and then during one, side by side per server and flood.
+func flood(args []string) error {
+	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
+	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
+	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers[:4], ", "))
+	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3, IPv4), v6 (IPv6)")
+	d := fs.Duration("duration", 10*time.Second, "length of each phase, quiet and flooded (1s to 10m)")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
+	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: "+floodUsage)
+		fmt.Fprintln(fs.Output(), "Floods port 80 with SYNs while two clients measure; the client end runs in NAPI mode (testbed.ClientNAPI). Flags after -- go to every xhttpd run.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	servers, err := parseNames("-servers", *serversFlag, benchServers[:4])
+	if err != nil {
+		return err
+	}
+	floods, err := parseNames("-floods", *floodsFlag, floodKinds)
+	if err != nil {
+		return err
+	}
+	if *d < time.Second || *d > maxDuration {
+		return fmt.Errorf("-duration %v: want 1s to %v", *d, maxDuration)
+	}
+	if slices.ContainsFunc(floods, func(f string) bool { return f != "v6" }) {
+		if _, err := exec.LookPath("hping3"); err != nil {
+			return errors.New("hping3 is missing: apt-get install hping3 (make tools)")
+		}
+	}
+	setup := serverSetup{queues: 1, extra: fs.Args()}
+	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
+		return err
+	}
+
+	started := time.Now()
+	var rows []floodRow
+	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
+		napi, err := tb.ClientNAPI()
+		if err != nil {
+			return err
+		}
+		defer napi.Close()
+		setup.iface, setup.root = tb.ServerIf, site
+		for i, name := range servers {
+			for j, kind := range floods {
+				if ctx.Err() != nil {
+					return nil
+				}
+				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, flood %s\n", i*len(floods)+j+1, len(servers)*len(floods), name, kind)
+				path, xargs := serverCommand(name, setup)
+				r, err := floodOne(ctx, tb, benchRun{name: name, path: path, args: xargs, verbose: *verbose, wait: *wait, duration: *d}, kind)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "testbed: %s, flood %s: %v\n", name, kind, err)
+					r.err = err
+				}
+				rows = append(rows, r)
+			}
+		}
+		return nil
+	})
+
+	fmt.Println()
+	printMachine(os.Stdout, started)
+	fmt.Printf("\nEach server and flood: %v without a flood, then %v during one. A client in the client namespace opens a new connection for each GET of 1k.bin, "+
+		"one after the other (20 ms apart), over the flood's address family; one counts as served when its GET is answered within 1 s. A keep-alive client GETs 1k.bin "+
+		"over one connection, one request after the other. CPU is the server process's share of one core during the flood.\n\n", *d, *d)
+	for _, name := range dedup(servers) {
+		fmt.Printf("- %s: %s\n", name, serverLegend(name))
+	}
+	for _, kind := range floods {
+		fmt.Printf("- flood %s: %s\n", kind, floodLegends[kind])
+	}
+	if len(setup.extra) > 0 {
+		fmt.Printf("- extra xhttpd flags: %s\n", shellJoin(setup.extra))
+	}
+	fmt.Println()
+	return errors.Join(err, writeFloodTable(os.Stdout, rows))
+}
+
+// floodRow is one server under one flood.
+type floodRow struct {
+	server, flood  string
+	synRate        float64 // SYNs per second the flooder sent
+	quiet, flooded probes
+	cpuShare       float64 // the server's, during the flood
+	err            error
+}
+
+// probes is what the two clients saw in one phase.
+type probes struct {
+	served, tries int             // new connections answered within 1 s, and tried
+	newConn       []time.Duration // of those answered
+	keepAlive     []time.Duration // of the keep-alive requests answered
+	kaFailed      int
+}
+
+func writeFloodTable(w io.Writer, rows []floodRow) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "| server\t| flood\t| SYNs/s\t| new conns served, quiet\t| flooded\t| new conn p50 / p99, quiet\t| flooded\t| keep-alive p99, quiet\t| flooded\t| server CPU, flooded\t|")
+	fmt.Fprintln(tw, "| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t|")
+	for _, r := range rows {
+		if r.err != nil {
+			fmt.Fprintf(tw, "| %s\t| %s\t| failed: %v\t|\t|\t|\t|\t|\t|\t|\t|\n", r.server, r.flood, r.err)
+			continue
+		}
+		fmt.Fprintf(tw, "| %s\t| %s\t| %.0f\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %.0f%%\t|\n", r.server, r.flood, r.synRate,
+			r.quiet.servedShare(), r.flooded.servedShare(),
+			p50p99(r.quiet.newConn), p50p99(r.flooded.newConn),
+			fmtLatency(quantile(r.quiet.keepAlive, 0.99)), fmtLatency(quantile(r.flooded.keepAlive, 0.99)),
+			100*r.cpuShare)
+	}
+	return tw.Flush()
+}
+
+func (p probes) servedShare() string {
+	if p.tries == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d of %d", p.served, p.tries)
+}
+
+func p50p99(ds []time.Duration) string {
+	return fmtLatency(quantile(ds, 0.5)) + " / " + fmtLatency(quantile(ds, 0.99))
+}
+
+// quantile is the q-quantile of ds (nearest rank), 0 for none.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// floodOne starts a fresh server, checks it, measures a quiet phase and a
+// flooded one, and stops it.
+func floodOne(ctx context.Context, tb *testbed.Testbed, b benchRun, kind string) (r floodRow, err error) {
+	r = floodRow{server: b.name, flood: kind}
+	srv, err := startQuiet(tb, b.name, b.path, b.args, b.verbose)
+	if err != nil {
+		return r, err
+	}
+	defer func() { err = srv.stopAndTell(err) }()
+	v4, v6 := tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"
+	if err := srv.waitReady(ctx, tb, b.wait, v4, v6); err != nil {
+		return r, err
+	}
+	addr := v4
+	if kind == "v6" {
+		addr = v6
+	}
+	if err := checkGet(ctx, tb, "http://"+addr+"/1k.bin", 1<<10); err != nil {
+		return r, err
+	}
+	pid, err := srv.pid()
+	if err != nil {
+		return r, err
+	}
+
+	r.quiet = probe(ctx, tb, addr, b.duration)
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	type result struct {
+		sent uint64
+		took time.Duration
+		err  error
+	}
+	flooded := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		n, err := synFlood(fctx, tb, kind)
+		flooded <- result{n, time.Since(start), err}
+	}()
+	time.Sleep(500 * time.Millisecond) // the flood is on
+	cpu0, err := testbed.ProcessCPU(pid)
+	if err != nil {
+		return r, err
+	}
+	start := time.Now()
+	r.flooded = probe(ctx, tb, addr, b.duration)
+	cpu1, err := testbed.ProcessCPU(pid)
+	if err != nil {
+		return r, fmt.Errorf("%w (did the server exit during the flood?)", err)
+	}
+	r.cpuShare = (cpu1 - cpu0).Seconds() / time.Since(start).Seconds()
+	stop()
+	res := <-flooded
+	if res.err != nil {
+		return r, res.err
+	}
+	r.synRate = float64(res.sent) / res.took.Seconds()
+	return r, ctx.Err()
+}
+
+// synFlood floods port 80 until ctx ends and returns the SYNs sent.
+func synFlood(ctx context.Context, tb *testbed.Testbed, kind string) (uint64, error) {
+	if kind == "v6" {
+		return tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true})
+	}
+	args := []string{"--flood", "--syn", "-p", "80", tb.ServerV4.String()}
+	if kind == "random" {
+		args = append(args, "--rand-source")
+	}
+	cmd := tb.ClientCmd(context.Background(), "hping3", args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("hping3: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return 0, fmt.Errorf("hping3 stopped early: %v: %s", err, out.String())
+	case <-ctx.Done():
+	}
+	// SIGINT makes hping3 print how many it sent.
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	m := regexp.MustCompile(`(\d+) packets transmitted`).FindStringSubmatch(out.String())
+	if m == nil {
+		return 0, fmt.Errorf("hping3 said no packet count: %s", out.String())
+	}
+	n, err := strconv.ParseUint(m[1], 10, 64)
+	return n, err
+}
+
+// probe runs the two clients against addr for d.
+func probe(ctx context.Context, tb *testbed.Testbed, addr string, d time.Duration) probes {
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var p probes
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		dial := tb.ClientDialer()
+		for pctx.Err() == nil {
+			start := time.Now()
+			err := getNew(ctx, dial, addr)
+			took := time.Since(start)
+			if pctx.Err() != nil && err != nil {
+				break
+			}
+			p.tries++
+			if err == nil && took <= time.Second {
+				p.served++
+				p.newConn = append(p.newConn, took)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	hc := tb.ClientHTTP()
+	hc.Timeout = 2 * time.Second
+	defer hc.CloseIdleConnections()
+	for pctx.Err() == nil {
+		start := time.Now()
+		resp, err := hc.Get("http://" + addr + "/1k.bin")
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = errors.New(resp.Status)
+			}
+		}
+		if err != nil {
+			p.kaFailed++
+			continue
+		}
+		p.keepAlive = append(p.keepAlive, time.Since(start))
+	}
+	wg.Wait()
+	return p
+}
+
+// getNew connects to addr and GETs 1k.bin with Connection: close, within
+// 1 s for each step.
+func getNew(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), addr string) error {
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := dial(dctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(c, "GET /1k.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
