@@ -125,6 +125,17 @@ struct {
 	__type(value, struct syn_window);
 } syn_windows SEC(".maps");
 
+/* Until when every CPU answers with cookies: a flood seen on one CPU is a
+ * flood on all, or a flooder that moves between CPUs would get a fresh
+ * share of the netstack on each. Shared, written without atomics: a lost
+ * update only shortens or lengthens the flood by a window. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} flood_until SEC(".maps");
+
 static __always_inline void count(enum counter c)
 {
 	__u32 key = c;
@@ -158,15 +169,17 @@ static __always_inline int is_ipv6_ext_header(__u8 nexthdr)
 	return 0;
 }
 
-/* over_budget says whether this CPU is flooded: its window has given the
- * netstack its share of SYNs already (counting this one when syn is set),
- * or the window just before was over the budget. */
+/* over_budget says whether the server is flooded: this CPU's window has
+ * given the netstack its share of SYNs already (counting this one when syn
+ * is set), or the window just before was over the budget, or another CPU
+ * saw either within the last window. */
 static __always_inline int over_budget(const struct syncookie_config *cfg, __u64 now, int syn)
 {
 	__u32 key = 0;
 	struct syn_window *w = bpf_map_lookup_elem(&syn_windows, &key);
+	__u64 *until = bpf_map_lookup_elem(&flood_until, &key);
 
-	if (!w)
+	if (!w || !until)
 		return 0;
 	if (now - w->start >= cfg->window_ns) {
 		/* A window that ended more than a window ago says nothing
@@ -177,7 +190,11 @@ static __always_inline int over_budget(const struct syncookie_config *cfg, __u64
 	}
 	if (syn)
 		w->syns++;
-	return w->flood || w->syns > cfg->budget;
+	if (w->flood || w->syns > cfg->budget) {
+		*until = now + cfg->window_ns;
+		return 1;
+	}
+	return now < *until;
 }
 
 #define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))

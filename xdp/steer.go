@@ -103,7 +103,8 @@ type Config struct {
 // SYNCookies is how the program answers a SYN flood. Each CPU passes at most
 // Budget served SYNs per Window to the netstack, which answers them with
 // every TCP option, and none in a window that follows one over the budget
-// (a flood gets no fresh share each window); the program answers the rest
+// (a flood gets no fresh share each window) or while another CPU is over
+// it (nor on each CPU it moves to); the program answers the rest
 // itself with a SYN-ACK
 // carrying a cookie made with Key, an MSS option and no other (no window
 // scaling, SACK or timestamps), sent back out of the interface (XDP_TX).

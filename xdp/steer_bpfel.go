@@ -56,6 +56,7 @@ type steerSyncookieConfig struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	steerMapCounters     = "counters"
+	steerMapFloodUntil   = "flood_until"
 	steerMapServedPorts  = "served_ports"
 	steerMapServedV4     = "served_v4"
 	steerMapServedV6     = "served_v6"
@@ -115,6 +116,7 @@ type steerProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	FloodUntil   *ebpf.MapSpec `ebpf:"flood_until"`
 	ServedPorts  *ebpf.MapSpec `ebpf:"served_ports"`
 	ServedV4     *ebpf.MapSpec `ebpf:"served_v4"`
 	ServedV6     *ebpf.MapSpec `ebpf:"served_v6"`
@@ -150,6 +152,7 @@ func (o *steerObjects) Close() error {
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
+	FloodUntil   *ebpf.Map `ebpf:"flood_until"`
 	ServedPorts  *ebpf.Map `ebpf:"served_ports"`
 	ServedV4     *ebpf.Map `ebpf:"served_v4"`
 	ServedV6     *ebpf.Map `ebpf:"served_v6"`
@@ -161,6 +164,7 @@ type steerMaps struct {
 func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.Counters,
+		m.FloodUntil,
 		m.ServedPorts,
 		m.ServedV4,
 		m.ServedV6,

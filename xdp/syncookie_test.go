@@ -231,3 +231,32 @@ func TestSYNCookieConfigChecked(t *testing.T) {
 		}
 	}
 }
+
+// A flood seen on one CPU makes every CPU answer with cookies, for a
+// window after the last SYN over the budget.
+func TestSYNCookieFloodOnAllCPUs(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("one CPU")
+	}
+	onOneCPU(t)
+	const window = 300 * time.Millisecond
+	s, _ := loadCookies(t, 1, window)
+	syn := tcp4(servedV4, 80)
+	for i, want := range []uint32{xdpPass, xdpTx} {
+		if got := runVerdict(t, s, syn, nil); got.Action != want {
+			t.Fatalf("SYN %d on CPU 0: action %d, want %d", i+1, got.Action, want)
+		}
+	}
+	var set unix.CPUSet
+	set.Set(1)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	if got := runVerdict(t, s, syn, nil); got.Action != xdpTx {
+		t.Fatalf("first SYN on CPU 1 during CPU 0's flood: action %d, want XDP_TX", got.Action)
+	}
+	time.Sleep(window + window/2)
+	if got := runVerdict(t, s, syn, nil); got.Action != xdpPass {
+		t.Fatalf("SYN on CPU 1 a window after the flood: action %d, want XDP_PASS", got.Action)
+	}
+}
