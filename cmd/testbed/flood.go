@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
@@ -137,21 +136,22 @@ type probes struct {
 }
 
 func writeFloodTable(w io.Writer, rows []floodRow) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "| server\t| flood\t| SYNs/s\t| new conns served, quiet\t| flooded\t| new conn p50 / p99, quiet\t| flooded\t| keep-alive p99, quiet\t| flooded\t| server CPU, flooded\t|")
-	fmt.Fprintln(tw, "| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t| ---:\t|")
+	fmt.Fprintln(w, "| server | flood | SYNs/s | new conns within 1 s, quiet | flooded | new conn p50 / p99, quiet | flooded | keep-alive p99, quiet | flooded | keep-alive failed | server CPU, flooded |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	var errs []error
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(tw, "| %s\t| %s\t| failed: %v\t|\t|\t|\t|\t|\t|\t|\t|\n", r.server, r.flood, r.err)
+			fmt.Fprintf(w, "| %s | %s | failed | | | | | | | | |\n", r.server, r.flood)
+			errs = append(errs, fmt.Errorf("%s, flood %s: %w", r.server, r.flood, r.err))
 			continue
 		}
-		fmt.Fprintf(tw, "| %s\t| %s\t| %.0f\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %.0f%%\t|\n", r.server, r.flood, r.synRate,
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %d | %.0f%% |\n", r.server, r.flood, r.synRate,
 			r.quiet.servedShare(), r.flooded.servedShare(),
 			p50p99(r.quiet.newConn), p50p99(r.flooded.newConn),
 			fmtLatency(quantile(r.quiet.keepAlive, 0.99)), fmtLatency(quantile(r.flooded.keepAlive, 0.99)),
-			100*r.cpuShare)
+			r.quiet.kaFailed+r.flooded.kaFailed, 100*r.cpuShare)
 	}
-	return tw.Flush()
+	return errors.Join(errs...)
 }
 
 func (p probes) servedShare() string {
