@@ -35,8 +35,8 @@ func TestWriteFloodTable(t *testing.T) {
 	var b strings.Builder
 	err := writeFloodTable(&b, []floodRow{
 		{server: "hybrid", flood: "own", synRate: 90000,
-			quiet:   probes{served: 10, tries: 10, newConn: []time.Duration{time.Millisecond}, keepAlive: []time.Duration{50 * time.Microsecond}},
-			flooded: probes{served: 9, tries: 10, newConn: []time.Duration{2 * time.Millisecond}, keepAlive: []time.Duration{80 * time.Microsecond}},
+			quiet:    probes{served: 10, tries: 10, newConn: []time.Duration{time.Millisecond}, keepAlive: []time.Duration{50 * time.Microsecond}},
+			flooded:  probes{served: 9, tries: 10, newConn: []time.Duration{2 * time.Millisecond}, keepAlive: []time.Duration{80 * time.Microsecond}},
 			cpuShare: 0.125},
 		{server: "kernel", flood: "v6", err: errors.New("boom")},
 	})
