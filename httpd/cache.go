@@ -161,7 +161,7 @@ var errUnstable = errors.New("file changed while read")
 // its own name when it leads to a regular file inside root, and ignored when
 // it leads out. Directories reached through links are not walked; their
 // files are served from disk.
-func loadSnapshot(root *os.Root, max, total int64, prev *snapshot) (*snapshot, error) {
+func loadSnapshot(root *os.Root, max, total int64, dotFiles bool, prev *snapshot) (*snapshot, error) {
 	start := time.Now()
 	snap := &snapshot{files: map[string]*entry{}, dirs: map[string]bool{".": true}, loaded: start}
 	err := fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
@@ -170,6 +170,13 @@ func loadSnapshot(root *os.Root, max, total int64, prev *snapshot) (*snapshot, e
 				return err
 			}
 			return nil // an unreadable directory or entry is left to the disk path
+		}
+		if !dotFiles && hidden(name) {
+			// Never served: not worth memory (a .git/ can be large).
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		if d.IsDir() {
 			snap.dirs[name] = true
@@ -330,7 +337,7 @@ func (s *Server) reload(followUp bool, level slog.Level) error {
 	if s.inShutdown.Load() && s.cache.Load() != nil {
 		return nil
 	}
-	snap, err := loadSnapshot(s.root, s.cfg.CacheMax, s.cfg.CacheTotal, s.cache.Load())
+	snap, err := loadSnapshot(s.root, s.cfg.CacheMax, s.cfg.CacheTotal, s.cfg.ServeDotFiles, s.cache.Load())
 	if err != nil {
 		s.stats.reloadErrors.Add(1)
 		return fmt.Errorf("httpd: load cache from %q: %w", s.cfg.Root, err)

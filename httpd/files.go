@@ -6,6 +6,7 @@ import (
 	"mime"
 	"os"
 	"path"
+	"strings"
 	"syscall"
 )
 
@@ -117,6 +118,22 @@ func parseTarget(dst []byte, raw []byte) (target, *httpError) {
 	}
 	t.name = dst
 	return t, nil
+}
+
+// hidden reports whether name (as parseTarget leaves it) has a segment that
+// starts with a dot: .git/, .env, .htpasswd and the like, which a site's
+// tree holds but nobody means to publish. /.well-known/ itself (RFC 8615:
+// ACME challenges, security.txt) is not hidden; dot names below it are.
+func hidden(name string) bool {
+	if rest, ok := strings.CutPrefix(name, ".well-known"); ok && (rest == "" || rest[0] == '/') {
+		name = rest
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' && (i == 0 || name[i-1] == '/') && name != "." {
+			return true
+		}
+	}
+	return false
 }
 
 func cutSchemePrefix(b []byte) ([]byte, bool) {

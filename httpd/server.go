@@ -105,6 +105,12 @@ type Config struct {
 	CacheMax   int64 // default 1 MiB; negative disables the cache
 	CacheTotal int64 // default 256 MiB; a Reload holds two caches for a moment
 
+	// ServeDotFiles serves names with a segment that starts with a dot
+	// (.git/, .env). By default they are 404, as if absent (and so go to the
+	// upstream with ProxyMisses), except /.well-known/, and the cache does
+	// not load them.
+	ServeDotFiles bool
+
 	// The dynamic fallback: requests whose path is under one of Dynamic's
 	// prefixes (and, with ProxyMisses, those Root has no file for) go to the
 	// HTTP server at Proxy, through the kernel's sockets.
@@ -520,6 +526,7 @@ type Stats struct {
 	CacheErrors  uint64 // loads that failed (the previous cache stayed)
 	CacheHits    uint64 // responses from the cache
 	DiskServed   uint64 // requests looked up on disk
+	Hidden       uint64 // requests for dot names refused (404) without ServeDotFiles
 
 	ProxyRequests uint64 // requests sent to the upstream
 	ProxyErrors   uint64 // of those, 502, 504, or broken off
@@ -532,7 +539,7 @@ type counters struct {
 	accepted, requests, panics, bytesOut                    atomic.Uint64
 	badRequests, headerTimeouts, uriTooLong, headerTooLarge atomic.Uint64
 	refused, idleTimeouts, writeTimeouts                    atomic.Uint64
-	reloads, reloadErrors, cacheHits, diskServed            atomic.Uint64
+	reloads, reloadErrors, cacheHits, diskServed, hidden    atomic.Uint64
 	proxied, proxyErrors                                    atomic.Uint64
 	class                                                   [6]atomic.Uint64 // by status/100
 }
@@ -564,6 +571,7 @@ func (s *Server) Stats() Stats {
 		CacheErrors:    s.stats.reloadErrors.Load(),
 		CacheHits:      s.stats.cacheHits.Load(),
 		DiskServed:     s.stats.diskServed.Load(),
+		Hidden:         s.stats.hidden.Load(),
 		ProxyRequests:  s.stats.proxied.Load(),
 		ProxyErrors:    s.stats.proxyErrors.Load(),
 	}

@@ -9,6 +9,10 @@ import (
 // holds the file, else from disk.
 func (c *conn) serveStatic(req *request, t target, head bool, mode closeMode) closeMode {
 	s := c.srv
+	if !s.cfg.ServeDotFiles && hidden(string(t.name)) {
+		s.stats.hidden.Add(1)
+		return c.notFound(req, head, mode)
+	}
 	if snap := s.cache.Load(); snap != nil {
 		e, redirect := snap.lookup(t, &c.key)
 		switch {
@@ -58,16 +62,26 @@ func (c *conn) serveDisk(req *request, t target, head bool, mode closeMode) clos
 		f.Close()
 		he = errNotFound
 	}
+	if he == errNotFound {
+		return c.notFound(req, head, mode)
+	}
 	if he != nil {
-		if he == errNotFound && s.proxy != nil && s.proxy.misses {
-			return c.proxy(req, mode)
-		}
 		c.writeError(he, head, mode != keepOpen, req.minor)
 		return mode
 	}
 	defer f.Close()
 	c.disk.fill(name, fi.Size(), fi.ModTime())
 	return c.serveEntry(req, &c.disk, f, head, mode)
+}
+
+// notFound answers 404, or hands the request to the upstream with
+// ProxyMisses.
+func (c *conn) notFound(req *request, head bool, mode closeMode) closeMode {
+	if s := c.srv; s.proxy != nil && s.proxy.misses {
+		return c.proxy(req, mode)
+	}
+	c.writeError(errNotFound, head, mode != keepOpen, req.minor)
+	return mode
 }
 
 // serveEntry answers a GET or HEAD of one file, from memory (f nil) or from

@@ -140,6 +140,7 @@ func (r *statusReport) writeAuto(w io.Writer) {
 	kv("CacheReloads", st.CacheReloads)
 	kv("CacheHits", st.CacheHits)
 	kv("DiskServed", st.DiskServed)
+	kv("Hidden", st.Hidden)
 	kv("RejectedByLimit", st.RejectedByLimit)
 	kv("BadRequests", st.BadRequests)
 	kv("HeaderTimeouts", st.HeaderTimeouts)

@@ -19,6 +19,7 @@ func httpFlags(fs *flag.FlagSet) func() (httpd.Config, error) {
 	root := fs.String("root", "", "directory of files to serve (required)")
 	cacheMax := fs.Int64("cache-max", 1<<20, "largest file held in memory, in bytes; larger ones are read from disk per request (0: no cache)")
 	cacheTotal := fs.Int64("cache-total", 256<<20, "memory for cached files in all, in bytes (a reload briefly holds two caches)")
+	dotFiles := fs.Bool("serve-dot-files", false, "serve names with a segment that starts with a dot (.git/, .env); by default they are 404, except /.well-known/")
 	proxy := fs.String("proxy", "", "upstream HTTP server for dynamic paths, http://host:port[/path], reached through the kernel's sockets")
 	dynamic := fs.String("dynamic", "", "path prefixes that go to -proxy, comma-separated: /cgi-bin/ matches below it, /api also /api itself")
 	proxyMisses := fs.Bool("proxy-misses", false, "also send to -proxy what Root has no file for (404) and methods other than GET and HEAD (405)")
@@ -40,6 +41,7 @@ func httpFlags(fs *flag.FlagSet) func() (httpd.Config, error) {
 			Root:              *root,
 			CacheMax:          *cacheMax,
 			CacheTotal:        *cacheTotal,
+			ServeDotFiles:     *dotFiles,
 			Proxy:             *proxy,
 			ProxyMisses:       *proxyMisses,
 			ProxyDialTimeout:  *proxyDial,

@@ -86,7 +86,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}{
 		{"bad_request", hs.BadRequests}, {"header_timeout", hs.HeaderTimeouts}, {"uri_too_long", hs.URITooLong},
 		{"header_too_large", hs.HeaderTooLarge}, {"max_conns", hs.ConnsRefused}, {"idle_timeout", hs.IdleTimeouts},
-		{"write_timeout", hs.WriteTimeouts},
+		{"write_timeout", hs.WriteTimeouts}, {"dot_file", hs.Hidden},
 	} {
 		counter(httpLimits, l.v, l.name)
 	}
