@@ -6,8 +6,10 @@ BIN     := bin
 # Debian packages the tests, the demo and the benchmark use beyond a fresh
 # machine's curl, iproute2 and python3.
 TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hping3:hping3
+# The peers `make bench` compares with, from Debian's packages.
+PEERS   := nginx:nginx apache2:apache2
 
-.PHONY: all build test demo bench generate tools clean
+.PHONY: all build test demo bench generate tools peers clean
 
 all: build
 
@@ -15,10 +17,10 @@ build:
 	$(GO) build -o $(BIN)/xhttpd ./cmd/xhttpd
 	$(GO) build -o $(BIN)/testbed ./cmd/testbed
 
-# tools installs each missing command from Debian's packages.
-tools:
-	@missing=""; for t in $(TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; \
-		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+# tools (and peers) install each missing command from Debian's packages.
+tools peers:
+	@missing=""; for t in $(if $(filter peers,$@),$(PEERS),$(TOOLS)); do cmd=$${t%%:*}; pkg=$${t##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || PATH=$$PATH:/usr/sbin command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -33,8 +35,8 @@ test: tools
 demo: tools build
 	./$(BIN)/testbed demo -xhttpd ./$(BIN)/xhttpd
 
-bench: tools build
-	./$(BIN)/testbed bench -xhttpd ./$(BIN)/xhttpd
+bench: tools peers build
+	./$(BIN)/testbed bench -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel,nginx,apache
 
 # generate rebuilds the XDP program's committed objects; it needs clang.
 generate:

@@ -38,6 +38,62 @@ func ProcessCPU(pid int) (time.Duration, error) {
 // /proc/PID/stat: "pid (comm) state ppid ... utime stime ...", where utime
 // and stime are the 14th and 15th fields. comm may hold spaces and
 // parentheses, so the fields are counted from the last ')'.
+// TreeCPU is ProcessCPU summed over pid and every process below it (the
+// workers of nginx, the children of Apache prefork) that is alive when it is
+// called. A child that has exited and been reaped is counted in its parent's
+// cutime, which this leaves out; servers measured with it keep their workers.
+func TreeCPU(pid int) (time.Duration, error) {
+	total, err := ProcessCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range descendants(pid) {
+		if d, err := ProcessCPU(c); err == nil { // it may have just exited
+			total += d
+		}
+	}
+	return total, nil
+}
+
+// descendants lists the processes below pid, from the ppid field of every
+// /proc/PID/stat.
+func descendants(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		if pp, err := parseStatPPID(stat); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, children[queue[0]]...)
+	}
+	return out
+}
+
+// parseStatPPID returns the parent pid, field 4 of /proc/PID/stat.
+func parseStatPPID(stat []byte) (int, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat %q: no ')' after the command name", abbrev(stat))
+	}
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 2 {
+		return 0, fmt.Errorf("stat %q: no ppid", abbrev(stat))
+	}
+	return strconv.Atoi(string(f[1]))
+}
+
 func parseStatCPU(stat []byte) (int64, error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {

@@ -76,3 +76,28 @@ func TestProcessCPUNoProcess(t *testing.T) {
 		t.Errorf("ProcessCPU of a missing pid: %v, want an error naming the pid", err)
 	}
 }
+
+// TreeCPU counts the children: a shell whose child burns CPU.
+func TestTreeCPU(t *testing.T) {
+	// A busy child for 1.5 s at most, and a sleeping one.
+	cmd := exec.Command("sh", "-c", "sh -c 'while :; do :; done' & sleep 1.5; kill $!")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	time.Sleep(500 * time.Millisecond)
+	own, err := ProcessCPU(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := TreeCPU(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(descendants(cmd.Process.Pid)); n != 2 {
+		t.Errorf("descendants: %v, want the two children", descendants(cmd.Process.Pid))
+	}
+	if tree < own+200*time.Millisecond {
+		t.Errorf("TreeCPU %v, ProcessCPU %v: the busy child's CPU is missing", tree, own)
+	}
+}

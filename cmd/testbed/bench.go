@@ -27,8 +27,9 @@ const maxConns = 10000
 
 // Servers bench knows, in the order the legend lists them. The waiting
 // modes run xhttpd over AF_XDP; kernel runs the same httpd on the kernel's
-// sockets; nethttp is Go's net/http FileServer on the kernel's sockets.
-var benchServers = []string{"interrupt", "busy", "hybrid", "kernel", "nethttp"}
+// sockets; nethttp is Go's net/http FileServer, nginx and apache (prefork)
+// are Debian's, all on the kernel's sockets (peers.go).
+var benchServers = []string{"interrupt", "busy", "hybrid", "kernel", "nethttp", "nginx", "apache"}
 
 // serverSetup is what a server's command line is made from.
 type serverSetup struct {
@@ -36,6 +37,7 @@ type serverSetup struct {
 	iface, root      string   // the server's veth end and the site
 	queues           int      // passed on as xhttpd -queues
 	addrs            []string // host:port to serve, for nethttpd
+	peerDir          string   // the peers' configurations (writePeerConfigs)
 	extra            []string // extra xhttpd flags, after ours so that they win
 }
 
@@ -43,6 +45,9 @@ type serverSetup struct {
 func serverCommand(name string, s serverSetup) (path string, args []string) {
 	if name == "nethttp" {
 		return s.nethttpd, []string{"-addr", strings.Join(s.addrs, ","), "-root", s.root}
+	}
+	if path, args, ok := peerCommand(name, s.peerDir); ok {
+		return path, args
 	}
 	args = []string{"-iface", s.iface, "-root", s.root, "-queues", strconv.Itoa(s.queues)}
 	if name == "kernel" {
@@ -60,6 +65,10 @@ func serverLegend(name string) string {
 		return "Go net/http FileServer (-nethttpd) on the kernel's sockets"
 	case "kernel":
 		return "xhttpd -stack kernel: the same httpd on the kernel's sockets"
+	case "nginx":
+		return "nginx, one worker, epoll, sendfile, open_file_cache, no access log (cmd/testbed/peers/nginx.conf)"
+	case "apache":
+		return "Apache 2.4, prefork MPM, sendfile, no access log (cmd/testbed/peers/apache2.conf)"
 	}
 	return "xhttpd -stack xdp -mode " + name + ": AF_XDP and the netstack"
 }
@@ -155,12 +164,22 @@ func bench(args []string) error {
 	if !ok {
 		return fmt.Errorf("-file %q: want one of %s", *file, siteFileNames())
 	}
+	if setup.peerDir, err = os.MkdirTemp("", "xhttpd-peers-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(setup.peerDir)
 
 	started := time.Now()
 	var rows []benchRow
 	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
+		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
+			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
+			return err
+		}
+		// Every server's content is checked over both families first.
+		checks := []string{"http://" + tb.ServerV4.String() + "/" + *file, "http://[" + tb.ServerV6.String() + "]/" + *file}
 		host := tb.ServerV4.String()
 		if *v6 {
 			host = "[" + tb.ServerV6.String() + "]"
@@ -175,7 +194,7 @@ func bench(args []string) error {
 				path, xargs := serverCommand(name, setup)
 				results, err := benchOne(ctx, tb, benchRun{
 					name: name, path: path, args: xargs, verbose: *verbose, runs: *runs,
-					url: url, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: *wait, duration: *duration,
+					url: url, checks: checks, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: *wait, duration: *duration,
 				})
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, err)
@@ -202,7 +221,7 @@ func bench(args []string) error {
 	}
 	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes) over %s, %d queue(s), veth between namespaces.\n",
 		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues)
-	fmt.Println("CPU: the server process's user+system time (/proc/PID/stat) from just before to just after wrk's run, per 10,000 requests wrk completed.")
+	fmt.Println("CPU: the server's user+system time (/proc/PID/stat, summed over its processes: nginx's worker, Apache's children) from just before to just after wrk's run, per 10,000 requests wrk completed.")
 	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
 	fmt.Println()
@@ -286,7 +305,8 @@ type benchRun struct {
 	args       []string
 	verbose    bool
 	runs       int      // wrk runs back to back; 0 is 1
-	url        string   // checked with one GET first
+	url        string   // what wrk requests
+	checks     []string // URLs checked with one GET each first; url alone if empty
 	size       int      // the body's size
 	wrk        []string // wrk's arguments
 	wait       time.Duration
@@ -309,11 +329,13 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkR
 		return nil, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80"); err != nil {
+	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
 		return nil, err
 	}
-	if err := checkGet(ctx, tb, b.url, b.size); err != nil {
-		return nil, err
+	for _, u := range append([]string{b.url}, b.checks...) {
+		if err := checkGet(ctx, tb, u, b.size); err != nil {
+			return nil, err
+		}
 	}
 	pid, err := srv.pid()
 	if err != nil {
@@ -339,12 +361,12 @@ func wrkOnce(ctx context.Context, tb *testbed.Testbed, b benchRun, pid int) (wrk
 	cmd.Stderr = os.Stderr
 	var report strings.Builder
 	cmd.Stdout = &report
-	cpu0, err := testbed.ProcessCPU(pid)
+	cpu0, err := testbed.TreeCPU(pid)
 	if err != nil {
 		return wrkRun{}, err
 	}
 	err = cmd.Run()
-	cpu1, cerr := testbed.ProcessCPU(pid)
+	cpu1, cerr := testbed.TreeCPU(pid)
 	for _, line := range strings.Split(strings.TrimRight(report.String(), "\n"), "\n") {
 		fmt.Fprintf(os.Stderr, "wrk| %s\n", line)
 	}
