@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xhttpd/xhttpd/syncookie"
 )
 
 func TestParsePorts(t *testing.T) {
@@ -55,11 +57,29 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-cpus", "4096"), "-cpus"},
 		{append(base, "-rx-checksum", "maybe"), "-rx-checksum"},
 		{append(base, "-bind", "fast"), "-bind"},
+		{append(base, "-syn-rate", "-2"), "-syn-rate"},
 		{append(base, "extra"), "unexpected argument"},
 	} {
 		_, err := parseFlags(c.args)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("parseFlags(%q) = %v; want an error about %s", c.args, err, c.want)
 		}
+	}
+}
+
+// -syn-rate becomes a budget per 100 ms window: 0 answers every SYN with a
+// cookie, a small rate still leaves the netstack one SYN per window.
+func TestSYNCookieBudget(t *testing.T) {
+	for rate, want := range map[int]uint32{0: 0, 1: 1, 9: 1, 10: 1, 10000: 1000, 25000: 2500} {
+		c := synCookies(syncookie.Key{}, rate, 1500)
+		if c.Budget != want || c.Window != synWindow {
+			t.Errorf("rate %d: budget %d per %v, want %d per %v", rate, c.Budget, c.Window, want, synWindow)
+		}
+	}
+	if c := synCookies(syncookie.Key{}, 1, 1500); c.MSS4 != 1460 || c.MSS6 != 1440 || c.RcvWnd != 65535 {
+		t.Errorf("MTU 1500: %+v", c)
+	}
+	if o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv"}); err != nil || o.synRate != 10000 {
+		t.Errorf("default -syn-rate %d (%v), want 10000", o.synRate, err)
 	}
 }

@@ -161,9 +161,13 @@ const synWindow = 100 * time.Millisecond
 // SYNs per second per CPU. The SYN-ACK announces the MSS the netstack would
 // (the MTU less the IP and TCP headers) and an unscaled 64 KiB window.
 func synCookies(key syncookie.Key, rate int, mtu int) *xdp.SYNCookies {
+	budget := uint32(int64(rate) * int64(synWindow) / int64(time.Second))
+	if rate > 0 && budget == 0 {
+		budget = 1 // a rate under one SYN per window still means some, not none
+	}
 	return &xdp.SYNCookies{
 		Key:    key,
-		Budget: uint32(int64(rate) * int64(synWindow) / int64(time.Second)),
+		Budget: budget,
 		Window: synWindow,
 		MSS4:   uint16(mtu - 20 - 20), // IPv4 and TCP headers without options
 		MSS6:   uint16(mtu - 40 - 20),
