@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/xhttpd/xhttpd/httpd"
@@ -50,7 +51,10 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	if o.queues > nq {
 		return nil, nil, fmt.Errorf("-queues %d: %s has %d rx queues", o.queues, ifc.Name, nq)
 	}
-	if o.queues > 0 {
+	if o.queues > 0 && o.queues < nq {
+		if err := checkUnservedQueues(ifc.Name, o.queues, nq); err != nil {
+			return nil, nil, err
+		}
 		nq = o.queues
 	}
 	trust, err := trustChecksum(ifc.Name, o.rxChecksum)
@@ -151,6 +155,24 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", p.steer.Mode(), "zero_copy", p.socks[0].ZeroCopy(),
 		"trust_rx_checksum", trust, "mode", o.mode, "wake_cost", wake)
 	return p, ls, nil
+}
+
+// checkUnservedQueues refuses to serve fewer queues than the interface has
+// unless its RSS table already sends every flow to a served queue: the
+// flows of an unserved queue would reach the kernel, which resets them (15
+// of 20 new connections, with -queues 1 on four queues).
+func checkUnservedQueues(ifname string, served, rxQueues int) error {
+	table, err := nic.RSSTable(ifname)
+	if err == nil && len(table) > 0 && slices.Max(table) < uint32(served) {
+		return nil
+	}
+	why := "its RSS table sends flows to them"
+	if err != nil || len(table) == 0 {
+		why = "it has no RSS table to keep flows off them"
+	}
+	return fmt.Errorf("-queues %d: %s has %d rx queues and %s, so the kernel would reset the connections hashed there; "+
+		"serve them all (-queues 0), or first run `ethtool -L %s combined %d` or `ethtool -X %s equal %d`",
+		served, ifname, rxQueues, why, ifname, served, ifname, served)
 }
 
 // synWindow is the XDP program's budget window: short enough that a flood
