@@ -51,7 +51,10 @@ const (
 	// input makes the kernel send RST, which can destroy the response before
 	// the client reads it (the reason for net/http's closeWriteAndWait).
 	lingerTimeout = 500 * time.Millisecond
-	lingerBytes   = 256 << 10
+	// maxDiscardBody is the largest request body on a static path that is
+	// read and dropped rather than refused with 413.
+	maxDiscardBody = 64 << 10
+	lingerBytes    = 256 << 10
 )
 
 // errorWriteTimeout bounds writing an error response to a client that may
@@ -466,9 +469,18 @@ func (c *conn) handle(req *request) closeMode {
 		return mode
 	}
 	if req.hasBody() {
-		c.debug("bad request", errBodyOnGet)
-		c.writeError(errBodyOnGet, head, true, req.minor)
-		return closeLinger
+		// A small body on a static path (`curl -X GET -d` sends one) is
+		// read and dropped, as nginx does; a large or chunked one gets 413
+		// and a lingering close.
+		if req.chunked || req.contentLength > maxDiscardBody {
+			c.debug("bad request", errBodyTooLarge)
+			c.writeError(errBodyTooLarge, head, true, req.minor)
+			return closeLinger
+		}
+		c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+		if _, err := io.CopyN(io.Discard, c.br, req.contentLength); err != nil {
+			return closeNow
+		}
 	}
 	return c.serveStatic(req, t, head, mode)
 }

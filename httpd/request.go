@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 )
 
 // limits bounds what one request head may cost. They are copied out of
@@ -108,11 +109,12 @@ var (
 	errObsFold          = &httpError{400, "obsolete line folding"}
 	errMissingHost      = &httpError{400, "HTTP/1.1 request without Host"}
 	errDuplicateHost    = &httpError{400, "more than one Host"}
+	errBadHost          = &httpError{400, "Host is not a host[:port]"}
 	errBadContentLength = &httpError{400, "invalid Content-Length"}
 	errLengthAndTE      = &httpError{400, "both Content-Length and Transfer-Encoding"}
 	errDuplicateTE      = &httpError{400, "more than one Transfer-Encoding"}
 	errTENotChunked     = &httpError{400, "final transfer coding is not chunked"}
-	errBodyOnGet        = &httpError{400, "GET or HEAD with a body"}
+	errBodyTooLarge     = &httpError{413, "GET or HEAD with a body too large to discard, or chunked"}
 	errBadTarget        = &httpError{400, "request-target is not origin-form"}
 	errBadEscape        = &httpError{400, "bad percent-encoding in path"}
 	errBadPathByte      = &httpError{400, "forbidden byte in path"}
@@ -348,6 +350,51 @@ func parseRequestLine(line []byte, req *request) error {
 	return nil
 }
 
+// validHost reports whether a Host value is uri-host [":" port] (RFC 9112
+// section 3.2, RFC 3986 section 3.2.2): an IP literal in brackets, or a
+// reg-name or IPv4 address of unreserved characters, percent-encodings and
+// sub-delimiters, then optionally ':' and digits. "a b", "a/b" and "../x"
+// are not hosts.
+func validHost(h []byte) bool {
+	if len(h) > 0 && h[0] == '[' {
+		end := bytes.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		for _, c := range h[1:end] {
+			if !isHexDigit(c) && c != ':' && c != '.' && c != 'v' && c != 'V' {
+				return false
+			}
+		}
+		h = h[end+1:]
+	} else {
+		i := 0
+		for ; i < len(h) && h[i] != ':'; i++ {
+			c := h[i]
+			if !isAlnum(c) && strings.IndexByte("-._~%!$&'()*+,;=", c) < 0 {
+				return false
+			}
+		}
+		h = h[i:]
+	}
+	if len(h) == 0 {
+		return true
+	}
+	if h[0] != ':' {
+		return false
+	}
+	for _, c := range h[1:] {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHexDigit(c byte) bool { return isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'f' }
+
+func isAlnum(c byte) bool { return isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'z' }
+
 // parseHeader checks the field line fields[start:start+n] and records the
 // few fields the server acts on.
 func parseHeader(fields []byte, start, n int, req *request) error {
@@ -385,6 +432,9 @@ func parseHeader(fields []byte, start, n int, req *request) error {
 		if equalFold(name, "host") {
 			if req.host {
 				return errDuplicateHost
+			}
+			if !validHost(value) {
+				return errBadHost
 			}
 			req.host = true
 		}

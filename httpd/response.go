@@ -34,6 +34,8 @@ func statusText(code int) string {
 		return "Request Timeout"
 	case 414:
 		return "URI Too Long"
+	case 413:
+		return "Content Too Large"
 	case 416:
 		return "Range Not Satisfiable"
 	case 431:
