@@ -391,16 +391,8 @@ func (rc *rackControl) detectLoss(rcvTime tcpip.MonotonicTime) int {
 	var timeout time.Duration
 	numLost := 0
 	for seg := rc.snd.writeList.Front(); seg != nil && seg.xmitCount != 0; seg = seg.Next() {
-		if rc.snd.ep.scoreboard.IsSACKED(seg.sackBlock()) {
-			continue
-		}
+		lostOnce := seg.lost && seg.xmitCount == 1
 
-		if seg.lost && seg.xmitCount == 1 {
-			numLost++
-			continue
-		}
-
-		endSeq := seg.sequenceNumber.Add(seqnum.Size(seg.payloadSize()))
 		// xhttpd: of two segments sent at the same time, the one ending
 		// later was sent after (RFC 8985's RACK_sent_after; Linux's
 		// tcp_rack_sent_after). Upstream compares the other way round,
@@ -410,14 +402,41 @@ func (rc *rackControl) detectLoss(rcvTime tcpip.MonotonicTime) int {
 		// its own; the pieces of a GSO segment, split by splitSent, share
 		// one (on a lossless test link: 4 to 41 needless retransmissions
 		// per 4 MiB).
-		if seg.xmitTime.Before(rc.XmitTime) || (seg.xmitTime == rc.XmitTime && endSeq.LessThan(rc.EndSequence)) {
-			timeRemaining := seg.xmitTime.Sub(rcvTime) + rc.RTT + rc.ReoWnd
-			if timeRemaining <= 0 {
-				seg.lost = true
-				numLost++
-			} else if timeRemaining > timeout {
-				timeout = timeRemaining
+		sentBefore := seg.xmitTime.Before(rc.XmitTime)
+		if !sentBefore && seg.xmitTime == rc.XmitTime {
+			endSeq := seg.sequenceNumber.Add(seqnum.Size(seg.payloadSize()))
+			sentBefore = endSeq.LessThan(rc.EndSequence)
+		}
+		// xhttpd: a segment neither lost nor sent before the last one
+		// delivered counts for nothing here. If it was sent once, every
+		// segment after it in the list was first sent after it, and so
+		// (send times only grow, RACK's delivered time too, and only this
+		// loop marks segments lost) none of them counts either: stop.
+		// Upstream looked every segment in flight up in the SACK
+		// scoreboard on every ACK, walking each one's packet headers for
+		// its bounds: 11 to 13 % of the CPU of 5 MiB downloads.
+		if !lostOnce && !sentBefore {
+			if seg.xmitCount == 1 {
+				break
 			}
+			continue
+		}
+
+		if rc.snd.ep.scoreboard.IsSACKED(seg.sackBlock()) {
+			continue
+		}
+
+		if lostOnce {
+			numLost++
+			continue
+		}
+
+		timeRemaining := seg.xmitTime.Sub(rcvTime) + rc.RTT + rc.ReoWnd
+		if timeRemaining <= 0 {
+			seg.lost = true
+			numLost++
+		} else if timeRemaining > timeout {
+			timeout = timeRemaining
 		}
 	}
 
