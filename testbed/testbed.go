@@ -43,6 +43,8 @@ type Options struct {
 	// Prefix starts every namespace and interface name: 1 to 7 letters,
 	// digits or underscores. Default "xh".
 	Prefix string
+	// MTU of both veth ends; 0 leaves veth's default (1500).
+	MTU int
 }
 
 // Fixed addresses. Each testbed lives in its own namespaces, so parallel
@@ -97,6 +99,9 @@ func New(opts Options) (*Testbed, error) {
 	if !prefixRE.MatchString(opts.Prefix) {
 		return nil, fmt.Errorf("testbed: prefix %q: want 1 to 7 letters, digits or underscores", opts.Prefix)
 	}
+	if opts.MTU != 0 && (opts.MTU < 1280 || opts.MTU > 65535) {
+		return nil, fmt.Errorf("testbed: MTU %d out of range 1280..65535", opts.MTU)
+	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("testbed: network namespaces need root; run as root (or with sudo)")
 	}
@@ -110,7 +115,7 @@ func New(opts Options) (*Testbed, error) {
 		tb.Close()
 		return nil, err
 	}
-	if err := tb.setup(); err != nil {
+	if err := tb.setup(opts.MTU); err != nil {
 		if cerr := tb.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
@@ -197,7 +202,7 @@ func nsExists(name string) bool {
 	return err == nil
 }
 
-func (tb *Testbed) setup() error {
+func (tb *Testbed) setup(mtu int) error {
 	srvNS, err := netns.GetFromName(tb.ServerNS)
 	if err != nil {
 		return fmt.Errorf("testbed: open namespace %s: %w", tb.ServerNS, err)
@@ -228,6 +233,7 @@ func (tb *Testbed) setup() error {
 			Name:        tb.ServerIf,
 			NumTxQueues: tb.Queues,
 			NumRxQueues: tb.Queues,
+			MTU:         mtu,
 		},
 		PeerName:      tb.ClientIf,
 		PeerNamespace: netlink.NsFd(int(cliNS)),

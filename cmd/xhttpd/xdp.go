@@ -61,8 +61,13 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	if err != nil {
 		return nil, nil, err
 	}
-	if mtu, max := ifc.MTU, nic.MaxMTU(nic.DefaultFrameSize); mtu > max {
-		return nil, nil, fmt.Errorf("%s: MTU %d is more than an AF_XDP frame holds (%d)", ifc.Name, mtu, max)
+	// An MTU larger than a frame holds (9000 in data centres) is served
+	// with the netstack's MTU, and so the MSS it announces, clamped to what
+	// a frame holds: TCP peers send no segment larger than that MSS. The
+	// rest of the interface's traffic is the kernel's, at its own MTU.
+	mtu := min(ifc.MTU, nic.MaxMTU(nic.DefaultFrameSize))
+	if mtu < ifc.MTU {
+		slog.Info("MTU larger than an AF_XDP frame: the netstack announces the MSS of a smaller one", "iface", ifc.Name, "mtu", ifc.MTU, "netstack_mtu", mtu)
 	}
 
 	for q := 0; q < nq; q++ {
@@ -87,7 +92,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 		if err != nil {
 			return nil, nil, err
 		}
-		cookies = synCookies(key, o.synRate, ifc.MTU)
+		cookies = synCookies(key, o.synRate, mtu)
 	}
 
 	txq := make([]stack.TxQueue, len(p.socks))
@@ -96,7 +101,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	}
 	p.stack, err = stack.New(stack.Config{
 		LinkAddr:        ifc.HardwareAddr,
-		MTU:             uint32(ifc.MTU),
+		MTU:             uint32(mtu),
 		Addrs:           addrs,
 		TrustRXChecksum: trust,
 		Queues:          txq,
