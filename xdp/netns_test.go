@@ -14,7 +14,7 @@ import (
 
 // requireRoot fails (not skips) the test without root: CI runs as root, and
 // a privileged test that silently skips proves nothing.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root (BPF, network namespaces, AF_XDP)")

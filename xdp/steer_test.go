@@ -48,7 +48,7 @@ type xdpMd struct {
 }
 
 // loadTest loads the program with testConfig, unattached.
-func loadTest(t *testing.T) *Steering {
+func loadTest(t testing.TB) *Steering {
 	t.Helper()
 	requireRoot(t)
 	s, err := load(testConfig)
