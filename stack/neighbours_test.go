@@ -51,7 +51,7 @@ func TestForgedSourceKeepsPeer(t *testing.T) {
 
 	forged := syn(clientV4, serverV4, 80, false)
 	copy(forged[6:12], []byte{2, 0, 0, 0, 0, 66}) // the forger's MAC
-	header.TCP(forged[34:]).SetSourcePort(40001) // a new connection; the stack trusts checksums
+	header.TCP(forged[34:]).SetSourcePort(40001)  // a new connection; the stack trusts checksums
 	st.Deliver(forged)
 	// Whatever the netstack answers the forged SYN goes to the peer, which
 	// owns the address, not to the forger.
