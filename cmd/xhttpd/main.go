@@ -47,6 +47,7 @@ type options struct {
 	admin       string
 	logLevel    slog.Level
 	shutdownFor time.Duration
+	user        *account // serve as this user once started; nil: stay as started
 }
 
 func main() {
@@ -86,6 +87,7 @@ func parseFlags(args []string) (options, error) {
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	userName := fs.String("user", "", "once started, serve as this unprivileged user, with no capabilities (default: stay as started)")
 	fs.DurationVar(&o.shutdownFor, "shutdown-timeout", 5*time.Second, "how long open requests get to finish on SIGINT/SIGTERM")
 	// A bad flag is one line from main, not the flag package's usage dump;
 	// -h prints the usage, to stdout, and exits 0.
@@ -150,6 +152,11 @@ func parseFlags(args []string) (options, error) {
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return o, fmt.Errorf("-log-level: %w", err)
+	}
+	if *userName != "" {
+		if o.user, err = lookupAccount(*userName); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }
@@ -222,6 +229,12 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		defer stop()
+	}
+	if o.user != nil {
+		if err := o.user.drop(); err != nil {
+			return err
+		}
+		slog.Info("dropped privileges", "user", o.user.name, "uid", o.user.uid, "gid", o.user.gid)
 	}
 	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.ports, "root", o.http.Root)
 

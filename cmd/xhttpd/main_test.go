@@ -58,6 +58,8 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-rx-checksum", "maybe"), "-rx-checksum"},
 		{append(base, "-bind", "fast"), "-bind"},
 		{append(base, "-syn-rate", "-2"), "-syn-rate"},
+		{append(base, "-user", "no-such-user-xh"), "-user no-such-user-xh"},
+		{append(base, "-user", "root"), "is root"},
 		{append(base, "extra"), "unexpected argument"},
 	} {
 		_, err := parseFlags(c.args)

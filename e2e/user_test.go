@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+// With -user nobody, xhttpd serves as nobody with no capabilities once it
+// is up, as Apache's prefork children and nginx's workers do, and still
+// serves over IPv4 and IPv6, reloads on SIGHUP, reports its metrics (the
+// XDP program's counters included) and shuts down cleanly on SIGINT,
+// detaching the program.
+func TestDropPrivileges(t *testing.T) {
+	testbed.RequireRoot(t)
+	tb := testbed.NewT(t, testbed.Options{})
+	s := newSite(t)
+	// nobody must be able to read the site: t.TempDir makes 0700 directories.
+	for d := s.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", "127.0.0.1:9100")
+
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(srv.cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`(?m)^Uid:\s+65534\s+65534\s+65534\s+65534$`, `(?m)^CapEff:\s+0+$`, `(?m)^CapPrm:\s+0+$`} {
+		if !regexp.MustCompile(want).Match(status) {
+			t.Errorf("/proc/PID/status does not match %s:\n%s", want, status)
+		}
+	}
+
+	ctx := context.Background()
+	for _, host := range []string{"198.18.0.1", "[2001:2::1]"} {
+		if _, err := curlGet(tb, "http://"+host+"/1m.bin", t.TempDir(), s.files["/1m.bin"]); err != nil {
+			t.Errorf("%s as nobody: %v", host, err)
+		}
+	}
+	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "redirected"); v == 0 {
+		t.Error("the XDP program's counters read 0 after serving")
+	}
+
+	// SIGHUP: nobody rereads the root.
+	s.add(t, "/new.bin", random(t, 4<<10))
+	if err := syscall.Kill(srv.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := curlGet(tb, "http://198.18.0.1/new.bin", t.TempDir(), s.files["/new.bin"])
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a file added before SIGHUP is not served: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	srv.stop(t)
+	if !strings.Contains(srv.stderr.String(), "dropped privileges") {
+		t.Errorf("no word of the drop in the log:\n%s", srv.stderr)
+	}
+	out, err := tb.ServerCmd(ctx, "ip", "link", "show", "dev", tb.ServerIf).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "xdp") {
+		t.Errorf("after shutdown the interface still has a program: %v\n%s", err, out)
+	}
+}
