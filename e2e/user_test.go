@@ -77,3 +77,52 @@ func TestDropPrivileges(t *testing.T) {
 		t.Errorf("after shutdown the interface still has a program: %v\n%s", err, out)
 	}
 }
+
+// Without root, xhttpd runs with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and
+// CAP_IPC_LOCK (as systemd's AmbientCapabilities gives them), and with any
+// one of them missing refuses in one line that names it.
+func TestCapabilitiesSuffice(t *testing.T) {
+	testbed.RequireRoot(t)
+	tb := testbed.NewT(t, testbed.Options{})
+	s := newSite(t)
+	for d := s.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caps := []string{"net_admin", "net_raw", "bpf", "ipc_lock"}
+	setpriv := func(caps []string) []string {
+		c := "+" + strings.Join(caps, ",+")
+		if len(caps) == 0 {
+			c = "-all"
+		}
+		return []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=" + c, "--ambient-caps=" + c, "--"}
+	}
+	for i, missing := range caps {
+		rest := append(append([]string{}, caps[:i]...), caps[i+1:]...)
+		out, code := runXhttpd(t, tb, setpriv(rest), "-iface", tb.ServerIf, "-root", s.dir)
+		checkOneLine(t, "without "+missing, out, code, "missing: CAP_"+strings.ToUpper(missing))
+	}
+
+	args := append(setpriv(caps), xhttpdBin, "-iface", tb.ServerIf, "-root", s.dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := tb.ServerCmd(ctx, args[0], args[1:]...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := waitHTTP(wctx, tb, "198.18.0.1:80", make(chan error)); err != nil {
+		t.Fatalf("as nobody with %v: %v\n%s", caps, err, out.String())
+	}
+	if _, err := curlGet(tb, "http://[2001:2::1]/1m.bin", t.TempDir(), s.files["/1m.bin"]); err != nil {
+		t.Errorf("as nobody with %v: %v", caps, err)
+	}
+}

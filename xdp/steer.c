@@ -278,31 +278,44 @@ static __always_inline __u32 mss_index(__u16 mss)
 	return 0;
 }
 
-/* syn_mss is the MSS option of a SYN, 0 without one. */
-static __always_inline __u16 syn_mss(struct tcphdr *tcp, void *data_end)
+/* syn_mss is the MSS option of a SYN whose TCP header starts at tcp_off:
+ * the first option, or after no-ops, where every common stack puts it; 0
+ * without one. A SYN with its MSS elsewhere gets a cookie for the smallest
+ * MSS, which still works. The options are copied to the stack first: the
+ * verifier allows packet offsets that vary only with CAP_PERFMON (Spectre
+ * v1 masking covers the stack and map values, not packets), and xhttpd
+ * does not ask for it. */
+static __always_inline __u16 syn_mss(struct xdp_md *ctx, struct tcphdr *tcp, __u32 tcp_off)
 {
-	__u8 *p = (__u8 *)(tcp + 1);
-	__u8 *end = (__u8 *)tcp + ((bpf_ntohs(tcp->flags) >> 12) << 2);
+	__u8 o[12] = {}; /* read whole by the compiler; the verifier wants it written */
+	int optlen = ((bpf_ntohs(tcp->flags) >> 12) << 2) - (int)sizeof(*tcp);
+	int n;
 
-#pragma unroll
-	for (int i = 0; i < 40; i++) {
-		if ((void *)(p + 1) > data_end || p >= end)
-			return 0;
-		if (p[0] == 0) /* end of options */
-			return 0;
-		if (p[0] == 1) { /* no-op */
-			p++;
-			continue;
-		}
-		if ((void *)(p + 2) > data_end || p[1] < 2)
-			return 0;
-		if (p[0] == 2 && p[1] == 4) {
-			if ((void *)(p + 4) > data_end)
-				return 0;
-			return (__u16)p[2] << 8 | p[3];
-		}
-		p += p[1];
-	}
+	n = optlen > (int)sizeof(o) ? (int)sizeof(o) : optlen;
+	if (n < 4 || n > (int)sizeof(o)) /* bounds the verifier can see */
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, tcp_off + sizeof(*tcp), o, n))
+		return 0;
+	/* An MSS option at k, or a no-op there and the search goes on. */
+#define MSS_AT(k)                                                              \
+	do {                                                                   \
+		if ((k) + 4 > n)                                               \
+			return 0;                                              \
+		if (o[k] == 2 && o[(k) + 1] == 4)                              \
+			return (__u16)o[(k) + 2] << 8 | o[(k) + 3];            \
+		if (o[k] != 1)                                                 \
+			return 0;                                              \
+	} while (0)
+	MSS_AT(0);
+	MSS_AT(1);
+	MSS_AT(2);
+	MSS_AT(3);
+	MSS_AT(4);
+	MSS_AT(5);
+	MSS_AT(6);
+	MSS_AT(7);
+	MSS_AT(8);
+#undef MSS_AT
 	return 0;
 }
 
@@ -351,7 +364,7 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 	isn = bpf_ntohl(tcp->seq);
 	sport = tcp->source;
 	dport = tcp->dest;
-	mss = syn_mss(tcp, data_end);
+	mss = syn_mss(ctx, tcp, sizeof(*eth) + ip_len);
 	t.ports = (__u64)bpf_ntohs(dport) << 48 | (__u64)bpf_ntohs(sport) << 32;
 	if (ip_len == sizeof(struct iphdr)) {
 		struct iphdr *ip = (void *)(eth + 1);
@@ -383,7 +396,9 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 
 	/* Resize the frame to the SYN-ACK's length: the SYN may carry more
 	 * options (or data) than the answer, or fewer. */
-	if (bpf_xdp_adjust_tail(ctx, len - (int)(data_end - data)))
+	/* The frame's length from the helper, not data_end - data: pointer
+	 * subtraction needs CAP_PERFMON, which xhttpd does not ask for. */
+	if (bpf_xdp_adjust_tail(ctx, len - (int)bpf_xdp_get_buff_len(ctx)))
 		return XDP_DROP; /* cannot happen: len fits */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
@@ -548,7 +563,14 @@ int xhttpd_steer(struct xdp_md *ctx)
 			count(COUNTER_FLOOD_RST);
 			return XDP_DROP;
 		}
-		action = syn_cookie(ctx, cfg, ip_len, now);
+		/* A constant header length in each copy of the inlined
+		 * function: packet pointer arithmetic with a variable needs
+		 * CAP_PERFMON (Spectre v1 masking), which xhttpd does not ask
+		 * for. */
+		if (ip_len == sizeof(struct iphdr))
+			action = syn_cookie(ctx, cfg, sizeof(struct iphdr), now);
+		else
+			action = syn_cookie(ctx, cfg, sizeof(struct ipv6hdr), now);
 		if (action >= 0)
 			return action;
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"time"
 
@@ -33,8 +31,8 @@ type dataPath struct {
 // goes on last, when every socket can take frames and the netstack listens;
 // until then the kernel keeps the ports.
 func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath, _ []net.Listener, err error) {
-	if os.Geteuid() != 0 {
-		return nil, nil, errors.New("-stack xdp needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW)")
+	if err := checkXDPCaps(); err != nil {
+		return nil, nil, err
 	}
 	p := &dataPath{}
 	var ls []net.Listener
