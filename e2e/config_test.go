@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
 )
@@ -65,5 +67,30 @@ func checkOneLine(t *testing.T, name, out string, code int, want string) {
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if code == 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], "xhttpd: ") || !strings.Contains(lines[0], want) {
 		t.Errorf("%s: exit %d, output:\n%s\nwant a non-zero exit and one line 'xhttpd: ...' containing %q", name, code, out, want)
+	}
+}
+
+// When the interface goes away under it (a driver reset, a NIC removed, a
+// container's veth deleted), xhttpd does not sleep on dead queues for ever:
+// it says why and exits non-zero, so that a supervisor restarts it.
+func TestInterfaceGoneExits(t *testing.T) {
+	testbed.RequireRoot(t)
+	tb := testbed.NewT(t, testbed.Options{})
+	srv := startServer(t, tb, newSite(t).dir)
+	if out, err := tb.ServerCmd(context.Background(), "ip", "link", "del", "dev", tb.ServerIf).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	select {
+	case err := <-srv.done:
+		srv.done <- err
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("xhttpd exited with %v, want a non-zero status", err)
+		}
+		if !strings.Contains(srv.stderr.String(), "interface "+tb.ServerIf+" went away") {
+			t.Errorf("no reason in the log:\n%s", srv.stderr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("xhttpd still running 5 s after its interface was deleted")
 	}
 }

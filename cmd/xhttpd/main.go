@@ -262,6 +262,7 @@ func run(ctx context.Context, o options) error {
 		slog.Info("shutting down")
 	case err = <-errc:
 		err = fmt.Errorf("serve: %w", err)
+	case err = <-path.failures():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownFor)
 	defer cancel()

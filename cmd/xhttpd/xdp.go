@@ -8,6 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/xhttpd/xhttpd/httpd"
 	"github.com/xhttpd/xhttpd/irq"
 	"github.com/xhttpd/xhttpd/nic"
@@ -25,6 +28,52 @@ type dataPath struct {
 	steer    *xdp.Steering
 	wakeCost float64 // seconds, as measured at start
 	undo     []func()
+	failed   chan error // a queue or the interface is gone for good
+}
+
+// fail reports a fault that leaves part of the data path dead: a loop that
+// stopped, an interface that went away. The flows of a dead queue would go
+// into a socket that nobody reads, a black hole until a restart; the
+// process exits instead (run), non-zero, so that a supervisor restarts it,
+// and the bpf_link goes with it, so the kernel answers meanwhile.
+func (p *dataPath) fail(err error) {
+	slog.Error("data path failed; exiting", "err", err)
+	select {
+	case p.failed <- err:
+	default: // one is enough
+	}
+}
+
+// failures is nil on the kernel stack, which has no data path to fail.
+func (p *dataPath) failures() <-chan error {
+	if p == nil {
+		return nil
+	}
+	return p.failed
+}
+
+// watchLink fails the data path when the interface is deleted (a driver
+// reset, a NIC removed, a container's veth gone): its queues then take no
+// frame again, and the loops would sleep on them for ever.
+func (p *dataPath) watchLink(ifc *net.Interface) error {
+	updates := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { slog.Warn("link watch", "iface", ifc.Name, "err", err) },
+	})
+	if err != nil {
+		return fmt.Errorf("%s: watch for removal: %w", ifc.Name, err)
+	}
+	p.undo = append(p.undo, func() { close(done) })
+	go func() {
+		for u := range updates {
+			if u.Attrs().Index == ifc.Index && u.Header.Type == unix.RTM_DELLINK {
+				p.fail(fmt.Errorf("interface %s went away", ifc.Name))
+				return
+			}
+		}
+	}()
+	return nil
 }
 
 // startXDP brings up the AF_XDP path and listens on every port. The program
@@ -34,7 +83,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	if err := checkXDPCaps(); err != nil {
 		return nil, nil, err
 	}
-	p := &dataPath{}
+	p := &dataPath{failed: make(chan error, 1)}
 	var ls []net.Listener
 	defer func() {
 		if err != nil {
@@ -126,7 +175,7 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 		}
 		go func() {
 			if err := l.Run(); err != nil {
-				slog.Error("queue loop stopped", "queue", s.Queue(), "err", err)
+				p.fail(fmt.Errorf("queue %d: loop stopped: %w", s.Queue(), err))
 			}
 		}()
 		p.undo = append(p.undo, l.Stop)
@@ -155,6 +204,9 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 		p.logCounters()
 		p.steer.Close()
 	})
+	if err := p.watchLink(ifc); err != nil {
+		return nil, nil, err
+	}
 	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", p.steer.Mode(), "zero_copy", p.socks[0].ZeroCopy(),
 		"trust_rx_checksum", trust, "mode", o.mode, "wake_cost", wake)
 	return p, ls, nil
