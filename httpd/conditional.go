@@ -14,6 +14,11 @@ import (
 // If-None-Match when present (weak comparison), else by If-Modified-Since
 // (RFC 9110 section 13.2.2, steps 3 and 4).
 func notModified(req *request, e *entry) bool {
+	if req.ifNoneMatchMore {
+		// Several lines are one comma-separated list (RFC 9110 section
+		// 5.3): any of them may hold the match.
+		return req.eachValue("if-none-match", func(v []byte) bool { return etagListMatches(v, e.etag) })
+	}
 	if req.ifNoneMatch.present() {
 		return etagListMatches(req.value(req.ifNoneMatch), e.etag)
 	}

@@ -63,3 +63,26 @@ func TestSmallBodyOnGetDiscarded(t *testing.T) {
 	}
 	mustServeNormally(t, addr)
 }
+
+// Several If-None-Match lines are one list (RFC 9110 section 5.3): a match
+// in the second line is a match.
+func TestIfNoneMatchLines(t *testing.T) {
+	fx := newFixture(t)
+	_, addr := startServer(t, Config{Root: fx.root})
+	resp, _, _ := roundTrip(t, addr, "GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	etag := resp.Header.Get("ETag")
+	for _, tc := range []struct {
+		lines string
+		want  int
+	}{
+		{"If-None-Match: \"other\"\r\nIf-None-Match: " + etag + "\r\n", 304},
+		{"if-none-match: \"a\", \"b\"\r\nX-Between: 1\r\nIF-NONE-MATCH:  W/" + etag + " \r\n", 304},
+		{"If-None-Match: \"a\"\r\nIf-None-Match: \"b\"\r\n", 200},
+		{"If-None-Match: " + etag + "\r\nIf-None-Match: \"b\"\r\n", 304},
+	} {
+		resp, _, _ := roundTrip(t, addr, "GET /small.bin HTTP/1.1\r\nHost: x\r\n"+tc.lines+"\r\n")
+		if resp.StatusCode != tc.want {
+			t.Errorf("%q: %d, want %d", tc.lines, resp.StatusCode, tc.want)
+		}
+	}
+}

@@ -47,6 +47,7 @@ type request struct {
 	// may not be sent twice).
 	fields          []byte
 	ifNoneMatch     span
+	ifNoneMatchMore bool // more than one If-None-Match line: one list (RFC 9110 section 5.3)
 	ifModifiedSince span
 	rangeSpec       span
 	ifRange         span
@@ -61,6 +62,27 @@ type span struct{ start, end int32 }
 func (s span) present() bool { return s.end > 0 }
 
 // value returns the bytes of s, or nil when the field is absent.
+// eachValue calls fn with the value of every field line named name (in
+// lower case), in order, until fn returns true, and reports whether one did.
+func (r *request) eachValue(name string, fn func(v []byte) bool) bool {
+	for rest := r.fields; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon != len(name) || !equalFold(line[:colon], name) {
+			continue
+		}
+		if fn(bytes.Trim(line[colon+1:], " \t")) {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *request) value(s span) []byte {
 	if !s.present() {
 		return nil
@@ -456,6 +478,9 @@ func parseHeader(fields []byte, start, n int, req *request) error {
 		}
 	case 13:
 		if equalFold(name, "if-none-match") {
+			if req.ifNoneMatch.present() {
+				req.ifNoneMatchMore = true
+			}
 			record(&req.ifNoneMatch)
 		}
 	case 14:
