@@ -194,4 +194,3 @@ func drvinfo(name string) (driverInfo, error) {
 	}
 	return driverInfo{unix.ByteSliceToString(info.Version[:]), fw}, nil
 }
-
