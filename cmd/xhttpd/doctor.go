@@ -51,16 +51,16 @@ func doctor(args []string, w io.Writer) (failed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("interface %q: %w", *iface, err)
 	}
-	fs2 := examine(ifc)
-	for _, f := range fs2 {
+	findings := examine(ifc)
+	for _, f := range findings {
 		failed = failed || f.Level == "fail"
 	}
 	if *asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return failed, enc.Encode(fs2)
+		return failed, enc.Encode(findings)
 	}
-	for _, f := range fs2 {
+	for _, f := range findings {
 		fmt.Fprintf(w, "%-4s  %-14s %s\n", f.Level, f.Check, f.Detail)
 		if f.Fix != "" {
 			fmt.Fprintf(w, "      %-14s fix: %s\n", "", f.Fix)
@@ -154,10 +154,10 @@ func examine(ifc *net.Interface) []finding {
 	}
 
 	// NAPI and busy polling: what hybrid and busy modes get from the kernel.
-	defer1, ok1 := sys("napi_defer_hard_irqs")
+	deferIRQs, ok1 := sys("napi_defer_hard_irqs")
 	gro, ok2 := sys("gro_flush_timeout")
 	if ok1 && ok2 {
-		add("napi", "ok", fmt.Sprintf("napi_defer_hard_irqs %s, gro_flush_timeout %s ns", defer1, gro), "")
+		add("napi", "ok", fmt.Sprintf("napi_defer_hard_irqs %s, gro_flush_timeout %s ns", deferIRQs, gro), "")
 	}
 	bp := sysctl("net/core/busy_poll")
 	br := sysctl("net/core/busy_read")
