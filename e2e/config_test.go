@@ -37,6 +37,7 @@ func TestMisconfiguration(t *testing.T) {
 		{"no iface flag", []string{"-root", root}, "-iface is required"},
 		{"unknown flag", []string{"-iface", tb.ServerIf, "-root", root, "-bogus"}, "-bogus"},
 		{"bad number", []string{"-iface", tb.ServerIf, "-root", root, "-queues", "many"}, "-queues"},
+		{"zero-copy on veth", []string{"-iface", tb.ServerIf, "-root", root, "-bind", "zerocopy"}, "driver, veth, has no zero-copy"},
 	}
 	for _, c := range cases {
 		out, code := runXhttpd(t, tb, nil, c.args...)

@@ -12,6 +12,7 @@ package nic
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -193,7 +194,13 @@ func (s *Socket) setup(cfg Config) error {
 			return fmt.Errorf("bind ifindex %d: queue %d is taken by another AF_XDP socket: %w", cfg.Ifindex, cfg.Queue, err)
 		}
 		if errors.Is(err, unix.EOPNOTSUPP) && cfg.Bind == BindZeroCopy {
-			return fmt.Errorf("bind ifindex %d: driver has no zero-copy AF_XDP: %w", cfg.Ifindex, err)
+			drv := "the driver"
+			if ifc, ierr := net.InterfaceByIndex(cfg.Ifindex); ierr == nil {
+				if d, derr := Driver(ifc.Name); derr == nil {
+					drv = fmt.Sprintf("%s's driver, %s,", ifc.Name, d)
+				}
+			}
+			return fmt.Errorf("bind ifindex %d: %s has no zero-copy AF_XDP (-bind copy or auto serves it in copy mode): %w", cfg.Ifindex, drv, err)
 		}
 		return fmt.Errorf("bind ifindex %d: %w", cfg.Ifindex, err)
 	}
