@@ -97,6 +97,17 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 			}
 		}
 	}
+	// What each queue got at start: on veth, native XDP, copy mode, and
+	// busy-poll options the kernel took.
+	if f := families["xhttpd_queue_info"]; f == nil || len(f.GetMetric()) != 4 {
+		t.Errorf("xhttpd_queue_info: %v, want one per queue", f)
+	} else {
+		for _, m := range f.GetMetric() {
+			if label(m, "xdp_mode") != "native" || label(m, "bind") != "copy" || label(m, "busy_poll") != "true" {
+				t.Errorf("queue %s info: %v", label(m, "queue"), m.GetLabel())
+			}
+		}
+	}
 }
 
 // scrape fetches /metrics from addr inside the server namespace and parses

@@ -46,6 +46,7 @@ var (
 	xdpFrames      = desc("xdp_frames_total", "The steering program's verdicts.", "verdict")
 	linkDrops      = desc("link_dropped_frames_total", "Frames the netstack's link endpoint dropped.", "reason")
 	wakeCost       = desc("wake_cost_seconds", "Measured cost of a sleep and wake-up in poll(2), the hybrid spin's floor.")
+	queueInfo      = desc("queue_info", "What each queue got at start (always 1): XDP attach mode, zero-copy or copy bind, busy polling.", "queue", "xdp_mode", "bind", "busy_poll")
 	httpConns      = desc("http_connections_open", "HTTP connections open now.")
 	httpAccepted   = desc("http_connections_accepted_total", "HTTP connections accepted.")
 	httpRequests   = desc("http_requests_total", "HTTP request heads read.")
@@ -127,6 +128,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstHistogram(queueRounds, s.RoundCount, float64(s.RoundSum), buckets, q)
 		counter(queueRx, s.RoundSum, q)
+
+		bind := "copy"
+		if p.socks[i].ZeroCopy() {
+			bind = "zerocopy"
+		}
+		gauge(queueInfo, 1, q, p.steer.Mode().String(), bind, strconv.FormatBool(p.busyPoll[i]))
 
 		ns, err := p.socks[i].Stats()
 		if err != nil {

@@ -27,6 +27,7 @@ type dataPath struct {
 	stack    *stack.Stack
 	steer    *xdp.Steering
 	wakeCost float64 // seconds, as measured at start
+	busyPoll []bool  // per queue: the kernel took the busy-poll socket options
 	undo     []func()
 	failed   chan error // a queue or the interface is gone for good
 }
@@ -124,11 +125,15 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 		}
 		p.undo = append(p.undo, func() { s.Close() })
 		p.socks = append(p.socks, s)
+		busy := false
 		if o.mode != irq.Interrupt {
 			if err := s.SetBusyPoll(20, o.budget); err != nil {
 				slog.Info("no driver busy polling", "queue", q, "err", err)
+			} else {
+				busy = true
 			}
 		}
+		p.busyPoll = append(p.busyPoll, busy)
 	}
 
 	// One SYN cookie key for the XDP program, which answers floods, and
@@ -207,8 +212,13 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	if err := p.watchLink(ifc); err != nil {
 		return nil, nil, err
 	}
-	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", p.steer.Mode(), "zero_copy", p.socks[0].ZeroCopy(),
+	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", p.steer.Mode(),
 		"trust_rx_checksum", trust, "mode", o.mode, "wake_cost", wake)
+	// What each queue got: the bind (zero-copy or copy; need_wakeup is
+	// always asked for and the kernel has it since 5.4) and busy polling.
+	for i, s := range p.socks {
+		slog.Info("queue", "queue", s.Queue(), "zero_copy", s.ZeroCopy(), "need_wakeup", true, "busy_poll", p.busyPoll[i])
+	}
 	return p, ls, nil
 }
 
