@@ -23,12 +23,7 @@ func TestDropPrivileges(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	// nobody must be able to read the site: t.TempDir makes 0700 directories.
-	for d := s.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	readableByAll(t, s.dir)
 	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", "127.0.0.1:9100")
 
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(srv.cmd.Process.Pid) + "/status")
@@ -85,11 +80,7 @@ func TestCapabilitiesSuffice(t *testing.T) {
 	testbed.RequireRoot(t)
 	tb := testbed.NewT(t, testbed.Options{})
 	s := newSite(t)
-	for d := s.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	readableByAll(t, s.dir)
 	caps := []string{"net_admin", "net_raw", "bpf", "ipc_lock"}
 	setpriv := func(caps []string) []string {
 		c := "+" + strings.Join(caps, ",+")
@@ -124,5 +115,17 @@ func TestCapabilitiesSuffice(t *testing.T) {
 	}
 	if _, err := curlGet(tb, "http://[2001:2::1]/1m.bin", t.TempDir(), s.files["/1m.bin"]); err != nil {
 		t.Errorf("as nobody with %v: %v", caps, err)
+	}
+}
+
+// readableByAll opens dir and the directories above it, up to the temporary
+// directory, to other users: t.TempDir makes them 0700, and the server runs
+// as nobody here.
+func readableByAll(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

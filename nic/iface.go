@@ -21,18 +21,33 @@ func RxQueues(ifname string) (int, error) {
 	return len(m), nil
 }
 
-// Driver is the name of the interface's driver, as ethtool -i reports it.
-func Driver(ifname string) (string, error) {
+// DriverInfo is what ethtool -i reports of an interface's driver.
+type DriverInfo struct {
+	Driver, Version, Firmware string // Firmware is "" when the driver has none
+}
+
+// Drvinfo reads the interface's driver, its version and its firmware.
+func Drvinfo(ifname string) (DriverInfo, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return "", fmt.Errorf("nic: %s: driver: %w", ifname, err)
+		return DriverInfo{}, fmt.Errorf("nic: %s: driver: %w", ifname, err)
 	}
 	defer unix.Close(fd)
 	info, err := unix.IoctlGetEthtoolDrvinfo(fd, ifname)
 	if err != nil {
-		return "", fmt.Errorf("nic: %s: ethtool driver info: %w", ifname, err)
+		return DriverInfo{}, fmt.Errorf("nic: %s: ethtool driver info: %w", ifname, err)
 	}
-	return unix.ByteSliceToString(info.Driver[:]), nil
+	return DriverInfo{
+		Driver:   unix.ByteSliceToString(info.Driver[:]),
+		Version:  unix.ByteSliceToString(info.Version[:]),
+		Firmware: unix.ByteSliceToString(info.Fw_version[:]),
+	}, nil
+}
+
+// Driver is the name of the interface's driver, as ethtool -i reports it.
+func Driver(ifname string) (string, error) {
+	info, err := Drvinfo(ifname)
+	return info.Driver, err
 }
 
 // TrustRxChecksum reports whether received checksums can go unverified

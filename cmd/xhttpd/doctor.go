@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/nic"
 )
@@ -82,15 +81,15 @@ func examine(ifc *net.Interface) []finding {
 	}
 
 	// Driver, version, firmware; and what that means for checksums.
-	drv, err := nic.Driver(name)
+	info, err := nic.Drvinfo(name)
 	if err != nil {
 		add("driver", "warn", err.Error(), "")
 	} else {
-		detail := drv
-		if info, err := drvinfo(name); err == nil {
-			detail = fmt.Sprintf("%s %s, firmware %s", drv, info.version, info.firmware)
+		drv, fw := info.Driver, info.Firmware
+		if fw == "" {
+			fw = "n/a"
 		}
-		add("driver", "ok", detail, "")
+		add("driver", "ok", fmt.Sprintf("%s %s, firmware %s", drv, info.Version, fw), "")
 		if nic.TrustRxChecksum(drv) {
 			add("checksums", "ok", "received TCP checksums trusted (-rx-checksum auto): frames from "+drv+" never crossed a wire", "")
 		} else {
@@ -174,23 +173,4 @@ func sysctl(name string) string {
 		return "?"
 	}
 	return strings.TrimSpace(string(b))
-}
-
-type driverInfo struct{ version, firmware string }
-
-func drvinfo(name string) (driverInfo, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return driverInfo{}, err
-	}
-	defer unix.Close(fd)
-	info, err := unix.IoctlGetEthtoolDrvinfo(fd, name)
-	if err != nil {
-		return driverInfo{}, err
-	}
-	fw := unix.ByteSliceToString(info.Fw_version[:])
-	if fw == "" {
-		fw = "n/a"
-	}
-	return driverInfo{unix.ByteSliceToString(info.Version[:]), fw}, nil
 }
