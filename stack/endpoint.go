@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"log/slog"
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -19,6 +20,7 @@ type endpoint struct {
 	mtu    uint32
 	caps   gvstack.LinkEndpointCapabilities
 	queues []TxQueue
+	gso    []gsoQueue // nil, or one per queue
 	neigh  neighbours
 
 	dispatcher atomic.Pointer[dispatcherRef]
@@ -26,6 +28,14 @@ type endpoint struct {
 	rxFrames, rxMalformed             atomic.Uint64
 	txFrames, txNoNeighbour, txNotTCP atomic.Uint64
 	txRingFull                        atomic.Uint64
+	txGSO, txGSOErrors                atomic.Uint64
+}
+
+// gsoQueue is a queue's GSO sender and the slice its segments' pieces are
+// gathered in; only the queue's writer (the batcher's) touches it.
+type gsoQueue struct {
+	tx   GSOSender
+	bufs [][]byte
 }
 
 // dispatcherRef boxes the interface so that it can sit in an atomic.Pointer:
@@ -41,6 +51,9 @@ func newEndpoint(cfg Config) *endpoint {
 		queues: cfg.Queues,
 	}
 	ep.neigh.init()
+	for _, g := range cfg.GSO {
+		ep.gso = append(ep.gso, gsoQueue{tx: g, bufs: make([][]byte, 0, 64)})
+	}
 	if cfg.TrustRXChecksum {
 		ep.caps |= gvstack.CapabilityRXChecksumOffload
 	}
@@ -90,14 +103,72 @@ func (ep *endpoint) deliver(frame []byte) {
 	pkt.DecRef()
 }
 
-// WritePackets copies packets into tx frames of one queue and sends them.
-// Packets the kernel should send instead (anything but TCP) and packets to a
-// peer whose MAC is unknown are dropped and counted. A TCP segment handed
-// over whole (host GSO) is cut into MSS-sized frames here; when the ring
-// gives fewer frames than the packets need, the frames that do not fit are
-// dropped and counted, and TCP resends them.
+// WritePackets sends packets out of one queue: through tx frames, and TCP
+// segments larger than a frame through the queue's GSO sender when it has
+// one, in their order. Packets the kernel should send instead (anything but
+// TCP) and packets to a peer whose MAC is unknown are dropped and counted.
 func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	all := pkts.AsSlice()
+	if len(all) == 0 {
+		return 0, nil
+	}
+	// A flow's packets share a hash, so a flow stays on one queue.
+	qi := all[0].Hash % uint32(len(ep.queues))
+	if ep.gso == nil {
+		return ep.writeFrames(ep.queues[qi], all)
+	}
+	g := &ep.gso[qi]
+	start := 0
+	for i, pkt := range all {
+		if txFramesOf(pkt) == 1 || ep.verdict(pkt) != send {
+			continue
+		}
+		if _, err := ep.writeFrames(ep.queues[qi], all[start:i]); err != nil {
+			return start, err
+		}
+		ep.sendGSO(g, pkt)
+		start = i + 1
+	}
+	if _, err := ep.writeFrames(ep.queues[qi], all[start:]); err != nil {
+		return start, err
+	}
+	return len(all), nil
+}
+
+// sendGSO hands pkt, a TCP segment of more than one frame, to the kernel
+// whole. A failure is counted and the segment dropped: TCP resends it.
+func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) {
+	g.bufs = g.bufs[:0]
+	views, off := pkt.AsViewList()
+	for v := views.Front(); v != nil; v = v.Next() {
+		b := v.AsSlice()
+		if off >= len(b) {
+			off -= len(b)
+			continue
+		}
+		g.bufs = append(g.bufs, b[off:])
+		off = 0
+	}
+	ethLen := len(pkt.LinkHeader().Slice())
+	o := pkt.GSOOptions
+	err := g.tx.SendGSO(o.Type == gvstack.GSOTCPv6, pkt.HeaderSize(), int(o.MSS),
+		ethLen+int(o.L3HdrLen), int(o.CsumOffset), g.bufs)
+	clear(g.bufs)
+	if err != nil {
+		// Logged the 1st, 2nd, 4th, 8th... time: seen, and bounded.
+		if n := ep.txGSOErrors.Add(1); n&(n-1) == 0 {
+			slog.Warn("GSO send failed; the segment is dropped and TCP resends it", "err", err, "failures", n)
+		}
+		return
+	}
+	ep.txGSO.Add(1)
+}
+
+// writeFrames copies packets into tx frames of q and sends them. A TCP
+// segment handed over whole (host GSO) is cut into MSS-sized frames here;
+// when the ring gives fewer frames than the packets need, the frames that
+// do not fit are dropped and counted, and TCP resends them.
+func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer) (int, tcpip.Error) {
 	need := 0
 	for _, pkt := range all {
 		switch ep.verdict(pkt) {
@@ -112,8 +183,6 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 	if need == 0 {
 		return len(all), nil
 	}
-	// A flow's packets share a hash, so a flow stays on one queue.
-	q := ep.queues[all[0].Hash%uint32(len(ep.queues))]
 	got := q.BeginTx(need)
 	i, written := 0, 0
 	for _, pkt := range all {
@@ -345,5 +414,7 @@ func (ep *endpoint) counters() Counters {
 		TxNoNeighbour: ep.txNoNeighbour.Load(),
 		TxNoTCP:       ep.txNotTCP.Load(),
 		TxRingFull:    ep.txRingFull.Load(),
+		TxGSO:         ep.txGSO.Load(),
+		TxGSOErrors:   ep.txGSOErrors.Load(),
 	}
 }

@@ -3,6 +3,8 @@ package stack
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -302,4 +304,126 @@ func waitingFrames(b *batcher) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.waitingFrames
+}
+
+// gsoRecorder is a GSOSender that records what it was handed, in the same
+// log as the frames sent around it.
+type gsoRecorder struct {
+	log  *[]string
+	segs [][]byte // each segment's bytes, joined
+	args [][5]int // v6 (0/1), hdrLen, mss, csumStart, csumOffset
+	err  error
+}
+
+func (g *gsoRecorder) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error {
+	if g.err != nil {
+		return g.err
+	}
+	*g.log = append(*g.log, "gso")
+	g.segs = append(g.segs, bytes.Join(bufs, nil))
+	b := 0
+	if v6 {
+		b = 1
+	}
+	g.args = append(g.args, [5]int{b, hdrLen, mss, csumStart, csumOffset})
+	return nil
+}
+
+func gsoSenderEndpoint(t *testing.T) (*endpoint, *gsoRecorder, *[]string) {
+	t.Helper()
+	log := new([]string)
+	q := newFakeQueue()
+	q.forward = func(frames [][]byte) { *log = append(*log, fmt.Sprintf("frames:%d", len(frames))) }
+	g := &gsoRecorder{log: log}
+	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{q}, GSO: []GSOSender{g}})
+	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC)
+	ep.neigh.learn(tcpip.AddrFrom16(clientV6.As16()), clientMAC)
+	return ep, g, log
+}
+
+// With a GSO sender, a segment of more than one frame goes to it whole and
+// everything else into frames, in the packets' order: the frames before a
+// large segment are sent before it, and those after it after.
+func TestGSOSenderOrder(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		ep, g, log := gsoSenderEndpoint(t)
+		big := make([]byte, 20*testMSS+7)
+		rand.Read(big)
+		var pkts gvstack.PacketBufferList
+		pkts.PushBack(gsoPacket(ep, v6, []byte("one frame"), header.TCPFlagAck|header.TCPFlagPsh))
+		pkts.PushBack(gsoPacket(ep, v6, big, header.TCPFlagAck|header.TCPFlagPsh))
+		pkts.PushBack(gsoPacket(ep, v6, big, header.TCPFlagAck|header.TCPFlagPsh))
+		pkts.PushBack(gsoPacket(ep, v6, nil, header.TCPFlagAck))
+		pkts.PushBack(gsoPacket(ep, v6, []byte("another"), header.TCPFlagAck))
+		if n, err := ep.WritePackets(pkts); n != 5 || err != nil {
+			t.Fatalf("WritePackets = %d, %v", n, err)
+		}
+		want := []string{"frames:1", "gso", "gso", "frames:2"}
+		if fmt.Sprint(*log) != fmt.Sprint(want) {
+			t.Errorf("v6 %v: sent %v, want %v", v6, *log, want)
+		}
+		l3 := header.IPv4MinimumSize
+		if v6 {
+			l3 = header.IPv6MinimumSize
+		}
+		hdr := header.EthernetMinimumSize + l3 + header.TCPMinimumSize + tsOptLen
+		wantArgs := [5]int{0, hdr, testMSS, header.EthernetMinimumSize + l3, header.TCPChecksumOffset}
+		if v6 {
+			wantArgs[0] = 1
+		}
+		for i, seg := range g.segs {
+			if g.args[i] != wantArgs {
+				t.Errorf("v6 %v: segment %d: (v6, hdrLen, mss, csumStart, csumOffset) = %v, want %v", v6, i, g.args[i], wantArgs)
+			}
+			pkt := pkts.AsSlice()[1+i]
+			if want := pkt.ToView().AsSlice(); !bytes.Equal(seg, want) {
+				t.Errorf("v6 %v: segment %d: %d bytes handed over, not the packet's %d", v6, i, len(seg), len(want))
+			}
+			if !bytes.Equal(seg[hdr:], big) {
+				t.Errorf("v6 %v: segment %d: payload differs", v6, i)
+			}
+		}
+		if c := ep.counters(); c.TxGSO != 2 || c.TxFrames != 3 || c.TxGSOErrors != 0 {
+			t.Errorf("v6 %v: counters %+v; want 2 GSO segments and 3 frames", v6, c)
+		}
+		pkts.DecRef()
+	}
+}
+
+// A segment the GSO sender refuses is dropped and counted; the packets
+// after it still go out.
+func TestGSOSenderError(t *testing.T) {
+	ep, g, log := gsoSenderEndpoint(t)
+	g.err = errors.New("no buffer space")
+	var pkts gvstack.PacketBufferList
+	pkts.PushBack(gsoPacket(ep, false, make([]byte, 3*testMSS), header.TCPFlagAck))
+	pkts.PushBack(gsoPacket(ep, false, nil, header.TCPFlagAck))
+	defer pkts.DecRef()
+	if n, err := ep.WritePackets(pkts); n != 2 || err != nil {
+		t.Fatalf("WritePackets = %d, %v", n, err)
+	}
+	if c := ep.counters(); c.TxGSOErrors != 1 || c.TxGSO != 0 || c.TxFrames != 1 {
+		t.Errorf("counters %+v; want 1 GSO error and the ACK's frame", c)
+	}
+	if fmt.Sprint(*log) != "[frames:1]" {
+		t.Errorf("sent %v, want the ACK's frame", *log)
+	}
+}
+
+// nopGSO takes segments and keeps nothing.
+type nopGSO struct{}
+
+func (nopGSO) SendGSO(bool, int, int, int, int, [][]byte) error { return nil }
+
+// Handing a 64 KiB segment to the GSO sender allocates nothing.
+func TestGSOSenderNoAllocs(t *testing.T) {
+	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{newStaticQueue()}, GSO: []GSOSender{nopGSO{}}})
+	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC)
+	var pkts gvstack.PacketBufferList
+	pkts.PushBack(gsoPacket(ep, false, make([]byte, 45*testMSS+255), header.TCPFlagAck|header.TCPFlagPsh))
+	pkts.PushBack(gsoPacket(ep, false, nil, header.TCPFlagAck))
+	defer pkts.DecRef()
+	if n := testing.AllocsPerRun(100, func() { ep.WritePackets(pkts) }); n != 0 {
+		t.Fatalf("%v allocations per 64 KiB segment and an ACK, want 0", n)
+	}
 }

@@ -40,6 +40,11 @@ type Config struct {
 	// pseudo-header sum, with offload on).
 	TrustRXChecksum bool
 	Queues          []TxQueue // transmit goes out on one of these
+	// GSO, when set, has one sender per queue (indexed like Queues) that
+	// hands TCP segments larger than a frame to the kernel whole, to be cut
+	// there (or by the NIC's TSO); without it the endpoint cuts them into
+	// frames itself.
+	GSO []GSOSender
 	// SYNCookies, when set, is the key of the SYN cookies the XDP program
 	// answers floods with; the listeners accept the handshakes it
 	// completes (see useSYNCookies).
@@ -54,6 +59,14 @@ type TxQueue interface {
 	TxFrame(i int) []byte
 	SetTxLen(i, n int)
 	EndTx() error
+}
+
+// GSOSender sends one Ethernet frame holding a TCP segment of more than
+// mss bytes of payload, in pieces, for the kernel to cut into frames of
+// mss bytes (as *nic.GSOTx does): hdrLen bytes of headers, the TCP header
+// at csumStart with the pseudo-header's checksum at csumStart+csumOffset.
+type GSOSender interface {
+	SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error
 }
 
 // Stack is a netstack bound to one interface's queues.
@@ -194,6 +207,7 @@ type Counters struct {
 	TxFrames               uint64
 	TxNoNeighbour, TxNoTCP uint64 // answers not sent: peer MAC unknown; not TCP (the kernel owns ICMP, ND, MLD)
 	TxRingFull             uint64 // frames not sent for want of a tx slot
+	TxGSO, TxGSOErrors     uint64 // segments handed to the GSO senders whole; failed hand-overs (dropped)
 }
 
 // Counters reads the endpoint's counters.

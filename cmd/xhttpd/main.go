@@ -41,7 +41,8 @@ type options struct {
 	rxChecksum  string
 	budget      int
 	frames      int
-	synRate     int // served SYNs per second per CPU left to the netstack; -1: no XDP cookies
+	synRate     int  // served SYNs per second per CPU left to the netstack; -1: no XDP cookies
+	gso         bool // hand segments larger than a frame to the kernel whole (nic.GSOTx)
 	maxSpin     time.Duration
 	cpus        []int
 	admin       string
@@ -96,6 +97,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
 	fs.IntVar(&o.frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
 	fs.IntVar(&o.synRate, "syn-rate", 10000, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
+	fs.BoolVar(&o.gso, "gso", true, "send TCP segments larger than a frame whole through an AF_PACKET socket, for the kernel's GSO or the NIC's TSO to cut into frames; false cuts them into AF_XDP frames")
 	fs.DurationVar(&o.maxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")

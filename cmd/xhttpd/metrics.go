@@ -44,6 +44,7 @@ var (
 	xskTxEmpty     = desc("xsk_tx_ring_empty_total", "Kernel: times the tx ring was found empty.", "queue")
 	xskInvalid     = desc("xsk_invalid_descs_total", "Kernel: invalid descriptors.", "queue", "ring")
 	xdpFrames      = desc("xdp_frames_total", "The steering program's verdicts.", "verdict")
+	linkGSO        = desc("link_tx_gso_segments_total", "TCP segments larger than a frame sent whole through the GSO socket (-gso).")
 	linkDrops      = desc("link_dropped_frames_total", "Frames the netstack's link endpoint dropped.", "reason")
 	wakeCost       = desc("wake_cost_seconds", "Measured cost of a sleep and wake-up in poll(2), the hybrid spin's floor.")
 	queueInfo      = desc("queue_info", "What each queue got at start (always 1): XDP attach mode, zero-copy or copy bind, busy polling.", "queue", "xdp_mode", "bind", "busy_poll")
@@ -163,6 +164,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(linkDrops, lc.TxNoNeighbour, "tx_no_neighbour")
 	counter(linkDrops, lc.TxNoTCP, "tx_not_tcp")
 	counter(linkDrops, lc.TxRingFull, "tx_ring_full")
+	counter(linkDrops, lc.TxGSOErrors, "tx_gso_error")
+	counter(linkGSO, lc.TxGSO)
 	tc := p.stack.TCPCounters()
 	gauge(tcpConns, float64(tc.Current))
 	for _, e := range []struct {

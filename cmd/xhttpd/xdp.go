@@ -151,7 +151,19 @@ func startXDP(ifc *net.Interface, addrs []netip.Prefix, o options) (_ *dataPath,
 	for i, s := range p.socks {
 		txq[i] = s
 	}
+	var gso []stack.GSOSender
+	if o.gso {
+		for range p.socks {
+			g, err := nic.OpenGSOTx(ifc.Index)
+			if err != nil {
+				return nil, nil, err
+			}
+			p.undo = append(p.undo, func() { g.Close() })
+			gso = append(gso, g)
+		}
+	}
 	p.stack, err = stack.New(stack.Config{
+		GSO:             gso,
 		LinkAddr:        ifc.HardwareAddr,
 		MTU:             uint32(mtu),
 		Addrs:           addrs,
@@ -303,6 +315,7 @@ func (p *dataPath) logCounters() {
 	}
 	c := p.stack.Counters()
 	slog.Info("link counters", "rx", c.RxFrames, "rx_malformed", c.RxMalformed, "tx", c.TxFrames,
+		"tx_gso", c.TxGSO, "tx_gso_errors", c.TxGSOErrors,
 		"tx_no_neighbour", c.TxNoNeighbour, "tx_not_tcp", c.TxNoTCP, "tx_ring_full", c.TxRingFull)
 	for i, s := range p.socks {
 		st, err := s.Stats()

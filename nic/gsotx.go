@@ -1,0 +1,100 @@
+package nic
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// GSOTx sends TCP segments larger than one frame whole, for the kernel to
+// cut into frames: through the interface's TSO when it has one, and its
+// software GSO otherwise. AF_XDP has no such offload (each of its
+// descriptors is one frame on the wire), so a 64 KiB response over AF_XDP
+// alone is 45 frames, each a trip through the driver; on veth in copy mode,
+// each is an sk_buff through the peer's whole receive path. GSOTx is an
+// AF_PACKET socket that receives nothing (protocol 0), bound to the
+// interface, with a virtio_net_hdr before each packet (PACKET_VNET_HDR,
+// the contract of tap devices and virtio). It goes through the interface's
+// qdisc: PACKET_QDISC_BYPASS would skip it, but its __dev_direct_xmit
+// drops a packet that validate_xmit_skb had to segment (writev fails with
+// ENOBUFS), as it must on a veth whose peer runs an XDP program.
+//
+// One goroutine at a time may call Send: its iovec array is reused.
+type GSOTx struct {
+	fd  int
+	hdr [vnetHdrLen]byte
+	iov []unix.Iovec
+}
+
+// vnetHdrLen is struct virtio_net_hdr without num_buffers.
+const vnetHdrLen = 10
+
+// virtio_net_hdr values (include/uapi/linux/virtio_net.h).
+const (
+	vnetNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	vnetGSOTCPv4  = 1 // VIRTIO_NET_HDR_GSO_TCPV4
+	vnetGSOTCPv6  = 4 // VIRTIO_NET_HDR_GSO_TCPV6
+)
+
+// maxIovecs bounds the pieces of one segment: a header and the netstack's
+// views of up to 64 KiB.
+const maxIovecs = 64
+
+// OpenGSOTx opens the socket on the interface with index ifindex.
+func OpenGSOTx(ifindex int) (*GSOTx, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("gso tx: AF_PACKET socket: %w", err)
+	}
+	t := &GSOTx{fd: fd, iov: make([]unix.Iovec, 0, maxIovecs)}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("gso tx: PACKET_VNET_HDR: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifindex}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("gso tx: bind to ifindex %d: %w", ifindex, err)
+	}
+	return t, nil
+}
+
+// SendGSO writes one Ethernet frame carrying a TCP segment of more than
+// mss bytes of payload, made of the pieces in bufs, in one writev(2). The
+// frame's headers take hdrLen bytes, its TCP header starts at csumStart and
+// holds the pseudo-header's checksum at csumStart+csumOffset; the kernel
+// cuts the payload into mss-sized frames, with their own headers and full
+// checksums, as it does its own TCP's.
+func (t *GSOTx) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error {
+	if len(bufs) > maxIovecs-1 {
+		return fmt.Errorf("gso tx: segment in %d pieces, more than %d", len(bufs), maxIovecs-1)
+	}
+	h := t.hdr[:]
+	h[0] = vnetNeedsCsum
+	h[1] = vnetGSOTCPv4
+	if v6 {
+		h[1] = vnetGSOTCPv6
+	}
+	binary.NativeEndian.PutUint16(h[2:], uint16(hdrLen))
+	binary.NativeEndian.PutUint16(h[4:], uint16(mss))
+	binary.NativeEndian.PutUint16(h[6:], uint16(csumStart))
+	binary.NativeEndian.PutUint16(h[8:], uint16(csumOffset))
+	t.iov = append(t.iov[:0], unix.Iovec{Base: &h[0], Len: vnetHdrLen})
+	for _, b := range bufs {
+		if len(b) > 0 {
+			v := unix.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			t.iov = append(t.iov, v)
+		}
+	}
+	_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(t.fd), uintptr(unsafe.Pointer(&t.iov[0])), uintptr(len(t.iov)))
+	clear(t.iov) // the pieces are the netstack's: hold no pointer to them
+	if e != 0 {
+		return fmt.Errorf("gso tx: writev: %w", e)
+	}
+	return nil
+}
+
+// Close closes the socket.
+func (t *GSOTx) Close() error { return unix.Close(t.fd) }
