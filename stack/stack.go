@@ -10,10 +10,12 @@
 package stack
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -49,6 +51,11 @@ type Config struct {
 	// answers floods with; the listeners accept the handshakes it
 	// completes (see useSYNCookies).
 	SYNCookies *syncookie.Key
+	// DelayedACK is how long the ACK of received data may wait for an
+	// answer to carry it; 0 means DefaultDelayedACK, negative acknowledges
+	// at once. It sets a global of the patched gVisor: every stack of a
+	// process must use one value.
+	DelayedACK time.Duration
 }
 
 // TxQueue is the transmit side of one NIC queue, as *nic.Socket has it:
@@ -95,6 +102,7 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.SYNCookies != nil {
 		useSYNCookies(*cfg.SYNCookies)
 	}
+	tcp.DelayedACK = cmp.Or(cfg.DelayedACK, DefaultDelayedACK)
 	ep := newEndpoint(cfg)
 	// The batcher decides when packets reach the endpoint: at once when
 	// their queue is idle, in batches when it is busy.
@@ -126,6 +134,14 @@ func New(cfg Config) (*Stack, error) {
 	})
 	return &Stack{s: s, ep: ep}, nil
 }
+
+// DefaultDelayedACK is how long a received request's ACK may wait for the
+// response to carry it (gVisor patch 0006): Linux's minimum delayed-ACK
+// time, TCP_DELACK_MIN. Upstream gVisor acknowledges at once, so every
+// keep-alive request cost the server two frames, a pure ACK and the
+// response, where the kernel sends one. Two full segments unacknowledged,
+// out-of-order data, FINs and handshakes are still acknowledged at once.
+const DefaultDelayedACK = 40 * time.Millisecond
 
 func setTCPOptions(s *gvstack.Stack) error {
 	opts := []tcpip.SettableTransportProtocolOption{

@@ -1300,9 +1300,17 @@ func (e *Endpoint) handleSegmentsLocked() tcpip.Error {
 		e.route.ConfirmReachable()
 	}
 
-	// Send an ACK for all processed packets if needed.
+	// Send an ACK for all processed packets if needed. xhttpd: or have
+	// the delayed-ACK timer send it, unless a segment sent before then
+	// carries it.
 	if e.rcv.RcvNxt != e.snd.MaxSentAck {
-		e.snd.sendAck()
+		if e.snd.delayAck() {
+			if !e.snd.delAckTimer.enabled() {
+				e.snd.delAckTimer.enable(DelayedACK)
+			}
+		} else {
+			e.snd.sendAck()
+		}
 	}
 
 	e.resetKeepaliveTimer(true /* receivedData */)

@@ -191,6 +191,10 @@ type sender struct {
 	// startCork start corking the segments.
 	startCork bool
 
+	// delAckTimer sends the ACK that handleSegmentsLocked delayed, unless a
+	// segment sent since carried it. xhttpd.
+	delAckTimer timer `state:"nosave"`
+
 	// corkTimer is used to drain the segments which are held when TCP_CORK
 	// option is enabled.
 	corkTimer timer `state:"nosave"`
@@ -308,6 +312,7 @@ func initSender(ep *Endpoint, iss, irs seqnum.Value, sndWnd seqnum.Size, mss uin
 	ep.snd.reorderTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.rc.reorderTimerExpired))
 	ep.snd.probeTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.probeTimerExpired))
 	ep.snd.corkTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.corkTimerExpired))
+	ep.snd.delAckTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.delAckTimerExpired))
 
 	ep.snd.updateMaxPayloadSize(int(ep.snd.ep.route.MTU()), 0)
 	// Initialize SACK Scoreboard after updating max payload size as we use
@@ -1961,6 +1966,41 @@ func (s *sender) updateWriteNext(seg *segment) {
 		seg.IncRef()
 	}
 	s.writeNext = seg
+}
+
+// DelayedACK, when positive, is how long an established endpoint may hold
+// back the ACK of data it received, so that the answer the application
+// writes carries it, as Linux's delayed ACK does (RFC 1122 4.2.3.2; RFC
+// 5681 4.2). Set it before the stack handles its first segment. xhttpd:
+// upstream acknowledges every batch of received segments at once, so a
+// request/response exchange costs the server a pure ACK and then the
+// response; with it, one segment. Zero, the default, keeps upstream's
+// behaviour.
+var DelayedACK time.Duration
+
+// delayAck reports whether the ACK of what handleSegmentsLocked received
+// may wait: the endpoint is established and less than two full segments
+// are unacknowledged. Out-of-order data, a FIN and anything outside the
+// window are acknowledged at once elsewhere (receiver, sendAck).
+//
+// +checklocks:s.ep.mu
+func (s *sender) delayAck() bool {
+	return DelayedACK > 0 && s.ep.EndpointState() == StateEstablished &&
+		int(s.MaxSentAck.Size(s.ep.rcv.RcvNxt)) < 2*s.MaxPayloadSize
+}
+
+// delAckTimerExpired sends the delayed ACK if nothing sent since has
+// carried it.
+//
+// +checklocks:s.ep.mu
+func (s *sender) delAckTimerExpired() tcpip.Error {
+	if s.delAckTimer.isUninitialized() || !s.delAckTimer.checkExpiration() {
+		return nil
+	}
+	if s.ep.EndpointState().connected() && s.ep.rcv.RcvNxt != s.MaxSentAck {
+		s.sendAck()
+	}
+	return nil
 }
 
 // corkTimerExpired drains all the segments when TCP_CORK is enabled.
