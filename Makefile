@@ -9,13 +9,18 @@ TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hpi
 # The peers `make bench` compares with, from Debian's packages.
 PEERS   := nginx:nginx apache2:apache2
 
-.PHONY: all build test demo bench generate tools peers clean
+.PHONY: all build test demo bench bench-quick generate tools peers clean
+
+# Where `make bench` and `make bench-quick` write results.json, results.csv
+# and report.md.
+OUT     ?= bench-out/$(shell date +%Y%m%d-%H%M%S)
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/xhttpd ./cmd/xhttpd
 	$(GO) build -o $(BIN)/testbed ./cmd/testbed
+	$(GO) build -o $(BIN)/nethttpd ./cmd/nethttpd
 
 # tools (and peers) install each missing command from Debian's packages.
 tools peers:
@@ -30,13 +35,23 @@ test: tools
 	$(GO) vet ./...
 	$(GO) test -count=1 -race ./nic/ ./irq/ ./stack/ ./httpd/
 	$(GO) test -count=1 -run 'TestNoProbesForSlowACKs|TestLossInsideGSOSegment' ./stack/
-	$(GO) test -count=1 ./xdp/ ./testbed/ ./e2e/ ./cmd/...
+	$(GO) test -count=1 ./xdp/ ./testbed/... ./e2e/ ./cmd/...
 
 demo: tools build
 	./$(BIN)/testbed demo -xhttpd ./$(BIN)/xhttpd
 
+# bench is the latency experiment: each server's saturation, then open-loop
+# loads at fractions of it and at shared rates (testbed experiment -h).
 bench: tools peers build
-	./$(BIN)/testbed bench -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel,nginx,apache
+	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -out $(OUT) \
+		-servers interrupt,busy,hybrid,kernel,nginx,apache,nethttp
+
+# bench-quick is a short one, for CI: fewer servers, points and seconds. A
+# peer that cannot be installed is reported missing, not fatal.
+bench-quick: tools build
+	-@$(MAKE) --no-print-directory peers
+	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -out $(OUT) \
+		-servers interrupt,busy,hybrid,kernel,nginx -fractions 0.1,0.25,0.5 -rates 2000 -duration 1s -sat-duration 2s
 
 # generate rebuilds the XDP program's committed objects; it needs clang.
 generate:

@@ -3,6 +3,7 @@ module github.com/xhttpd/xhttpd
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/asavie/xdp v0.3.3
 	github.com/cilium/ebpf v0.22.0
 	github.com/google/go-cmp v0.7.0

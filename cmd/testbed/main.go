@@ -6,12 +6,16 @@
 //	testbed idle  -xhttpd PATH [-modes interrupt,busy,hybrid] [-duration 10s] [-- xhttpd flags]
 //	testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-- xhttpd flags]
 //	testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6] [-duration 10s] [-- xhttpd flags]
+//	testbed experiment -xhttpd PATH -out DIR [-servers ...] [-fractions ...] [-rates ...] [-- xhttpd flags]
+//	testbed loadgen -addr HOST:PORT [-rate 1000] [-conns 32] [-duration 5s]
 //	testbed sweep [-prefix xh]
 //
 // bench compares servers under wrk: requests/s, latency and the server's
 // CPU time per request. idle measures what xhttpd's waiting modes cost with
 // no traffic at all. download times large downloads with frames lost on the
 // client end. flood measures new and keep-alive clients during SYN floods.
+// experiment sweeps open-loop offered loads against each server (loadgen,
+// run in the client namespace) and writes results and a report.
 //
 // Every subcommand removes the namespaces it made when it ends, also on
 // failure and on Ctrl-C; `sweep` removes those left by processes that were
@@ -44,6 +48,8 @@ const usage = `usage:
   ` + idleUsage + `
   ` + downloadUsage + `
   ` + floodUsage + `
+  ` + experimentUsage + `
+  ` + loadgenUsage + `
   testbed sweep [-prefix xh]
 `
 
@@ -64,6 +70,10 @@ func main() {
 		err = download(os.Args[2:])
 	case "flood":
 		err = flood(os.Args[2:])
+	case "experiment":
+		err = experiment(os.Args[2:])
+	case "loadgen":
+		err = loadgenCmd(os.Args[2:])
 	case "sweep":
 		err = sweep(os.Args[2:])
 	case "-h", "-help", "--help", "help":

@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+// expPoint is one measured point of the experiment: one server at one
+// offered rate (kind "open"), or its saturation under wrk's closed loop
+// (kind "closed", where the percentiles are wrk's and lag is not known).
+type expPoint struct {
+	Server    string  `json:"server"`
+	FileBytes int     `json:"file_bytes"`
+	Kind      string  `json:"kind"`
+	Fraction  float64 `json:"load_fraction,omitempty"` // of the server's saturation; 0 for a shared absolute rate
+	loadPoint
+	CPUSPerReq float64 `json:"cpu_s_per_req"` // the server's CPU seconds per answered request
+	Cores      float64 `json:"cores"`         // the server's CPU seconds per second of the run
+	Unreliable bool    `json:"unreliable"`    // the generator's lag p99 exceeded 10% of the server's p50
+}
+
+// expMissing is a server that could not be measured, and why.
+type expMissing struct {
+	Server string `json:"server"`
+	Reason string `json:"reason"`
+}
+
+type expResults struct {
+	Date    string       `json:"date"`
+	Machine string       `json:"machine"`
+	Command string       `json:"command"`
+	Points  []expPoint   `json:"points"`
+	Missing []expMissing `json:"missing,omitempty"`
+}
+
+// Defaults of `make bench`; `make bench-quick` passes fewer and shorter.
+const (
+	defaultFractions = "0.1,0.25,0.5,0.7,0.85,0.95"
+	defaultShared    = "1000,5000,10000"
+)
+
+func experiment(args []string) error {
+	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
+	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
+	nethttpdBin := fs.String("nethttpd", "", "path to the net/http server, for the nethttp server")
+	serversFlag := fs.String("servers", "interrupt,busy,hybrid,kernel,nginx,apache", "servers, comma-separated: "+strings.Join(benchServers, ", "))
+	file := fs.String("file", "1k.bin", "file requested: "+siteFileNames())
+	fractionsFlag := fs.String("fractions", defaultFractions, "offered loads as fractions of each server's saturation, comma-separated")
+	sharedFlag := fs.String("rates", defaultShared, "offered loads in requests/s shared by all servers (each up to its saturation), comma-separated; empty for none")
+	duration := fs.Duration("duration", 5*time.Second, "length of each open-loop point")
+	satDuration := fs.Duration("sat-duration", 5*time.Second, "length of the closed-loop run (wrk) that finds each server's saturation, whole seconds")
+	conns := fs.Int("conns", 32, "keep-alive connections: wrk's for saturation, the generator's pool for the points")
+	out := fs.String("out", "", "directory for results.json, results.csv and report.md (required; made if missing)")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
+	verbose := fs.Bool("v", false, "pass the servers' output through")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: "+experimentUsage)
+		fmt.Fprintln(fs.Output(), "For each server: find its saturation with wrk (closed loop), then offer open-loop Poisson loads (testbed loadgen) at fractions of it and at shared absolute rates; record latency from intended send times, the server's CPU, and the generator's lag and CPU. Flags after -- go to every xhttpd run.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	servers, err := parseServers(*serversFlag, *nethttpdBin != "")
+	if err != nil {
+		return err
+	}
+	fractions, err := parseFloats("-fractions", *fractionsFlag, 0.001, 1)
+	if err != nil {
+		return err
+	}
+	shared, err := parseFloats("-rates", *sharedFlag, 1, 10_000_000)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *out == "":
+		return errors.New("-out DIR is required")
+	case *duration < 100*time.Millisecond || *duration > maxDuration:
+		return fmt.Errorf("-duration %v: want 100ms to %v", *duration, maxDuration)
+	case *satDuration < time.Second || *satDuration > maxDuration || *satDuration%time.Second != 0:
+		return fmt.Errorf("-sat-duration %v: want whole seconds (wrk's unit), 1s to %v", *satDuration, maxDuration)
+	case *conns < 1 || *conns > maxConns:
+		return fmt.Errorf("-conns %d: want 1 to %d", *conns, maxConns)
+	}
+	size, ok := siteFileSize(*file)
+	if !ok {
+		return fmt.Errorf("-file %q: want one of %s", *file, siteFileNames())
+	}
+	setup := serverSetup{queues: 1, extra: fs.Args()}
+	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
+		return err
+	}
+	if *nethttpdBin != "" {
+		if setup.nethttpd, err = findBinary("-nethttpd", *nethttpdBin); err != nil {
+			return err
+		}
+	}
+	if err := needWrk(); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	if setup.peerDir, err = os.MkdirTemp("", "xhttpd-peers-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(setup.peerDir)
+
+	started := time.Now()
+	var machine strings.Builder
+	printMachine(&machine, started)
+	res := expResults{Date: started.UTC().Format(time.RFC3339), Machine: strings.TrimSpace(machine.String()),
+		Command: shellJoin(append([]string{"testbed", "experiment"}, args...))}
+	perServer := time.Duration(len(fractions)+len(shared))*(*duration) + *satDuration + 3*time.Second
+	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
+		setup.iface, setup.root = tb.ServerIf, site
+		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
+		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
+			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
+			return err
+		}
+		for i, name := range servers {
+			if ctx.Err() != nil {
+				return nil
+			}
+			left := time.Duration(len(servers)-i) * perServer
+			fmt.Fprintf(os.Stderr, "testbed: [server %d/%d] %s (about %v left)\n", i+1, len(servers), name, left.Round(time.Second))
+			pts, err := measureServer(ctx, tb, expRun{
+				name: name, setup: setup, file: *file, size: size, self: self, conns: *conns,
+				fractions: fractions, shared: shared, duration: *duration, satDuration: *satDuration,
+				wait: *wait, verbose: *verbose,
+			})
+			res.Points = append(res.Points, pts...)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "testbed: %s: %v\n", name, err)
+				res.Missing = append(res.Missing, expMissing{Server: name, Reason: err.Error()})
+			}
+		}
+		return nil
+	})
+	if werr := writeResults(*out, res); werr != nil {
+		return errors.Join(err, werr)
+	}
+	fmt.Fprintf(os.Stderr, "testbed: %d points, %d servers missing; results in %s\n", len(res.Points), len(res.Missing), *out)
+	if err == nil && !slices.ContainsFunc(res.Points, func(p expPoint) bool { return p.Kind == "open" }) {
+		err = errors.New("nothing could be measured")
+	}
+	return err
+}
+
+const experimentUsage = "testbed experiment -xhttpd PATH -out DIR [-servers ...] [-file 1k.bin] [-fractions " + defaultFractions + "] [-rates " + defaultShared + "] [-duration 5s] [-sat-duration 5s] [-conns 32] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+
+// expRun is one server's share of the experiment.
+type expRun struct {
+	name        string
+	setup       serverSetup
+	file        string
+	size        int
+	self        string // this binary, run as `testbed loadgen` in the client namespace
+	conns       int
+	fractions   []float64
+	shared      []float64
+	duration    time.Duration
+	satDuration time.Duration
+	wait        time.Duration
+	verbose     bool
+}
+
+// measureServer starts the server, checks its content over both families,
+// finds its saturation and measures the open-loop points. It returns the
+// points measured before any failure.
+func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []expPoint, err error) {
+	path, args := serverCommand(r.name, r.setup)
+	srv, err := startQuiet(tb, r.name, path, args, r.verbose)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = srv.stopAndTell(err) }()
+	if err := srv.waitReady(ctx, tb, r.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+		return nil, err
+	}
+	for _, u := range []string{"http://" + tb.ServerV4.String() + "/" + r.file, "http://[" + tb.ServerV6.String() + "]/" + r.file} {
+		if err := checkGet(ctx, tb, u, r.size); err != nil {
+			return nil, err
+		}
+	}
+	pid, err := srv.pid()
+	if err != nil {
+		return nil, err
+	}
+	url := "http://" + tb.ServerV4.String() + "/" + r.file
+	sat, err := wrkOnce(ctx, tb, benchRun{wrk: wrkArgs(2, r.conns, r.satDuration, url, false), duration: r.satDuration}, pid)
+	if err != nil {
+		return nil, fmt.Errorf("saturation: %w", err)
+	}
+	pts = append(pts, expPoint{
+		Server: r.name, FileBytes: r.size, Kind: "closed", Fraction: 1,
+		loadPoint: loadPoint{Achieved: sat.res.ReqPerSec, Done: sat.res.Requests,
+			P50: sat.res.P50.Microseconds(), P99: sat.res.P99.Microseconds(), ElapsedS: r.satDuration.Seconds()},
+		CPUSPerReq: perReq(sat.cpu, sat.res.Requests), Cores: sat.cpu.Seconds() / r.satDuration.Seconds(),
+	})
+	rates := offeredRates(sat.res.ReqPerSec, r.fractions, r.shared)
+	for j, o := range rates {
+		if ctx.Err() != nil {
+			return pts, ctx.Err()
+		}
+		fmt.Fprintf(os.Stderr, "testbed:   %s point %d/%d: %.0f req/s offered (saturation %.0f)\n", r.name, j+1, len(rates), o.rate, sat.res.ReqPerSec)
+		p, err := openLoopPoint(ctx, tb, r, pid, o.rate)
+		if err != nil {
+			return pts, fmt.Errorf("%.0f req/s: %w", o.rate, err)
+		}
+		p.Fraction = o.fraction
+		pts = append(pts, p)
+	}
+	return pts, nil
+}
+
+type offered struct {
+	rate     float64
+	fraction float64 // 0 for a shared rate
+}
+
+// offeredRates lists the fractions of sat and the shared rates up to sat,
+// by rate; a shared rate that equals a fraction's is kept once, as shared.
+func offeredRates(sat float64, fractions, shared []float64) []offered {
+	var out []offered
+	for _, s := range shared {
+		if s <= sat {
+			out = append(out, offered{rate: s})
+		}
+	}
+	for _, f := range fractions {
+		r := float64(int64(f * sat))
+		if r >= 1 && !slices.ContainsFunc(out, func(o offered) bool { return o.rate == r }) {
+			out = append(out, offered{rate: r, fraction: f})
+		}
+	}
+	slices.SortFunc(out, func(a, b offered) int { return int(a.rate - b.rate) })
+	return out
+}
+
+// openLoopPoint runs the generator in the client namespace at rate and
+// reads the server's CPU time around it.
+func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64) (expPoint, error) {
+	gctx, cancel := context.WithTimeout(ctx, r.duration+30*time.Second)
+	defer cancel()
+	cmd := tb.ClientCmd(gctx, r.self, "loadgen", "-addr", tb.ServerV4.String()+":80", "-path", "/"+r.file,
+		"-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-conns", strconv.Itoa(r.conns),
+		"-duration", r.duration.String(), "-seed", strconv.Itoa(int(rate)))
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	cpu0, err := testbed.TreeCPU(pid)
+	if err != nil {
+		return expPoint{}, err
+	}
+	err = cmd.Run()
+	cpu1, cerr := testbed.TreeCPU(pid)
+	if err != nil {
+		return expPoint{}, fmt.Errorf("loadgen: %w", err)
+	}
+	if cerr != nil {
+		return expPoint{}, fmt.Errorf("%w (did the server exit during the run?)", cerr)
+	}
+	var lp loadPoint
+	if err := json.Unmarshal([]byte(out.String()), &lp); err != nil {
+		return expPoint{}, fmt.Errorf("loadgen's output: %w", err)
+	}
+	cpu := cpu1 - cpu0
+	return expPoint{
+		Server: r.name, FileBytes: r.size, Kind: "open", loadPoint: lp,
+		CPUSPerReq: perReq(cpu, lp.Done), Cores: cpu.Seconds() / max(lp.ElapsedS, r.duration.Seconds()),
+		Unreliable: float64(lp.LagP99) > 0.1*float64(lp.P50),
+	}, nil
+}
+
+func perReq(cpu time.Duration, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return cpu.Seconds() / float64(n)
+}
+
+// parseFloats reads a comma-separated list of numbers in [lo, hi]; empty is
+// none.
+func parseFloats(flagName, s string, lo, hi float64) ([]float64, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v < lo || v > hi {
+			return nil, fmt.Errorf("%s %q: %q is not a number from %g to %g", flagName, s, f, lo, hi)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// writeResults writes results.json, results.csv and report.md into dir.
+func writeResults(dir string, res expResults) error {
+	j, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "results.csv"))
+	if err != nil {
+		return err
+	}
+	if err := writeCSV(f, res.Points); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	r, err := os.Create(filepath.Join(dir, "report.md"))
+	if err != nil {
+		return err
+	}
+	writeReport(r, res)
+	return r.Close()
+}
+
+var csvHeader = []string{"server", "file_bytes", "kind", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
+	"p50_us", "p90_us", "p99_us", "p999_us", "max_us", "lag_p50_us", "lag_p99_us", "gen_cpu_s", "cpu_s_per_req", "cores", "unreliable"}
+
+func writeCSV(w io.Writer, pts []expPoint) error {
+	cw := csv.NewWriter(w)
+	cw.Write(csvHeader)
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+	i := func(v int64) string { return strconv.FormatInt(v, 10) }
+	for _, p := range pts {
+		cw.Write([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
+			i(p.P50), i(p.P90), i(p.P99), i(p.P999), i(p.Max), i(p.LagP50), i(p.LagP99), g(p.GenCPU), g(p.CPUSPerReq), g(p.Cores), strconv.FormatBool(p.Unreliable)})
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/xhttpd/xhttpd/testbed/loadgen"
+)
+
+// loadPoint is what one open-loop run reports, as `testbed loadgen` prints
+// it (JSON) for `testbed experiment`, which runs it in the client
+// namespace. Latencies are in microseconds, from each request's intended
+// time; lag is how late the generator woke for an intended time.
+type loadPoint struct {
+	Offered   float64 `json:"offered_rps"`
+	Achieved  float64 `json:"achieved_rps"`
+	Sent      int64   `json:"sent"`
+	Done      int64   `json:"done"`
+	Errors    int64   `json:"errors"`
+	FirstErr  string  `json:"first_error,omitempty"`
+	P50       int64   `json:"p50_us"`
+	P90       int64   `json:"p90_us"`
+	P99       int64   `json:"p99_us"`
+	P999      int64   `json:"p999_us"`
+	Max       int64   `json:"max_us"`
+	LagP50    int64   `json:"lag_p50_us"`
+	LagP99    int64   `json:"lag_p99_us"`
+	GenCPU    float64 `json:"gen_cpu_s"` // the generator's own CPU seconds (user+system)
+	ElapsedS  float64 `json:"elapsed_s"`
+	BodyBytes int64   `json:"body_bytes"`
+}
+
+func loadgenCmd(args []string) error {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	var cfg loadgen.Config
+	fs.StringVar(&cfg.Addr, "addr", "", "host:port to load (required)")
+	fs.StringVar(&cfg.Path, "path", "/1k.bin", "path to GET")
+	fs.Float64Var(&cfg.Rate, "rate", 1000, "offered requests per second, Poisson")
+	fs.IntVar(&cfg.Conns, "conns", 32, "keep-alive connections in the pool")
+	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long requests are offered (at most 10m)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Second, "a request not answered within this is an error")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the Poisson schedule")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: "+loadgenUsage)
+		fmt.Fprintln(fs.Output(), "Offers GETs at a Poisson rate over a pool of keep-alive connections and prints one JSON object: latencies from each request's intended time, the generator's lag, its CPU.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Addr == "" {
+		return fmt.Errorf("-addr is required")
+	}
+	if cfg.Duration > maxDuration {
+		return fmt.Errorf("-duration %v: at most %v", cfg.Duration, maxDuration)
+	}
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	res, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		return err
+	}
+	var ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	p := loadPoint{
+		Offered: res.Offered, Achieved: res.Achieved, Sent: res.Sent, Done: res.Done, Errors: res.Errors, FirstErr: res.FirstErr,
+		P50: res.Latency.ValueAtQuantile(50), P90: res.Latency.ValueAtQuantile(90), P99: res.Latency.ValueAtQuantile(99),
+		P999: res.Latency.ValueAtQuantile(99.9), Max: res.Latency.Max(),
+		LagP50: res.Lag.ValueAtQuantile(50), LagP99: res.Lag.ValueAtQuantile(99),
+		GenCPU:   rusageSeconds(ru1) - rusageSeconds(ru0),
+		ElapsedS: res.Elapsed.Seconds(), BodyBytes: res.BodyBytes,
+	}
+	return json.NewEncoder(os.Stdout).Encode(p)
+}
+
+func rusageSeconds(ru syscall.Rusage) float64 {
+	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime)).Seconds()
+}
+
+const loadgenUsage = "testbed loadgen -addr HOST:PORT [-path /1k.bin] [-rate 1000] [-conns 32] [-duration 5s] [-timeout 2s] [-seed 1]"

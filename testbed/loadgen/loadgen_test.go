@@ -1,0 +1,154 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The gaps are exponential with mean 1/rate: mean, coefficient of variation
+// (1 for an exponential) and the share of gaps longer than the mean (1/e).
+func TestSchedulePoisson(t *testing.T) {
+	const rate, n = 1000.0, 200_000
+	s := NewSchedule(rate, 42)
+	var sum, sumSq float64
+	longer := 0
+	prev := time.Duration(0)
+	for range n {
+		at := s.Next()
+		gap := (at - prev).Seconds()
+		if gap < 0 {
+			t.Fatalf("intended times go back: %v after %v", at, prev)
+		}
+		prev = at
+		sum += gap
+		sumSq += gap * gap
+		if gap > 1/rate {
+			longer++
+		}
+	}
+	mean := sum / n
+	cv := math.Sqrt(sumSq/n-mean*mean) / mean
+	if math.Abs(mean*rate-1) > 0.01 {
+		t.Errorf("mean gap %.4f ms, want 1 ms", mean*1e3)
+	}
+	if math.Abs(cv-1) > 0.02 {
+		t.Errorf("coefficient of variation %.3f, want 1", cv)
+	}
+	if share := float64(longer) / n; math.Abs(share-1/math.E) > 0.01 {
+		t.Errorf("%.3f of the gaps exceed the mean, want 1/e = %.3f", share, 1/math.E)
+	}
+	// One seed, one schedule: runs at a rate offer the same gaps.
+	a, b := NewSchedule(rate, 7), NewSchedule(rate, 7)
+	for range 100 {
+		if a.Next() != b.Next() {
+			t.Fatal("two schedules with one seed differ")
+		}
+	}
+}
+
+// server answers each GET on loopback after delay, with status and a body
+// of 100 bytes.
+func server(t *testing.T, delay time.Duration, status string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.TrimSpace(line) != "" {
+						continue
+					}
+					time.Sleep(delay)
+					c.Write([]byte("HTTP/1.1 " + status + "\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100)))
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// Offered twice what one connection can serve, latency counts from the
+// intended times: the queue the server builds shows. Timed from when each
+// request was sent, as a closed loop does, it would be the 2 ms a request
+// takes.
+func TestLatencyFromIntendedTime(t *testing.T) {
+	addr := server(t, 2*time.Millisecond, "200 OK")
+	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 1000, Conns: 1, Duration: 400 * time.Millisecond, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 {
+		t.Fatalf("%d errors: %s", res.Errors, res.FirstErr)
+	}
+	if p50 := res.Latency.ValueAtQuantile(50); p50 < 20_000 {
+		t.Errorf("p50 %d us at twice the capacity: the queue is not counted", p50)
+	}
+	if res.Achieved > 0.75*res.Offered {
+		t.Errorf("achieved %.0f/s of %.0f/s offered, from one connection taking 2 ms a request", res.Achieved, res.Offered)
+	}
+	if res.Done != res.Sent {
+		t.Errorf("%d requests sent, %d answered", res.Sent, res.Done)
+	}
+}
+
+// Below capacity every request is answered and counted once, and the lag
+// has one sample per request.
+func TestBelowCapacity(t *testing.T) {
+	addr := server(t, 0, "200 OK")
+	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 500, Conns: 4, Duration: 400 * time.Millisecond, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.Done != res.Sent || res.Sent < 100 {
+		t.Fatalf("sent %d, done %d, errors %d (%s)", res.Sent, res.Done, res.Errors, res.FirstErr)
+	}
+	if res.Lag.TotalCount() != res.Sent || res.Latency.TotalCount() != res.Done {
+		t.Errorf("%d lag and %d latency samples for %d requests", res.Lag.TotalCount(), res.Latency.TotalCount(), res.Sent)
+	}
+	if res.BodyBytes != 100*res.Done {
+		t.Errorf("%d body bytes for %d answers of 100", res.BodyBytes, res.Done)
+	}
+}
+
+// A status other than 200 is an error, counted, with the first one kept.
+func TestErrorsCounted(t *testing.T) {
+	addr := server(t, 0, "404 Not Found")
+	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 200, Conns: 2, Duration: 200 * time.Millisecond, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != res.Sent || res.Done != 0 {
+		t.Errorf("sent %d, errors %d, done %d: every 404 is an error", res.Sent, res.Errors, res.Done)
+	}
+	if !strings.Contains(res.FirstErr, "404") {
+		t.Errorf("first error %q does not name the status", res.FirstErr)
+	}
+}
+
+// Bad configurations are refused with the reason.
+func TestConfigChecked(t *testing.T) {
+	for _, c := range []Config{{Rate: 0, Conns: 1, Duration: time.Second}, {Rate: 1, Conns: 0, Duration: time.Second}, {Rate: 1, Conns: 1}} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
