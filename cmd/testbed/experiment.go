@@ -316,7 +316,8 @@ func parseFloats(flagName, s string, lo, hi float64) ([]float64, error) {
 	return out, nil
 }
 
-// writeResults writes results.json, results.csv and report.md into dir.
+// writeResults writes results.json, results.csv, the plots (SVG and PNG)
+// and report.md into dir.
 func writeResults(dir string, res expResults) error {
 	j, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
@@ -336,12 +337,13 @@ func writeResults(dir string, res expResults) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	plots, perr := writePlots(dir, res.Points)
 	r, err := os.Create(filepath.Join(dir, "report.md"))
 	if err != nil {
-		return err
+		return errors.Join(perr, err)
 	}
-	writeReport(r, res)
-	return r.Close()
+	writeReport(r, res, plots)
+	return errors.Join(perr, r.Close())
 }
 
 var csvHeader = []string{"server", "file_bytes", "kind", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",

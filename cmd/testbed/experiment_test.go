@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"encoding/xml"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,5 +96,40 @@ func TestWriteResults(t *testing.T) {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}
+	}
+}
+
+// The plots are written as SVG and PNG that parse as such.
+func TestPlotsParse(t *testing.T) {
+	dir := t.TempDir()
+	pts := []expPoint{point("hybrid", 0.1, 1000, 100, 20e-6), point("hybrid", 0.5, 5000, 150, 15e-6), point("kernel", 0.1, 900, 120, 10e-6)}
+	for i := range pts {
+		pts[i].Cores = 0.1 * float64(i+1)
+	}
+	names, err := writePlots(dir, pts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != len(figures) {
+		t.Fatalf("%d plots, want %d", len(names), len(figures))
+	}
+	for _, n := range names {
+		svg, err := os.ReadFile(filepath.Join(dir, n+".svg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := xml.Unmarshal(svg, new(struct {
+			XMLName xml.Name `xml:"svg"`
+		})); err != nil {
+			t.Errorf("%s.svg: %v", n, err)
+		}
+		f, err := os.Open(filepath.Join(dir, n+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("%s.png: %v", n, err)
+		}
+		f.Close()
 	}
 }

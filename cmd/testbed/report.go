@@ -8,9 +8,10 @@ import (
 	"strings"
 )
 
-// writeReport writes report.md: the machine and the command, a table of
-// every point, and the goals of the experiment computed from the points.
-func writeReport(w io.Writer, res expResults) {
+// writeReport writes report.md: the machine and the command, the goals of
+// the experiment computed from the points, the plots, and a table of every
+// point.
+func writeReport(w io.Writer, res expResults, plots []string) {
 	fmt.Fprintln(w, "# xhttpd latency experiment")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "```\n%s\ncommand: %s\n```\n\n", res.Machine, res.Command)
@@ -30,6 +31,13 @@ func writeReport(w io.Writer, res expResults) {
 		fmt.Fprintf(w, "- **%s**: %s\n", g.verdict, g.text)
 	}
 	fmt.Fprintln(w)
+	if len(plots) > 0 {
+		fmt.Fprintln(w, "## Plots")
+		fmt.Fprintln(w)
+		for _, p := range plots {
+			fmt.Fprintf(w, "![%s](%s.svg)\n\n", p, p)
+		}
+	}
 	fmt.Fprintln(w, "## Points")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| server | load | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen CPU s |")
