@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xhttpd/xhttpd/testbed"
+)
+
+// The experiment tool on a few short points, as `make bench-quick` runs it
+// with fewer: every server named has points or a stated reason, the
+// percentiles of a point never decrease from p50 to max, CPU is never
+// negative, results.json has its fields, and the plots parse as SVG and
+// PNG. A server whose binary is missing is reported, not fatal.
+func TestExperimentQuick(t *testing.T) {
+	testbed.RequireRoot(t)
+	dir := t.TempDir()
+	tb := filepath.Join(dir, "testbed")
+	if out, err := exec.Command("go", "build", "-o", tb, "github.com/xhttpd/xhttpd/cmd/testbed").CombinedOutput(); err != nil {
+		t.Fatalf("build testbed: %v\n%s", err, out)
+	}
+	out := filepath.Join(dir, "out")
+	servers := []string{"interrupt", "hybrid", "kernel", "nethttp"}
+	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-nethttpd", filepath.Join(dir, "no-such-nethttpd"), "-out", out,
+		"-servers", strings.Join(servers, ","), "-fractions", "0.25,0.5", "-rates", "500", "-duration", "1s", "-sat-duration", "1s", "-conns", "8")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		// The missing nethttpd fails the flag check: nothing would run.
+		if !strings.Contains(string(b), "no-such-nethttpd") {
+			t.Fatalf("experiment: %v\n%s", err, b)
+		}
+	} else {
+		t.Fatalf("experiment accepted a -nethttpd that does not exist:\n%s", b)
+	}
+
+	// A peer whose binary exists but fails to start is reported as missing.
+	fake := filepath.Join(dir, "nethttpd")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho cannot start >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-nethttpd", fake, "-out", out,
+		"-servers", strings.Join(servers, ","), "-fractions", "0.25,0.5", "-rates", "500", "-duration", "1s", "-sat-duration", "1s", "-conns", "8")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("experiment: %v\n%s", err, b)
+	}
+
+	var res struct {
+		Points []struct {
+			Server     string   `json:"server"`
+			Kind       string   `json:"kind"`
+			FileBytes  *int     `json:"file_bytes"`
+			Offered    *float64 `json:"offered_rps"`
+			Achieved   *float64 `json:"achieved_rps"`
+			P50        int64    `json:"p50_us"`
+			P90        int64    `json:"p90_us"`
+			P99        int64    `json:"p99_us"`
+			P999       *int64   `json:"p999_us"`
+			Max        int64    `json:"max_us"`
+			Errors     *int64   `json:"errors"`
+			CPUSPerReq *float64 `json:"cpu_s_per_req"`
+			Cores      float64  `json:"cores"`
+		} `json:"points"`
+		Missing []struct{ Server, Reason string } `json:"missing"`
+	}
+	j, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(j, &res); err != nil {
+		t.Fatal(err)
+	}
+	measured := map[string]int{}
+	for _, p := range res.Points {
+		if p.FileBytes == nil || p.Offered == nil || p.Achieved == nil || p.P999 == nil || p.Errors == nil || p.CPUSPerReq == nil {
+			t.Fatalf("a point lacks a field of results.json: %s", j)
+		}
+		if *p.CPUSPerReq < 0 || p.Cores < 0 {
+			t.Errorf("%s: negative CPU: %v s per request, %v cores", p.Server, *p.CPUSPerReq, p.Cores)
+		}
+		if p.Kind != "open" {
+			continue
+		}
+		measured[p.Server]++
+		if !(p.P50 <= p.P90 && p.P90 <= p.P99 && p.P99 <= *p.P999 && *p.P999 <= p.Max) {
+			t.Errorf("%s at %v/s: percentiles decrease: %d %d %d %d %d", p.Server, *p.Offered, p.P50, p.P90, p.P99, *p.P999, p.Max)
+		}
+	}
+	for _, s := range servers {
+		reason := ""
+		for _, m := range res.Missing {
+			if m.Server == s {
+				reason = m.Reason
+			}
+		}
+		switch {
+		case s == "nethttp" && reason == "":
+			t.Errorf("nethttp (a binary that exits at once) is not reported missing")
+		case s != "nethttp" && measured[s] < 2:
+			t.Errorf("%s: %d open-loop points (missing: %q)", s, measured[s], reason)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "## Goals") {
+		t.Errorf("report.md has no goals:\n%s", md)
+	}
+	svgs, _ := filepath.Glob(filepath.Join(out, "*.svg"))
+	pngs, _ := filepath.Glob(filepath.Join(out, "*.png"))
+	if len(svgs) == 0 || len(svgs) != len(pngs) {
+		t.Fatalf("%d SVG and %d PNG plots", len(svgs), len(pngs))
+	}
+	for _, f := range svgs {
+		b, _ := os.ReadFile(f)
+		if err := xml.Unmarshal(b, new(struct {
+			XMLName xml.Name `xml:"svg"`
+		})); err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+		}
+		if !strings.Contains(string(md), filepath.Base(f)) {
+			t.Errorf("report.md does not show %s", filepath.Base(f))
+		}
+	}
+	for _, f := range pngs {
+		r, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(r); err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+		}
+		r.Close()
+	}
+}
