@@ -65,6 +65,11 @@ func TestExperimentQuick(t *testing.T) {
 			Errors     *int64   `json:"errors"`
 			CPUSPerReq *float64 `json:"cpu_s_per_req"`
 			Cores      float64  `json:"cores"`
+			Loops      *struct {
+				Switches float64 `json:"mode_switches_per_s"`
+				Wakeups  float64 `json:"wakeups_per_s"`
+				Polling  float64 `json:"polling_share"`
+			} `json:"loops"`
 		} `json:"points"`
 		Missing []struct{ Server, Reason string } `json:"missing"`
 	}
@@ -87,6 +92,14 @@ func TestExperimentQuick(t *testing.T) {
 			continue
 		}
 		measured[p.Server]++
+		switch {
+		case (p.Server == "interrupt" || p.Server == "hybrid") && p.Loops == nil:
+			t.Errorf("%s at %v/s: no figures from its queue loops", p.Server, *p.Offered)
+		case p.Loops != nil && (p.Loops.Switches < 0 || p.Loops.Wakeups < 0 || p.Loops.Polling < 0 || p.Loops.Polling > 1):
+			t.Errorf("%s at %v/s: loop figures out of range: %+v", p.Server, *p.Offered, *p.Loops)
+		case p.Server == "interrupt" && p.Loops.Polling != 0:
+			t.Errorf("interrupt mode polled %.0f%% of the time", p.Loops.Polling*100)
+		}
 		if !(p.P50 <= p.P90 && p.P90 <= p.P99 && p.P99 <= *p.P999 && *p.P999 <= p.Max) {
 			t.Errorf("%s at %v/s: percentiles decrease: %d %d %d %d %d", p.Server, *p.Offered, p.P50, p.P90, p.P99, *p.P999, p.Max)
 		}

@@ -27,9 +27,10 @@ type expPoint struct {
 	Kind      string  `json:"kind"`
 	Fraction  float64 `json:"load_fraction,omitempty"` // of the server's saturation; 0 for a shared absolute rate
 	loadPoint
-	CPUSPerReq float64 `json:"cpu_s_per_req"` // the server's CPU seconds per answered request
-	Cores      float64 `json:"cores"`         // the server's CPU seconds per second of the run
-	Unreliable bool    `json:"unreliable"`    // the generator's lag p99 exceeded 10% of the server's p50
+	CPUSPerReq float64    `json:"cpu_s_per_req"`   // the server's CPU seconds per answered request
+	Cores      float64    `json:"cores"`           // the server's CPU seconds per second of the run
+	Unreliable bool       `json:"unreliable"`      // the generator's lag p99 exceeded 10% of the server's p50
+	Loops      *loopDelta `json:"loops,omitempty"` // xhttpd over AF_XDP: what its queue loops did
 }
 
 // expMissing is a server that could not be measured, and why.
@@ -189,6 +190,10 @@ type expRun struct {
 // points measured before any failure.
 func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []expPoint, err error) {
 	path, args := serverCommand(r.name, r.setup)
+	xdpLoops := slices.Contains([]string{"interrupt", "busy", "hybrid"}, r.name)
+	if xdpLoops {
+		args = append(args, "-admin", adminAddr)
+	}
 	srv, err := startQuiet(tb, r.name, path, args, r.verbose)
 	if err != nil {
 		return nil, err
@@ -223,9 +228,23 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 			return pts, ctx.Err()
 		}
 		fmt.Fprintf(os.Stderr, "testbed:   %s point %d/%d: %.0f req/s offered (saturation %.0f)\n", r.name, j+1, len(rates), o.rate, sat.res.ReqPerSec)
+		var before loopStats
+		if xdpLoops {
+			if before, err = readLoopStats(ctx, tb); err != nil {
+				return pts, err
+			}
+		}
 		p, err := openLoopPoint(ctx, tb, r, pid, o.rate)
 		if err != nil {
 			return pts, fmt.Errorf("%.0f req/s: %w", o.rate, err)
+		}
+		if xdpLoops {
+			after, err := readLoopStats(ctx, tb)
+			if err != nil {
+				return pts, err
+			}
+			d := after.delta(before, max(p.ElapsedS, r.duration.Seconds()))
+			p.Loops = &d
 		}
 		p.Fraction = o.fraction
 		pts = append(pts, p)
@@ -347,7 +366,8 @@ func writeResults(dir string, res expResults) error {
 }
 
 var csvHeader = []string{"server", "file_bytes", "kind", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
-	"p50_us", "p90_us", "p99_us", "p999_us", "max_us", "lag_p50_us", "lag_p99_us", "gen_cpu_s", "cpu_s_per_req", "cores", "unreliable"}
+	"p50_us", "p90_us", "p99_us", "p999_us", "max_us", "lag_p50_us", "lag_p99_us", "gen_cpu_s", "cpu_s_per_req", "cores", "unreliable",
+	"mode_switches_per_s", "wakeups_per_s", "polling_share"}
 
 func writeCSV(w io.Writer, pts []expPoint) error {
 	cw := csv.NewWriter(w)
@@ -355,8 +375,12 @@ func writeCSV(w io.Writer, pts []expPoint) error {
 	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	for _, p := range pts {
-		cw.Write([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
-			i(p.P50), i(p.P90), i(p.P99), i(p.P999), i(p.Max), i(p.LagP50), i(p.LagP99), g(p.GenCPU), g(p.CPUSPerReq), g(p.Cores), strconv.FormatBool(p.Unreliable)})
+		loops := []string{"", "", ""}
+		if p.Loops != nil {
+			loops = []string{g(p.Loops.Switches), g(p.Loops.Wakeups), g(p.Loops.PollingPart)}
+		}
+		cw.Write(append([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
+			i(p.P50), i(p.P90), i(p.P99), i(p.P999), i(p.Max), i(p.LagP50), i(p.LagP99), g(p.GenCPU), g(p.CPUSPerReq), g(p.Cores), strconv.FormatBool(p.Unreliable)}, loops...))
 	}
 	cw.Flush()
 	return cw.Error()

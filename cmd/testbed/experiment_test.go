@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -131,5 +132,36 @@ func TestPlotsParse(t *testing.T) {
 			t.Errorf("%s.png: %v", n, err)
 		}
 		f.Close()
+	}
+}
+
+// The loops' counters are read from xhttpd's own metrics and turned into
+// rates and a share over a point.
+func TestLoopStats(t *testing.T) {
+	text := func(sw, wk, poll, sleep float64) string {
+		return fmt.Sprintf(`# TYPE xhttpd_queue_mode_switches_total counter
+xhttpd_queue_mode_switches_total{queue="0"} %g
+xhttpd_queue_mode_switches_total{queue="1"} 1
+# TYPE xhttpd_queue_wakeups_total counter
+xhttpd_queue_wakeups_total{queue="0"} %g
+# TYPE xhttpd_queue_seconds_total counter
+xhttpd_queue_seconds_total{queue="0",state="polling"} %g
+xhttpd_queue_seconds_total{queue="0",state="sleeping"} %g
+`, sw, wk, poll, sleep)
+	}
+	a, err := parseLoopStats(text(10, 100, 1, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseLoopStats(text(30, 600, 2.5, 9.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := b.delta(a, 2)
+	if d.Switches != 10 || d.Wakeups != 250 || d.PollingPart != 0.75 {
+		t.Errorf("delta %+v; want 10 switches/s, 250 wake-ups/s, 75%% polling", d)
+	}
+	if _, err := parseLoopStats("not { metrics"); err == nil {
+		t.Error("garbage parsed")
 	}
 }

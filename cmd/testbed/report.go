@@ -40,8 +40,8 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 	}
 	fmt.Fprintln(w, "## Points")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | load | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen CPU s |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| server | load | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen CPU s | loops: switches/s, wake-ups/s, polling |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, p := range res.Points {
 		load := "shared"
 		switch {
@@ -55,11 +55,15 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 			mark = " !"
 		}
 		if p.Kind == "closed" {
-			fmt.Fprintf(w, "| %s | %s | | %.0f | %d | | %d | | | | %.1f | %.2f | | |\n", p.Server, load, p.Achieved, p.P50, p.P99, p.CPUSPerReq*1e6, p.Cores)
+			fmt.Fprintf(w, "| %s | %s | | %.0f | %d | | %d | | | | %.1f | %.2f | | | |\n", p.Server, load, p.Achieved, p.P50, p.P99, p.CPUSPerReq*1e6, p.Cores)
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d%s | %d | %d | %d | %d | %d | %.1f | %.2f | %d | %.2f |\n", p.Server, load, p.Offered, p.Achieved,
-			p.P50, mark, p.P90, p.P99, p.P999, p.Max, p.Errors, p.CPUSPerReq*1e6, p.Cores, p.LagP99, p.GenCPU)
+		loops := ""
+		if p.Loops != nil {
+			loops = fmt.Sprintf("%.0f, %.0f, %.0f%%", p.Loops.Switches, p.Loops.Wakeups, p.Loops.PollingPart*100)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d%s | %d | %d | %d | %d | %d | %.1f | %.2f | %d | %.2f | %s |\n", p.Server, load, p.Offered, p.Achieved,
+			p.P50, mark, p.P90, p.P99, p.P999, p.Max, p.Errors, p.CPUSPerReq*1e6, p.Cores, p.LagP99, p.GenCPU, loops)
 	}
 }
 
