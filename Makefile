@@ -13,7 +13,9 @@ PEERS   := nginx:nginx apache2:apache2
 
 # Where `make bench` and `make bench-quick` write results.json, results.csv
 # and report.md.
-OUT     ?= bench-out/$(shell date +%Y%m%d-%H%M%S)
+ifeq ($(origin OUT), undefined)
+OUT     := bench-out/$(shell date +%Y%m%d-%H%M%S)
+endif
 
 all: build
 
@@ -40,11 +42,15 @@ test: tools
 demo: tools build
 	./$(BIN)/testbed demo -xhttpd ./$(BIN)/xhttpd
 
-# bench is the latency experiment: each server's saturation, then open-loop
-# loads at fractions of it and at shared rates (testbed experiment -h).
+# bench is the latency experiment, for 1 KiB and for 64 KiB responses: each
+# server's saturation, then open-loop loads at fractions of it and at shared
+# rates (testbed experiment -h); OUT/1k and OUT/64k get a report each.
+BENCH_SERVERS := interrupt,busy,hybrid,kernel,nginx,apache,nethttp
 bench: tools peers build
-	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -out $(OUT) \
-		-servers interrupt,busy,hybrid,kernel,nginx,apache,nethttp
+	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -servers $(BENCH_SERVERS) \
+		-file 1k.bin -rates 1000,5000,10000 -duration 3s -out $(OUT)/1k
+	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -servers $(BENCH_SERVERS) \
+		-file 64k.bin -rates 1000,3000 -duration 3s -out $(OUT)/64k
 
 # bench-quick is a short one, for CI: fewer servers, points and seconds. A
 # peer that cannot be installed is reported missing, not fatal.

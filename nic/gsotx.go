@@ -38,9 +38,9 @@ const (
 	vnetGSOTCPv6  = 4 // VIRTIO_NET_HDR_GSO_TCPV6
 )
 
-// maxIovecs bounds the pieces of one segment: a header and the netstack's
-// views of up to 64 KiB.
-const maxIovecs = 64
+// maxIovecs bounds the pieces of one segment, the header included: the
+// kernel's UIO_MAXIOV.
+const maxIovecs = 1024
 
 // OpenGSOTx opens the socket on the interface with index ifindex.
 func OpenGSOTx(ifindex int) (*GSOTx, error) {
@@ -48,7 +48,7 @@ func OpenGSOTx(ifindex int) (*GSOTx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gso tx: AF_PACKET socket: %w", err)
 	}
-	t := &GSOTx{fd: fd, iov: make([]unix.Iovec, 0, maxIovecs)}
+	t := &GSOTx{fd: fd, iov: make([]unix.Iovec, 0, 64)}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("gso tx: PACKET_VNET_HDR: %w", err)

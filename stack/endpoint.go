@@ -126,8 +126,11 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 		if _, err := ep.writeFrames(ep.queues[qi], all[start:i]); err != nil {
 			return start, err
 		}
-		ep.sendGSO(g, pkt)
-		start = i + 1
+		if ep.sendGSO(g, pkt) {
+			start = i + 1
+		} else {
+			start = i // cut into frames with what follows
+		}
 	}
 	if _, err := ep.writeFrames(ep.queues[qi], all[start:]); err != nil {
 		return start, err
@@ -136,8 +139,9 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 }
 
 // sendGSO hands pkt, a TCP segment of more than one frame, to the kernel
-// whole. A failure is counted and the segment dropped: TCP resends it.
-func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) {
+// whole, and reports whether it took it. A failure is counted and logged,
+// and the caller cuts the segment into frames instead.
+func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) bool {
 	g.bufs = g.bufs[:0]
 	views, off := pkt.AsViewList()
 	for v := views.Front(); v != nil; v = v.Next() {
@@ -157,11 +161,12 @@ func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) {
 	if err != nil {
 		// Logged the 1st, 2nd, 4th, 8th... time: seen, and bounded.
 		if n := ep.txGSOErrors.Add(1); n&(n-1) == 0 {
-			slog.Warn("GSO send failed; the segment is dropped and TCP resends it", "err", err, "failures", n)
+			slog.Warn("GSO send failed; the segment goes out as AF_XDP frames", "err", err, "failures", n)
 		}
-		return
+		return false
 	}
 	ep.txGSO.Add(1)
+	return true
 }
 
 // writeFrames copies packets into tx frames of q and sends them. A TCP

@@ -390,8 +390,8 @@ func TestGSOSenderOrder(t *testing.T) {
 	}
 }
 
-// A segment the GSO sender refuses is dropped and counted; the packets
-// after it still go out.
+// A segment the GSO sender refuses is counted and cut into frames instead,
+// with the packets after it.
 func TestGSOSenderError(t *testing.T) {
 	ep, g, log := gsoSenderEndpoint(t)
 	g.err = errors.New("no buffer space")
@@ -402,11 +402,11 @@ func TestGSOSenderError(t *testing.T) {
 	if n, err := ep.WritePackets(pkts); n != 2 || err != nil {
 		t.Fatalf("WritePackets = %d, %v", n, err)
 	}
-	if c := ep.counters(); c.TxGSOErrors != 1 || c.TxGSO != 0 || c.TxFrames != 1 {
-		t.Errorf("counters %+v; want 1 GSO error and the ACK's frame", c)
+	if c := ep.counters(); c.TxGSOErrors != 1 || c.TxGSO != 0 || c.TxFrames != 4 {
+		t.Errorf("counters %+v; want 1 GSO error, the segment's 3 frames and the ACK's", c)
 	}
-	if fmt.Sprint(*log) != "[frames:1]" {
-		t.Errorf("sent %v, want the ACK's frame", *log)
+	if fmt.Sprint(*log) != "[frames:4]" {
+		t.Errorf("sent %v, want the segment's 3 frames and the ACK's in one batch", *log)
 	}
 }
 

@@ -223,7 +223,7 @@ type Counters struct {
 	TxFrames               uint64
 	TxNoNeighbour, TxNoTCP uint64 // answers not sent: peer MAC unknown; not TCP (the kernel owns ICMP, ND, MLD)
 	TxRingFull             uint64 // frames not sent for want of a tx slot
-	TxGSO, TxGSOErrors     uint64 // segments handed to the GSO senders whole; failed hand-overs (dropped)
+	TxGSO, TxGSOErrors     uint64 // segments handed to the GSO senders whole; refused ones (cut into frames instead)
 }
 
 // Counters reads the endpoint's counters.

@@ -37,8 +37,9 @@ type Config struct {
 	Conns    int           // keep-alive connections in the pool
 	Duration time.Duration // how long requests are offered
 	Seed     uint64        // of the Poisson schedule; runs with one seed offer the same gaps
-	// Timeout bounds one request, connecting included; a request that
-	// takes longer counts as an error and its connection is replaced.
+	// Timeout bounds the wait for a free connection and then the answer;
+	// a request that waits or takes longer counts as an error, and a
+	// connection whose answer is late is replaced.
 	Timeout time.Duration
 }
 
@@ -107,7 +108,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	p := &pool{dial: dialer(cfg), res: &Result{Offered: cfg.Rate, Latency: newHist(), Lag: newHist()}}
+	p := &pool{dial: dialer(cfg), timeout: cfg.Timeout, res: &Result{Offered: cfg.Rate, Latency: newHist(), Lag: newHist()}}
 	// The pool is opened before the clock starts: connection set-up is not
 	// part of an open-loop point at a fixed connection count.
 	for i := range cfg.Conns {
@@ -197,8 +198,9 @@ func sleepUntil(mono, spin int64) {
 
 // pool is the run's connections and the requests waiting for one.
 type pool struct {
-	dial func() (*httpConn, error)
-	wg   sync.WaitGroup
+	dial    func() (*httpConn, error)
+	timeout time.Duration
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	free    []*httpConn // no request in flight
@@ -283,6 +285,16 @@ func (p *pool) read(c *httpConn) {
 			p.last = now
 			lat.RecordValue(max(now.Sub(c.intended).Microseconds(), minUS))
 		}
+		// What waited longer than the timeout has failed already: sending
+		// it would fail at once, and replacing the connection for each
+		// such failure would churn through the ephemeral ports.
+		for len(p.waiting) > 0 && now.Sub(p.waiting[0]) >= p.timeout {
+			p.waiting = p.waiting[1:]
+			p.res.Errors++
+			if p.res.FirstErr == "" {
+				p.res.FirstErr = "waited longer than the timeout for a free connection"
+			}
+		}
 		switch {
 		case len(p.waiting) > 0:
 			c.intended = p.waiting[0]
@@ -331,10 +343,14 @@ type httpConn struct {
 	idle     bool      // in the pool's free list
 }
 
-// send writes the request. A failure closes the connection, so that the
-// reader's readAnswer fails and counts it.
+// send writes the request. Its answer has the timeout from now, not from
+// its intended time: a request that waited for a connection is not
+// abandoned (nor its connection replaced) for the wait; the wait counts in
+// its latency, and what waited longer than the timeout never goes out
+// (read). A failure closes the connection, so that the reader's readAnswer
+// fails and counts it.
 func (h *httpConn) send() {
-	h.c.SetDeadline(h.intended.Add(h.timeout))
+	h.c.SetDeadline(time.Now().Add(h.timeout))
 	if _, err := h.c.Write(h.req); err != nil {
 		h.c.Close()
 	}

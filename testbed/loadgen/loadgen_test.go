@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -150,5 +151,53 @@ func TestConfigChecked(t *testing.T) {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
+	}
+}
+
+// Far past saturation, requests that waited longer than the timeout for a
+// connection fail as errors without costing a connection each: the pool
+// keeps its connections instead of churning through ephemeral ports.
+func TestOverloadKeepsConnections(t *testing.T) {
+	var accepted atomic.Int64
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.TrimSpace(line) == "" {
+						time.Sleep(20 * time.Millisecond)
+						c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+					}
+				}
+			}()
+		}
+	}()
+	res, err := Run(context.Background(), Config{Addr: l.Addr().String(), Path: "/", Rate: 2000, Conns: 2, Duration: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors == 0 || !strings.Contains(res.FirstErr, "timeout") {
+		t.Errorf("%d errors (%q) at 20 times the capacity with a 100 ms timeout", res.Errors, res.FirstErr)
+	}
+	if n := accepted.Load(); n > 10 {
+		t.Errorf("%d connections made for a pool of 2", n)
+	}
+	if res.Done+res.Errors != res.Sent {
+		t.Errorf("sent %d, answered %d, failed %d", res.Sent, res.Done, res.Errors)
 	}
 }
