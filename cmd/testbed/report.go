@@ -15,7 +15,7 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 	fmt.Fprintln(w, "# xhttpd latency experiment")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "```\n%s\ncommand: %s\n```\n\n", res.Machine, res.Command)
-	fmt.Fprintln(w, "Open loop: requests at Poisson-distributed intended times over a pool of keep-alive connections (`testbed loadgen`, run in the client namespace); latency runs from each request's intended time, so a server's queue counts. Saturation: wrk's closed loop over the same number of connections. CPU: the server's user+system time from /proc, summed over its processes and threads. A point is marked unreliable (`!`) when the generator's own lag p99 exceeds 10% of the server's p50.")
+	fmt.Fprintln(w, "Open loop: requests at Poisson-distributed intended times over a pool of keep-alive connections (`testbed loadgen`, run in the client namespace); latency runs from each request's intended time, so a server's queue counts. Saturation: wrk's closed loop over the same number of connections. CPU: the server's user+system time from /proc, summed over its processes and threads. A point is marked unreliable (`!`) when the generator's own lag p99 exceeds 10% of the server's p50. The generator's cores are its own CPU over the point: where they and the server's add up to the machine's CPUs, the generator, not only the server, limits what the point achieves.")
 	fmt.Fprintln(w)
 	if len(res.Missing) > 0 {
 		fmt.Fprintln(w, "## Not measured")
@@ -40,7 +40,7 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 	}
 	fmt.Fprintln(w, "## Points")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | load | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen CPU s | loops: switches/s, wake-ups/s, polling |")
+	fmt.Fprintln(w, "| server | load | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen cores | loops: switches/s, wake-ups/s, polling |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, p := range res.Points {
 		load := "shared"
@@ -63,7 +63,7 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 			loops = fmt.Sprintf("%.0f, %.0f, %.0f%%", p.Loops.Switches, p.Loops.Wakeups, p.Loops.PollingPart*100)
 		}
 		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d%s | %d | %d | %d | %d | %d | %.1f | %.2f | %d | %.2f | %s |\n", p.Server, load, p.Offered, p.Achieved,
-			p.P50, mark, p.P90, p.P99, p.P999, p.Max, p.Errors, p.CPUSPerReq*1e6, p.Cores, p.LagP99, p.GenCPU, loops)
+			p.P50, mark, p.P90, p.P99, p.P999, p.Max, p.Errors, p.CPUSPerReq*1e6, p.Cores, p.LagP99, p.GenCPU/max(p.ElapsedS, 1e-9), loops)
 	}
 }
 
