@@ -385,3 +385,31 @@ func writeCSV(w io.Writer, pts []expPoint) error {
 	cw.Flush()
 	return cw.Error()
 }
+
+// reportCmd rewrites the plots and report.md of an experiment's directory
+// from its results.json, without measuring again.
+func reportCmd(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	dir := fs.String("out", "", "an experiment's directory, with its results.json (required)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: "+reportUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("-out DIR is required")
+	}
+	b, err := os.ReadFile(filepath.Join(*dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var res expResults
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(*dir, "results.json"), err)
+	}
+	return writeResults(*dir, res)
+}
+
+const reportUsage = "testbed report -out DIR"

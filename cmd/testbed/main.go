@@ -8,6 +8,7 @@
 //	testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6] [-duration 10s] [-- xhttpd flags]
 //	testbed experiment -xhttpd PATH -out DIR [-servers ...] [-fractions ...] [-rates ...] [-- xhttpd flags]
 //	testbed loadgen -addr HOST:PORT [-rate 1000] [-conns 32] [-duration 5s]
+//	testbed report -out DIR
 //	testbed sweep [-prefix xh]
 //
 // bench compares servers under wrk: requests/s, latency and the server's
@@ -50,6 +51,7 @@ const usage = `usage:
   ` + floodUsage + `
   ` + experimentUsage + `
   ` + loadgenUsage + `
+  ` + reportUsage + `
   testbed sweep [-prefix xh]
 `
 
@@ -74,6 +76,8 @@ func main() {
 		err = experiment(os.Args[2:])
 	case "loadgen":
 		err = loadgenCmd(os.Args[2:])
+	case "report":
+		err = reportCmd(os.Args[2:])
 	case "sweep":
 		err = sweep(os.Args[2:])
 	case "-h", "-help", "--help", "help":
