@@ -105,9 +105,14 @@ type server struct {
 // the server when the test ends.
 func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string) *server {
 	t.Helper()
-	args = append([]string{"-iface", tb.ServerIf, "-root", root}, args...)
+	return startProgram(t, tb, xhttpdBin, append([]string{"-iface", tb.ServerIf, "-root", root}, args...)...)
+}
+
+// startProgram is startServer for any server binary taking args.
+func startProgram(t *testing.T, tb *testbed.Testbed, bin string, args ...string) *server {
+	t.Helper()
 	s := &server{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	s.cmd = tb.ServerCmd(context.Background(), xhttpdBin, args...)
+	s.cmd = tb.ServerCmd(context.Background(), bin, args...)
 	s.cmd.Stdout = os.Stdout
 	s.cmd.Stderr = io.MultiWriter(s.stderr, prefixed(t))
 	if err := s.cmd.Start(); err != nil {
@@ -120,7 +125,7 @@ func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string)
 	defer cancel()
 	for _, addr := range []string{"198.18.0.1:80", "[2001:2::1]:80"} {
 		if err := waitHTTP(ctx, tb, addr, s.done); err != nil {
-			t.Fatalf("xhttpd %v never answered on %s: %v\n%s", args, addr, err, s.stderr)
+			t.Fatalf("%s %v never answered on %s: %v\n%s", filepath.Base(bin), args, addr, err, s.stderr)
 		}
 	}
 	return s

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xhttpd/xhttpd/nic"
+	"github.com/xhttpd/xhttpd/xdpnet"
 )
 
 // A finding of xhttpd doctor: what was checked, how it stands, and the one
@@ -101,7 +102,7 @@ func examine(ifc *net.Interface) []finding {
 	}
 
 	// Addresses: the ones xhttpd answers on.
-	if addrs, err := servedAddrs(ifc); err != nil {
+	if addrs, err := xdpnet.ServedAddrs(ifc); err != nil {
 		add("addresses", "fail", err.Error(), fmt.Sprintf("ip address add ADDRESS/PREFIX dev %s", name))
 	} else {
 		var as []string

@@ -26,25 +26,15 @@ import (
 	"github.com/xhttpd/xhttpd/irq"
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/xdp"
+	"github.com/xhttpd/xhttpd/xdpnet"
 )
 
 // options are the parsed and checked flags.
 type options struct {
 	iface       string
 	http        httpd.Config
-	ports       []uint16
-	mode        irq.Mode
-	xdpMode     xdp.Mode
-	bind        nic.BindMode
-	queues      int // 0: every rx queue
+	path        xdpnet.Options // Ports serve -stack kernel too
 	stack       string
-	rxChecksum  string
-	budget      int
-	frames      int
-	synRate     int  // served SYNs per second per CPU left to the netstack; -1: no XDP cookies
-	gso         bool // hand segments larger than a frame to the kernel whole (nic.GSOTx)
-	maxSpin     time.Duration
-	cpus        []int
 	admin       string
 	logLevel    slog.Level
 	shutdownFor time.Duration
@@ -91,14 +81,14 @@ func parseFlags(args []string) (options, error) {
 	mode := fs.String("mode", "hybrid", "how each queue's loop waits: interrupt (sleep until frames come), busy (spin) or hybrid (NAPI-like)")
 	xdpMode := fs.String("xdp-mode", "auto", "XDP attach mode: auto (native, else generic), native or generic")
 	bind := fs.String("bind", "auto", "AF_XDP bind: auto (zero-copy, else copy), zerocopy or copy")
-	fs.IntVar(&o.queues, "queues", 0, "number of rx queues to serve, from queue 0 (0: all)")
+	fs.IntVar(&o.path.Queues, "queues", 0, "number of rx queues to serve, from queue 0 (0: all)")
 	fs.StringVar(&o.stack, "stack", "xdp", "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
-	fs.StringVar(&o.rxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
-	fs.IntVar(&o.budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
-	fs.IntVar(&o.frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
-	fs.IntVar(&o.synRate, "syn-rate", 10000, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
-	fs.BoolVar(&o.gso, "gso", true, "send TCP segments larger than a frame whole through an AF_PACKET socket, for the kernel's GSO or the NIC's TSO to cut into frames; false cuts them into AF_XDP frames")
-	fs.DurationVar(&o.maxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
+	fs.StringVar(&o.path.RxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
+	fs.IntVar(&o.path.Budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
+	fs.IntVar(&o.path.Frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
+	synRate := fs.Int("syn-rate", xdpnet.DefaultSYNRate, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
+	gso := fs.Bool("gso", true, "send TCP segments larger than a frame whole through an AF_PACKET socket, for the kernel's GSO or the NIC's TSO to cut into frames; false cuts them into AF_XDP frames")
+	fs.DurationVar(&o.path.MaxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -125,34 +115,43 @@ func parseFlags(args []string) (options, error) {
 	if o.http, err = httpConfig(); err != nil {
 		return o, err
 	}
-	if o.ports, err = parsePorts(*ports); err != nil {
+	p := &o.path
+	if p.Ports, err = parsePorts(*ports); err != nil {
 		return o, err
 	}
-	if o.mode, err = irq.ParseMode(*mode); err != nil {
+	if p.Mode, err = irq.ParseMode(*mode); err != nil {
 		return o, fmt.Errorf("-mode: %w", err)
 	}
-	if o.xdpMode, err = xdp.ParseMode(*xdpMode); err != nil {
+	if p.XDPMode, err = xdp.ParseMode(*xdpMode); err != nil {
 		return o, fmt.Errorf("-xdp-mode: %w", err)
 	}
-	if o.bind, err = nic.ParseBindMode(*bind); err != nil {
+	if p.Bind, err = nic.ParseBindMode(*bind); err != nil {
 		return o, fmt.Errorf("-bind: %w", err)
 	}
-	if o.queues < 0 {
-		return o, fmt.Errorf("-queues %d: want 0 (all) or more", o.queues)
+	if p.Queues < 0 {
+		return o, fmt.Errorf("-queues %d: want 0 (all) or more", p.Queues)
 	}
-	if o.budget <= 0 || o.budget > irq.MaxBudget {
-		return o, fmt.Errorf("-budget %d: want 1 to %d", o.budget, irq.MaxBudget)
+	if p.Budget <= 0 || p.Budget > irq.MaxBudget {
+		return o, fmt.Errorf("-budget %d: want 1 to %d", p.Budget, irq.MaxBudget)
 	}
-	if err := nic.CheckFrames(o.frames); err != nil {
+	if err := nic.CheckFrames(p.Frames); err != nil {
 		return o, fmt.Errorf("-frames: %w", err)
 	}
-	if o.synRate < -1 {
-		return o, fmt.Errorf("-syn-rate %d: want -1 (off), 0 (cookies for every SYN) or more", o.synRate)
+	switch {
+	case *synRate == -1:
+		p.SYNRate = xdpnet.SYNCookiesOff
+	case *synRate == 0:
+		p.SYNRate = xdpnet.SYNCookiesAlways
+	case *synRate > 0:
+		p.SYNRate = *synRate
+	default:
+		return o, fmt.Errorf("-syn-rate %d: want -1 (off), 0 (cookies for every SYN) or more", *synRate)
 	}
-	if o.maxSpin <= 0 {
-		return o, fmt.Errorf("-max-spin %v: want > 0", o.maxSpin)
+	p.NoGSO = !*gso
+	if p.MaxSpin <= 0 {
+		return o, fmt.Errorf("-max-spin %v: want > 0", p.MaxSpin)
 	}
-	if o.cpus, err = parseCPUs(*cpus); err != nil {
+	if p.CPUs, err = parseCPUs(*cpus); err != nil {
 		return o, err
 	}
 	switch o.stack {
@@ -160,10 +159,10 @@ func parseFlags(args []string) (options, error) {
 	default:
 		return o, fmt.Errorf("-stack %q: want xdp or kernel", o.stack)
 	}
-	switch o.rxChecksum {
+	switch p.RxChecksum {
 	case "auto", "verify", "trust":
 	default:
-		return o, fmt.Errorf("-rx-checksum %q: want auto, verify or trust", o.rxChecksum)
+		return o, fmt.Errorf("-rx-checksum %q: want auto, verify or trust", p.RxChecksum)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return o, fmt.Errorf("-log-level: %w", err)
@@ -217,7 +216,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("interface %q: %w", o.iface, err)
 	}
-	addrs, err := servedAddrs(ifc)
+	addrs, err := xdpnet.ServedAddrs(ifc)
 	if err != nil {
 		return err
 	}
@@ -226,20 +225,23 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	var listeners []net.Listener
-	var path *dataPath // nil on the kernel stack
+	var path *xdpnet.Path // nil on the kernel stack
 	if o.stack == "kernel" {
-		listeners, err = listenKernel(addrs, o.ports)
+		listeners, err = listenKernel(addrs, o.path.Ports)
 	} else {
-		path, listeners, err = startXDP(ifc, addrs, o)
+		o.path.Addrs = addrs
+		if path, err = xdpnet.Open(ifc, o.path); err == nil {
+			listeners = path.Listeners()
+		}
 	}
 	if err != nil {
 		return err
 	}
 	if path != nil {
-		defer path.close()
+		defer path.Close()
 	}
 	if o.admin != "" {
-		stop, err := serveAdmin(o.admin, newCollector(path, srv), srv.StatusHandler(path.queueStatus))
+		stop, err := serveAdmin(o.admin, newCollector(path, srv), srv.StatusHandler(func() []httpd.QueueStatus { return queueStatus(path) }))
 		if err != nil {
 			return err
 		}
@@ -251,7 +253,7 @@ func run(ctx context.Context, o options) error {
 		}
 		slog.Info("dropped privileges", "user", o.user.name, "uid", o.user.uid, "gid", o.user.gid)
 	}
-	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.ports, "root", o.http.Root)
+	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.path.Ports, "root", o.http.Root)
 
 	// SIGHUP reloads the file cache, as it makes Apache and nginx reread
 	// their configuration.
@@ -277,7 +279,7 @@ func run(ctx context.Context, o options) error {
 		slog.Info("shutting down")
 	case err = <-errc:
 		err = fmt.Errorf("serve: %w", err)
-	case err = <-path.failures():
+	case err = <-path.Failed():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownFor)
 	defer cancel()
@@ -288,37 +290,6 @@ func run(ctx context.Context, o options) error {
 		l.Close()
 	}
 	return err
-}
-
-// servedAddrs are the interface's addresses that the server answers on:
-// every IPv4 and every global IPv6 address. Link-local IPv6 is left to the
-// kernel.
-func servedAddrs(ifc *net.Interface) ([]netip.Prefix, error) {
-	ias, err := ifc.Addrs()
-	if err != nil {
-		return nil, fmt.Errorf("interface %s: addresses: %w", ifc.Name, err)
-	}
-	var out []netip.Prefix
-	for _, ia := range ias {
-		ipn, ok := ia.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		a, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		a = a.Unmap()
-		if a.IsLinkLocalUnicast() || a.IsLoopback() || a.IsMulticast() {
-			continue
-		}
-		ones, _ := ipn.Mask.Size()
-		out = append(out, netip.PrefixFrom(a, ones))
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("interface %s has no IPv4 or global IPv6 address to serve on", ifc.Name)
-	}
-	return out, nil
 }
 
 // listenKernel listens on every port of every address with the kernel's

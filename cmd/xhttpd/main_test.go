@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xhttpd/xhttpd/syncookie"
+	"github.com/xhttpd/xhttpd/xdpnet"
 )
 
 func TestParsePorts(t *testing.T) {
@@ -36,8 +36,8 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.mode.String() != "hybrid" || o.stack != "xdp" || !slices.Equal(o.ports, []uint16{80}) || o.budget != 64 {
-		t.Errorf("defaults: mode %v stack %q ports %v budget %d", o.mode, o.stack, o.ports, o.budget)
+	if p := o.path; p.Mode.String() != "hybrid" || o.stack != "xdp" || !slices.Equal(p.Ports, []uint16{80}) || p.Budget != 64 || p.NoGSO {
+		t.Errorf("defaults: mode %v stack %q ports %v budget %d no GSO %v", p.Mode, o.stack, p.Ports, p.Budget, p.NoGSO)
 	}
 	for _, c := range []struct {
 		args []string
@@ -69,19 +69,16 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// -syn-rate becomes a budget per 100 ms window: 0 answers every SYN with a
-// cookie, a small rate still leaves the netstack one SYN per window.
-func TestSYNCookieBudget(t *testing.T) {
-	for rate, want := range map[int]uint32{0: 0, 1: 1, 9: 1, 10: 1, 10000: 1000, 25000: 2500} {
-		c := synCookies(syncookie.Key{}, rate, 1500)
-		if c.Budget != want || c.Window != synWindow {
-			t.Errorf("rate %d: budget %d per %v, want %d per %v", rate, c.Budget, c.Window, want, synWindow)
+// -syn-rate maps onto the library's setting: -1 off, 0 cookies for every
+// SYN, a rate as it is, 10000 by default.
+func TestSYNRateFlag(t *testing.T) {
+	for flag, want := range map[string]int{"-1": xdpnet.SYNCookiesOff, "0": xdpnet.SYNCookiesAlways, "1": 1, "25000": 25000} {
+		o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv", "-syn-rate", flag})
+		if err != nil || o.path.SYNRate != want {
+			t.Errorf("-syn-rate %s: %d (%v), want %d", flag, o.path.SYNRate, err, want)
 		}
 	}
-	if c := synCookies(syncookie.Key{}, 1, 1500); c.MSS4 != 1460 || c.MSS6 != 1440 || c.RcvWnd != 65535 {
-		t.Errorf("MTU 1500: %+v", c)
-	}
-	if o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv"}); err != nil || o.synRate != 10000 {
-		t.Errorf("default -syn-rate %d (%v), want 10000", o.synRate, err)
+	if o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv"}); err != nil || o.path.SYNRate != 10000 {
+		t.Errorf("default -syn-rate %d (%v), want 10000", o.path.SYNRate, err)
 	}
 }

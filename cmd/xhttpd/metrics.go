@@ -7,17 +7,18 @@ import (
 
 	"github.com/xhttpd/xhttpd/httpd"
 	"github.com/xhttpd/xhttpd/irq"
+	"github.com/xhttpd/xhttpd/xdpnet"
 )
 
 // collector turns the counters the data path and the HTTP server keep
 // anyway into Prometheus metrics when scraped: nothing on the hot path
 // knows about Prometheus.
 type collector struct {
-	path *dataPath // nil on the kernel stack
+	path *xdpnet.Path // nil on the kernel stack
 	srv  *httpd.Server
 }
 
-func newCollector(path *dataPath, srv *httpd.Server) *collector {
+func newCollector(path *xdpnet.Path, srv *httpd.Server) *collector {
 	return &collector{path: path, srv: srv}
 }
 
@@ -108,9 +109,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if p == nil {
 		return
 	}
-	gauge(wakeCost, p.wakeCost)
-	for i, l := range p.loops {
-		s := l.Stats()
+	gauge(wakeCost, p.WakeCost().Seconds())
+	for _, pq := range p.Queues() {
+		s := pq.Loop.Stats()
 		q := strconv.Itoa(s.Queue)
 		for _, m := range []irq.Mode{irq.Interrupt, irq.Busy, irq.Hybrid} {
 			gauge(queueMode, b2f(m == s.Mode), q, m.String())
@@ -131,12 +132,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(queueRx, s.RoundSum, q)
 
 		bind := "copy"
-		if p.socks[i].ZeroCopy() {
+		if pq.Socket.ZeroCopy() {
 			bind = "zerocopy"
 		}
-		gauge(queueInfo, 1, q, p.steer.Mode().String(), bind, strconv.FormatBool(p.busyPoll[i]))
+		gauge(queueInfo, 1, q, p.Steering().Mode().String(), bind, strconv.FormatBool(pq.BusyPoll))
 
-		ns, err := p.socks[i].Stats()
+		ns, err := pq.Socket.Stats()
 		if err != nil {
 			continue
 		}
@@ -149,7 +150,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(xskInvalid, ns.Rx_invalid_descs, q, "rx")
 		counter(xskInvalid, ns.Tx_invalid_descs, q, "tx")
 	}
-	if v, err := p.steer.Counters(); err == nil {
+	if v, err := p.Steering().Counters(); err == nil {
 		counter(xdpFrames, v.Redirected, "redirected")
 		counter(xdpFrames, v.NoSocket, "no_socket")
 		counter(xdpFrames, v.NotIP, "not_ip")
@@ -159,14 +160,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(xdpFrames, v.SYNCookies, "syn_cookie")
 		counter(xdpFrames, v.FloodRSTs, "flood_rst")
 	}
-	lc := p.stack.Counters()
+	lc := p.Stack().Counters()
 	counter(linkDrops, lc.RxMalformed, "rx_malformed")
 	counter(linkDrops, lc.TxNoNeighbour, "tx_no_neighbour")
 	counter(linkDrops, lc.TxNoTCP, "tx_not_tcp")
 	counter(linkDrops, lc.TxRingFull, "tx_ring_full")
 	counter(linkGSO, lc.TxGSO, "sent")
 	counter(linkGSO, lc.TxGSOErrors, "refused")
-	tc := p.stack.TCPCounters()
+	tc := p.Stack().TCPCounters()
 	gauge(tcpConns, float64(tc.Current))
 	for _, e := range []struct {
 		name string
@@ -187,4 +188,22 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// queueStatus is what /server-status shows of each queue; nil on the
+// kernel stack.
+func queueStatus(p *xdpnet.Path) []httpd.QueueStatus {
+	if p == nil {
+		return nil
+	}
+	qs := p.Queues()
+	out := make([]httpd.QueueStatus, len(qs))
+	for i, q := range qs {
+		ls := q.Loop.Stats()
+		out[i] = httpd.QueueStatus{Queue: ls.Queue, Mode: ls.Mode.String(), Polling: ls.Polling, RxFrames: ls.RoundSum, Wakeups: ls.Wakeups}
+		if ns, err := q.Socket.Stats(); err == nil {
+			out[i].TxFrames = ns.TxFrames
+		}
+	}
+	return out
 }

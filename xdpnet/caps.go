@@ -1,4 +1,4 @@
-package main
+package xdpnet
 
 import (
 	"bufio"
@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// xdpCaps are the capabilities -stack xdp needs, the smallest set found by
+// xdpCaps are the capabilities the AF_XDP path needs, the smallest set found by
 // starting it as nobody under setpriv with each one left out in turn
 // (e2e/user_test.go checks it): AF_XDP sockets need CAP_NET_RAW; attaching
 // XDP and binding to a queue CAP_NET_ADMIN; loading the program and its maps
@@ -58,7 +58,7 @@ func missingXDPCaps() ([]string, error) {
 func checkXDPCaps() error {
 	missing, err := missingXDPCaps()
 	if err != nil {
-		return fmt.Errorf("-stack xdp: capabilities: %w", err)
+		return fmt.Errorf("AF_XDP: capabilities: %w", err)
 	}
 	if len(missing) == 0 {
 		return nil
@@ -67,6 +67,6 @@ func checkXDPCaps() error {
 	for _, c := range xdpCaps {
 		all = append(all, c.name)
 	}
-	return fmt.Errorf("-stack xdp needs root, or the capabilities %s (missing: %s; e.g. systemd AmbientCapabilities=%s)",
+	return fmt.Errorf("AF_XDP (-stack xdp) needs root, or the capabilities %s (missing: %s; e.g. systemd AmbientCapabilities=%s)",
 		strings.Join(all, ", "), strings.Join(missing, ", "), strings.Join(all, " "))
 }
