@@ -10,8 +10,8 @@ import (
 )
 
 // slogEmitter sends gVisor's own log lines (rate-limited warnings about
-// segments the netstack refused, for instance) to log/slog, so that xhttpd
-// has one log in one format.
+// segments the netstack refused, for instance) to log/slog, so that a
+// server has one log in one format.
 type slogEmitter struct{}
 
 func (slogEmitter) Emit(_ int, level gvlog.Level, _ time.Time, format string, v ...any) {
@@ -25,4 +25,7 @@ func (slogEmitter) Emit(_ int, level gvlog.Level, _ time.Time, format string, v 
 	slog.Log(context.Background(), l, fmt.Sprintf(format, v...), "from", "netstack")
 }
 
-func init() { gvlog.SetTarget(slogEmitter{}) }
+// LogToSlog sends gVisor's log (global to the process) to log/slog's
+// default logger. xdpnet.Open calls it; a program that imports stack alone
+// decides for itself.
+func LogToSlog() { gvlog.SetTarget(slogEmitter{}) }

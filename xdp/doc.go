@@ -11,8 +11,10 @@
 // per-CPU verdict counters), and attaching it with a bpf_link, so that it
 // goes away with the process, even on SIGKILL.
 //
-// It does not create AF_XDP sockets: package nic does, and hands their file
-// descriptors to [Steering.Register].
+// It does not create AF_XDP sockets: package nic does. Attach puts their
+// file descriptors in the XSKMAP (Config.Sockets) before the program goes
+// on; [Steering.Register] and [Steering.Unregister] change one queue's
+// later. Package xdpnet does both in its start-up order.
 //
 // Regenerate the program with `go generate ./xdp/` (clang, llvm-strip); the
 // libbpf headers it includes are pinned under headers/.

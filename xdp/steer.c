@@ -580,7 +580,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 	}
 
 	/* The low bits of the flags are the action when the queue has no
-	 * socket: until package nic registers one, served traffic keeps
+	 * socket: until Attach puts one in the map, served traffic keeps
 	 * going to the kernel instead of vanishing. */
 	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	count(action == XDP_REDIRECT ? COUNTER_REDIRECTED : COUNTER_NO_SOCKET);

@@ -155,6 +155,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 			return nil, err
 		}
 	}
+	stack.LogToSlog()
 	p := &Path{failed: make(chan error, 1)}
 	defer func() {
 		if err != nil {
