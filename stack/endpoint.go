@@ -25,10 +25,11 @@ type endpoint struct {
 
 	dispatcher atomic.Pointer[dispatcherRef]
 
-	rxFrames, rxMalformed             atomic.Uint64
-	txFrames, txNoNeighbour, txNotTCP atomic.Uint64
-	txRingFull                        atomic.Uint64
-	txGSO, txGSOErrors                atomic.Uint64
+	// What only the endpoint knows; frames received and sent, and frames
+	// the tx ring had no room for, are counted per queue by irq and nic.
+	rxMalformed             atomic.Uint64
+	txNoNeighbour, txNotTCP atomic.Uint64
+	txGSO, txGSOErrors      atomic.Uint64
 }
 
 // gsoQueue is a queue's GSO sender and the slice its segments' pieces are
@@ -61,7 +62,6 @@ func newEndpoint(cfg Config) *endpoint {
 }
 
 func (ep *endpoint) deliver(frame []byte) {
-	ep.rxFrames.Add(1)
 	if len(frame) < header.EthernetMinimumSize {
 		ep.rxMalformed.Add(1)
 		return
@@ -172,7 +172,7 @@ func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) bool {
 // writeFrames copies packets into tx frames of q and sends them. A TCP
 // segment handed over whole (host GSO) is cut into MSS-sized frames here;
 // when the ring gives fewer frames than the packets need, the frames that
-// do not fit are dropped and counted, and TCP resends them.
+// do not fit are dropped (nic counts them), and TCP resends them.
 func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer) (int, tcpip.Error) {
 	need := 0
 	for _, pkt := range all {
@@ -205,12 +205,7 @@ func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer) (int, tc
 		}
 		written++
 	}
-	err := q.EndTx()
-	ep.txFrames.Add(uint64(got))
-	if got < need {
-		ep.txRingFull.Add(uint64(need - got))
-	}
-	if err != nil {
+	if err := q.EndTx(); err != nil {
 		return written, &tcpip.ErrAborted{}
 	}
 	return len(all), nil
@@ -413,12 +408,9 @@ func (ep *endpoint) SetOnCloseAction(func())                        {}
 
 func (ep *endpoint) counters() Counters {
 	return Counters{
-		RxFrames:      ep.rxFrames.Load(),
 		RxMalformed:   ep.rxMalformed.Load(),
-		TxFrames:      ep.txFrames.Load(),
 		TxNoNeighbour: ep.txNoNeighbour.Load(),
 		TxNoTCP:       ep.txNotTCP.Load(),
-		TxRingFull:    ep.txRingFull.Load(),
 		TxGSO:         ep.txGSO.Load(),
 		TxGSOErrors:   ep.txGSOErrors.Load(),
 	}

@@ -55,11 +55,7 @@ func FuzzDeliver(f *testing.F) {
 	}
 	n := 0
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		before := st.Counters().RxFrames
 		st.Deliver(frame)
-		if got := st.Counters().RxFrames - before; got != 1 {
-			t.Fatalf("a frame counted %d times", got)
-		}
 		// A connection never used before: a SYN on a tuple the netstack
 		// knows gets no SYN-ACK.
 		n++

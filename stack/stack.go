@@ -219,10 +219,8 @@ func (st *Stack) Listen(network string, port uint16) (net.Listener, error) {
 
 // Counters is what the link endpoint has counted.
 type Counters struct {
-	RxFrames, RxMalformed  uint64
-	TxFrames               uint64
+	RxMalformed            uint64
 	TxNoNeighbour, TxNoTCP uint64 // answers not sent: peer MAC unknown; not TCP (the kernel owns ICMP, ND, MLD)
-	TxRingFull             uint64 // frames not sent for want of a tx slot
 	TxGSO, TxGSOErrors     uint64 // segments handed to the GSO senders whole; refused ones (cut into frames instead)
 }
 

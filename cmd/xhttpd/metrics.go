@@ -164,7 +164,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(linkDrops, lc.RxMalformed, "rx_malformed")
 	counter(linkDrops, lc.TxNoNeighbour, "tx_no_neighbour")
 	counter(linkDrops, lc.TxNoTCP, "tx_not_tcp")
-	counter(linkDrops, lc.TxRingFull, "tx_ring_full")
 	counter(linkGSO, lc.TxGSO, "sent")
 	counter(linkGSO, lc.TxGSOErrors, "refused")
 	tc := p.Stack().TCPCounters()
