@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,22 +20,7 @@ import (
 func exchange(t *testing.T, delay time.Duration, answer func(line string) []byte) (net.Conn, *bufio.Reader, *atomic.Int64) {
 	t.Helper()
 	q := newFakeQueue()
-	st, err := New(Config{
-		DelayedACK: delay,
-		LinkAddr:   serverMAC,
-		MTU:        1500,
-		Addrs:      []netip.Prefix{netip.PrefixFrom(serverV4, 24)},
-		Queues:     []TxQueue{q},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	l, err := st.Listen("tcp4", 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	st, l := serverStack(t, q, Config{DelayedACK: delay, MTU: 1500}, "tcp4")
 	go func() {
 		conn, err := l.Accept()
 		if err != nil {

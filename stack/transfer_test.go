@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -122,6 +123,27 @@ func etherIP(src, dst netip.Addr, ip []byte) []byte {
 	return append(eth, ip...)
 }
 
+// serverStack builds a server's netstack on q from cfg (the server's MAC,
+// its addresses over both families and q filled in) and listens on port 80
+// of network; both close when the test ends.
+func serverStack(t *testing.T, q *fakeQueue, cfg Config, network string) (*Stack, net.Listener) {
+	t.Helper()
+	cfg.LinkAddr = serverMAC
+	cfg.Addrs = []netip.Prefix{netip.PrefixFrom(serverV4, 24), netip.PrefixFrom(serverV6, 64)}
+	cfg.Queues = []TxQueue{q}
+	st, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	l, err := st.Listen(network, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return st, l
+}
+
 // download serves body from a server stack on network ("tcp4" or "tcp6")
 // with the given MTU to a client stack, reads it all and checks the bytes.
 // It returns both stacks, for their counters.
@@ -135,21 +157,7 @@ func download(t *testing.T, network string, mtu int, body []byte, stall func()) 
 func lossyDownload(t *testing.T, network string, mtu int, body []byte, stall func(), drop func([]byte) bool) (*Stack, *gvstack.Stack) {
 	t.Helper()
 	q := newFakeQueue()
-	st, err := New(Config{
-		LinkAddr: serverMAC,
-		MTU:      uint32(mtu),
-		Addrs:    []netip.Prefix{netip.PrefixFrom(serverV4, 24), netip.PrefixFrom(serverV6, 64)},
-		Queues:   []TxQueue{q},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	l, err := st.Listen(network, 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	st, l := serverStack(t, q, Config{MTU: uint32(mtu)}, network)
 	go func() {
 		conn, err := l.Accept()
 		if err != nil {

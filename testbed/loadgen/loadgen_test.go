@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"strings"
@@ -53,20 +54,23 @@ func TestSchedulePoisson(t *testing.T) {
 }
 
 // server answers each GET on loopback after delay, with status and a body
-// of 100 bytes.
-func server(t *testing.T, delay time.Duration, status string) string {
+// of bodyLen bytes, and counts the connections it accepts.
+func server(t *testing.T, delay time.Duration, status string, bodyLen int) (addr string, accepted *atomic.Int64) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	accepted = new(atomic.Int64)
+	answer := []byte(fmt.Sprintf("HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s", status, bodyLen, strings.Repeat("x", bodyLen)))
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
+			accepted.Add(1)
 			go func() {
 				defer c.Close()
 				r := bufio.NewReader(c)
@@ -79,12 +83,12 @@ func server(t *testing.T, delay time.Duration, status string) string {
 						continue
 					}
 					time.Sleep(delay)
-					c.Write([]byte("HTTP/1.1 " + status + "\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100)))
+					c.Write(answer)
 				}
 			}()
 		}
 	}()
-	return l.Addr().String()
+	return l.Addr().String(), accepted
 }
 
 // Offered twice what one connection can serve, latency counts from the
@@ -92,7 +96,7 @@ func server(t *testing.T, delay time.Duration, status string) string {
 // request was sent, as a closed loop does, it would be the 2 ms a request
 // takes.
 func TestLatencyFromIntendedTime(t *testing.T) {
-	addr := server(t, 2*time.Millisecond, "200 OK")
+	addr, _ := server(t, 2*time.Millisecond, "200 OK", 100)
 	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 1000, Conns: 1, Duration: 400 * time.Millisecond, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +118,7 @@ func TestLatencyFromIntendedTime(t *testing.T) {
 // Below capacity every request is answered and counted once, and the lag
 // has one sample per request.
 func TestBelowCapacity(t *testing.T) {
-	addr := server(t, 0, "200 OK")
+	addr, _ := server(t, 0, "200 OK", 100)
 	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 500, Conns: 4, Duration: 400 * time.Millisecond, Seed: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +136,7 @@ func TestBelowCapacity(t *testing.T) {
 
 // A status other than 200 is an error, counted, with the first one kept.
 func TestErrorsCounted(t *testing.T) {
-	addr := server(t, 0, "404 Not Found")
+	addr, _ := server(t, 0, "404 Not Found", 100)
 	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 200, Conns: 2, Duration: 200 * time.Millisecond, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -158,36 +162,8 @@ func TestConfigChecked(t *testing.T) {
 // connection fail as errors without costing a connection each: the pool
 // keeps its connections instead of churning through ephemeral ports.
 func TestOverloadKeepsConnections(t *testing.T) {
-	var accepted atomic.Int64
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if strings.TrimSpace(line) == "" {
-						time.Sleep(20 * time.Millisecond)
-						c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-					}
-				}
-			}()
-		}
-	}()
-	res, err := Run(context.Background(), Config{Addr: l.Addr().String(), Path: "/", Rate: 2000, Conns: 2, Duration: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, Seed: 4})
+	addr, accepted := server(t, 20*time.Millisecond, "200 OK", 0)
+	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 2000, Conns: 2, Duration: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, Seed: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
