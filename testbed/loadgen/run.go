@@ -1,0 +1,401 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Run offers cfg.Rate requests per second for cfg.Duration and waits for
+// the answers, at most cfg.Timeout after each one's send.
+//
+// It is one event loop on one thread, as wrk is: the thread (SCHED_FIFO
+// where allowed) waits in epoll for the connections' answers and for a
+// timerfd set to the next intended time, spins the last moments before it
+// (at most a tenth of the mean gap), writes each request itself on a free
+// connection, and reads the answers the moment epoll returns. No goroutine
+// hands anything to another: on a two-CPU machine every hand-off costs a
+// wake-up of tens to hundreds of microseconds, and the generator's CPU is
+// taken from the server's. A request with no free connection waits in a
+// queue, its latency growing, until one frees up; one that waited longer
+// than the timeout fails without being sent.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	switch {
+	case cfg.Rate <= 0:
+		return nil, fmt.Errorf("loadgen: rate %v: want more than 0", cfg.Rate)
+	case cfg.Conns < 1:
+		return nil, fmt.Errorf("loadgen: %d connections: want at least 1", cfg.Conns)
+	case cfg.Duration <= 0:
+		return nil, fmt.Errorf("loadgen: duration %v: want more than 0", cfg.Duration)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	l, err := newLoop(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	return l.run(ctx)
+}
+
+// monoNow reads CLOCK_MONOTONIC in nanoseconds: the clock of the timerfd
+// and of every time the loop records.
+func monoNow() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// conn is one keep-alive connection of the pool.
+type conn struct {
+	fd       int
+	intended int64 // of the request in flight, CLOCK_MONOTONIC ns; 0: free
+	sent     int64 // when it was written
+	ans      answer
+}
+
+type loop struct {
+	cfg      Config
+	sa       unix.Sockaddr
+	family   int
+	req      []byte
+	ep, tfd  int
+	conns    []*conn
+	byFD     map[int]*conn
+	free     []*conn
+	waiting  []int64 // intended times with no free connection, oldest first
+	inFlight int
+	buf      []byte
+	res      *Result
+	last     int64 // the last answer
+}
+
+func newLoop(cfg Config) (l *loop, err error) {
+	ta, err := net.ResolveTCPAddr("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	host := cfg.Host
+	if host == "" {
+		host = cfg.Addr
+	}
+	l = &loop{
+		cfg:  cfg,
+		req:  []byte("GET " + cfg.Path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: xhttpd-loadgen\r\n\r\n"),
+		byFD: map[int]*conn{},
+		buf:  make([]byte, 256<<10),
+		res:  &Result{Offered: cfg.Rate, Latency: newHist(), Lag: newHist()},
+		ep:   -1, tfd: -1,
+	}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		l.sa, l.family = &unix.SockaddrInet4{Port: ta.Port, Addr: [4]byte(ip4)}, unix.AF_INET
+	} else {
+		l.sa, l.family = &unix.SockaddrInet6{Port: ta.Port, Addr: [16]byte(ta.IP.To16())}, unix.AF_INET6
+	}
+	defer func() {
+		if err != nil {
+			l.close()
+		}
+	}()
+	if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("loadgen: epoll: %w", err)
+	}
+	if l.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("loadgen: timerfd: %w", err)
+	}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, l.tfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.tfd)}); err != nil {
+		return nil, fmt.Errorf("loadgen: epoll: %w", err)
+	}
+	// The pool is opened before the clock starts: connection set-up is not
+	// part of an open-loop point at a fixed connection count.
+	for i := range cfg.Conns {
+		c, err := l.dial()
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: connection %d of %d: %w", i+1, cfg.Conns, err)
+		}
+		l.free = append(l.free, c)
+	}
+	return l, nil
+}
+
+// dial opens a connection (blocking, bounded by the timeout), then makes it
+// non-blocking and adds it to epoll.
+func (l *loop) dial() (*conn, error) {
+	fd, err := unix.Socket(l.family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	tv := unix.NsecToTimeval(int64(l.cfg.Timeout))
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	if err := unix.Connect(fd, l.sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("connect %s: %w", l.cfg.Addr, err)
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	c := &conn{fd: fd, ans: newAnswer()}
+	l.conns = append(l.conns, c)
+	l.byFD[fd] = c
+	return c, nil
+}
+
+func (l *loop) close() {
+	for _, c := range l.conns {
+		if c.fd >= 0 {
+			unix.Close(c.fd)
+		}
+	}
+	for _, fd := range []int{l.tfd, l.ep} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+func (l *loop) fail(err error) {
+	l.res.Errors++
+	if l.res.FirstErr == "" {
+		l.res.FirstErr = err.Error()
+	}
+}
+
+// maxSpin is the longest the loop spins before an intended time instead of
+// waiting in epoll: a sleeping CPU of a virtual machine takes a hundred
+// microseconds or more to wake, and a late wake-up is lag. It spins a tenth
+// of the mean gap at most, so that spinning never takes more than a tenth
+// of a CPU (the generator's CPU is recorded with each point).
+const maxSpin = 50 * time.Microsecond
+
+func (l *loop) run(ctx context.Context) (*Result, error) {
+	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	// Real-time priority, where allowed (root), so that a wake-up preempts
+	// whatever runs on the CPU, the server included, instead of waiting
+	// for the end of its time slice. The thread goes back to the runtime
+	// as an ordinary one.
+	if unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}, 0) == nil {
+		defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0 /* SCHED_OTHER */}, 0)
+	}
+	spin := min(int64(maxSpin), int64(float64(time.Second)/l.cfg.Rate/10))
+	sched := NewSchedule(l.cfg.Rate, l.cfg.Seed)
+	start := monoNow()
+	end := start + int64(l.cfg.Duration)
+	next := start + int64(sched.Next())
+	events := make([]unix.EpollEvent, 64)
+	for {
+		now := monoNow()
+		for next <= now && next < end && ctx.Err() == nil {
+			l.res.Lag.RecordValue(max((now-next)/1000, minUS))
+			l.offer(next, now)
+			next = start + int64(sched.Next())
+		}
+		offering := next < end && ctx.Err() == nil
+		l.expire(now)
+		if !offering && l.inFlight == 0 && len(l.waiting) == 0 {
+			break
+		}
+		if !offering && now > end+2*int64(l.cfg.Timeout) {
+			break // bounded, whatever the server does
+		}
+		timeout := -1
+		switch {
+		case offering && next-now <= spin:
+			timeout = 0 // spin: look at the connections, come back
+		case offering:
+			its := unix.ItimerSpec{Value: unix.NsecToTimespec(next - spin)}
+			unix.TimerfdSettime(l.tfd, unix.TFD_TIMER_ABSTIME, &its, nil)
+		default:
+			timeout = 10 // draining: check the deadlines now and then
+		}
+		n, err := unix.EpollWait(l.ep, events, timeout)
+		if err != nil && err != unix.EINTR {
+			return nil, fmt.Errorf("loadgen: epoll_wait: %w", err)
+		}
+		now = monoNow()
+		for _, ev := range events[:max(n, 0)] {
+			fd := int(ev.Fd)
+			if fd == l.tfd {
+				var b [8]byte
+				unix.Read(l.tfd, b[:])
+				continue
+			}
+			if c := l.byFD[fd]; c != nil {
+				l.readAnswers(c, now)
+			}
+		}
+	}
+	// What still waits never went out.
+	for range l.waiting {
+		l.fail(fmt.Errorf("waited longer than the timeout for a free connection"))
+	}
+	res := l.res
+	last := l.last
+	if last == 0 {
+		last = monoNow()
+	}
+	res.Elapsed = time.Duration(last - start)
+	res.Achieved = float64(res.Done) / max(res.Elapsed, l.cfg.Duration).Seconds()
+	return res, ctx.Err()
+}
+
+// offer sends a request intended at t on a free connection, or queues it.
+func (l *loop) offer(t, now int64) {
+	l.res.Sent++
+	if len(l.free) == 0 {
+		l.waiting = append(l.waiting, t)
+		return
+	}
+	c := l.free[len(l.free)-1]
+	l.free = l.free[:len(l.free)-1]
+	l.send(c, t, now)
+}
+
+// send writes the request intended at t on c. Its answer has the timeout
+// from now, not from t: a request that waited for a connection is not
+// abandoned (nor its connection replaced) for the wait; the wait counts in
+// its latency.
+func (l *loop) send(c *conn, t, now int64) {
+	c.intended, c.sent = t, now
+	l.inFlight++
+	if n, err := unix.Write(c.fd, l.req); err != nil || n != len(l.req) {
+		if err == nil {
+			err = fmt.Errorf("short write of a request: %d of %d bytes", n, len(l.req))
+		}
+		l.broken(c, err, now)
+	}
+}
+
+// readAnswers reads what c has and records each answer it completes. A
+// free connection that becomes readable was closed by the server (or sent
+// what nobody asked for): it is replaced.
+func (l *loop) readAnswers(c *conn, now int64) {
+	if c.intended == 0 {
+		n, err := unix.Read(c.fd, l.buf)
+		switch {
+		case err == unix.EAGAIN:
+		case err != nil || n == 0:
+			l.broken(c, fmt.Errorf("idle connection closed by the server"), now)
+		default:
+			l.broken(c, fmt.Errorf("%d bytes on an idle connection", n), now)
+		}
+		return
+	}
+	for c.intended != 0 {
+		n, err := unix.Read(c.fd, l.buf)
+		if err == unix.EAGAIN {
+			return
+		}
+		if err != nil || n == 0 {
+			if err == nil {
+				err = fmt.Errorf("connection closed by the server")
+			}
+			l.broken(c, err, now)
+			return
+		}
+		for b := l.buf[:n]; len(b) > 0; {
+			used, done, body, err := c.ans.feed(b)
+			if err != nil {
+				l.broken(c, err, now)
+				return
+			}
+			b = b[used:]
+			if !done {
+				continue
+			}
+			l.res.Done++
+			l.res.BodyBytes += body
+			l.res.Latency.RecordValue(max((now-c.intended)/1000, minUS))
+			l.last = now
+			l.inFlight--
+			c.intended = 0
+			l.next(c, now)
+			if len(b) > 0 && c.intended == 0 {
+				l.broken(c, fmt.Errorf("%d bytes after an answer, before any request", len(b)), now)
+				return
+			}
+		}
+	}
+}
+
+// next gives c the oldest waiting request, or puts it back as free.
+func (l *loop) next(c *conn, now int64) {
+	l.dropExpired(now)
+	if len(l.waiting) > 0 {
+		t := l.waiting[0]
+		l.waiting = l.waiting[1:]
+		l.send(c, t, now)
+		return
+	}
+	l.free = append(l.free, c)
+}
+
+// dropExpired fails what waited longer than the timeout for a connection:
+// sending it would be pointless, and replacing a connection for each would
+// churn through the ephemeral ports.
+func (l *loop) dropExpired(now int64) {
+	for len(l.waiting) > 0 && now-l.waiting[0] >= int64(l.cfg.Timeout) {
+		l.waiting = l.waiting[1:]
+		l.fail(fmt.Errorf("waited longer than the timeout for a free connection"))
+	}
+}
+
+// expire fails the requests whose answer is later than the timeout, and
+// what waited too long for a connection.
+func (l *loop) expire(now int64) {
+	for _, c := range l.conns {
+		if c.intended != 0 && now-c.sent > int64(l.cfg.Timeout) {
+			l.broken(c, fmt.Errorf("no answer within %v", l.cfg.Timeout), now)
+		}
+	}
+	l.dropExpired(now)
+}
+
+// broken fails c's request, closes it, and puts a new connection in its
+// place; if none can be made, the pool is a connection short.
+func (l *loop) broken(c *conn, err error, now int64) {
+	if c.intended != 0 {
+		l.inFlight--
+		c.intended = 0
+	}
+	l.fail(err)
+	for i, x := range l.free {
+		if x == c {
+			l.free = append(l.free[:i], l.free[i+1:]...)
+			break
+		}
+	}
+	delete(l.byFD, c.fd)
+	unix.Close(c.fd)
+	c.fd = -1
+	for i, x := range l.conns {
+		if x == c {
+			l.conns = append(l.conns[:i], l.conns[i+1:]...)
+			break
+		}
+	}
+	nc, derr := l.dial()
+	if derr != nil {
+		if len(l.conns) == 0 {
+			// Nothing left to send on: what waits fails now.
+			for range l.waiting {
+				l.fail(derr)
+			}
+			l.waiting = nil
+		}
+		return
+	}
+	l.next(nc, now)
+}
