@@ -177,3 +177,18 @@ func TestOverloadKeepsConnections(t *testing.T) {
 		t.Errorf("sent %d, answered %d, failed %d", res.Sent, res.Done, res.Errors)
 	}
 }
+
+// A pool that cannot be opened is an error that says so, and leaves
+// nothing open.
+func TestUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	_, err = Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 100, Conns: 2, Duration: 100 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "connection 1 of 2") {
+		t.Fatalf("Run against a closed port: %v", err)
+	}
+}

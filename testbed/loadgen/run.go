@@ -77,7 +77,7 @@ type loop struct {
 	last     int64 // the last answer
 }
 
-func newLoop(cfg Config) (l *loop, err error) {
+func newLoop(cfg Config) (_ *loop, err error) {
 	ta, err := net.ResolveTCPAddr("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: %w", err)
@@ -86,7 +86,7 @@ func newLoop(cfg Config) (l *loop, err error) {
 	if host == "" {
 		host = cfg.Addr
 	}
-	l = &loop{
+	l := &loop{
 		cfg:  cfg,
 		req:  []byte("GET " + cfg.Path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: xhttpd-loadgen\r\n\r\n"),
 		byFD: map[int]*conn{},
