@@ -21,7 +21,9 @@ import (
 // drops a packet that validate_xmit_skb had to segment (writev fails with
 // ENOBUFS), as it must on a veth whose peer runs an XDP program.
 //
-// One goroutine at a time may call Send: its iovec array is reused.
+// One goroutine at a time may call SendGSO: its iovec array is reused. The
+// socket blocks: when the qdisc or the socket's send buffer is full, the
+// writer waits, as a kernel socket's writer would.
 type GSOTx struct {
 	fd  int
 	hdr [vnetHdrLen]byte
