@@ -10,15 +10,16 @@ import (
 	"time"
 )
 
-// QueueStatus is one NIC queue's loop as the status page shows it. The
-// data path fills it in: httpd knows nothing of queues.
-type QueueStatus struct {
-	Queue    int
-	Mode     string // interrupt, busy or hybrid
-	Polling  bool   // polling now, rather than sleeping
-	RxFrames uint64
-	TxFrames uint64
-	Wakeups  uint64
+// StatusTable is a table a caller adds to the status page, such as the
+// data path's queues: httpd shows it and knows nothing of what it says.
+// Name is singular ("Queue"); Columns name the cells, the first being the
+// row's key ("Queue", "Mode", "Polling"...). In "?auto" the table is a
+// line "<Name>s: <rows>" and a line "<Name><key><Column>: <cell>" per
+// other cell ("Queue0Mode: hybrid").
+type StatusTable struct {
+	Name    string
+	Columns []string
+	Rows    [][]string
 }
 
 // scoreChars are the scoreboard's letters by connection state, Apache's
@@ -39,10 +40,10 @@ type statusReport struct {
 	Closing    int
 	Scoreboard string
 	Goroutines int
-	Queues     []QueueStatus
+	Tables     []StatusTable
 }
 
-func (s *Server) report(queues func() []QueueStatus) statusReport {
+func (s *Server) report(tables func() []StatusTable) statusReport {
 	r := statusReport{Now: time.Now(), Stats: s.Stats(), Goroutines: runtime.NumGoroutine()}
 	r.Uptime = r.Now.Sub(s.started)
 	var sb strings.Builder
@@ -66,8 +67,8 @@ func (s *Server) report(queues func() []QueueStatus) statusReport {
 	}
 	s.mu.Unlock()
 	r.Scoreboard = sb.String()
-	if queues != nil {
-		r.Queues = queues()
+	if tables != nil {
+		r.Tables = tables()
 	}
 	return r
 }
@@ -75,13 +76,13 @@ func (s *Server) report(queues func() []QueueStatus) statusReport {
 // StatusHandler returns a handler for a page like Apache's mod_status:
 // connections by state with a scoreboard (one letter per open connection),
 // request and byte totals and rates, the cache, the limits that were hit,
-// the proxy, and one row per NIC queue from queues (which may be nil, as
-// on the kernel stack). "?auto" gives the same as "Key: value" lines, with
+// the proxy, and the tables the caller adds (tables may be nil; xhttpd
+// adds its NIC queues). "?auto" gives the same as "Key: value" lines, with
 // Apache's names where Apache has the figure. It is meant for an admin
 // listener, not for the served site.
-func (s *Server) StatusHandler(queues func() []QueueStatus) http.Handler {
+func (s *Server) StatusHandler(tables func() []StatusTable) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r := s.report(queues)
+		r := s.report(tables)
 		w.Header().Set("Cache-Control", "no-store")
 		if req.URL.Query().Has("auto") {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -153,23 +154,15 @@ func (r *statusReport) writeAuto(w io.Writer) {
 	kv("AccessLogLines", st.AccessLogLines)
 	kv("AccessLogDropped", st.AccessLogDropped)
 	kv("Panics", st.Panics)
-	kv("Queues", len(r.Queues))
-	for _, q := range r.Queues {
-		p := fmt.Sprintf("Queue%d", q.Queue)
-		kv(p+"Mode", q.Mode)
-		kv(p+"Polling", b2i(q.Polling))
-		kv(p+"RxFrames", q.RxFrames)
-		kv(p+"TxFrames", q.TxFrames)
-		kv(p+"Wakeups", q.Wakeups)
+	for _, t := range r.Tables {
+		kv(t.Name+"s", len(t.Rows))
+		for _, row := range t.Rows {
+			for j := 1; j < len(row) && j < len(t.Columns); j++ {
+				kv(t.Name+row[0]+t.Columns[j], row[j])
+			}
+		}
 	}
 	kv("Scoreboard", r.Scoreboard)
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // ScoreboardLines cuts the scoreboard into lines of 64, as Apache shows it.
@@ -207,9 +200,9 @@ Goroutines: {{.Goroutines}}</p>
 {{end}}</pre>
 <p>"<b>R</b>" reading request, "<b>W</b>" writing response, "<b>K</b>" keep-alive (waiting for a request),
 "<b>P</b>" proxying to the upstream, "<b>C</b>" closing</p>
-{{if .Queues}}<h2>Queues</h2>
-<table><tr><th>queue</th><th>mode</th><th>polling</th><th>rx frames</th><th>tx frames</th><th>wake-ups</th></tr>
-{{range .Queues}}<tr><td>{{.Queue}}</td><td>{{.Mode}}</td><td>{{.Polling}}</td><td>{{.RxFrames}}</td><td>{{.TxFrames}}</td><td>{{.Wakeups}}</td></tr>
+{{range .Tables}}<h2>{{.Name}}s</h2>
+<table><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>{{end}}
 <h2>Counters</h2>
 <table>

@@ -241,7 +241,7 @@ func run(ctx context.Context, o options) error {
 		defer path.Close()
 	}
 	if o.admin != "" {
-		stop, err := serveAdmin(o.admin, newCollector(path, srv), srv.StatusHandler(func() []httpd.QueueStatus { return queueStatus(path) }))
+		stop, err := serveAdmin(o.admin, newCollector(path, srv), srv.StatusHandler(func() []httpd.StatusTable { return queueTable(path) }))
 		if err != nil {
 			return err
 		}

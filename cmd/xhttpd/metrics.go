@@ -189,20 +189,21 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// queueStatus is what /server-status shows of each queue; nil on the
+// queueTable is the table of queues /server-status shows; none on the
 // kernel stack.
-func queueStatus(p *xdpnet.Path) []httpd.QueueStatus {
+func queueTable(p *xdpnet.Path) []httpd.StatusTable {
 	if p == nil {
 		return nil
 	}
-	qs := p.Queues()
-	out := make([]httpd.QueueStatus, len(qs))
-	for i, q := range qs {
+	t := httpd.StatusTable{Name: "Queue", Columns: []string{"Queue", "Mode", "Polling", "RxFrames", "TxFrames", "Wakeups"}}
+	for _, q := range p.Queues() {
 		ls := q.Loop.Stats()
-		out[i] = httpd.QueueStatus{Queue: ls.Queue, Mode: ls.Mode.String(), Polling: ls.Polling, RxFrames: ls.RoundSum, Wakeups: ls.Wakeups}
+		var tx uint64
 		if ns, err := q.Socket.Stats(); err == nil {
-			out[i].TxFrames = ns.TxFrames
+			tx = ns.TxFrames
 		}
+		u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+		t.Rows = append(t.Rows, []string{strconv.Itoa(ls.Queue), ls.Mode.String(), u(uint64(b2f(ls.Polling))), u(ls.RoundSum), u(tx), u(ls.Wakeups)})
 	}
-	return out
+	return []httpd.StatusTable{t}
 }
