@@ -36,3 +36,15 @@ func ParseMode(s string) (Mode, error) {
 	}
 	return 0, fmt.Errorf("mode %q: want interrupt, busy or hybrid", s)
 }
+
+// UnmarshalText is ParseMode, for flag.TextVar and configuration files.
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	if err == nil {
+		*m = v
+	}
+	return err
+}
+
+// MarshalText is the mode's name.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }

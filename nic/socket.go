@@ -44,6 +44,28 @@ func ParseBindMode(s string) (BindMode, error) {
 	return 0, fmt.Errorf("bind mode %q: want auto, zerocopy or copy", s)
 }
 
+func (m BindMode) String() string {
+	switch m {
+	case BindZeroCopy:
+		return "zerocopy"
+	case BindCopy:
+		return "copy"
+	}
+	return "auto"
+}
+
+// UnmarshalText is ParseBindMode, for flag.TextVar and configuration files.
+func (m *BindMode) UnmarshalText(b []byte) error {
+	v, err := ParseBindMode(string(b))
+	if err == nil {
+		*m = v
+	}
+	return err
+}
+
+// MarshalText is the mode's name.
+func (m BindMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
 // Config describes one socket.
 type Config struct {
 	Ifindex int

@@ -50,7 +50,7 @@ func ParseMode(s string) (Mode, error) {
 	case "generic":
 		return ModeGeneric, nil
 	}
-	return 0, fmt.Errorf("xdp: unknown mode %q (want auto, native or generic)", s)
+	return 0, fmt.Errorf("XDP mode %q: want auto, native or generic", s)
 }
 
 func (m Mode) String() string {

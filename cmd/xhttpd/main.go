@@ -78,9 +78,9 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.iface, "iface", "", "interface to serve on (required)")
 	httpConfig := httpFlags(fs)
 	ports := fs.String("port", "80", "TCP ports to serve, comma-separated")
-	mode := fs.String("mode", "hybrid", "how each queue's loop waits: interrupt (sleep until frames come), busy (spin) or hybrid (NAPI-like)")
-	xdpMode := fs.String("xdp-mode", "auto", "XDP attach mode: auto (native, else generic), native or generic")
-	bind := fs.String("bind", "auto", "AF_XDP bind: auto (zero-copy, else copy), zerocopy or copy")
+	fs.TextVar(&o.path.Mode, "mode", irq.Hybrid, "how each queue's loop waits: interrupt (sleep until frames come), busy (spin) or hybrid (NAPI-like)")
+	fs.TextVar(&o.path.XDPMode, "xdp-mode", xdp.ModeAuto, "XDP attach mode: auto (native, else generic), native or generic")
+	fs.TextVar(&o.path.Bind, "bind", nic.BindAuto, "AF_XDP bind: auto (zero-copy, else copy), zerocopy or copy")
 	fs.IntVar(&o.path.Queues, "queues", 0, "number of rx queues to serve, from queue 0 (0: all)")
 	fs.StringVar(&o.stack, "stack", "xdp", "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
 	fs.StringVar(&o.path.RxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
@@ -118,15 +118,6 @@ func parseFlags(args []string) (options, error) {
 	p := &o.path
 	if p.Ports, err = parsePorts(*ports); err != nil {
 		return o, err
-	}
-	if p.Mode, err = irq.ParseMode(*mode); err != nil {
-		return o, fmt.Errorf("-mode: %w", err)
-	}
-	if p.XDPMode, err = xdp.ParseMode(*xdpMode); err != nil {
-		return o, fmt.Errorf("-xdp-mode: %w", err)
-	}
-	if p.Bind, err = nic.ParseBindMode(*bind); err != nil {
-		return o, fmt.Errorf("-bind: %w", err)
 	}
 	if p.Queues < 0 {
 		return o, fmt.Errorf("-queues %d: want 0 (all) or more", p.Queues)

@@ -27,21 +27,18 @@ func main() {
 	iface := flag.String("iface", "", "interface to serve on (required)")
 	root := flag.String("root", "", "directory to serve (required)")
 	port := flag.Uint("port", 80, "TCP port")
-	mode := flag.String("mode", "hybrid", "how each queue's loop waits: interrupt, busy or hybrid")
+	mode := irq.Hybrid
+	flag.TextVar(&mode, "mode", irq.Hybrid, "how each queue's loop waits: interrupt, busy or hybrid")
 	flag.Parse()
-	if err := run(*iface, *root, uint16(*port), *mode); err != nil {
+	if err := run(*iface, *root, uint16(*port), mode); err != nil {
 		fmt.Fprintln(os.Stderr, "fileserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(iface, root string, port uint16, modeName string) error {
+func run(iface, root string, port uint16, mode irq.Mode) error {
 	if iface == "" || root == "" {
 		return fmt.Errorf("-iface and -root are required")
-	}
-	mode, err := irq.ParseMode(modeName)
-	if err != nil {
-		return err
 	}
 	ifc, err := net.InterfaceByName(iface)
 	if err != nil {
