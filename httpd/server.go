@@ -147,6 +147,30 @@ const (
 	defaultMaxConns          = 10000
 )
 
+// Defaults is the Config that New makes of a zero one (Root and Logger
+// aside): the one place httpd's defaults are written, for the flags of a
+// program that wants to show them.
+func Defaults() Config {
+	var c Config
+	c.fillDefaults()
+	return c
+}
+
+// fillDefaults sets every zero limit and timeout to its default.
+func (cfg *Config) fillDefaults() {
+	setDefault(&cfg.CacheMax, defaultCacheMax)
+	setDefault(&cfg.CacheTotal, defaultCacheTotal)
+	setDefault(&cfg.ProxyDialTimeout, defaultProxyDialTimeout)
+	setDefault(&cfg.ProxyTimeout, defaultProxyTimeout)
+	setDefault(&cfg.MaxRequestLine, defaultMaxRequestLine)
+	setDefault(&cfg.MaxHeaderBytes, defaultMaxHeaderBytes)
+	setDefault(&cfg.MaxHeaders, defaultMaxHeaders)
+	setDefault(&cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	setDefault(&cfg.IdleTimeout, defaultIdleTimeout)
+	setDefault(&cfg.WriteTimeout, defaultWriteTimeout)
+	setDefault(&cfg.MaxConns, defaultMaxConns)
+}
+
 // ErrServerClosed is returned by Serve when it is called after Shutdown.
 var ErrServerClosed = errors.New("httpd: server shut down")
 
@@ -214,17 +238,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("httpd: Config.%s is negative (%d)", v.name, v.n)
 		}
 	}
-	setDefault(&cfg.CacheMax, defaultCacheMax)
-	setDefault(&cfg.CacheTotal, defaultCacheTotal)
-	setDefault(&cfg.ProxyDialTimeout, defaultProxyDialTimeout)
-	setDefault(&cfg.ProxyTimeout, defaultProxyTimeout)
-	setDefault(&cfg.MaxRequestLine, defaultMaxRequestLine)
-	setDefault(&cfg.MaxHeaderBytes, defaultMaxHeaderBytes)
-	setDefault(&cfg.MaxHeaders, defaultMaxHeaders)
-	setDefault(&cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)
-	setDefault(&cfg.IdleTimeout, defaultIdleTimeout)
-	setDefault(&cfg.WriteTimeout, defaultWriteTimeout)
-	setDefault(&cfg.MaxConns, defaultMaxConns)
+	cfg.fillDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

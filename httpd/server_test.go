@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -699,5 +700,25 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	if !busy.closedByServer(2 * time.Second) {
 		t.Error("active connection not closed when Shutdown's context ended")
+	}
+}
+
+// Defaults is what New makes of a zero Config, Root and Logger aside, and
+// leaves no limit or timeout at zero.
+func TestDefaults(t *testing.T) {
+	s, err := New(Config{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := s.cfg, Defaults()
+	got.Root, got.Logger = "", nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("New's defaults %+v, Defaults() %+v", got, want)
+	}
+	for _, v := range []int64{want.CacheMax, want.CacheTotal, int64(want.ProxyDialTimeout), int64(want.ProxyTimeout), int64(want.MaxRequestLine),
+		int64(want.MaxHeaderBytes), int64(want.MaxHeaders), int64(want.ReadHeaderTimeout), int64(want.IdleTimeout), int64(want.WriteTimeout), int64(want.MaxConns)} {
+		if v == 0 {
+			t.Errorf("a zero default in %+v", want)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/xhttpd/xhttpd/httpd"
 )
@@ -16,22 +15,23 @@ import (
 // It opens the access log file, if one is named; the file stays open for
 // the life of the process.
 func httpFlags(fs *flag.FlagSet) func() (httpd.Config, error) {
+	d := httpd.Defaults()
 	root := fs.String("root", "", "directory of files to serve (required)")
-	cacheMax := fs.Int64("cache-max", 1<<20, "largest file held in memory, in bytes; larger ones are read from disk per request (0: no cache)")
-	cacheTotal := fs.Int64("cache-total", 256<<20, "memory for cached files in all, in bytes (a reload briefly holds two caches)")
+	cacheMax := fs.Int64("cache-max", d.CacheMax, "largest file held in memory, in bytes; larger ones are read from disk per request (0: no cache)")
+	cacheTotal := fs.Int64("cache-total", d.CacheTotal, "memory for cached files in all, in bytes (a reload briefly holds two caches)")
 	dotFiles := fs.Bool("serve-dot-files", false, "serve names with a segment that starts with a dot (.git/, .env); by default they are 404, except /.well-known/")
 	proxy := fs.String("proxy", "", "upstream HTTP server for dynamic paths, http://host:port[/path], reached through the kernel's sockets")
 	dynamic := fs.String("dynamic", "", "path prefixes that go to -proxy, comma-separated: /cgi-bin/ matches below it, /api also /api itself")
 	proxyMisses := fs.Bool("proxy-misses", false, "also send to -proxy what Root has no file for (404) and methods other than GET and HEAD (405)")
-	proxyDial := fs.Duration("proxy-dial-timeout", time.Second, "time to connect to -proxy; then 502")
-	proxyTimeout := fs.Duration("proxy-timeout", 60*time.Second, "time for -proxy to send its response head; then 504")
-	maxLine := fs.Int("max-request-line", 8<<10, "longest request line in bytes; longer gets 414")
-	maxHeaderBytes := fs.Int("max-header-bytes", 16<<10, "largest header block in bytes; larger gets 431")
-	maxHeaders := fs.Int("max-headers", 100, "most header fields; more gets 431")
-	headerTimeout := fs.Duration("header-timeout", 10*time.Second, "time from a request's first byte to the end of its head (and between reads of a proxied body); then 408")
-	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "time a keep-alive connection may wait for its next request; then it is closed")
-	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "time each write to a client (at most 64 KiB of a body) may take; a client that takes nothing is closed after 1 to 1.5 times this")
-	maxConns := fs.Int("max-conns", 10000, "most open HTTP connections; more get 503 and are closed")
+	proxyDial := fs.Duration("proxy-dial-timeout", d.ProxyDialTimeout, "time to connect to -proxy; then 502")
+	proxyTimeout := fs.Duration("proxy-timeout", d.ProxyTimeout, "time for -proxy to send its response head; then 504")
+	maxLine := fs.Int("max-request-line", d.MaxRequestLine, "longest request line in bytes; longer gets 414")
+	maxHeaderBytes := fs.Int("max-header-bytes", d.MaxHeaderBytes, "largest header block in bytes; larger gets 431")
+	maxHeaders := fs.Int("max-headers", d.MaxHeaders, "most header fields; more gets 431")
+	headerTimeout := fs.Duration("header-timeout", d.ReadHeaderTimeout, "time from a request's first byte to the end of its head (and between reads of a proxied body); then 408")
+	idleTimeout := fs.Duration("idle-timeout", d.IdleTimeout, "time a keep-alive connection may wait for its next request; then it is closed")
+	writeTimeout := fs.Duration("write-timeout", d.WriteTimeout, "time each write to a client (at most 64 KiB of a body) may take; a client that takes nothing is closed after 1 to 1.5 times this")
+	maxConns := fs.Int("max-conns", d.MaxConns, "most open HTTP connections; more get 503 and are closed")
 	accessLog := fs.String("access-log", "", "append a Common Log Format line per request to this file (default: none)")
 	return func() (httpd.Config, error) {
 		if *root == "" {
