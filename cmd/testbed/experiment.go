@@ -284,9 +284,9 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 	cmd := tb.ClientCmd(gctx, r.self, "loadgen", "-addr", tb.ServerV4.String()+":80", "-path", "/"+r.file,
 		"-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-conns", strconv.Itoa(r.conns),
 		"-duration", r.duration.String(), "-seed", strconv.Itoa(int(rate)))
-	var out strings.Builder
+	var out, errOut strings.Builder
 	cmd.Stdout = &out
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = io.MultiWriter(os.Stderr, &errOut)
 	cpu0, err := testbed.TreeCPU(pid)
 	if err != nil {
 		return expPoint{}, err
@@ -294,7 +294,7 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 	err = cmd.Run()
 	cpu1, cerr := testbed.TreeCPU(pid)
 	if err != nil {
-		return expPoint{}, fmt.Errorf("loadgen: %w", err)
+		return expPoint{}, fmt.Errorf("loadgen: %w: %s", err, strings.TrimSpace(errOut.String()))
 	}
 	if cerr != nil {
 		return expPoint{}, fmt.Errorf("%w (did the server exit during the run?)", cerr)

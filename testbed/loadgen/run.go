@@ -125,24 +125,19 @@ func newLoop(cfg Config) (_ *loop, err error) {
 	return l, nil
 }
 
-// dial opens a connection (blocking, bounded by the timeout), then makes it
-// non-blocking and adds it to epoll.
+// dial opens a non-blocking connection and waits, at most the timeout,
+// until it is up (a blocking connect(2) would fail with EINTR whenever the
+// Go runtime's preemption signal lands during it), then adds it to epoll.
 func (l *loop) dial() (*conn, error) {
-	fd, err := unix.Socket(l.family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(l.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	tv := unix.NsecToTimeval(int64(l.cfg.Timeout))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	if err := unix.Connect(fd, l.sa); err != nil {
+	if err := l.connect(fd); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("connect %s: %w", l.cfg.Addr, err)
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
 	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -151,6 +146,40 @@ func (l *loop) dial() (*conn, error) {
 	l.conns = append(l.conns, c)
 	l.byFD[fd] = c
 	return c, nil
+}
+
+// connect connects the non-blocking socket fd to the server.
+func (l *loop) connect(fd int) error {
+	err := unix.Connect(fd, l.sa)
+	if err == nil {
+		return nil
+	}
+	if err != unix.EINPROGRESS && err != unix.EINTR {
+		return err
+	}
+	deadline := monoNow() + int64(l.cfg.Timeout)
+	for {
+		left := deadline - monoNow()
+		if left <= 0 {
+			return fmt.Errorf("no connection within %v", l.cfg.Timeout)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(pfd, int(max(left/1e6, 1)))
+		if err == unix.EINTR || n == 0 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if soErr != 0 {
+			return unix.Errno(soErr)
+		}
+		return nil
+	}
 }
 
 func (l *loop) close() {
