@@ -143,16 +143,7 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 // and the caller cuts the segment into frames instead.
 func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) bool {
 	g.bufs = g.bufs[:0]
-	views, off := pkt.AsViewList()
-	for v := views.Front(); v != nil; v = v.Next() {
-		b := v.AsSlice()
-		if off >= len(b) {
-			off -= len(b)
-			continue
-		}
-		g.bufs = append(g.bufs, b[off:])
-		off = 0
-	}
+	eachPiece(pkt, func(b []byte) { g.bufs = append(g.bufs, b) })
 	ethLen := len(pkt.LinkHeader().Slice())
 	o := pkt.GSOOptions
 	err := g.tx.SendGSO(o.Type == gvstack.GSOTCPv6, pkt.HeaderSize(), int(o.MSS),
@@ -355,10 +346,17 @@ const (
 
 const zeroMAC = tcpip.LinkAddress("\x00\x00\x00\x00\x00\x00")
 
-// copyPacket copies the packet's views into frame, without building a slice
-// of them, and returns its length.
+// copyPacket copies the packet's bytes into frame and returns their length.
 func copyPacket(frame []byte, pkt *gvstack.PacketBuffer) int {
 	n := 0
+	eachPiece(pkt, func(b []byte) { n += copy(frame[n:], b) })
+	return n
+}
+
+// eachPiece calls fn with the packet's bytes, headers then payload, piece
+// by piece as its views hold them, without building a slice of them; fn
+// does not escape, so the closures that call it allocate nothing.
+func eachPiece(pkt *gvstack.PacketBuffer, fn func([]byte)) {
 	views, off := pkt.AsViewList()
 	for v := views.Front(); v != nil; v = v.Next() {
 		b := v.AsSlice()
@@ -366,10 +364,9 @@ func copyPacket(frame []byte, pkt *gvstack.PacketBuffer) int {
 			off -= len(b)
 			continue
 		}
-		n += copy(frame[n:], b[off:])
+		fn(b[off:])
 		off = 0
 	}
-	return n
 }
 
 func (ep *endpoint) AddHeader(pkt *gvstack.PacketBuffer) {
