@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -18,6 +19,8 @@ import (
 // in a second one) once a second, or sooner when it fills. Nothing on the
 // request path waits for the disk. When the writer cannot keep up and the
 // shared buffer reaches its bound, lines are dropped and counted instead.
+// A write that fails (a full disk) loses its lines; failures are counted,
+// and the first of a spell of them is logged, as is the end of the spell.
 
 const (
 	// logBufMax bounds the lines waiting to be written.
@@ -26,10 +29,15 @@ const (
 	logKick = 64 << 10
 	// logFlushEvery is how stale a written line may be at most.
 	logFlushEvery = time.Second
+	// logErrorEvery is how often a new spell of failing writes is logged at
+	// most, so that a writer that fails every other time does not flood
+	// the server's own log.
+	logErrorEvery = time.Minute
 )
 
 type accessLog struct {
-	w io.Writer
+	w   io.Writer
+	log *slog.Logger
 
 	mu    sync.Mutex
 	buf   []byte // lines waiting
@@ -42,13 +50,18 @@ type accessLog struct {
 
 	lines   atomic.Uint64
 	dropped atomic.Uint64
-	errors  atomic.Uint64
+	errors  atomic.Uint64 // writes that failed
 	date    dateCache
+
+	// Only the writer goroutine touches these.
+	failing    bool      // the last write failed, and that was logged
+	lastLogged time.Time // when a failing spell was last logged
 }
 
-func newAccessLog(w io.Writer) *accessLog {
+func newAccessLog(w io.Writer, log *slog.Logger) *accessLog {
 	l := &accessLog{
 		w:       w,
+		log:     log,
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -106,13 +119,32 @@ func (l *accessLog) flush() {
 	l.spare = nil
 	l.mu.Unlock()
 	if len(b) > 0 {
-		if _, err := l.w.Write(b); err != nil {
-			l.errors.Add(1)
-		}
+		l.write(b)
 	}
 	l.mu.Lock()
 	l.spare = b[:0]
 	l.mu.Unlock()
+}
+
+// write writes b to the log's writer, and counts and reports a failure:
+// an operator should learn that the log disk is full from the server's own
+// log, not from the access log's silence.
+func (l *accessLog) write(b []byte) {
+	_, err := l.w.Write(b)
+	if err == nil {
+		if l.failing {
+			l.failing = false
+			l.log.Info("access log: writing again", "failed_writes", l.errors.Load())
+		}
+		return
+	}
+	n := l.errors.Add(1)
+	if l.failing || !l.lastLogged.IsZero() && time.Since(l.lastLogged) < logErrorEvery {
+		return
+	}
+	l.failing, l.lastLogged = true, time.Now()
+	l.log.Error("access log: write failed; its lines are lost, and further failures are counted (AccessLogErrors) until one succeeds",
+		"err", err, "failed_writes", n)
 }
 
 // close writes out what is queued and stops the writer.

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -101,7 +104,7 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 // block, and drops are counted.
 func TestAccessLogDropsWhenBehind(t *testing.T) {
 	w := &blockingWriter{release: make(chan struct{})}
-	l := newAccessLog(w)
+	l := newAccessLog(w, slog.New(slog.DiscardHandler))
 	line := []byte(strings.Repeat("x", 99) + "\n")
 	start := time.Now()
 	total := 2 * logBufMax / len(line)
@@ -138,5 +141,99 @@ func TestAccessLogAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per logged request", n)
+	}
+}
+
+// failWriter fails every Write while fail is set.
+type failWriter struct {
+	mu   sync.Mutex
+	fail bool
+	n    int
+}
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fail {
+		return 0, syscall.ENOSPC
+	}
+	w.n += len(p)
+	return len(p), nil
+}
+
+// A failing log writer is counted, and logged once per spell of failures
+// (at most once a logErrorEvery), with a line when writing works again.
+func TestAccessLogWriteErrors(t *testing.T) {
+	var logged syncBuffer
+	w := &failWriter{fail: true}
+	// No run goroutine: the test plays the writer.
+	l := &accessLog{w: w, log: slog.New(slog.NewTextHandler(&logged, nil))}
+	count := func(s string) int { return strings.Count(logged.String(), s) }
+	line := []byte("x\n")
+
+	for range 3 {
+		l.write(line)
+	}
+	if n := l.errors.Load(); n != 3 {
+		t.Errorf("%d errors counted, want 3", n)
+	}
+	if n := count("level=ERROR"); n != 1 || !strings.Contains(logged.String(), "no space left on device") {
+		t.Errorf("%d error lines logged for one spell of failures, want 1 with the error:\n%s", n, logged.String())
+	}
+
+	w.fail = false
+	l.write(line)
+	if n := count("writing again"); n != 1 {
+		t.Errorf("%d lines saying the log works again, want 1:\n%s", n, logged.String())
+	}
+
+	// A new spell soon after the last one is counted but not logged.
+	w.fail = true
+	l.write(line)
+	if n, e := l.errors.Load(), count("level=ERROR"); n != 4 || e != 1 {
+		t.Errorf("a failure within logErrorEvery: %d errors counted (want 4), %d logged (want 1)", n, e)
+	}
+	// Once logErrorEvery has passed, it is logged again.
+	l.lastLogged = time.Now().Add(-logErrorEvery - time.Second)
+	l.write(line)
+	if n := count("level=ERROR"); n != 2 {
+		t.Errorf("a failure after logErrorEvery: %d error lines, want 2:\n%s", n, logged.String())
+	}
+}
+
+// The count of failed writes shows in Stats, on the status page and in
+// its ?auto keys; the server's log says so.
+func TestAccessLogErrorsShown(t *testing.T) {
+	fx := newFixture(t)
+	var logged syncBuffer
+	s, err := New(Config{Root: fx.root, AccessLog: &failWriter{fail: true}, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	roundTrip(t, l.Addr().String(), "GET /small.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if err := s.Shutdown(context.Background()); err != nil { // writes out the line, and fails
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.AccessLogErrors != 1 || st.AccessLogLines != 1 {
+		t.Errorf("stats: %d lines, %d failed writes; want 1 and 1", st.AccessLogLines, st.AccessLogErrors)
+	}
+	if !strings.Contains(logged.String(), "access log: write failed") {
+		t.Errorf("the server's log does not report the failure:\n%s", logged.String())
+	}
+
+	rec := httptest.NewRecorder()
+	s.StatusHandler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/server-status?auto", nil))
+	if got := parseAuto(t, rec.Body.String())["AccessLogErrors"]; got != "1" {
+		t.Errorf("?auto AccessLogErrors %q, want 1", got)
+	}
+	rec = httptest.NewRecorder()
+	s.StatusHandler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/server-status", nil))
+	if want := "<td>1 / 0 / 1</td>"; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("status page lacks %q", want)
 	}
 }

@@ -70,7 +70,9 @@
 //     is counted.
 //   - The access log, in the Common Log Format, is written by a goroutine of
 //     its own; when it falls behind, lines are dropped and counted rather
-//     than requests slowed. Shutdown writes out what is queued.
+//     than requests slowed. A write that fails (a full disk) loses its
+//     lines; it is counted (Stats.AccessLogErrors), and the first failure
+//     of a spell is logged. Shutdown writes out what is queued.
 //
 // Hot-path cost: a connection's buffers come from a sync.Pool and are reused
 // for every request on it; parsing a request head, finding a cached file
@@ -271,7 +273,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.AccessLog != nil {
-		s.alog = newAccessLog(cfg.AccessLog)
+		s.alog = newAccessLog(cfg.AccessLog, s.log)
 	}
 	return s, nil
 }

@@ -38,6 +38,7 @@ type Stats struct {
 
 	AccessLogLines   uint64 // lines queued
 	AccessLogDropped uint64 // lines dropped because the writer fell behind
+	AccessLogErrors  uint64 // writes to the access log that failed (a full disk, say); the lines they held are lost
 }
 
 type counters struct {
@@ -85,7 +86,7 @@ func (s *Server) Stats() Stats {
 		st.CacheFiles, st.CacheBytes, st.CacheSkipped = len(snap.files), snap.bytes, snap.skipped
 	}
 	if s.alog != nil {
-		st.AccessLogLines, st.AccessLogDropped = s.alog.lines.Load(), s.alog.dropped.Load()
+		st.AccessLogLines, st.AccessLogDropped, st.AccessLogErrors = s.alog.lines.Load(), s.alog.dropped.Load(), s.alog.errors.Load()
 	}
 	return st
 }

@@ -153,6 +153,7 @@ func (r *statusReport) writeAuto(w io.Writer) {
 	kv("ProxyErrors", st.ProxyErrors)
 	kv("AccessLogLines", st.AccessLogLines)
 	kv("AccessLogDropped", st.AccessLogDropped)
+	kv("AccessLogErrors", st.AccessLogErrors)
 	kv("Panics", st.Panics)
 	for _, t := range r.Tables {
 		kv(t.Name+"s", len(t.Rows))
@@ -218,7 +219,7 @@ Goroutines: {{.Goroutines}}</p>
 <tr><th>idle timeouts (closed)</th><td>{{.Stats.IdleTimeouts}}</td></tr>
 <tr><th>write timeouts (closed)</th><td>{{.Stats.WriteTimeouts}}</td></tr>
 <tr><th>proxied requests / upstream errors</th><td>{{.Stats.ProxyRequests}} / {{.Stats.ProxyErrors}}</td></tr>
-<tr><th>access log lines / dropped</th><td>{{.Stats.AccessLogLines}} / {{.Stats.AccessLogDropped}}</td></tr>
+<tr><th>access log lines / dropped / failed writes</th><td>{{.Stats.AccessLogLines}} / {{.Stats.AccessLogDropped}} / {{.Stats.AccessLogErrors}}</td></tr>
 <tr><th>panics recovered</th><td>{{.Stats.Panics}}</td></tr>
 </table>
 </body></html>

@@ -63,6 +63,7 @@ var (
 	tcpConns       = desc("tcp_established", "Netstack connections now established.")
 	tcpEvents      = desc("tcp_events_total", "Netstack TCP events: connections, segments, loss recovery.", "event")
 	httpLogLines   = desc("http_access_log_lines_total", "Access log lines, by fate.", "fate")
+	httpLogErrors  = desc("http_access_log_write_errors_total", "Writes to the access log that failed (a full disk, say); the lines they held are lost.")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
@@ -104,6 +105,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(httpProxy, hs.ProxyErrors, "failed")
 	counter(httpLogLines, hs.AccessLogLines, "queued")
 	counter(httpLogLines, hs.AccessLogDropped, "dropped")
+	counter(httpLogErrors, hs.AccessLogErrors)
 
 	p := c.path
 	if p == nil {
