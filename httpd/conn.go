@@ -108,14 +108,21 @@ var connPool = sync.Pool{New: func() any {
 // request that arrived only in part must not leave the answers to the
 // requests before it sitting in our buffer while we wait for its rest,
 // perhaps from a client that waits for those answers first.
+//
+// A flush that fails ends the read with the write's error, which a caller
+// must not take for the read's: flushFailed tells them apart, so that a
+// client that stopped reading its answers is a write timeout (counted by
+// connWriter), not a request head that timed out.
 type connReader struct {
-	c       *conn
-	noFlush bool // while a proxied body is read on another goroutine
+	c           *conn
+	noFlush     bool // while a proxied body is read on another goroutine
+	flushFailed bool // a flush before a read failed: nothing more can be written
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
 	if !r.noFlush && r.c.bw.Buffered() > 0 {
 		if err := r.c.bw.Flush(); err != nil {
+			r.flushFailed = true
 			return 0, err
 		}
 	}
@@ -248,7 +255,7 @@ func (c *conn) release() {
 	c.br.Reset(nil)
 	c.bw.Reset(nil)
 	c.out.tail, c.out.deadline, c.out.pinned = nil, 0, false
-	c.in.noFlush = false
+	c.in.noFlush, c.in.flushFailed = false, false
 	c.req = request{}
 	c.body = io.LimitedReader{}
 	c.remote = c.remote[:0]
@@ -363,6 +370,13 @@ var testHookRequest func(target []byte)
 // an answer, and ends the connection.
 func (c *conn) fail(err error) {
 	s := c.srv
+	if c.in.flushFailed {
+		// The read did not fail: writing the answers to the requests
+		// before it did (a timeout is counted as a write timeout where it
+		// happened). The client takes nothing more; no answer is written
+		// or counted.
+		return
+	}
 	var he *httpError
 	switch {
 	case errors.As(err, &he):

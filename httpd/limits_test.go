@@ -259,3 +259,40 @@ func (l sndBufListener) Accept() (net.Conn, error) {
 	}
 	return nc, err
 }
+
+// A pipelined batch whose last request has arrived only in part: before
+// waiting for its rest, the server writes out the answers before it. If
+// the client does not read them, that write times out; it is a write
+// timeout, not a request head that took too long (408), and no 408 is
+// written or counted. Over net.Pipe, where every write waits for the
+// reader.
+func TestWriteTimeoutDuringPipelinedRead(t *testing.T) {
+	fx := newFixture(t)
+	var alog syncBuffer
+	s, err := New(Config{Root: fx.root, Logger: quietLogger(t), WriteTimeout: 200 * time.Millisecond, AccessLog: &alog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newPipeListener()
+	go s.Serve(l)
+	nc := l.dial()
+	defer nc.Close()
+	// One write, which the server takes in one read: a whole request and
+	// the start of the next.
+	if _, err := io.WriteString(nc, "GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /small.bin HTTP/1.1\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Never read: the first answer cannot be written.
+	waitFor(t, 3*time.Second, "the connection to close", func() bool { return s.Stats().Open == 0 })
+	st := s.Stats()
+	if st.WriteTimeouts != 1 || st.HeaderTimeouts != 0 || st.Status4xx != 0 || st.RejectedByLimit != 0 || st.Status2xx != 1 {
+		t.Errorf("WriteTimeouts %d, HeaderTimeouts %d, Status4xx %d, RejectedByLimit %d, Status2xx %d; want 1, 0, 0, 0, 1",
+			st.WriteTimeouts, st.HeaderTimeouts, st.Status4xx, st.RejectedByLimit, st.Status2xx)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(alog.String(), "\n"); n != 1 || strings.Contains(alog.String(), "408") {
+		t.Errorf("access log: %d lines, want the first request's alone:\n%s", n, alog.String())
+	}
+}
