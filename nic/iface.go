@@ -64,3 +64,50 @@ func TrustRxChecksum(driver string) bool {
 	}
 	return false
 }
+
+// RxChecksum is the policy for received TCP checksums: verify them, trust
+// them, or decide by driver (TrustRxChecksum). The zero value is
+// RxChecksumAuto.
+type RxChecksum int
+
+const (
+	// RxChecksumAuto trusts the drivers TrustRxChecksum names and verifies
+	// every other's frames.
+	RxChecksumAuto RxChecksum = iota
+	// RxChecksumVerify verifies every received checksum.
+	RxChecksumVerify
+	// RxChecksumTrust verifies none: for a NIC that verifies them itself.
+	RxChecksumTrust
+)
+
+var rxChecksumNames = [...]string{RxChecksumAuto: "auto", RxChecksumVerify: "verify", RxChecksumTrust: "trust"}
+
+func (c RxChecksum) String() string {
+	if c >= 0 && int(c) < len(rxChecksumNames) {
+		return rxChecksumNames[c]
+	}
+	return fmt.Sprintf("RxChecksum(%d)", int(c))
+}
+
+// ParseRxChecksum reads "auto", "verify" or "trust".
+func ParseRxChecksum(s string) (RxChecksum, error) {
+	for c, name := range rxChecksumNames {
+		if s == name {
+			return RxChecksum(c), nil
+		}
+	}
+	return 0, fmt.Errorf("rx checksum %q: want auto, verify or trust", s)
+}
+
+// UnmarshalText is ParseRxChecksum, for flag.TextVar and configuration
+// files.
+func (c *RxChecksum) UnmarshalText(b []byte) error {
+	v, err := ParseRxChecksum(string(b))
+	if err == nil {
+		*c = v
+	}
+	return err
+}
+
+// MarshalText is the policy's name.
+func (c RxChecksum) MarshalText() ([]byte, error) { return []byte(c.String()), nil }

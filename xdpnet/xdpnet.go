@@ -46,9 +46,9 @@ type Options struct {
 	CPUs    []int        // pin queue i's loop to CPUs[i%len]; none: no pinning
 	Bind    nic.BindMode // zero-copy or copy; default: the kernel's choice
 	XDPMode xdp.Mode     // native or generic; default: native, else generic
-	// RxChecksum is "trust", "verify" or "auto" (""): auto trusts drivers
+	// RxChecksum is trust, verify or auto (the zero value): auto trusts drivers
 	// whose frames never crossed a wire unchecked (nic.TrustRxChecksum).
-	RxChecksum string
+	RxChecksum nic.RxChecksum
 	Budget     int           // most frames per round; default irq.DefaultBudget
 	MaxSpin    time.Duration // hybrid's longest spin; default irq.DefaultMaxSpin
 	Frames     int           // UMEM frames per queue; default nic.DefaultFrames
@@ -416,11 +416,11 @@ func (p *Path) logCounters() {
 	}
 }
 
-func trustChecksum(ifname, flag string) (bool, error) {
+func trustChecksum(ifname string, flag nic.RxChecksum) (bool, error) {
 	switch flag {
-	case "trust":
+	case nic.RxChecksumTrust:
 		return true, nil
-	case "verify":
+	case nic.RxChecksumVerify:
 		return false, nil
 	}
 	drv, err := nic.Driver(ifname)

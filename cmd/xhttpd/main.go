@@ -34,7 +34,7 @@ type options struct {
 	iface       string
 	http        httpd.Config
 	path        xdpnet.Options // Ports serve -stack kernel too
-	stack       string
+	stack       stackKind
 	admin       string
 	logLevel    slog.Level
 	shutdownFor time.Duration
@@ -82,8 +82,8 @@ func parseFlags(args []string) (options, error) {
 	fs.TextVar(&o.path.XDPMode, "xdp-mode", xdp.ModeAuto, "XDP attach mode: auto (native, else generic), native or generic")
 	fs.TextVar(&o.path.Bind, "bind", nic.BindAuto, "AF_XDP bind: auto (zero-copy, else copy), zerocopy or copy")
 	fs.IntVar(&o.path.Queues, "queues", 0, "number of rx queues to serve, from queue 0 (0: all)")
-	fs.StringVar(&o.stack, "stack", "xdp", "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
-	fs.StringVar(&o.path.RxChecksum, "rx-checksum", "auto", "received TCP checksums: auto (trust veth, verify others), verify or trust")
+	fs.TextVar(&o.stack, "stack", stackXDP, "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
+	fs.TextVar(&o.path.RxChecksum, "rx-checksum", nic.RxChecksumAuto, "received TCP checksums: auto (trust veth, verify others), verify or trust")
 	fs.IntVar(&o.path.Budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
 	fs.IntVar(&o.path.Frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
 	synRate := fs.Int("syn-rate", xdpnet.DefaultSYNRate, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
@@ -145,16 +145,6 @@ func parseFlags(args []string) (options, error) {
 	if p.CPUs, err = parseCPUs(*cpus); err != nil {
 		return o, err
 	}
-	switch o.stack {
-	case "xdp", "kernel":
-	default:
-		return o, fmt.Errorf("-stack %q: want xdp or kernel", o.stack)
-	}
-	switch p.RxChecksum {
-	case "auto", "verify", "trust":
-	default:
-		return o, fmt.Errorf("-rx-checksum %q: want auto, verify or trust", p.RxChecksum)
-	}
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return o, fmt.Errorf("-log-level: %w", err)
 	}
@@ -165,6 +155,37 @@ func parseFlags(args []string) (options, error) {
 	}
 	return o, nil
 }
+
+// stackKind is the -stack flag: which TCP/IP stack the server runs on.
+type stackKind int
+
+const (
+	stackXDP    stackKind = iota // AF_XDP and the gVisor netstack (xdpnet)
+	stackKernel                  // the kernel's sockets: the control
+)
+
+var stackNames = [...]string{stackXDP: "xdp", stackKernel: "kernel"}
+
+func (k stackKind) String() string {
+	if k >= 0 && int(k) < len(stackNames) {
+		return stackNames[k]
+	}
+	return fmt.Sprintf("stackKind(%d)", int(k))
+}
+
+// UnmarshalText reads "xdp" or "kernel", for flag.TextVar.
+func (k *stackKind) UnmarshalText(b []byte) error {
+	for v, name := range stackNames {
+		if string(b) == name {
+			*k = stackKind(v)
+			return nil
+		}
+	}
+	return fmt.Errorf("stack %q: want xdp or kernel", b)
+}
+
+// MarshalText is the stack's name.
+func (k stackKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 func parsePorts(s string) ([]uint16, error) {
 	var ports []uint16
@@ -217,7 +238,7 @@ func run(ctx context.Context, o options) error {
 	}
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack
-	if o.stack == "kernel" {
+	if o.stack == stackKernel {
 		listeners, err = listenKernel(addrs, o.path.Ports)
 	} else {
 		o.path.Addrs = addrs

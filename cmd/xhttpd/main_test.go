@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/xdpnet"
 )
 
@@ -36,8 +37,8 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := o.path; p.Mode.String() != "hybrid" || o.stack != "xdp" || !slices.Equal(p.Ports, []uint16{80}) || p.Budget != 64 || p.NoGSO {
-		t.Errorf("defaults: mode %v stack %q ports %v budget %d no GSO %v", p.Mode, o.stack, p.Ports, p.Budget, p.NoGSO)
+	if p := o.path; p.Mode.String() != "hybrid" || o.stack != stackXDP || p.RxChecksum != nic.RxChecksumAuto || !slices.Equal(p.Ports, []uint16{80}) || p.Budget != 64 || p.NoGSO {
+		t.Errorf("defaults: mode %v stack %v rx checksum %v ports %v budget %d no GSO %v", p.Mode, o.stack, p.RxChecksum, p.Ports, p.Budget, p.NoGSO)
 	}
 	for _, c := range []struct {
 		args []string
@@ -80,5 +81,46 @@ func TestSYNRateFlag(t *testing.T) {
 	}
 	if o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv"}); err != nil || o.path.SYNRate != 10000 {
 		t.Errorf("default -syn-rate %d (%v), want 10000", o.path.SYNRate, err)
+	}
+}
+
+// -stack and -rx-checksum are read as -mode, -bind and -xdp-mode are: by
+// name with flag.TextVar, a bad name refused in one line of the same shape.
+func TestStackAndRxChecksumFlags(t *testing.T) {
+	base := []string{"-iface", "eth0", "-root", "/srv"}
+	for _, c := range []struct {
+		args   []string
+		stack  stackKind
+		rxCsum nic.RxChecksum
+	}{
+		{base, stackXDP, nic.RxChecksumAuto},
+		{append(base, "-stack", "kernel"), stackKernel, nic.RxChecksumAuto},
+		{append(base, "-stack", "xdp", "-rx-checksum", "verify"), stackXDP, nic.RxChecksumVerify},
+		{append(base, "-rx-checksum", "trust"), stackXDP, nic.RxChecksumTrust},
+		{append(base, "-rx-checksum", "auto"), stackXDP, nic.RxChecksumAuto},
+	} {
+		o, err := parseFlags(c.args)
+		if err != nil || o.stack != c.stack || o.path.RxChecksum != c.rxCsum {
+			t.Errorf("parseFlags(%q): stack %v, rx checksum %v (%v); want %v, %v", c.args, o.stack, o.path.RxChecksum, err, c.stack, c.rxCsum)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append(base, "-stack", "dpdk"), `invalid value "dpdk" for flag -stack: stack "dpdk": want xdp or kernel`},
+		{append(base, "-stack", ""), `invalid value "" for flag -stack: stack "": want xdp or kernel`},
+		{append(base, "-rx-checksum", "maybe"), `invalid value "maybe" for flag -rx-checksum: rx checksum "maybe": want auto, verify or trust`},
+		{append(base, "-mode", "poll"), `invalid value "poll" for flag -mode: mode "poll": want interrupt, busy or hybrid`},
+	} {
+		if _, err := parseFlags(c.args); err == nil || err.Error() != c.want {
+			t.Errorf("parseFlags(%q) = %v; want %s", c.args, err, c.want)
+		}
+	}
+	for _, k := range []stackKind{stackXDP, stackKernel} {
+		var got stackKind
+		if b, err := k.MarshalText(); err != nil || got.UnmarshalText(b) != nil || got != k {
+			t.Errorf("%v does not survive MarshalText and UnmarshalText: %q, %v", k, b, got)
+		}
 	}
 }
