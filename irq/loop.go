@@ -48,8 +48,14 @@ type Config struct {
 	// hybrid spins at least this long before it sleeps.
 	WakeCost time.Duration
 	MaxSpin  time.Duration // default DefaultMaxSpin
-	CPU      int           // pin the loop's thread to this CPU; -1 for none
+	// Pin pins the loop's thread to CPU. Without it (the zero value) the
+	// loop runs wherever the Go scheduler puts it.
+	Pin bool
+	CPU int // the CPU to pin to, with Pin
 }
+
+// maxCPUs is how many CPUs a unix.CPUSet holds (glibc's CPU_SETSIZE).
+const maxCPUs = 1024
 
 // Loop moves frames from one socket to a deliver function.
 type Loop struct {
@@ -85,6 +91,9 @@ func New(sock *nic.Socket, cfg Config, deliver func(frame []byte)) (*Loop, error
 	if cfg.Mode < Interrupt || cfg.Mode > Hybrid {
 		return nil, fmt.Errorf("irq: queue %d: %v", sock.Queue(), cfg.Mode)
 	}
+	if cfg.Pin && (cfg.CPU < 0 || cfg.CPU >= maxCPUs) {
+		return nil, fmt.Errorf("irq: queue %d: CPU %d: want 0 to %d", sock.Queue(), cfg.CPU, maxCPUs-1)
+	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("irq: queue %d: eventfd: %w", sock.Queue(), err)
@@ -107,15 +116,8 @@ func (l *Loop) now() time.Duration { return time.Since(l.epoch) }
 func (l *Loop) Run() error {
 	l.started.Store(true)
 	defer close(l.done)
-	if l.cfg.CPU >= 0 {
-		// The thread stays locked: it is pinned, and must not go back to
-		// the scheduler's pool with that affinity.
-		runtime.LockOSThread()
-		var set unix.CPUSet
-		set.Set(l.cfg.CPU)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("irq: queue %d: pin to CPU %d: %w", l.sock.Queue(), l.cfg.CPU, err)
-		}
+	if err := l.pin(); err != nil {
+		return err
 	}
 	fds := []unix.PollFd{
 		{Fd: int32(l.sock.FD()), Events: unix.POLLIN},
@@ -145,6 +147,23 @@ func (l *Loop) Run() error {
 			return err
 		}
 		l.pol.woke(l.now())
+	}
+	return nil
+}
+
+// pin pins the calling goroutine's thread to the configured CPU, if any.
+// The thread stays locked: it is pinned, and must not go back to the
+// scheduler's pool with that affinity (when the goroutine ends, the
+// runtime ends the thread).
+func (l *Loop) pin() error {
+	if !l.cfg.Pin {
+		return nil
+	}
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(l.cfg.CPU)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("irq: queue %d: pin to CPU %d: %w", l.sock.Queue(), l.cfg.CPU, err)
 	}
 	return nil
 }

@@ -264,7 +264,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 		if len(o.CPUs) > 0 {
 			cpu = o.CPUs[i%len(o.CPUs)]
 		}
-		l, err := irq.New(s, irq.Config{Mode: o.Mode, Budget: o.Budget, WakeCost: wake, MaxSpin: o.MaxSpin, CPU: cpu}, p.stack.Deliver)
+		l, err := irq.New(s, irq.Config{Mode: o.Mode, Budget: o.Budget, WakeCost: wake, MaxSpin: o.MaxSpin, Pin: cpu >= 0, CPU: cpu}, p.stack.Deliver)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,86 @@
+package irq
+
+import (
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/nic"
+)
+
+// newTestLoop makes a loop on a socket that was never opened: enough for
+// what does not touch the rings (New's checks, pin, Stop).
+func newTestLoop(t *testing.T, cfg Config) *Loop {
+	t.Helper()
+	l, err := New(&nic.Socket{}, cfg, func([]byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Stop)
+	return l
+}
+
+// pinAffinity runs l.pin on a thread of its own and returns that thread's
+// CPU affinity before and after. The thread stays locked, so it ends with
+// the goroutine, affinity and all.
+func pinAffinity(t *testing.T, l *Loop) (before, after unix.CPUSet, err error) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		if err = unix.SchedGetaffinity(0, &before); err != nil {
+			return
+		}
+		if err = l.pin(); err != nil {
+			return
+		}
+		err = unix.SchedGetaffinity(0, &after)
+	}()
+	<-done
+	return before, after, err
+}
+
+// A zero Config pins nothing (it used to pin to CPU 0); Pin pins to CPU.
+func TestPin(t *testing.T) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	if allowed.Count() < 2 {
+		t.Skip("this process may run on one CPU only: pinned and not pinned look alike")
+	}
+	before, after, err := pinAffinity(t, newTestLoop(t, Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("zero Config: affinity %d CPUs after, %d before; want it unchanged", after.Count(), before.Count())
+	}
+
+	last := 0
+	for c := range maxCPUs {
+		if allowed.IsSet(c) {
+			last = c
+		}
+	}
+	_, after, err = pinAffinity(t, newTestLoop(t, Config{Pin: true, CPU: last}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Count() != 1 || !after.IsSet(last) {
+		t.Errorf("Pin to CPU %d: affinity has %d CPUs (CPU %d set: %v)", last, after.Count(), last, after.IsSet(last))
+	}
+}
+
+func TestNewRefusesBadCPU(t *testing.T) {
+	for _, cpu := range []int{-1, maxCPUs} {
+		if l, err := New(&nic.Socket{}, Config{Pin: true, CPU: cpu}, func([]byte) {}); err == nil {
+			l.Stop()
+			t.Errorf("Pin to CPU %d: no error", cpu)
+		}
+	}
+	// Without Pin, CPU means nothing.
+	newTestLoop(t, Config{CPU: -1})
+}
