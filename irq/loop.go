@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,10 +66,11 @@ type Loop struct {
 	pol     *policy
 	epoch   time.Time
 
-	stopFD  int // eventfd: written by Stop, polled with the socket
-	stop    atomic.Bool
-	done    chan struct{} // closed when Run returns
-	started atomic.Bool
+	stopFD   int // eventfd: written by Stop, polled with the socket; closed by Stop
+	stop     atomic.Bool
+	stopOnce sync.Once
+	done     chan struct{} // closed when Run returns
+	started  atomic.Bool
 
 	wakeups    atomic.Uint64 // returns from poll(2)
 	emptyPolls atomic.Uint64 // rounds that found no frame
@@ -211,15 +213,19 @@ func (l *Loop) sleep(fds []unix.PollFd) (stopped bool, err error) {
 }
 
 // Stop makes Run return, waits for it, and releases the loop. It may be
-// called once, from any goroutine, whether or not Run was started.
+// called from any goroutine, whether or not Run was started, and more than
+// once: later calls wait for the first to finish and do nothing else (the
+// eventfd's number may by then be another's).
 func (l *Loop) Stop() {
-	l.stop.Store(true)
-	one := [8]byte{1} // an eventfd counter increment of 1, little-endian
-	unix.Write(l.stopFD, one[:])
-	if l.started.Load() {
-		<-l.done
-	}
-	unix.Close(l.stopFD)
+	l.stopOnce.Do(func() {
+		l.stop.Store(true)
+		one := [8]byte{1} // an eventfd counter increment of 1, little-endian
+		unix.Write(l.stopFD, one[:])
+		if l.started.Load() {
+			<-l.done
+		}
+		unix.Close(l.stopFD)
+	})
 }
 
 // Stats is what a loop has counted.
