@@ -1,6 +1,7 @@
 package irq
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -14,7 +15,14 @@ import (
 // woken: the time from an eventfd write on one thread to the return of
 // poll(2) on another, the same path a socket's wake-up takes. It returns
 // the median of n trials (n of 100 take about 10 ms).
-func MeasureWakeup(n int) (time.Duration, error) {
+func MeasureWakeup(n int) (time.Duration, error) { return measureWakeup(n, unix.Poll) }
+
+// measureWakeup is MeasureWakeup with the reader's poll(2) given, so that
+// a test can make it fail.
+func measureWakeup(n int, poll func([]unix.PollFd, int) (int, error)) (time.Duration, error) {
+	if n < 1 {
+		return 0, fmt.Errorf("irq: measure wake-up: %d trials: want 1 or more", n)
+	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return 0, fmt.Errorf("irq: measure wake-up: eventfd: %w", err)
@@ -24,38 +32,56 @@ func MeasureWakeup(n int) (time.Duration, error) {
 	epoch := time.Now()
 	var sent atomic.Int64 // when the writer wrote, since epoch
 	samples := make([]time.Duration, 0, n)
+	// The reader's end: nil after n trials or when told to quit, else
+	// poll's error. Either side may stop early; the other learns of it
+	// here (the writer) or from quit (the reader), and never waits for a
+	// turn that will not come.
 	errc := make(chan error, 1)
 	ready := make(chan struct{})
+	quit := make(chan struct{})
 	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
-		var buf [8]byte
-		for i := 0; i < n; i++ {
-			ready <- struct{}{}
-			for {
-				_, err := unix.Poll(fds, 1000)
-				if err == unix.EINTR {
-					continue
+		errc <- func() error {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+			var buf [8]byte
+			for i := 0; i < n; i++ {
+				select {
+				case ready <- struct{}{}:
+				case <-quit:
+					return nil
 				}
-				if err != nil {
-					errc <- err
-					return
+				for {
+					_, err := poll(fds, 1000)
+					if errors.Is(err, unix.EINTR) {
+						continue
+					}
+					if err != nil {
+						return err
+					}
+					break
 				}
-				break
+				samples = append(samples, time.Since(epoch)-time.Duration(sent.Load()))
+				unix.Read(efd, buf[:])
 			}
-			samples = append(samples, time.Since(epoch)-time.Duration(sent.Load()))
-			unix.Read(efd, buf[:])
-		}
-		errc <- nil
+			return nil
+		}()
 	}()
 	one := [8]byte{1}
 	for i := 0; i < n; i++ {
-		<-ready
+		select {
+		case <-ready:
+		case err := <-errc:
+			return 0, fmt.Errorf("irq: measure wake-up: poll: %w", err)
+		}
 		// Give the reader time to be asleep in poll(2), not on its way.
 		time.Sleep(50 * time.Microsecond)
 		sent.Store(int64(time.Since(epoch)))
 		if _, err := unix.Write(efd, one[:]); err != nil {
+			// The reader polls efd until its timeout: it must be done
+			// with efd before efd is closed.
+			close(quit)
+			<-errc
 			return 0, fmt.Errorf("irq: measure wake-up: write: %w", err)
 		}
 	}
