@@ -1,18 +1,18 @@
 package nic
 
-// Frames is a stack of free UMEM frame addresses. It never allocates after
-// construction: Alloc and Free move an index over a fixed slice. It is not
-// safe for concurrent use; each owner (a socket's transmit side) guards it
-// with its own lock.
-type Frames struct {
+// freeFrames is a stack of free UMEM frame addresses. It never allocates
+// after construction: Alloc and Free move an index over a fixed slice. It is
+// not safe for concurrent use; each owner (a socket's transmit side) guards
+// it with its own lock.
+type freeFrames struct {
 	free []uint64
 	n    int
 }
 
-// NewFrames makes an allocator holding count frames of size bytes starting
-// at UMEM offset base.
-func NewFrames(base uint64, count int, size uint64) *Frames {
-	f := &Frames{free: make([]uint64, count), n: count}
+// newFreeFrames makes an allocator holding count frames of size bytes
+// starting at UMEM offset base.
+func newFreeFrames(base uint64, count int, size uint64) *freeFrames {
+	f := &freeFrames{free: make([]uint64, count), n: count}
 	for i := range f.free {
 		f.free[i] = base + uint64(i)*size
 	}
@@ -20,7 +20,7 @@ func NewFrames(base uint64, count int, size uint64) *Frames {
 }
 
 // Alloc takes a free frame; ok is false when none is left.
-func (f *Frames) Alloc() (addr uint64, ok bool) {
+func (f *freeFrames) Alloc() (addr uint64, ok bool) {
 	if f.n == 0 {
 		return 0, false
 	}
@@ -31,7 +31,7 @@ func (f *Frames) Alloc() (addr uint64, ok bool) {
 // Free returns a frame. Returning more frames than were taken means a frame
 // was freed twice, which would hand one buffer to two packets: that is a bug
 // in the caller, so it panics rather than corrupt data.
-func (f *Frames) Free(addr uint64) {
+func (f *freeFrames) Free(addr uint64) {
 	if f.n == len(f.free) {
 		panic("nic: frame freed twice")
 	}
@@ -40,7 +40,7 @@ func (f *Frames) Free(addr uint64) {
 }
 
 // Len is the number of free frames.
-func (f *Frames) Len() int { return f.n }
+func (f *freeFrames) Len() int { return f.n }
 
 // Cap is the number of frames the allocator owns.
-func (f *Frames) Cap() int { return len(f.free) }
+func (f *freeFrames) Cap() int { return len(f.free) }

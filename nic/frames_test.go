@@ -9,7 +9,7 @@ import (
 // exactly once, none lost, none duplicated, each where it started.
 func TestFramesNoneLost(t *testing.T) {
 	const count, size, base = 1024, 2048, 1 << 20
-	f := NewFrames(base, count, size)
+	f := newFreeFrames(base, count, size)
 	rng := rand.New(rand.NewPCG(7, 8))
 	held := make([]uint64, 0, count)
 	for i := 0; i < 1_000_000; i++ {
@@ -49,7 +49,7 @@ func TestFramesNoneLost(t *testing.T) {
 }
 
 func TestFramesDoubleFreePanics(t *testing.T) {
-	f := NewFrames(0, 2, 2048)
+	f := newFreeFrames(0, 2, 2048)
 	defer func() {
 		if recover() == nil {
 			t.Fatal("freeing a frame that was never taken did not panic")
@@ -59,7 +59,7 @@ func TestFramesDoubleFreePanics(t *testing.T) {
 }
 
 func BenchmarkFramesAllocFree(b *testing.B) {
-	f := NewFrames(0, 4096, 2048)
+	f := newFreeFrames(0, 4096, 2048)
 	b.ReportAllocs()
 	for b.Loop() {
 		a, _ := f.Alloc()

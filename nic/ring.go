@@ -32,22 +32,22 @@ func (r *ring[T]) Size() uint32 { return r.mask + 1 }
 // xdpRingNeedWakeup is XDP_RING_NEED_WAKEUP from linux/if_xdp.h.
 const xdpRingNeedWakeup = 1
 
-// ProducerRing is a ring this process fills and the kernel drains: the fill
+// producerRing is a ring this process fills and the kernel drains: the fill
 // ring and the tx ring. Only this side writes producer; only the kernel
 // writes consumer.
 //
 // The protocol is libxdp's xsk.h: Reserve slots, Set them, Submit to publish
 // the whole batch with one release store. The consumer index is read from
 // shared memory only when the cached view says the ring is too full.
-type ProducerRing[T any] struct {
+type producerRing[T any] struct {
 	ring[T]
 	cachedProd uint32 // next slot to reserve; ahead of *producer until Submit
 	cachedCons uint32 // last consumer value read
 }
 
-// NewProducerRing wraps shared words and descriptors as a producer ring.
-func NewProducerRing[T any](producer, consumer, flags *atomic.Uint32, descs []T) *ProducerRing[T] {
-	r := &ProducerRing[T]{ring: newRing(producer, consumer, flags, descs)}
+// newProducerRing wraps shared words and descriptors as a producer ring.
+func newProducerRing[T any](producer, consumer, flags *atomic.Uint32, descs []T) *producerRing[T] {
+	r := &producerRing[T]{ring: newRing(producer, consumer, flags, descs)}
 	r.cachedProd = producer.Load()
 	r.cachedCons = consumer.Load()
 	return r
@@ -55,14 +55,14 @@ func NewProducerRing[T any](producer, consumer, flags *atomic.Uint32, descs []T)
 
 // Free is the number of slots that can be reserved, refreshing the view of
 // the consumer index.
-func (r *ProducerRing[T]) Free() uint32 {
+func (r *producerRing[T]) Free() uint32 {
 	r.cachedCons = r.consumer.Load()
 	return r.Size() - (r.cachedProd - r.cachedCons)
 }
 
 // Reserve reserves up to n slots and returns the index of the first and how
 // many it got, which is less than n when the ring is nearly full.
-func (r *ProducerRing[T]) Reserve(n uint32) (idx, got uint32) {
+func (r *producerRing[T]) Reserve(n uint32) (idx, got uint32) {
 	free := r.Size() - (r.cachedProd - r.cachedCons)
 	if free < n {
 		free = r.Free()
@@ -74,35 +74,35 @@ func (r *ProducerRing[T]) Reserve(n uint32) (idx, got uint32) {
 }
 
 // Set writes the descriptor of a reserved slot.
-func (r *ProducerRing[T]) Set(idx uint32, d T) { r.descs[idx&r.mask] = d }
+func (r *producerRing[T]) Set(idx uint32, d T) { r.descs[idx&r.mask] = d }
 
 // Get reads back the descriptor of a reserved slot that is not yet submitted.
-func (r *ProducerRing[T]) Get(idx uint32) *T { return &r.descs[idx&r.mask] }
+func (r *producerRing[T]) Get(idx uint32) *T { return &r.descs[idx&r.mask] }
 
 // Cancel gives back the last n reserved slots that were not submitted.
-func (r *ProducerRing[T]) Cancel(n uint32) { r.cachedProd -= n }
+func (r *producerRing[T]) Cancel(n uint32) { r.cachedProd -= n }
 
 // Pending reports whether submitted slots wait for the kernel to consume
 // them, refreshing the view of the consumer index.
-func (r *ProducerRing[T]) Pending() bool { return r.Free() < r.Size() }
+func (r *producerRing[T]) Pending() bool { return r.Free() < r.Size() }
 
 // Submit publishes every reserved slot to the kernel. The store is atomic,
 // so the descriptors written before it are visible to the kernel when it
 // sees the new producer index.
-func (r *ProducerRing[T]) Submit() { r.producer.Store(r.cachedProd) }
+func (r *producerRing[T]) Submit() { r.producer.Store(r.cachedProd) }
 
-// ConsumerRing is a ring the kernel fills and this process drains: the rx
+// consumerRing is a ring the kernel fills and this process drains: the rx
 // ring and the completion ring. Only the kernel writes producer; only this
 // side writes consumer.
-type ConsumerRing[T any] struct {
+type consumerRing[T any] struct {
 	ring[T]
 	cachedProd uint32 // last producer value read
 	cachedCons uint32 // next slot to peek; ahead of *consumer until Release
 }
 
-// NewConsumerRing wraps shared words and descriptors as a consumer ring.
-func NewConsumerRing[T any](producer, consumer, flags *atomic.Uint32, descs []T) *ConsumerRing[T] {
-	r := &ConsumerRing[T]{ring: newRing(producer, consumer, flags, descs)}
+// newConsumerRing wraps shared words and descriptors as a consumer ring.
+func newConsumerRing[T any](producer, consumer, flags *atomic.Uint32, descs []T) *consumerRing[T] {
+	r := &consumerRing[T]{ring: newRing(producer, consumer, flags, descs)}
 	r.cachedProd = producer.Load()
 	r.cachedCons = consumer.Load()
 	return r
@@ -111,7 +111,7 @@ func NewConsumerRing[T any](producer, consumer, flags *atomic.Uint32, descs []T)
 // Peek takes up to n filled slots and returns the index of the first and
 // how many it got. The producer index is read from shared memory only when
 // the cached view is empty.
-func (r *ConsumerRing[T]) Peek(n uint32) (idx, got uint32) {
+func (r *consumerRing[T]) Peek(n uint32) (idx, got uint32) {
 	avail := r.cachedProd - r.cachedCons
 	if avail == 0 {
 		r.cachedProd = r.producer.Load()
@@ -124,7 +124,7 @@ func (r *ConsumerRing[T]) Peek(n uint32) (idx, got uint32) {
 }
 
 // Get reads the descriptor of a peeked slot.
-func (r *ConsumerRing[T]) Get(idx uint32) T { return r.descs[idx&r.mask] }
+func (r *consumerRing[T]) Get(idx uint32) T { return r.descs[idx&r.mask] }
 
 // Release hands every peeked slot back to the kernel with one atomic store.
-func (r *ConsumerRing[T]) Release() { r.consumer.Store(r.cachedCons) }
+func (r *consumerRing[T]) Release() { r.consumer.Store(r.cachedCons) }

@@ -21,12 +21,12 @@ func newSharedRing(size int, start uint32) *sharedRing {
 	return r
 }
 
-func (m *sharedRing) producer() *ProducerRing[uint64] {
-	return NewProducerRing(&m.prod, &m.cons, &m.flags, m.descs)
+func (m *sharedRing) producer() *producerRing[uint64] {
+	return newProducerRing(&m.prod, &m.cons, &m.flags, m.descs)
 }
 
-func (m *sharedRing) consumer() *ConsumerRing[uint64] {
-	return NewConsumerRing(&m.prod, &m.cons, &m.flags, m.descs)
+func (m *sharedRing) consumer() *consumerRing[uint64] {
+	return newConsumerRing(&m.prod, &m.cons, &m.flags, m.descs)
 }
 
 func TestRingFullAndEmpty(t *testing.T) {

@@ -143,14 +143,14 @@ type Socket struct {
 	umem      []byte
 	mmaps     [][]byte
 
-	fill   *ProducerRing[uint64]
-	rx     *ConsumerRing[unix.XDPDesc]
+	fill   *producerRing[uint64]
+	rx     *consumerRing[unix.XDPDesc]
 	refill []uint64 // received frames not yet back in the fill ring
 
 	txMu     sync.Mutex
-	tx       *ProducerRing[unix.XDPDesc]
-	comp     *ConsumerRing[uint64]
-	txFrames *Frames
+	tx       *producerRing[unix.XDPDesc]
+	comp     *consumerRing[uint64]
+	txFrames *freeFrames
 	txIdx    uint32 // first slot of the batch between BeginTx and EndTx
 	txN      uint32 // slots in that batch
 	txSent   uint64 // frames placed in the tx ring, under txMu
@@ -193,7 +193,7 @@ func (s *Socket) setup(cfg Config) error {
 	}
 	s.fill.Submit()
 	s.refill = make([]uint64, 0, half)
-	s.txFrames = NewFrames(uint64(half)*s.frameSize, half, s.frameSize)
+	s.txFrames = newFreeFrames(uint64(half)*s.frameSize, half, s.frameSize)
 
 	flags := uint16(unix.XDP_USE_NEED_WAKEUP)
 	switch cfg.Bind {

@@ -23,8 +23,8 @@ func newFakeSocket(frames int) *fakeSocket {
 	f.Socket = &Socket{
 		frameSize: frameSize,
 		umem:      make([]byte, frames*frameSize),
-		fill:      NewProducerRing(&f.fillProd, &f.fillCons, &f.flags, f.fillDescs),
-		rx:        NewConsumerRing(&f.rxProd, &f.rxCons, &f.flags, f.rxDescs),
+		fill:      newProducerRing(&f.fillProd, &f.fillCons, &f.flags, f.fillDescs),
+		rx:        newConsumerRing(&f.rxProd, &f.rxCons, &f.flags, f.rxDescs),
 		refill:    make([]uint64, 0, frames),
 	}
 	idx, _ := f.fill.Reserve(uint32(frames))

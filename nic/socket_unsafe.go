@@ -59,13 +59,13 @@ func (s *Socket) mapRings(frames, frameSize, ringSize int) error {
 	// In the fill and tx rings this process writes producer and the kernel
 	// writes consumer; in the rx and completion rings the kernel writes
 	// producer and this process writes consumer.
-	s.fill = NewProducerRing(word(fill, off.Fr.Producer), word(fill, off.Fr.Consumer), word(fill, off.Fr.Flags),
+	s.fill = newProducerRing(word(fill, off.Fr.Producer), word(fill, off.Fr.Consumer), word(fill, off.Fr.Flags),
 		unsafe.Slice((*uint64)(unsafe.Pointer(&fill[off.Fr.Desc])), ringSize))
-	s.comp = NewConsumerRing(word(comp, off.Cr.Producer), word(comp, off.Cr.Consumer), word(comp, off.Cr.Flags),
+	s.comp = newConsumerRing(word(comp, off.Cr.Producer), word(comp, off.Cr.Consumer), word(comp, off.Cr.Flags),
 		unsafe.Slice((*uint64)(unsafe.Pointer(&comp[off.Cr.Desc])), ringSize))
-	s.rx = NewConsumerRing(word(rx, off.Rx.Producer), word(rx, off.Rx.Consumer), word(rx, off.Rx.Flags),
+	s.rx = newConsumerRing(word(rx, off.Rx.Producer), word(rx, off.Rx.Consumer), word(rx, off.Rx.Flags),
 		unsafe.Slice((*unix.XDPDesc)(unsafe.Pointer(&rx[off.Rx.Desc])), ringSize))
-	s.tx = NewProducerRing(word(tx, off.Tx.Producer), word(tx, off.Tx.Consumer), word(tx, off.Tx.Flags),
+	s.tx = newProducerRing(word(tx, off.Tx.Producer), word(tx, off.Tx.Consumer), word(tx, off.Tx.Flags),
 		unsafe.Slice((*unix.XDPDesc)(unsafe.Pointer(&tx[off.Tx.Desc])), ringSize))
 	return nil
 }
