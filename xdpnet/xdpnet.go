@@ -61,6 +61,10 @@ type Options struct {
 	// the link endpoint instead of handing them whole to the kernel's GSO
 	// (nic.GSOTx).
 	NoGSO bool
+	// MaxTimeWait bounds the connections in TIME-WAIT, as Linux's
+	// net.ipv4.tcp_max_tw_buckets does; 0: stack.DefaultMaxTimeWait,
+	// negative: no bound.
+	MaxTimeWait int
 }
 
 // DefaultSYNRate is Options.SYNRate's default: served SYNs per second per
@@ -248,6 +252,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 		TrustRXChecksum: trust,
 		Queues:          txq,
 		SYNCookies:      cookieKey(cookies),
+		MaxTimeWait:     o.MaxTimeWait,
 	})
 	if err != nil {
 		return nil, err

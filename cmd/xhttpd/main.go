@@ -25,6 +25,7 @@ import (
 	"github.com/xhttpd/xhttpd/httpd"
 	"github.com/xhttpd/xhttpd/irq"
 	"github.com/xhttpd/xhttpd/nic"
+	"github.com/xhttpd/xhttpd/stack"
 	"github.com/xhttpd/xhttpd/xdp"
 	"github.com/xhttpd/xhttpd/xdpnet"
 )
@@ -87,6 +88,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.path.Budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
 	fs.IntVar(&o.path.Frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
 	synRate := fs.Int("syn-rate", xdpnet.DefaultSYNRate, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
+	fs.IntVar(&o.path.MaxTimeWait, "max-time-wait", stack.DefaultMaxTimeWait, "most connections in TIME-WAIT (60 s each) at once; past it a connection closes at once, as Linux's tcp_max_tw_buckets (-1: no bound)")
 	gso := fs.Bool("gso", true, "send TCP segments larger than a frame whole through an AF_PACKET socket, for the kernel's GSO or the NIC's TSO to cut into frames; false cuts them into AF_XDP frames")
 	fs.DurationVar(&o.path.MaxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")

@@ -61,6 +61,7 @@ var (
 	httpReloads    = desc("http_cache_loads_total", "Cache loads (the first included), by result.", "result")
 	httpProxy      = desc("http_proxied_total", "Requests sent to the upstream, by result.", "result")
 	tcpConns       = desc("tcp_established", "Netstack connections now established.")
+	tcpTimeWait    = desc("tcp_time_wait", "Netstack connections now in TIME-WAIT (at most -max-time-wait).")
 	tcpEvents      = desc("tcp_events_total", "Netstack TCP events: connections, segments, loss recovery.", "event")
 	httpLogLines   = desc("http_access_log_lines_total", "Access log lines, by fate.", "fate")
 	httpLogErrors  = desc("http_access_log_write_errors_total", "Writes to the access log that failed (a full disk, say); the lines they held are lost.")
@@ -170,6 +171,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(linkGSO, lc.TxGSOErrors, "refused")
 	tc := p.Stack().TCPCounters()
 	gauge(tcpConns, float64(tc.Current))
+	gauge(tcpTimeWait, float64(tc.TimeWait))
 	for _, e := range []struct {
 		name string
 		v    uint64
@@ -179,6 +181,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"segment_in", tc.SegmentsIn}, {"segment_out", tc.SegmentsOut}, {"segment_invalid", tc.InvalidSegments}, {"checksum_error", tc.Checksum},
 		{"retransmit", tc.Retransmits}, {"fast_recovery", tc.FastRecovery}, {"sack_recovery", tc.SACKRecovery},
 		{"tail_loss_probe", tc.TLPRecovery}, {"timeout", tc.Timeouts}, {"spurious_recovery", tc.SpuriousRecovery}, {"spurious_timeout", tc.SpuriousRTO},
+		{"time_wait_overflow", tc.TimeWaitOverflows},
 	} {
 		counter(tcpEvents, e.v, e.name)
 	}

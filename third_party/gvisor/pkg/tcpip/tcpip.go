@@ -2187,6 +2187,15 @@ type TCPStats struct {
 	// are in connected state.
 	CurrentConnected *StatCounter
 
+	// CurrentTimeWait (xhttpd) is the number of TCP connections now in
+	// TIME-WAIT.
+	CurrentTimeWait *StatCounter
+
+	// TimeWaitOverflow (xhttpd) is the number of connections closed at
+	// once instead of entering TIME-WAIT, because tcp.MaxTimeWait were in
+	// it already.
+	TimeWaitOverflow *StatCounter
+
 	// EstablishedResets is the number of times TCP connections have made
 	// a direct transition to the CLOSED state from either the
 	// ESTABLISHED state or the CLOSE-WAIT state.

@@ -226,23 +226,47 @@ func handleConnected(ep *Endpoint) {
 		ep.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
 		return
 	case ep.EndpointState() == StateTimeWait:
-		startTimeWait(ep)
+		if !startTimeWait(ep) {
+			ep.mu.Unlock()
+			ep.drainClosingSegmentQueue()
+			ep.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
+			return
+		}
 	}
 	ep.mu.Unlock()
 }
 
-// startTimeWait starts a new goroutine to handle TIME-WAIT.
+// MaxTimeWait (xhttpd) bounds the connections in TIME-WAIT, as Linux's
+// net.ipv4.tcp_max_tw_buckets does: a connection that would be one more
+// closes at once instead (Linux logs "time wait bucket table overflow"),
+// counted in TCPStats.TimeWaitOverflow. Zero: no bound. Each connection in
+// TIME-WAIT here is a whole endpoint with a timer, kept for
+// TCPTimeWaitTimeoutOption (60 s), so without a bound a client that opens
+// and closes connections fast holds the server's memory in proportion to
+// its rate.
+var MaxTimeWait int
+
+// startTimeWait starts a new goroutine to handle TIME-WAIT. It reports
+// false if MaxTimeWait connections are in TIME-WAIT already: ep is then
+// closed instead, and the caller must unlock it, drain its queue and
+// notify its waiters, as for any endpoint it closes.
 //
 // +checklocks:ep.mu
-func startTimeWait(ep *Endpoint) {
+func startTimeWait(ep *Endpoint) bool {
 	// Disable close timer as we are now entering real TIME_WAIT.
 	if ep.finWait2Timer != nil {
 		ep.finWait2Timer.Stop()
+	}
+	if MaxTimeWait > 0 && ep.stack.Stats().TCP.CurrentTimeWait.Value() > uint64(MaxTimeWait) {
+		ep.stack.Stats().TCP.TimeWaitOverflow.Increment()
+		ep.transitionToStateCloseLocked()
+		return false
 	}
 	// Wake up any waiters before we start TIME-WAIT.
 	ep.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
 	timeWaitDuration := ep.getTimeWaitDuration()
 	ep.timeWaitTimer = ep.stack.Clock().AfterFunc(timeWaitDuration, ep.timeWaitTimerExpired)
+	return true
 }
 
 // handleTimeWait is responsible for TCP processing for an endpoint in TIME-WAIT

@@ -792,6 +792,12 @@ func (e *Endpoint) TryLock() bool {
 // +checklocks:e.mu
 func (e *Endpoint) setEndpointState(state EndpointState) {
 	oldstate := EndpointState(e.state.Swap(uint32(state)))
+	// xhttpd: count the connections in TIME-WAIT, for MaxTimeWait.
+	if state == StateTimeWait && oldstate != StateTimeWait {
+		e.stack.Stats().TCP.CurrentTimeWait.Increment()
+	} else if oldstate == StateTimeWait && state != StateTimeWait {
+		e.stack.Stats().TCP.CurrentTimeWait.Decrement()
+	}
 	switch state {
 	case StateEstablished:
 		e.stack.Stats().TCP.CurrentEstablished.Increment()

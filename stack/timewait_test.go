@@ -1,0 +1,73 @@
+package stack
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+)
+
+// closeFirst makes n connections that the server closes first, so that
+// each leaves the server in TIME-WAIT, and returns the server's counters
+// once every client has seen the end.
+func closeFirst(t *testing.T, maxTimeWait, n int) TCPCounters {
+	t.Helper()
+	q := newFakeQueue()
+	st, l := serverStack(t, q, Config{MTU: 1500, MaxTimeWait: maxTimeWait}, "tcp4")
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("bye"))
+			c.Close()
+		}
+	}()
+	cs := clientStack(t, st, q, 1500, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range n {
+		c, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(serverV4.As4()), Port: 80}, ipv4.ProtocolNumber)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(c); err != nil || string(b) != "bye" {
+			t.Fatalf("connection %d: read %q, %v", i, b, err)
+		}
+		c.Close()
+	}
+	// The server enters TIME-WAIT when the client's FIN arrives, after the
+	// client's read has ended.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := st.TCPCounters()
+		if c.TimeWait+c.TimeWaitOverflows == uint64(n) || time.Now().After(deadline) {
+			return c
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Connections the server closes first stay in TIME-WAIT, and are counted
+// there.
+func TestTimeWaitCounted(t *testing.T) {
+	c := closeFirst(t, 0, 20)
+	if c.TimeWait != 20 || c.TimeWaitOverflows != 0 {
+		t.Errorf("%d in TIME-WAIT and %d closed at once for 20 connections closed first by the server, want 20 and 0", c.TimeWait, c.TimeWaitOverflows)
+	}
+}
+
+// Past MaxTimeWait, a connection closes at once instead of entering
+// TIME-WAIT (gVisor patch 0007), as Linux's do past tcp_max_tw_buckets.
+func TestTimeWaitBounded(t *testing.T) {
+	c := closeFirst(t, 5, 20)
+	if c.TimeWait != 5 || c.TimeWaitOverflows != 15 {
+		t.Errorf("%d in TIME-WAIT and %d closed at once for 20 connections with MaxTimeWait 5, want 5 and 15", c.TimeWait, c.TimeWaitOverflows)
+	}
+}
