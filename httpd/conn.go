@@ -496,5 +496,25 @@ func (c *conn) handle(req *request) closeMode {
 			return closeNow
 		}
 	}
+	if mode == closeNow {
+		c.cork()
+	}
 	return c.serveStatic(req, t, head, mode)
+}
+
+// corker is a connection that can hold back data that does not fill a
+// segment until it is closed for writing, as TCP_CORK does: the netstack's
+// (gonet.TCPConn, gVisor patch 0008).
+type corker interface{ SetCork(bool) error }
+
+// cork holds the tail of the last response on a connection that closes
+// after it, so that the close sends it with the FIN in one segment, as
+// Linux does when a close finds the data not yet sent. The client then
+// reads the response and the end together and closes second, leaving the
+// TIME-WAIT here rather than in its own port range. Static responses only:
+// a proxied stream's small pieces would wait up to the cork's 200 ms.
+func (c *conn) cork() {
+	if ck, ok := c.nc.(corker); ok {
+		ck.SetCork(true)
+	}
 }

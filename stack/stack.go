@@ -57,7 +57,8 @@ type Config struct {
 	// process must use one value.
 	DelayedACK time.Duration
 	// MaxTimeWait bounds the connections in TIME-WAIT; one more closes at
-	// once. 0 means DefaultMaxTimeWait, negative no bound.
+	// once. 0 means DefaultMaxTimeWait, negative no bound. Like DelayedACK,
+	// it sets a global of the patched gVisor.
 	MaxTimeWait int
 }
 

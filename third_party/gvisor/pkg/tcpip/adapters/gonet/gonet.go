@@ -271,6 +271,15 @@ func NewTCPConn(wq *waiter.Queue, ep tcpip.Endpoint) *TCPConn {
 	}
 }
 
+// SetCork (xhttpd) sets or clears TCP_CORK on the connection: while it is
+// set, data that does not fill a segment waits, up to 200 ms, for more, for
+// the cork to be cleared, or for the connection to be closed for writing,
+// and then leaves with the FIN.
+func (c *TCPConn) SetCork(on bool) error {
+	c.ep.SocketOptions().SetCorkOption(on)
+	return nil
+}
+
 // Accept implements net.Conn.Accept.
 func (l *TCPListener) Accept() (net.Conn, error) {
 	n, wq, err := l.ep.Accept(nil)
