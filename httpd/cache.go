@@ -96,10 +96,10 @@ func stampOf(fi fs.FileInfo) stamp {
 // unchanged reports whether a and b are the same version of a file.
 func (a stamp) unchanged(b stamp) bool { return a.ino != 0 && a == b }
 
-// snapshot is the cache as one load found it: immutable once published,
-// replaced whole by Reload (or by a copy with some names replaced: clone,
-// remove, merge), so a request sees either the old version of a file or
-// the new one.
+// snapshot is the cache as one load found it: immutable once published.
+// Reload replaces it whole; the watcher (watch.go) publishes a copy with
+// the names that changed replaced. Either way a request sees either the old
+// version of a file or the new one.
 type snapshot struct {
 	files   map[string]*entry // by name relative to Root, as parseTarget makes them
 	dirs    map[string]bool   // directories seen, "." included: "docs" is redirected without a stat
@@ -201,8 +201,8 @@ func (snap *snapshot) lookup(t target, key *[]byte) (e *entry, redirect bool) {
 // cached: one modified more recently may still be being written (a cp in
 // progress, an editor saving in place), and a read cannot tell a pause in
 // a writer from the end of a file. Such a file is served from disk, and a
-// second load follows after settleTime to pick it up. A loader that knows
-// the file's writer closed it (closed) need not wait. A variable so that
+// second load follows after settleTime to pick it up. The watcher waives
+// the wait for a file whose writer it saw close it. A variable so that
 // tests can shorten it.
 var settleTime = time.Second
 
@@ -351,7 +351,8 @@ var errTooBig = errors.New("file larger than the cache's limit")
 // pauses for longer than settleTime in the middle of a file still leaves a
 // consistent half behind, which no reader can tell from a whole file:
 // writers that want a new version picked up whole by every reader write a
-// temporary file and rename it into place (as rsync does).
+// temporary file and rename it into place (as rsync does). The watcher
+// closes that gap for writers that keep the file open through the pause.
 func loadFile(root *os.Root, name string, max int64, now time.Time, closed bool) (*entry, error) {
 	for range loadRetries {
 		e, err := readFile(root, name, max, now, closed)
@@ -437,11 +438,15 @@ func ctime(fi fs.FileInfo) syscall.Timespec {
 // Reload reads the files beneath Root into a new cache and swaps it in
 // atomically: requests already running finish with the old contents, later
 // ones see the new. Files changed, added or removed since the last load are
-// picked up; until a reload, the cache serves what it read (a file removed
-// from disk is still served from memory, a new one from disk). A file
-// modified within the last second is left to the disk, and a second load
-// follows a second later to cache it. On error the old cache stays. Reloads
-// are serialized. With the cache disabled Reload does nothing.
+// picked up. The cache also follows Root by itself (see watch.go) unless
+// Config.NoWatch; Reload is the full reload that catches what watching
+// cannot see (a directory left unwatched at the inotify limit, a change
+// made on another host of a network file system), and it watches again
+// every directory it walks. A file modified within the last second is left
+// to the disk, and a second load follows a second later to cache it; one
+// that the watcher knows a writer has open keeps its previous version. On
+// error the old cache stays. Reloads are serialized. With the cache
+// disabled Reload does nothing.
 func (s *Server) Reload() error { return s.reload(true, slog.LevelInfo) }
 
 // reload loads the cache, logging the outcome at level: the first load and
@@ -481,8 +486,12 @@ func (s *Server) reload(followUp bool, level slog.Level) error {
 	return nil
 }
 
-// loader returns a loader over Root with the Config's limits, and prev to
-// take unchanged files from.
+// loader returns a loader over Root with the Config's limits, prev to take
+// unchanged files from, and the watcher's hooks when it watches.
 func (s *Server) loader(prev *snapshot) *loader {
-	return &loader{root: s.root, max: s.cfg.CacheMax, total: s.cfg.CacheTotal, dotFiles: s.cfg.ServeDotFiles, prev: prev, now: time.Now()}
+	l := &loader{root: s.root, max: s.cfg.CacheMax, total: s.cfg.CacheTotal, dotFiles: s.cfg.ServeDotFiles, prev: prev, now: time.Now()}
+	if w := s.watch; w != nil {
+		l.held, l.onDir = w.held, w.add
+	}
+	return l
 }
