@@ -17,11 +17,12 @@ func get(t *testing.T, addr, path string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-// The cache serves what it loaded until Reload; what it does not hold
-// comes from disk; Reload picks up changes, additions and removals.
+// Without watching, the cache serves what it loaded until Reload; what it
+// does not hold comes from disk; Reload picks up changes, additions and
+// removals.
 func TestCacheAndReload(t *testing.T) {
 	fx := newFixture(t)
-	s, addr := startServer(t, Config{Root: fx.root, CacheMax: 64 << 10})
+	s, addr := startServer(t, Config{Root: fx.root, CacheMax: 64 << 10, NoWatch: true})
 	st := s.Stats()
 	// small.bin, index.html, docs/index.html, docs/style.css; big.bin is over CacheMax.
 	if st.CacheFiles != 4 || st.CacheSkipped != 1 || st.CacheReloads != 1 {
@@ -162,7 +163,8 @@ func TestCacheRereadsChangingFiles(t *testing.T) {
 	t.Cleanup(func() { testHookRead = nil })
 
 	changes.Store(1) // once: the second read holds
-	s, err := New(Config{Root: fx.root, Logger: quietLogger(t)})
+	// Without watching: the watcher would read the file too, and run the hook.
+	s, err := New(Config{Root: fx.root, Logger: quietLogger(t), NoWatch: true})
 	if err != nil {
 		t.Fatal(err)
 	}

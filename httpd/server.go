@@ -8,7 +8,8 @@
 // It owns: parsing HTTP/1.1 request heads (bounded by Config's limits),
 // keep-alive and pipelining, resolving request paths to files beneath
 // Config.Root without any way out of it, a cache of those files with their
-// response heads prepared (reloaded by Reload), conditional and range
+// response heads prepared (following Root through inotify; reloaded whole
+// by Reload), conditional and range
 // requests, forwarding dynamic paths to an upstream (Config.Proxy), its
 // connections' lifecycle (timeouts, a connection limit, graceful Shutdown,
 // recovering from panics), an access log, counters (Stats) and a status
@@ -33,8 +34,11 @@
 //     left to the disk, and a second load a second later caches it. One
 //     that changes while it is read is read again, and left to the disk if
 //     it keeps changing. So the cache never holds a torn file. Between
-//     reloads the cache serves what it read; what it does not hold (bigger
-//     files, files created since) is read from disk for each request.
+//     reloads the cache follows Root (watch.go): a file edited, added or
+//     removed is served fresh within a second; one that a writer holds
+//     open keeps its previous version until the writer closes it. What the
+//     cache does not hold (bigger files, new files being written) is read
+//     from disk for each request.
 //   - A directory is served by its index.html; named without its trailing
 //     slash it is redirected (301) to the name with one, so relative links
 //     in the index work. No index.html means 404: there are no listings.
@@ -106,6 +110,7 @@ type Config struct {
 	// are read from disk for each request. Reload reads Root again.
 	CacheMax   int64 // default 1 MiB; negative disables the cache
 	CacheTotal int64 // default 256 MiB; a Reload holds two caches for a moment
+	NoWatch    bool  // do not follow Root with inotify: the cache changes only on Reload
 
 	// ServeDotFiles serves names with a segment that starts with a dot
 	// (.git/, .env). By default they are 404, as if absent (and so go to the
@@ -189,6 +194,7 @@ type Server struct {
 	cache       atomic.Pointer[snapshot] // nil when the cache is disabled
 	reloadMu    sync.Mutex
 	settleTimer *time.Timer // the load that follows one that found fresh files; under reloadMu
+	watch       *watcher    // follows Root; nil with NoWatch or without inotify
 	proxy       *proxy      // nil without an upstream
 	alog        *accessLog  // nil without an access log
 
@@ -268,10 +274,15 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if cfg.CacheMax >= 0 && !cfg.NoWatch {
+		s.watch = s.watchRoot()
+	}
 	if err := s.reload(true, slog.LevelDebug); err != nil {
+		s.watch.close()
 		root.Close()
 		return nil, err
 	}
+	s.watch.start()
 	if cfg.AccessLog != nil {
 		s.alog = newAccessLog(cfg.AccessLog, s.log)
 	}
@@ -393,6 +404,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // the access log is written out, upstream connections and Root closed.
 func (s *Server) stop() {
 	s.cancel()
+	s.watch.close()
 	s.reloadMu.Lock()
 	if s.settleTimer != nil {
 		s.settleTimer.Stop()
