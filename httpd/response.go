@@ -80,7 +80,7 @@ func (c *conn) startHead(code int) {
 		bw.WriteString(statusText(code))
 		bw.WriteString("\r\n")
 	}
-	bw.WriteString("Server: xhttpd\r\nDate: ")
+	bw.WriteString(c.srv.serverDate)
 	bw.Write(c.srv.date.get(time.Now()))
 	bw.WriteString("\r\n")
 }

@@ -138,6 +138,11 @@ type Config struct {
 
 	AccessLog io.Writer    // Common Log Format lines, written in the background; nil for none
 	Logger    *slog.Logger // nil means slog.Default()
+
+	// ServerVersion is the Server header of every response and the
+	// ServerVersion of the status page: a product and its version, say
+	// "xhttpd/1.2.3" (RFC 9110 section 10.2.4). Default "xhttpd".
+	ServerVersion string
 }
 
 const (
@@ -152,6 +157,7 @@ const (
 	defaultIdleTimeout       = 60 * time.Second
 	defaultWriteTimeout      = 60 * time.Second
 	defaultMaxConns          = 10000
+	defaultServerVersion     = "xhttpd"
 )
 
 // Defaults is the Config that New makes of a zero one (Root and Logger
@@ -176,6 +182,7 @@ func (cfg *Config) fillDefaults() {
 	setDefault(&cfg.IdleTimeout, defaultIdleTimeout)
 	setDefault(&cfg.WriteTimeout, defaultWriteTimeout)
 	setDefault(&cfg.MaxConns, defaultMaxConns)
+	setDefault(&cfg.ServerVersion, defaultServerVersion)
 }
 
 // ErrServerClosed is returned by Serve when it is called after Shutdown.
@@ -190,6 +197,9 @@ type Server struct {
 	log     *slog.Logger
 	date    dateCache
 	started time.Time
+	// serverDate starts every response head after its status line: the
+	// Server header, then the name of the Date one.
+	serverDate string
 
 	cache       atomic.Pointer[snapshot] // nil when the cache is disabled
 	reloadMu    sync.Mutex
@@ -247,6 +257,9 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	cfg.fillDefaults()
+	if !validServerVersion(cfg.ServerVersion) {
+		return nil, fmt.Errorf("httpd: Config.ServerVersion %q: want printable ASCII, as a header value", cfg.ServerVersion)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -263,6 +276,8 @@ func New(cfg Config) (*Server, error) {
 		root:    root,
 		log:     cfg.Logger.With("component", "httpd"),
 		started: time.Now(),
+
+		serverDate: "Server: " + cfg.ServerVersion + "\r\nDate: ",
 
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
@@ -287,6 +302,20 @@ func New(cfg Config) (*Server, error) {
 		s.alog = newAccessLog(cfg.AccessLog, s.log)
 	}
 	return s, nil
+}
+
+// validServerVersion reports whether v may be a Server header's value:
+// printable ASCII, spaces inside only.
+func validServerVersion(v string) bool {
+	if v == "" || v[0] == ' ' || v[len(v)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < ' ' || v[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -483,9 +512,9 @@ func (s *Server) refuse(nc net.Conn) {
 		s.stats.class[5].Add(1)
 		nc.SetDeadline(time.Now().Add(refuseTimeout))
 		text := statusText(503)
-		resp := fmt.Appendf(nil, "HTTP/1.1 503 %s\r\nServer: xhttpd\r\nDate: %s\r\nRetry-After: 1\r\n"+
+		resp := fmt.Appendf(nil, "HTTP/1.1 503 %s\r\n%s%s\r\nRetry-After: 1\r\n"+
 			"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n503 %s\n",
-			text, s.date.get(time.Now()), len(text)+5, text)
+			text, s.serverDate, s.date.get(time.Now()), len(text)+5, text)
 		if _, err := nc.Write(resp); err != nil {
 			return
 		}

@@ -30,6 +30,7 @@ var scoreChars = [...]byte{stateIdle: 'K', stateReading: 'R', stateWriting: 'W',
 
 // statusReport is what one look at the server shows.
 type statusReport struct {
+	Version    string
 	Now        time.Time
 	Uptime     time.Duration
 	Stats      Stats
@@ -44,7 +45,7 @@ type statusReport struct {
 }
 
 func (s *Server) report(tables func() []StatusTable) statusReport {
-	r := statusReport{Now: time.Now(), Stats: s.Stats(), Goroutines: runtime.NumGoroutine()}
+	r := statusReport{Version: s.cfg.ServerVersion, Now: time.Now(), Stats: s.Stats(), Goroutines: runtime.NumGoroutine()}
 	r.Uptime = r.Now.Sub(s.started)
 	var sb strings.Builder
 	s.mu.Lock()
@@ -111,7 +112,7 @@ func (r *statusReport) writeAuto(w io.Writer) {
 	st := r.Stats
 	rps, bps, bpr := r.rates()
 	kv := func(k string, v any) { fmt.Fprintf(w, "%s: %v\n", k, v) }
-	kv("ServerVersion", "xhttpd")
+	kv("ServerVersion", r.Version)
 	kv("CurrentTime", r.Now.UTC().Format(time.RFC3339))
 	kv("ServerUptimeSeconds", int64(r.Uptime.Seconds()))
 	kv("Uptime", int64(r.Uptime.Seconds()))
@@ -190,7 +191,8 @@ var statusPage = template.Must(template.New("status").Parse(`<!DOCTYPE html>
 <style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 8px;text-align:right}th{text-align:left}pre{font-size:1.1em}</style>
 </head><body>
 <h1>xhttpd status</h1>
-<p>Current time: {{.NowString}}<br>Server uptime: {{.UptimeString}}<br>
+<p>Server version: {{.Version}}<br>
+Current time: {{.NowString}}<br>Server uptime: {{.UptimeString}}<br>
 Total accesses: {{.Stats.Requests}} - Total traffic: {{.Stats.BytesSent}} bytes<br>
 {{.Rates}}<br>
 {{.Stats.Open}} connections open: {{.Reading}} reading, {{.Writing}} writing, {{.KeepAlive}} keep-alive, {{.Proxying}} proxying, {{.Closing}} closing<br>

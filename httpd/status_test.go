@@ -104,3 +104,40 @@ func TestStatusHandler(t *testing.T) {
 		t.Errorf("no tables: Queues %q, Total Accesses %q", m["Queues"], m["Total Accesses"])
 	}
 }
+
+// Config.ServerVersion is the Server header of every response (from the
+// cache, an error, a 503 over MaxConns) and the status page's version.
+func TestServerVersion(t *testing.T) {
+	const v = "xhttpd/1.2.3"
+	fx := newFixture(t)
+	s, addr := startServer(t, Config{Root: fx.root, ServerVersion: v, MaxConns: 1})
+	c := dialRaw(t, addr)
+	for _, path := range []string{"/small.bin", "/nope"} {
+		c.write("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := c.read("GET"); resp.Header.Get("Server") != v {
+			t.Errorf("GET %s: Server %q, want %q", path, resp.Header.Get("Server"), v)
+		}
+	}
+	// c holds the one connection allowed: the next gets 503.
+	resp, _, _ := roundTrip(t, addr, "GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 503 || resp.Header.Get("Server") != v {
+		t.Errorf("over MaxConns: %d, Server %q; want 503, %q", resp.StatusCode, resp.Header.Get("Server"), v)
+	}
+
+	rec := httptest.NewRecorder()
+	s.StatusHandler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/server-status?auto", nil))
+	if got := parseAuto(t, rec.Body.String())["ServerVersion"]; got != v {
+		t.Errorf("?auto ServerVersion %q, want %q", got, v)
+	}
+	rec = httptest.NewRecorder()
+	s.StatusHandler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/server-status", nil))
+	if want := "Server version: " + v; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("status page lacks %q", want)
+	}
+
+	for _, bad := range []string{"xhttpd\r\nX-Evil: 1", " xhttpd", "xhttpd ", "xhttpd/\x7f", "xhttpd/é"} {
+		if _, err := New(Config{Root: fx.root, ServerVersion: bad, Logger: quietLogger(t)}); err == nil || !strings.Contains(err.Error(), "ServerVersion") {
+			t.Errorf("New with ServerVersion %q: %v, want an error", bad, err)
+		}
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +42,7 @@ type options struct {
 	logLevel    slog.Level
 	shutdownFor time.Duration
 	user        *account // serve as this user once started; nil: stay as started
+	version     bool     // -version: print the version and exit
 }
 
 func main() {
@@ -63,6 +66,10 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "xhttpd: %v\n", err)
 		os.Exit(2)
+	}
+	if opts.version {
+		fmt.Println(build.String())
+		return
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel})))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -96,6 +103,7 @@ func parseFlags(args []string) (options, error) {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	userName := fs.String("user", "", "once started, serve as this unprivileged user, with no capabilities (default: stay as started)")
 	fs.DurationVar(&o.shutdownFor, "shutdown-timeout", 5*time.Second, "how long open requests get to finish on SIGINT/SIGTERM")
+	fs.BoolVar(&o.version, "version", false, "print the version, the VCS revision it was built from and the Go version, and exit")
 	// A bad flag is one line from main, not the flag package's usage dump;
 	// -h prints the usage, to stdout, and exits 0.
 	fs.SetOutput(io.Discard)
@@ -110,6 +118,9 @@ func parseFlags(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if o.version {
+		return o, nil
+	}
 	if o.iface == "" {
 		return o, errors.New("-iface is required")
 	}
@@ -117,6 +128,7 @@ func parseFlags(args []string) (options, error) {
 	if o.http, err = httpConfig(); err != nil {
 		return o, err
 	}
+	o.http.ServerVersion = build.product()
 	p := &o.path
 	if p.Ports, err = parsePorts(*ports); err != nil {
 		return o, err
@@ -156,6 +168,55 @@ func parseFlags(args []string) (options, error) {
 		}
 	}
 	return o, nil
+}
+
+// buildInfo is what the Go toolchain recorded of this binary's making.
+type buildInfo struct {
+	version   string // the main module's version: a tag, or a pseudo-version from the VCS ("+dirty" when modified)
+	revision  string // the VCS revision; "unknown" when built without VCS information
+	modified  bool   // the working tree differed from the revision
+	goVersion string
+}
+
+// build is this binary's. The VCS fields need a build with -buildvcs
+// (the default, auto) in a git checkout; the go command does not find the
+// repository from a `git worktree`, whose .git is a file.
+var build = newBuildInfo(debug.ReadBuildInfo())
+
+func newBuildInfo(bi *debug.BuildInfo, ok bool) buildInfo {
+	b := buildInfo{version: "devel", revision: "unknown", goVersion: runtime.Version()}
+	if !ok {
+		return b
+	}
+	if bi.GoVersion != "" {
+		b.goVersion = bi.GoVersion
+	}
+	// "(devel)" is what a build outside VCS, or go run, gets; its
+	// parentheses cannot stand in a Server header's product token.
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		b.version = v
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.revision = s.Value
+		case "vcs.modified":
+			b.modified = s.Value == "true"
+		}
+	}
+	return b
+}
+
+// product is the Server header's value: "xhttpd/" and the version.
+func (b buildInfo) product() string { return "xhttpd/" + b.version }
+
+// String is what -version prints.
+func (b buildInfo) String() string {
+	s := "xhttpd " + b.version + " revision " + b.revision
+	if b.modified {
+		s += " (modified)"
+	}
+	return s + " " + b.goVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
 // stackKind is the -stack flag: which TCP/IP stack the server runs on.

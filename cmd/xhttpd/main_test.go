@@ -1,6 +1,8 @@
 package main
 
 import (
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -122,5 +124,38 @@ func TestStackAndRxChecksumFlags(t *testing.T) {
 		if b, err := k.MarshalText(); err != nil || got.UnmarshalText(b) != nil || got != k {
 			t.Errorf("%v does not survive MarshalText and UnmarshalText: %q, %v", k, b, got)
 		}
+	}
+}
+
+// -version and the Server header say what the build info says: the
+// module's version (a pseudo-version from git since Go 1.24), the
+// revision, and whether the tree was modified.
+func TestBuildInfo(t *testing.T) {
+	bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/xhttpd/xhttpd", Version: "v0.0.0-20261130120000-0123456789ab+dirty"},
+		Settings: []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.modified", Value: "true"}}}
+	b := newBuildInfo(bi, true)
+	if got, want := b.product(), "xhttpd/v0.0.0-20261130120000-0123456789ab+dirty"; got != want {
+		t.Errorf("product %q, want %q", got, want)
+	}
+	want := "xhttpd v0.0.0-20261130120000-0123456789ab+dirty revision 0123456789abcdef0123456789abcdef01234567 (modified) go1.26.8 " + runtime.GOOS + "/" + runtime.GOARCH
+	if got := b.String(); got != want {
+		t.Errorf("String %q,\nwant %q", got, want)
+	}
+
+	// go run, or a build outside a checkout: "(devel)" and no VCS.
+	bi = &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/xhttpd/xhttpd", Version: "(devel)"}}
+	if b := newBuildInfo(bi, true); b.product() != "xhttpd/devel" || b.revision != "unknown" || b.modified {
+		t.Errorf("without VCS: %+v", b)
+	}
+	if b := newBuildInfo(nil, false); b.product() != "xhttpd/devel" || b.goVersion != runtime.Version() {
+		t.Errorf("without build info: %+v", b)
+	}
+
+	// -version needs no other flag; the server's Config carries the product.
+	if o, err := parseFlags([]string{"-version"}); err != nil || !o.version {
+		t.Errorf("parseFlags(-version) = %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv"}); err != nil || o.http.ServerVersion != build.product() {
+		t.Errorf("Config.ServerVersion %q (%v), want %q", o.http.ServerVersion, err, build.product())
 	}
 }
