@@ -9,7 +9,7 @@ TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hpi
 # The peers `make bench` compares with, from Debian's packages.
 PEERS   := nginx:nginx apache2:apache2
 
-.PHONY: all build test demo bench bench-quick generate tools peers clean
+.PHONY: all build test demo bench bench-quick generate tools peers clean install
 
 # Where `make bench` and `make bench-quick` write results.json, results.csv
 # and report.md.
@@ -58,6 +58,23 @@ bench-quick: tools build
 	-@$(MAKE) --no-print-directory peers
 	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -out $(OUT) \
 		-servers interrupt,busy,hybrid,kernel,nginx -fractions 0.1,0.25,0.5 -rates 2000 -duration 1s -sat-duration 2s
+
+# install puts xhttpd in $(PREFIX)/bin and its systemd unit in
+# /etc/systemd/system (both under DESTDIR when it is set), with an example
+# /etc/default/xhttpd (its flags) and a logrotate file, which are never
+# overwritten. It starts nothing. -buildvcs=auto stamps the git revision
+# that -version prints, whatever GOFLAGS says.
+PREFIX  ?= /usr/local
+install:
+	$(GO) build -buildvcs=auto -o $(BIN)/xhttpd ./cmd/xhttpd
+	install -D -m 0755 $(BIN)/xhttpd $(DESTDIR)$(PREFIX)/bin/xhttpd
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/bin/xhttpd|$(PREFIX)/bin/xhttpd|' dist/xhttpd.service > $(DESTDIR)/etc/systemd/system/xhttpd.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/xhttpd.service
+	test -e $(DESTDIR)/etc/default/xhttpd || install -D -m 0644 dist/xhttpd.default $(DESTDIR)/etc/default/xhttpd
+	test -e $(DESTDIR)/etc/logrotate.d/xhttpd || install -D -m 0644 dist/xhttpd.logrotate $(DESTDIR)/etc/logrotate.d/xhttpd
+	@echo "installed; then: useradd --system --no-create-home --shell /usr/sbin/nologin xhttpd;" \
+		"edit /etc/default/xhttpd; systemctl daemon-reload; systemctl enable --now xhttpd"
 
 # generate rebuilds the XDP program's committed objects; it needs clang.
 generate:
