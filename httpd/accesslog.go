@@ -1,6 +1,8 @@
 package httpd
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,9 +12,22 @@ import (
 	"time"
 )
 
-// The access log, in the Common Log Format:
+// The access log, in the Common Log Format by default:
 //
 //	198.18.0.2 - - [23/Nov/2026:10:00:00 +0000] "GET /1k.bin HTTP/1.1" 200 1024
+//
+// in Apache's combined format (LogCombined), which adds the Referer and
+// User-Agent fields:
+//
+//	198.18.0.2 - - [23/Nov/2026:10:00:00 +0000] "GET /1k.bin HTTP/1.1" 200 1024 "-" "curl/8.14.1"
+//
+// or as one JSON object per line (LogJSON), with the time to the
+// microsecond and the time the request took (see Config.AccessLogFormat):
+//
+//	{"time":"2026-11-23T10:00:00.123456+00:00","remote":"198.18.0.2","method":"GET","target":"/1k.bin","proto":"HTTP/1.1","status":200,"bytes":1024,"duration_us":38,"referer":"","user_agent":"curl/8.14.1"}
+//
+// Each format costs no allocation per request: the line is built in the
+// connection's own buffer.
 //
 // A connection formats its line in its own buffer and appends it to a
 // shared buffer under a mutex; a goroutine writes that buffer out (swapping
@@ -35,9 +50,42 @@ const (
 	logErrorEvery = time.Minute
 )
 
+// LogFormat is the access log's line format.
+type LogFormat uint8
+
+const (
+	LogCLF      LogFormat = iota // the Common Log Format; the default
+	LogCombined                  // CLF, then the Referer and User-Agent fields quoted, as Apache's "combined"
+	LogJSON                      // a JSON object per line: time, remote, method, target, proto, status, bytes, duration_us, referer, user_agent
+)
+
+var logFormatNames = [...]string{LogCLF: "clf", LogCombined: "combined", LogJSON: "json"}
+
+func (f LogFormat) String() string {
+	if int(f) < len(logFormatNames) {
+		return logFormatNames[f]
+	}
+	return fmt.Sprintf("LogFormat(%d)", int(f))
+}
+
+// UnmarshalText reads "clf", "combined" or "json", for flag.TextVar.
+func (f *LogFormat) UnmarshalText(b []byte) error {
+	for v, name := range logFormatNames {
+		if string(b) == name {
+			*f = LogFormat(v)
+			return nil
+		}
+	}
+	return fmt.Errorf("access log format %q: want clf, combined or json", b)
+}
+
+// MarshalText is the format's name.
+func (f LogFormat) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
 type accessLog struct {
-	w   io.Writer
-	log *slog.Logger
+	w      io.Writer
+	log    *slog.Logger
+	format LogFormat
 
 	mu    sync.Mutex
 	buf   []byte // lines waiting
@@ -58,21 +106,31 @@ type accessLog struct {
 	lastLogged time.Time // when a failing spell was last logged
 }
 
-func newAccessLog(w io.Writer, log *slog.Logger) *accessLog {
+func newAccessLog(w io.Writer, log *slog.Logger, format LogFormat) *accessLog {
 	l := &accessLog{
 		w:       w,
 		log:     log,
+		format:  format,
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		date:    dateCache{layout: clfTimeFormat, local: true},
 	}
+	if format == LogJSON {
+		l.date.layout = jsonTimeFormat
+	}
 	go l.run()
 	return l
 }
 
-// clfTimeFormat is the Common Log Format's time, brackets included.
-const clfTimeFormat = "[02/Jan/2006:15:04:05 -0700]"
+const (
+	// clfTimeFormat is the Common Log Format's time, brackets included.
+	clfTimeFormat = "[02/Jan/2006:15:04:05 -0700]"
+	// jsonTimeFormat is RFC 3339 to the second; appendJSON puts the
+	// microseconds in at jsonFracAt.
+	jsonTimeFormat = "2006-01-02T15:04:05Z07:00"
+	jsonFracAt     = len("2006-01-02T15:04:05")
+)
 
 // add queues one line, or drops it when the buffer is full.
 func (l *accessLog) add(line []byte) {
@@ -153,15 +211,46 @@ func (l *accessLog) close() {
 	<-l.stopped
 }
 
-// logAccess queues the access log line of the request just answered.
-func (c *conn) logAccess() {
+// answered records the request just answered, its response flushed: in
+// the access log, when there is one.
+func (c *conn) answered() {
+	s := c.srv
+	if s.alog == nil {
+		return
+	}
+	now := time.Now()
+	var d time.Duration
+	if s.timed {
+		d = now.Sub(c.start)
+	}
+	c.logAccess(now, d)
+}
+
+// logAccess queues the access log line of the request just answered, at
+// now; d is how long it took (zero unless the format or Config.Observe
+// asked for the time).
+func (c *conn) logAccess(now time.Time, d time.Duration) {
 	l := c.srv.alog
 	if len(c.remote) == 0 {
 		c.remote = appendHost(c.remote, c.nc.RemoteAddr())
 	}
-	b := append(c.line[:0], c.remote...)
+	var b []byte
+	if l.format == LogJSON {
+		b = c.appendJSON(c.line[:0], l.date.get(now), now, d)
+	} else {
+		b = c.appendCLF(c.line[:0], l.date.get(now), l.format == LogCombined)
+	}
+	b = append(b, '\n')
+	c.line = b
+	l.add(b)
+}
+
+// appendCLF appends a Common Log Format line, or a combined one, without
+// its newline.
+func (c *conn) appendCLF(b, date []byte, combined bool) []byte {
+	b = append(b, c.remote...)
 	b = append(b, " - - "...)
-	b = append(b, l.date.get(time.Now())...)
+	b = append(b, date...)
 	b = append(b, ` "`...)
 	if len(c.p.line) > 0 {
 		b = appendEscaped(b, c.p.line)
@@ -180,9 +269,113 @@ func (c *conn) logAccess() {
 	} else {
 		b = strconv.AppendInt(b, c.sent, 10)
 	}
-	b = append(b, '\n')
-	c.line = b
-	l.add(b)
+	if combined {
+		referer, agent := logFields(c.req.fields)
+		for _, v := range [2][]byte{referer, agent} {
+			b = append(b, ` "`...)
+			if v == nil {
+				b = append(b, '-')
+			} else {
+				b = appendEscaped(b, v)
+			}
+			b = append(b, '"')
+		}
+	}
+	return b
+}
+
+// appendJSON appends a JSON line, without its newline. The request line's
+// parts are cut from the line as received, so that a head that failed to
+// parse still shows what it was; a part that is absent is "".
+func (c *conn) appendJSON(b, date []byte, now time.Time, d time.Duration) []byte {
+	b = append(b, `{"time":"`...)
+	if len(date) > jsonFracAt {
+		b = append(b, date[:jsonFracAt]...)
+		b = append(b, '.')
+		us := now.Nanosecond() / 1000
+		for div := 100000; div > 0; div /= 10 {
+			b = append(b, byte('0'+us/div%10))
+		}
+		b = append(b, date[jsonFracAt:]...)
+	}
+	b = append(b, `","remote":"`...)
+	b = appendJSONString(b, c.remote)
+	method, target, proto := splitRequestLine(c.p.line)
+	b = append(b, `","method":"`...)
+	b = appendJSONString(b, method)
+	b = append(b, `","target":"`...)
+	b = appendJSONString(b, target)
+	b = append(b, `","proto":"`...)
+	b = appendJSONString(b, proto)
+	b = append(b, `","status":`...)
+	b = strconv.AppendInt(b, int64(c.status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, c.sent, 10)
+	b = append(b, `,"duration_us":`...)
+	b = strconv.AppendInt(b, d.Microseconds(), 10)
+	referer, agent := logFields(c.req.fields)
+	b = append(b, `,"referer":"`...)
+	b = appendJSONString(b, referer)
+	b = append(b, `","user_agent":"`...)
+	b = appendJSONString(b, agent)
+	return append(b, `"}`...)
+}
+
+// splitRequestLine cuts a request line into method, target and version at
+// its first and last spaces.
+func splitRequestLine(line []byte) (method, target, proto []byte) {
+	i := bytes.IndexByte(line, ' ')
+	if i < 0 {
+		return line, nil, nil
+	}
+	method, rest := line[:i], line[i+1:]
+	j := bytes.LastIndexByte(rest, ' ')
+	if j < 0 {
+		return method, rest, nil
+	}
+	return method, rest[:j], rest[j+1:]
+}
+
+// logFields finds the first Referer and User-Agent values among a request's
+// header lines (request.fields), nil for one that is absent. Only the
+// formats that show them pay for the scan.
+func logFields(fields []byte) (referer, agent []byte) {
+	for rest := fields; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		switch {
+		case colon == len("referer") && referer == nil && equalFold(line[:colon], "referer"):
+			referer = trimOWS(line[colon+1:])
+		case colon == len("user-agent") && agent == nil && equalFold(line[:colon], "user-agent"):
+			agent = trimOWS(line[colon+1:])
+		}
+	}
+	return referer, agent
+}
+
+// appendJSONString appends s as the inside of a JSON string. '"' and '\\'
+// are escaped as JSON has it; a control byte or any byte outside ASCII is
+// written as \u00HH, the byte's value, so that the line is valid JSON (and
+// valid UTF-8) whatever a client sent, and shows the bytes as sent, as
+// appendEscaped's \xHH does for CLF.
+func appendJSONString(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	for _, ch := range s {
+		switch {
+		case ch == '"' || ch == '\\':
+			dst = append(dst, '\\', ch)
+		case ch < ' ' || ch >= 0x7f:
+			dst = append(dst, '\\', 'u', '0', '0', hex[ch>>4], hex[ch&15])
+		default:
+			dst = append(dst, ch)
+		}
+	}
+	return dst
 }
 
 // appendHost appends the client's address without its port; it runs once

@@ -3,6 +3,7 @@ package httpd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // syncBuffer is an io.Writer for the log that tests may read meanwhile.
@@ -56,8 +58,19 @@ func TestAccessLog(t *testing.T) {
 	for _, m := range []string{"GET", "HEAD", "GET", "GET", "GET"} {
 		c.read(m)
 	}
-	roundTrip(t, addr, "GET /"+strings.Repeat("a", 9000)+" HTTP/1.1\r\nHost: x\r\n\r\n")
-	roundTrip(t, addr, "BAD\x01LINE\r\n\r\n")
+	// A line is queued once its response is out: the HTTP/1.0 request's
+	// before its connection closes, and before the lines of the
+	// connections below.
+	if !c.closedByServer(5 * time.Second) {
+		t.Fatal("the HTTP/1.0 request left its connection open")
+	}
+	// Each line is queued before its connection ends: wait for that, so
+	// that the lines come in this order.
+	for _, req := range []string{"GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "BAD\x01LINE\r\n\r\n"} {
+		if _, _, rc := roundTrip(t, addr, req); !rc.closedByServer(5 * time.Second) {
+			t.Fatalf("%.20q: connection left open", req)
+		}
+	}
 
 	// Nothing is written before a second has passed or Shutdown.
 	if err := s.Shutdown(context.Background()); err != nil {
@@ -104,7 +117,7 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 // block, and drops are counted.
 func TestAccessLogDropsWhenBehind(t *testing.T) {
 	w := &blockingWriter{release: make(chan struct{})}
-	l := newAccessLog(w, slog.New(slog.DiscardHandler))
+	l := newAccessLog(w, slog.New(slog.DiscardHandler), LogCLF)
 	line := []byte(strings.Repeat("x", 99) + "\n")
 	start := time.Now()
 	total := 2 * logBufMax / len(line)
@@ -124,23 +137,158 @@ func TestAccessLogDropsWhenBehind(t *testing.T) {
 	}
 }
 
+// Every format logs a cached request without an allocation.
 func TestAccessLogAllocs(t *testing.T) {
+	for _, format := range []LogFormat{LogCLF, LogCombined, LogJSON} {
+		t.Run(format.String(), func(t *testing.T) {
+			fx := newFixture(t)
+			var out syncBuffer
+			_, addr := startServer(t, Config{Root: fx.root, AccessLog: &out, AccessLogFormat: format})
+			c := dialRaw(t, addr)
+			req := []byte("GET /small.bin HTTP/1.1\r\nHost: x\r\nReferer: http://x/\r\nUser-Agent: test/1.0\r\n\r\n")
+			c.nc.Write(req)
+			c.read("GET")
+			c.nc.Write(req)
+			buf := make([]byte, len(responseBytes(t, c)))
+			if n := testing.AllocsPerRun(200, func() {
+				c.nc.Write(req)
+				if _, err := io.ReadFull(c.br, buf); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("%v allocations per logged request", n)
+			}
+		})
+	}
+}
+
+// logRequests sends the same requests to a server with an access log in
+// format and returns its lines.
+func logRequests(t *testing.T, format LogFormat) []string {
+	t.Helper()
 	fx := newFixture(t)
 	var out syncBuffer
-	_, addr := startServer(t, Config{Root: fx.root, AccessLog: &out})
+	s, err := New(Config{Root: fx.root, AccessLog: &out, AccessLogFormat: format, Logger: quietLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	addr := l.Addr().String()
 	c := dialRaw(t, addr)
-	req := []byte("GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-	c.nc.Write(req)
+	c.write("GET /small.bin HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/8.14.1\r\nReferer: http://example.com/a?b=\"c\"\r\n\r\n" +
+		"GET /nope HTTP/1.1\r\nHost: x\r\nuser-agent: caf\xc3\xa9 \\\tx\r\nUser-Agent: second\r\nConnection: close\r\n\r\n")
 	c.read("GET")
-	c.nc.Write(req)
-	buf := make([]byte, len(responseBytes(t, c)))
-	if n := testing.AllocsPerRun(200, func() {
-		c.nc.Write(req)
-		if _, err := io.ReadFull(c.br, buf); err != nil {
-			t.Fatal(err)
+	c.read("GET")
+	if !c.closedByServer(5 * time.Second) {
+		t.Fatal("Connection: close left the connection open")
+	}
+	// Each line is queued before its connection ends: wait for that, so
+	// that the lines come in this order.
+	for _, req := range []string{"GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "BAD\x01LINE\r\n\r\n"} {
+		if _, _, rc := roundTrip(t, addr, req); !rc.closedByServer(5 * time.Second) {
+			t.Fatalf("%.20q: connection left open", req)
 		}
-	}); n != 0 {
-		t.Errorf("%v allocations per logged request", n)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+}
+
+// The combined format is CLF and the Referer and User-Agent quoted and
+// escaped as the request line is, "-" when absent; the first of two
+// fields counts, whatever its case.
+func TestAccessLogCombined(t *testing.T) {
+	lines := logRequests(t, LogCombined)
+	want := []string{
+		`"GET /small.bin HTTP/1.1" 200 1024 "http://example.com/a?b=\x22c\x22" "curl/8.14.1"`,
+		`"GET /nope HTTP/1.1" 404 14 "-" "caf\xc3\xa9 \x5c\x09x"`,
+		`"-" 414 17 "-" "-"`,
+		`"BAD\x01LINE" 400 16 "-" "-"`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
+	}
+	re := regexp.MustCompile(`^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z][a-z]/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] (.*)$`)
+	for i, line := range lines {
+		if m := re.FindStringSubmatch(line); m == nil || m[1] != want[i] {
+			t.Errorf("line %d: %q, want ... %s", i, line, want[i])
+		}
+	}
+}
+
+// The JSON format is one valid JSON object per line, valid UTF-8 whatever
+// the client sent, with the time to the microsecond and the duration.
+func TestAccessLogJSON(t *testing.T) {
+	type entry struct {
+		Time       string `json:"time"`
+		Remote     string `json:"remote"`
+		Method     string `json:"method"`
+		Target     string `json:"target"`
+		Proto      string `json:"proto"`
+		Status     int    `json:"status"`
+		Bytes      int64  `json:"bytes"`
+		DurationUS *int64 `json:"duration_us"`
+		Referer    string `json:"referer"`
+		UserAgent  string `json:"user_agent"`
+	}
+	start := time.Now()
+	lines := logRequests(t, LogJSON)
+	want := []entry{
+		{Method: "GET", Target: "/small.bin", Proto: "HTTP/1.1", Status: 200, Bytes: 1024, Referer: `http://example.com/a?b="c"`, UserAgent: "curl/8.14.1"},
+		{Method: "GET", Target: "/nope", Proto: "HTTP/1.1", Status: 404, Bytes: 14, UserAgent: "caf\u00c3\u00a9 \\\tx"},
+		{Status: 414, Bytes: 17},
+		{Method: "BAD\x01LINE", Status: 400, Bytes: 16},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
+	}
+	frac := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$`)
+	for i, line := range lines {
+		if !utf8.ValidString(line) {
+			t.Errorf("line %d is not UTF-8: %q", i, line)
+		}
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		var e entry
+		if err := dec.Decode(&e); err != nil {
+			t.Errorf("line %d: %v: %s", i, err, line)
+			continue
+		}
+		ts, err := time.Parse(time.RFC3339Nano, e.Time)
+		if err != nil || !frac.MatchString(e.Time) || ts.Before(start.Truncate(time.Microsecond)) || time.Since(ts) > time.Minute {
+			t.Errorf("line %d: time %q (%v), want RFC 3339 with microseconds, now", i, e.Time, err)
+		}
+		if e.DurationUS == nil || *e.DurationUS < 0 || *e.DurationUS > 10e6 {
+			t.Errorf("line %d: duration_us %v", i, e.DurationUS)
+		}
+		if e.Remote != "127.0.0.1" {
+			t.Errorf("line %d: remote %q", i, e.Remote)
+		}
+		e.Time, e.Remote, e.DurationUS = "", "", nil
+		if e != want[i] {
+			t.Errorf("line %d: %+v,\nwant %+v", i, e, want[i])
+		}
+	}
+}
+
+func TestLogFormatText(t *testing.T) {
+	for _, f := range []LogFormat{LogCLF, LogCombined, LogJSON} {
+		var got LogFormat
+		if b, err := f.MarshalText(); err != nil || got.UnmarshalText(b) != nil || got != f {
+			t.Errorf("%v does not survive MarshalText and UnmarshalText", f)
+		}
+	}
+	var f LogFormat
+	if err := f.UnmarshalText([]byte("apache")); err == nil || err.Error() != `access log format "apache": want clf, combined or json` {
+		t.Errorf("UnmarshalText(apache): %v", err)
+	}
+	if _, err := New(Config{Root: t.TempDir(), AccessLog: io.Discard, AccessLogFormat: LogJSON + 1}); err == nil {
+		t.Error("New accepts an unknown AccessLogFormat")
 	}
 }
 
@@ -235,5 +383,45 @@ func TestAccessLogErrorsShown(t *testing.T) {
 	s.StatusHandler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/server-status", nil))
 	if want := "<td>1 / 0 / 1</td>"; !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("status page lacks %q", want)
+	}
+}
+
+// The cached path over net.Pipe (see BenchmarkRequestPipe) with an access
+// log in each format, written to io.Discard: what a line costs.
+func BenchmarkRequestPipeAccessLog(b *testing.B) {
+	for _, format := range []LogFormat{LogCLF, LogCombined, LogJSON} {
+		b.Run(format.String(), func(b *testing.B) {
+			benchmarkRequest(b, 0, 1, func(b *testing.B, s *Server) net.Conn {
+				l := newPipeListener()
+				go s.Serve(l)
+				b.Cleanup(func() { s.Shutdown(b.Context()) })
+				return l.dial()
+			}, func(c *Config) { c.AccessLog, c.AccessLogFormat = io.Discard, format })
+		})
+	}
+}
+
+// Building one line, without the server around it.
+func BenchmarkAccessLogLine(b *testing.B) {
+	c := &conn{remote: []byte("198.18.0.2"), status: 200, sent: 1024}
+	c.p.line = []byte("GET /1k.bin HTTP/1.1")
+	c.req.fields = []byte("Host: 198.18.0.1\nUser-Agent: curl/8.14.1\nAccept: */*\nReferer: http://198.18.0.1/\n")
+	for _, format := range []LogFormat{LogCLF, LogCombined, LogJSON} {
+		b.Run(format.String(), func(b *testing.B) {
+			l := &accessLog{format: format, date: dateCache{layout: clfTimeFormat, local: true}}
+			if format == LogJSON {
+				l.date.layout = jsonTimeFormat
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				now := time.Now()
+				if format == LogJSON {
+					c.line = c.appendJSON(c.line[:0], l.date.get(now), now, 38*time.Microsecond)
+				} else {
+					c.line = c.appendCLF(c.line[:0], l.date.get(now), format == LogCombined)
+				}
+			}
+			b.SetBytes(int64(len(c.line)))
+		})
 	}
 }

@@ -49,18 +49,22 @@ func (pipeAddr) String() string  { return "pipe" }
 // the client writes depth pipelined requests and reads the whole responses
 // before the next batch. ReportAllocs counts the server's allocations too
 // (the client allocates nothing in the loop). One op is one request.
-func benchmarkRequest(b *testing.B, cacheMax int64, depth int, dial func(b *testing.B, s *Server) net.Conn) {
-	benchmarkFile(b, "/small.bin", cacheMax, depth, dial)
+func benchmarkRequest(b *testing.B, cacheMax int64, depth int, dial func(b *testing.B, s *Server) net.Conn, opts ...func(*Config)) {
+	benchmarkFile(b, "/small.bin", cacheMax, depth, dial, opts...)
 }
 
 // benchmarkFile is benchmarkRequest for the fixture's file at path.
-func benchmarkFile(b *testing.B, path string, cacheMax int64, depth int, dial func(b *testing.B, s *Server) net.Conn) {
+func benchmarkFile(b *testing.B, path string, cacheMax int64, depth int, dial func(b *testing.B, s *Server) net.Conn, opts ...func(*Config)) {
 	fx := newFixture(b)
 	want := fx.small
 	if path == "/big.bin" {
 		want = fx.big
 	}
-	s, err := New(Config{Root: fx.root, Logger: quietLogger(b), CacheMax: cacheMax})
+	cfg := Config{Root: fx.root, Logger: quietLogger(b), CacheMax: cacheMax}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -85,8 +85,9 @@ type conn struct {
 	disk    entry            // the head of a file from disk, formatted in place
 
 	// What the access log says of the current request.
-	status int   // the response's status; 0 when none was sent
-	sent   int64 // body bytes sent
+	start  time.Time // its first byte, when Server.timed
+	status int       // the response's status; 0 when none was sent
+	sent   int64     // body bytes sent
 	remote []byte
 	line   []byte // the log line being built
 }
@@ -318,6 +319,9 @@ func (c *conn) serve() {
 		} else {
 			c.state.Store(stateReading)
 		}
+		if s.timed {
+			c.start = time.Now()
+		}
 		if !headBuffered(c.br) {
 			c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 		}
@@ -334,17 +338,18 @@ func (c *conn) serve() {
 
 		c.state.Store(stateWriting)
 		mode := c.handle(&c.req)
-		if s.alog != nil {
-			c.logAccess()
+		// The response is flushed before it is logged, so that its time
+		// includes the write (a pipelined one's goes with a later flush).
+		if mode != keepOpen || c.br.Buffered() == 0 {
+			err = c.bw.Flush()
 		}
+		c.answered()
 		if mode != keepOpen {
 			c.finish(mode)
 			return
 		}
-		if c.br.Buffered() == 0 {
-			if err := c.bw.Flush(); err != nil {
-				return
-			}
+		if err != nil {
+			return
 		}
 	}
 }
@@ -401,9 +406,8 @@ func (c *conn) fail(err error) {
 	c.state.Store(stateWriting)
 	c.out.pin(time.Now().Add(min(errorWriteTimeout, s.cfg.WriteTimeout)))
 	c.writeError(he, false, true, c.req.minor)
-	if s.alog != nil {
-		c.logAccess()
-	}
+	c.bw.Flush()
+	c.answered()
 	c.finish(closeLinger)
 }
 

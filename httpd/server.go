@@ -72,9 +72,11 @@
 //     which has WriteTimeout). An error answer to a bad request head has at
 //     most 5 seconds, or WriteTimeout if that is shorter. Every limit hit
 //     is counted.
-//   - The access log, in the Common Log Format, is written by a goroutine of
-//     its own; when it falls behind, lines are dropped and counted rather
-//     than requests slowed. A write that fails (a full disk) loses its
+//   - The access log, in the Common Log Format, Apache's combined format or
+//     JSON (Config.AccessLogFormat), is written by a goroutine of its own;
+//     a request's line is queued once its response is flushed. When the
+//     writer falls behind, lines are dropped and counted rather than
+//     requests slowed. A write that fails (a full disk) loses its
 //     lines; it is counted (Stats.AccessLogErrors), and the first failure
 //     of a spell is logged. Shutdown writes out what is queued.
 //
@@ -136,8 +138,9 @@ type Config struct {
 	WriteTimeout      time.Duration // default 60s for each write to the client (64 KiB of body at most) to complete; then close
 	MaxConns          int           // default 10000 open connections; more get 503 and close
 
-	AccessLog io.Writer    // Common Log Format lines, written in the background; nil for none
-	Logger    *slog.Logger // nil means slog.Default()
+	AccessLog       io.Writer    // a line per request, written in the background; nil for none
+	AccessLogFormat LogFormat    // LogCLF (the default), LogCombined or LogJSON
+	Logger          *slog.Logger // nil means slog.Default()
 
 	// ServerVersion is the Server header of every response and the
 	// ServerVersion of the status page: a product and its version, say
@@ -207,6 +210,7 @@ type Server struct {
 	watch       *watcher    // follows Root; nil with NoWatch or without inotify
 	proxy       *proxy      // nil without an upstream
 	alog        *accessLog  // nil without an access log
+	timed       bool        // a request's duration is wanted: it is timed from its first byte
 
 	// ctx ends when Shutdown gives up on the connections still open: it
 	// cancels what they wait for upstream.
@@ -257,6 +261,9 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	cfg.fillDefaults()
+	if cfg.AccessLogFormat > LogJSON {
+		return nil, fmt.Errorf("httpd: Config.AccessLogFormat %d: want LogCLF, LogCombined or LogJSON", cfg.AccessLogFormat)
+	}
 	if !validServerVersion(cfg.ServerVersion) {
 		return nil, fmt.Errorf("httpd: Config.ServerVersion %q: want printable ASCII, as a header value", cfg.ServerVersion)
 	}
@@ -299,7 +306,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.watch.start()
 	if cfg.AccessLog != nil {
-		s.alog = newAccessLog(cfg.AccessLog, s.log)
+		s.alog = newAccessLog(cfg.AccessLog, s.log, cfg.AccessLogFormat)
+		s.timed = cfg.AccessLogFormat == LogJSON
 	}
 	return s, nil
 }
