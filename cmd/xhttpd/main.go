@@ -36,10 +36,12 @@ import (
 type options struct {
 	iface       string
 	http        httpd.Config
+	accessLog   *logFile       // the access log's file, which SIGUSR1 reopens; nil for none or stdout
 	path        xdpnet.Options // Ports serve -stack kernel too
 	stack       stackKind
 	admin       string
 	logLevel    slog.Level
+	logFormat   logFormat
 	shutdownFor time.Duration
 	user        *account // serve as this user once started; nil: stay as started
 	version     bool     // -version: print the version and exit
@@ -71,7 +73,7 @@ func main() {
 		fmt.Println(build.String())
 		return
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel})))
+	slog.SetDefault(newLogger(os.Stderr, opts.logFormat, opts.logLevel))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, opts); err != nil {
@@ -101,6 +103,7 @@ func parseFlags(args []string) (options, error) {
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.TextVar(&o.logFormat, "log-format", logText, "the server's own log, on stderr: text (key=value) or json, a JSON object per line")
 	userName := fs.String("user", "", "once started, serve as this unprivileged user, with no capabilities (default: stay as started)")
 	fs.DurationVar(&o.shutdownFor, "shutdown-timeout", 5*time.Second, "how long open requests get to finish on SIGINT/SIGTERM")
 	fs.BoolVar(&o.version, "version", false, "print the version, the VCS revision it was built from and the Go version, and exit")
@@ -125,7 +128,7 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-iface is required")
 	}
 	var err error
-	if o.http, err = httpConfig(); err != nil {
+	if o.http, o.accessLog, err = httpConfig(); err != nil {
 		return o, err
 	}
 	o.http.ServerVersion = build.product()
@@ -219,6 +222,46 @@ func (b buildInfo) String() string {
 	return s + " " + b.goVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
+// logFormat is the -log-format flag: how the server's own log is written.
+type logFormat int
+
+const (
+	logText logFormat = iota // slog's TextHandler: key=value
+	logJSON                  // slog's JSONHandler: a JSON object per line
+)
+
+var logFormatNames = [...]string{logText: "text", logJSON: "json"}
+
+func (f logFormat) String() string {
+	if f >= 0 && int(f) < len(logFormatNames) {
+		return logFormatNames[f]
+	}
+	return fmt.Sprintf("logFormat(%d)", int(f))
+}
+
+// UnmarshalText reads "text" or "json", for flag.TextVar.
+func (f *logFormat) UnmarshalText(b []byte) error {
+	for v, name := range logFormatNames {
+		if string(b) == name {
+			*f = logFormat(v)
+			return nil
+		}
+	}
+	return fmt.Errorf("log format %q: want text or json", b)
+}
+
+// MarshalText is the format's name.
+func (f logFormat) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// newLogger is the server's own log, written to w.
+func newLogger(w io.Writer, f logFormat, level slog.Level) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: level}
+	if f == logJSON {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
 // stackKind is the -stack flag: which TCP/IP stack the server runs on.
 type stackKind int
 
@@ -299,6 +342,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// Caught from here on: their default action would end the process.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	go handleSignals(sigs, srv.Reload, o.accessLog)
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack
 	if o.stack == stackKernel {
@@ -330,21 +378,6 @@ func run(ctx context.Context, o options) error {
 	}
 	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.path.Ports, "root", o.http.Root)
 
-	// SIGHUP reloads the file cache, as it makes Apache and nginx reread
-	// their configuration.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			if err := srv.Reload(); err != nil {
-				slog.Error("reload", "err", err)
-				continue
-			}
-			slog.Info("reloaded")
-		}
-	}()
-
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { errc <- srv.Serve(l) }()
@@ -365,6 +398,33 @@ func run(ctx context.Context, o options) error {
 		l.Close()
 	}
 	return err
+}
+
+// handleSignals serves SIGHUP and SIGUSR1 until sigs is closed (never, in
+// xhttpd). SIGHUP reloads the file cache, as it makes Apache and nginx
+// reread their configuration; SIGUSR1 reopens the access log file, as it
+// does nginx's, for logrotate.
+func handleSignals(sigs <-chan os.Signal, reload func() error, alog *logFile) {
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			if err := reload(); err != nil {
+				slog.Error("reload", "err", err)
+				continue
+			}
+			slog.Info("reloaded")
+		case syscall.SIGUSR1:
+			if alog == nil {
+				slog.Info("SIGUSR1: no access log file to reopen")
+				continue
+			}
+			if err := alog.reopen(); err != nil {
+				slog.Error("access log: reopen failed; writing on to the old file", "path", alog.path, "err", err)
+				continue
+			}
+			slog.Info("access log reopened", "path", alog.path)
+		}
+	}
 }
 
 // listenKernel listens on every port of every address with the kernel's
