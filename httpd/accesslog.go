@@ -211,21 +211,6 @@ func (l *accessLog) close() {
 	<-l.stopped
 }
 
-// answered records the request just answered, its response flushed: in
-// the access log, when there is one.
-func (c *conn) answered() {
-	s := c.srv
-	if s.alog == nil {
-		return
-	}
-	now := time.Now()
-	var d time.Duration
-	if s.timed {
-		d = now.Sub(c.start)
-	}
-	c.logAccess(now, d)
-}
-
 // logAccess queues the access log line of the request just answered, at
 // now; d is how long it took (zero unless the format or Config.Observe
 // asked for the time).

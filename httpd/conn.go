@@ -88,6 +88,7 @@ type conn struct {
 	start  time.Time // its first byte, when Server.timed
 	status int       // the response's status; 0 when none was sent
 	sent   int64     // body bytes sent
+	from   Outcome   // where the answer came from (see outcome)
 	remote []byte
 	line   []byte // the log line being built
 }
@@ -325,7 +326,7 @@ func (c *conn) serve() {
 		if !headBuffered(c.br) {
 			c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 		}
-		c.status, c.sent = 0, 0
+		c.status, c.sent, c.from = 0, 0, OutcomeError
 		err := c.p.readRequest(c.br, s.lim, &c.req)
 		if err != nil {
 			c.fail(err)

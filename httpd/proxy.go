@@ -328,6 +328,7 @@ func (w *proxyWriter) WriteHeader(code int) {
 	c := w.c
 	minor := c.req.minor
 	c.startHead(code)
+	c.from = OutcomeProxied
 	bw := c.bw
 	for k, vs := range w.header {
 		if ownHeaders[k] {

@@ -62,9 +62,7 @@ func statusText(code int) string {
 // startHead writes the status line and the headers every response has,
 // counts the response and remembers its status for the access log.
 func (c *conn) startHead(code int) {
-	if code/100 < len(c.srv.stats.class) {
-		c.srv.stats.class[code/100].Add(1)
-	}
+	c.srv.stats.response(code)
 	c.status = code
 	bw := c.bw
 	switch code {

@@ -142,6 +142,15 @@ type Config struct {
 	AccessLogFormat LogFormat    // LogCLF (the default), LogCombined or LogJSON
 	Logger          *slog.Logger // nil means slog.Default()
 
+	// Observe, if set, is called once per request answered (or not: see
+	// OutcomeError), and once per connection refused over MaxConns, with
+	// how it was answered, its status (0 for none) and the time from the
+	// request's first byte until its response was written (a pipelined
+	// one's: buffered). It runs on the connection's goroutine, after the
+	// response is out, so it must be quick and safe for concurrent use:
+	// a Prometheus histogram's Observe, say.
+	Observe func(o Outcome, status int, d time.Duration)
+
 	// ServerVersion is the Server header of every response and the
 	// ServerVersion of the status page: a product and its version, say
 	// "xhttpd/1.2.3" (RFC 9110 section 10.2.4). Default "xhttpd".
@@ -309,6 +318,7 @@ func New(cfg Config) (*Server, error) {
 		s.alog = newAccessLog(cfg.AccessLog, s.log, cfg.AccessLogFormat)
 		s.timed = cfg.AccessLogFormat == LogJSON
 	}
+	s.timed = s.timed || cfg.Observe != nil
 	return s, nil
 }
 
@@ -517,13 +527,18 @@ func (s *Server) refuse(nc net.Conn) {
 			nc.SetDeadline(time.Time{}) // see conn.serve: no timer outlives the conn
 			nc.Close()
 		}()
-		s.stats.class[5].Add(1)
-		nc.SetDeadline(time.Now().Add(refuseTimeout))
+		s.stats.response(503)
+		start := time.Now()
+		nc.SetDeadline(start.Add(refuseTimeout))
 		text := statusText(503)
 		resp := fmt.Appendf(nil, "HTTP/1.1 503 %s\r\n%s%s\r\nRetry-After: 1\r\n"+
 			"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n503 %s\n",
 			text, s.serverDate, s.date.get(time.Now()), len(text)+5, text)
-		if _, err := nc.Write(resp); err != nil {
+		_, err := nc.Write(resp)
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(OutcomeError, 503, time.Since(start))
+		}
+		if err != nil {
 			return
 		}
 		if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {

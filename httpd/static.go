@@ -18,8 +18,10 @@ func (c *conn) serveStatic(req *request, t target, head bool, mode closeMode) cl
 		switch {
 		case e != nil:
 			s.stats.cacheHits.Add(1)
+			c.from = OutcomeCached
 			return c.serveEntry(req, e, nil, head, mode)
 		case redirect:
+			c.from = OutcomeCached
 			c.writeRedirect(t, head, mode != keepOpen, req.minor)
 			return mode
 		}
@@ -36,6 +38,7 @@ func (c *conn) serveStatic(req *request, t target, head bool, mode closeMode) cl
 func (c *conn) serveDisk(req *request, t target, head bool, mode closeMode) closeMode {
 	s := c.srv
 	s.stats.diskServed.Add(1)
+	c.from = OutcomeDisk
 	name := string(t.name)
 	f, fi, he := s.open(name)
 	switch {
