@@ -14,16 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveAdmin serves /metrics, /server-status and /debug/pprof/ on addr with
-// the kernel's sockets: the admin listener stays reachable whatever the data
-// path does. It returns a function that stops it.
-func serveAdmin(addr string, c prometheus.Collector, status http.Handler) (stop func(), err error) {
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(c); err != nil {
-		return nil, fmt.Errorf("-admin: %w", err)
-	}
+// serveAdmin serves /metrics (what g gathers), /server-status and
+// /debug/pprof/ on addr with the kernel's sockets: the admin listener
+// stays reachable whatever the data path does. It returns a function that
+// stops it.
+func serveAdmin(addr string, g prometheus.Gatherer, status http.Handler) (stop func(), err error) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}))
+	mux.Handle("/metrics", metricsHandler(g))
 	mux.Handle("/server-status", status)
 	// Profiles of the running server, for finding where a request's time
 	// goes; the admin address is for operators only.
@@ -45,4 +42,9 @@ func serveAdmin(addr string, c prometheus.Collector, status http.Handler) (stop 
 		defer cancel()
 		srv.Shutdown(ctx)
 	}, nil
+}
+
+// metricsHandler serves what g gathers in the Prometheus text format.
+func metricsHandler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)})
 }

@@ -338,6 +338,13 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	var m *metrics
+	if o.admin != "" {
+		// The histogram costs two clock reads per request: only when
+		// someone can read it.
+		m = newMetrics(build)
+		o.http.Observe = m.observe
+	}
 	srv, err := httpd.New(o.http)
 	if err != nil {
 		return err
@@ -364,7 +371,10 @@ func run(ctx context.Context, o options) error {
 		defer path.Close()
 	}
 	if o.admin != "" {
-		stop, err := serveAdmin(o.admin, newCollector(path, srv), srv.StatusHandler(func() []httpd.StatusTable { return queueTable(path) }))
+		if err := m.register(newCollector(path, srv)); err != nil {
+			return fmt.Errorf("-admin: %w", err)
+		}
+		stop, err := serveAdmin(o.admin, m.reg, srv.StatusHandler(func() []httpd.StatusTable { return queueTable(path) }))
 		if err != nil {
 			return err
 		}
