@@ -349,11 +349,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	// Caught from here on: their default action would end the process.
+	// Caught from here on, since their default action would end the
+	// process; handled once privileges are dropped, so that a reload reads
+	// and a reopen opens as the -user.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	go handleSignals(sigs, srv.Reload, o.accessLog)
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack
 	if o.stack == stackKernel {
@@ -386,6 +387,7 @@ func run(ctx context.Context, o options) error {
 		}
 		slog.Info("dropped privileges", "user", o.user.name, "uid", o.user.uid, "gid", o.user.gid)
 	}
+	go handleSignals(sigs, srv.Reload, o.accessLog)
 	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.path.Ports, "root", o.http.Root)
 
 	errc := make(chan error, len(listeners))
