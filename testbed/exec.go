@@ -79,11 +79,15 @@ func (tb *Testbed) in(name string, fn func() error) error {
 // ClientDialer returns a dial function, for http.Transport.DialContext and
 // the like, whose sockets are created in the client namespace.
 func (tb *Testbed) ClientDialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return tb.dialer(tb.ClientNS)
+}
+
+func (tb *Testbed) dialer(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		// Addresses here are literals, so the dialer resolves nothing and
 		// dials from this goroutine, on the thread in the namespace.
-		err := tb.InClient(func() error {
+		err := tb.in(ns, func() error {
 			var d net.Dialer
 			var err error
 			c, err = d.DialContext(ctx, network, addr)
@@ -96,12 +100,14 @@ func (tb *Testbed) ClientDialer() func(ctx context.Context, network, addr string
 // ClientHTTP returns an HTTP client whose connections start in the client
 // namespace. It ignores proxy settings from the environment and keeps many
 // idle connections per host, so that load from tests reuses connections.
-func (tb *Testbed) ClientHTTP() *http.Client {
+func (tb *Testbed) ClientHTTP() *http.Client { return httpClient(tb.ClientDialer()) }
+
+func httpClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
 			Proxy:                 nil,
-			DialContext:           tb.ClientDialer(),
+			DialContext:           dial,
 			MaxIdleConns:          1024,
 			MaxIdleConnsPerHost:   1024,
 			IdleConnTimeout:       30 * time.Second,

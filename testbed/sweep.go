@@ -29,7 +29,7 @@ func Sweep(prefix string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testbed: sweep: %w", err)
 	}
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `-([0-9]+)-[0-9a-f]{6}-(srv|cli)$`)
+	re := sweepRE(prefix)
 	var deleted []string
 	var errs []error
 	for _, e := range entries {
@@ -56,4 +56,10 @@ func pidAlive(pid int) bool {
 	}
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// sweepRE matches the names nsName gives with this prefix: server, bridge
+// and client namespaces (cli, cli1...).
+func sweepRE(prefix string) *regexp.Regexp {
+	return regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `-([0-9]+)-[0-9a-f]{6}-(srv|cli[1-8]?|brg)$`)
 }

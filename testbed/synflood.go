@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,15 +22,37 @@ type FloodOptions struct {
 	// otherwise every SYN comes from the client's own address, whose
 	// kernel answers each SYN-ACK with a RST.
 	RandomSources bool
+	// From is the client that sends; nil means Clients[0].
+	From *Client
+	// Src, if valid, is the source address of every SYN instead of From's
+	// own: a host on a bridge forging a neighbour's address. Its family
+	// must be Dst's; RandomSources overrides it.
+	Src netip.Addr
+	// Rate, if positive, paces the SYNs at about this many a second.
+	Rate int
 }
 
-// SYNFlood sends SYNs to opts.Dst from the client end, as fast as one
-// thread can write them to an AF_PACKET socket, until ctx ends; it returns
-// how many it sent. Each SYN has a random source port, ISN and MSS option
+// SYNFlood sends SYNs to opts.Dst from a client's end, as fast as one
+// thread can write them to an AF_PACKET socket (or at opts.Rate), until
+// ctx ends; it returns how many it sent. Each SYN has a random source port, ISN and MSS option
 // 1460, and full checksums. hping3 floods IPv4 only; this floods both.
 func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64, err error) {
 	if !opts.Dst.IsValid() || opts.Port == 0 {
 		return 0, errors.New("testbed: flood: no destination")
+	}
+	from := opts.From
+	if from == nil {
+		from = tb.Clients[0]
+	}
+	src := from.V6
+	if opts.Dst.Is4() {
+		src = from.V4
+	}
+	if opts.Src.IsValid() {
+		if opts.Src.Is4() != opts.Dst.Is4() {
+			return 0, fmt.Errorf("testbed: flood: source %v and destination %v differ in family", opts.Src, opts.Dst)
+		}
+		src = opts.Src
 	}
 	var srvMAC net.HardwareAddr
 	if err := tb.InServer(func() error {
@@ -41,8 +64,8 @@ func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64
 	}); err != nil {
 		return 0, fmt.Errorf("testbed: flood: %w", err)
 	}
-	err = tb.InClient(func() error {
-		ifi, err := net.InterfaceByName(tb.ClientIf)
+	err = from.In(func() error {
+		ifi, err := net.InterfaceByName(from.If)
 		if err != nil {
 			return err
 		}
@@ -57,10 +80,21 @@ func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64
 		}
 		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
 		copy(to.Addr[:], srvMAC)
-		f := newSYNFrame(ifi.HardwareAddr, srvMAC, opts, tb)
+		f := newSYNFrame(ifi.HardwareAddr, srvMAC, opts, src)
+		burst, gap := 256, time.Duration(0)
+		if opts.Rate > 0 {
+			// Bursts of about a millisecond's worth.
+			burst = max(1, opts.Rate/1000)
+			gap = time.Duration(burst) * time.Second / time.Duration(opts.Rate)
+		}
+		next := time.Now()
 		for ctx.Err() == nil {
+			if gap > 0 {
+				next = next.Add(gap)
+				time.Sleep(time.Until(next))
+			}
 			// A burst between context checks.
-			for range 256 {
+			for range burst {
 				f.next()
 				if err := unix.Sendto(fd, f.b, 0, to); err != nil {
 					if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) {
@@ -74,7 +108,7 @@ func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64
 		return nil
 	})
 	if err != nil {
-		return sent, fmt.Errorf("testbed: flood from %s: %w", tb.ClientIf, err)
+		return sent, fmt.Errorf("testbed: flood from %s: %w", from.If, err)
 	}
 	return sent, nil
 }
@@ -89,7 +123,7 @@ type synFrame struct {
 	rng    *rand.Rand
 }
 
-func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, tb *Testbed) *synFrame {
+func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, srcIP netip.Addr) *synFrame {
 	f := &synFrame{v4: o.Dst.Is4(), random: o.RandomSources, ip: 14, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	ipLen := 40
 	if f.v4 {
@@ -107,7 +141,7 @@ func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, tb *Testbed) *synFra
 		binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
 		ip[8] = 64
 		ip[9] = unix.IPPROTO_TCP
-		a, d := tb.ClientV4.As4(), o.Dst.As4()
+		a, d := srcIP.As4(), o.Dst.As4()
 		copy(ip[12:], a[:])
 		copy(ip[16:], d[:])
 	} else {
@@ -116,7 +150,7 @@ func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, tb *Testbed) *synFra
 		binary.BigEndian.PutUint16(ip[4:], 24)
 		ip[6] = unix.IPPROTO_TCP
 		ip[7] = 64
-		a, d := tb.ClientV6.As16(), o.Dst.As16()
+		a, d := srcIP.As16(), o.Dst.As16()
 		copy(ip[8:], a[:])
 		copy(ip[24:], d[:])
 	}

@@ -12,12 +12,12 @@ import (
 // The flood's SYNs are valid: checksums, flags, MSS option, addresses in
 // the client's range.
 func TestSYNFrames(t *testing.T) {
-	tb := &Testbed{ClientV4: clientV4, ClientV6: clientV6}
 	for _, o := range []FloodOptions{
 		{Dst: serverV4, Port: 80}, {Dst: serverV4, Port: 80, RandomSources: true},
 		{Dst: serverV6, Port: 443}, {Dst: serverV6, Port: 443, RandomSources: true},
 	} {
-		f := newSYNFrame([]byte{2, 0, 0, 0, 0, 2}, []byte{2, 0, 0, 0, 0, 1}, o, tb)
+		src := map[bool]netip.Addr{true: clientV4, false: clientV6}[o.Dst.Is4()]
+		f := newSYNFrame([]byte{2, 0, 0, 0, 0, 2}, []byte{2, 0, 0, 0, 0, 1}, o, src)
 		ports := map[uint16]bool{}
 		for range 100 {
 			f.next()

@@ -1,8 +1,10 @@
 // Package testbed builds throwaway test networks: two network namespaces,
 // a server and a client, joined by one veth pair with fixed addresses from
-// the benchmarking ranges (198.18.0.0/15, 2001:2::/48).
+// the benchmarking ranges (198.18.0.0/15, 2001:2::/48); or, with
+// Options.Bridge, the server and several clients on a Linux bridge in a
+// namespace of its own.
 //
-// It owns the namespaces and the veth pair it creates, and nothing else: it
+// It owns the namespaces, veth pairs and bridge it creates, and nothing else: it
 // never touches an interface of the host, never changes checksum offloads
 // or other driver settings (the server must cope with veth's defaults), and
 // removes everything it made when Close is called, also after a failure.
@@ -43,8 +45,16 @@ type Options struct {
 	// Prefix starts every namespace and interface name: 1 to 7 letters,
 	// digits or underscores. Default "xh".
 	Prefix string
-	// MTU of both veth ends; 0 leaves veth's default (1500).
+	// MTU of both veth ends; 0 leaves veth's default (1500). With Bridge,
+	// of every link, the bridge's included.
 	MTU int
+	// Bridge puts a Linux bridge between the server and the clients, in a
+	// namespace of its own (bridge.go): the server's veth and each
+	// client's end on it, as hosts on one switch.
+	Bridge bool
+	// Clients is the number of client namespaces on the bridge, 2 to 9
+	// (default 2); without Bridge, only 0 or 1.
+	Clients int
 }
 
 // Fixed addresses. Each testbed lives in its own namespaces, so parallel
@@ -76,6 +86,10 @@ type Testbed struct {
 	ServerV4, ClientV4 netip.Addr // 198.18.0.1 and 198.18.0.2, on a /24
 	ServerV6, ClientV6 netip.Addr // 2001:2::1 and 2001:2::2, on a /64, usable at once (nodad)
 	Queues             int        // rx and tx queues on each veth end
+	// Clients are the client namespaces, Clients[0] being ClientNS; with
+	// Bridge, each on the bridge in BridgeNS with its own veth pair.
+	Clients  []*Client
+	BridgeNS string // "" without Bridge
 
 	mu   sync.Mutex
 	live []string // namespaces created and not yet deleted
@@ -102,6 +116,9 @@ func New(opts Options) (*Testbed, error) {
 	if opts.MTU != 0 && (opts.MTU < 1280 || opts.MTU > 65535) {
 		return nil, fmt.Errorf("testbed: MTU %d out of range 1280..65535", opts.MTU)
 	}
+	if err := checkClients(&opts); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("testbed: network namespaces need root; run as root (or with sudo)")
 	}
@@ -115,7 +132,12 @@ func New(opts Options) (*Testbed, error) {
 		tb.Close()
 		return nil, err
 	}
-	if err := tb.setup(opts.MTU); err != nil {
+	tb.Clients = []*Client{{NS: tb.ClientNS, If: tb.ClientIf, V4: tb.ClientV4, V6: tb.ClientV6, tb: tb}}
+	setup := tb.setup
+	if opts.Bridge {
+		setup = func(mtu int) error { return tb.setupBridge(opts.Clients, mtu) }
+	}
+	if err := setup(opts.MTU); err != nil {
 		if cerr := tb.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
@@ -251,36 +273,8 @@ func (tb *Testbed) setup(mtu int) error {
 		{tb.ClientNS, tb.ClientIf, hc, tb.ClientV4, tb.ClientV6},
 	}
 	for _, e := range ends {
-		link, err := e.h.LinkByName(e.ifname)
-		if err != nil {
-			return fmt.Errorf("testbed: find %s in %s: %w", e.ifname, e.ns, err)
-		}
-		// The global addresses are added with nodad; the link-local one the
-		// kernel makes on link-up would still run DAD for a second or two.
-		// Nobody else is on this wire, so DAD can only waste time.
-		if err := tb.in(e.ns, func() error {
-			return os.WriteFile("/proc/sys/net/ipv6/conf/"+e.ifname+"/accept_dad", []byte("0"), 0)
-		}); err != nil {
-			return fmt.Errorf("testbed: disable DAD on %s in %s: %w", e.ifname, e.ns, err)
-		}
-		addrs := []*netlink.Addr{
-			{IPNet: ipNet(e.v4, v4Bits)},
-			{IPNet: ipNet(e.v6, v6Bits), Flags: unix.IFA_F_NODAD},
-		}
-		for _, a := range addrs {
-			if err := e.h.AddrAdd(link, a); err != nil {
-				return fmt.Errorf("testbed: add %s to %s in %s: %w", a.IPNet, e.ifname, e.ns, err)
-			}
-		}
-		lo, err := e.h.LinkByName("lo")
-		if err != nil {
-			return fmt.Errorf("testbed: find lo in %s: %w", e.ns, err)
-		}
-		if err := e.h.LinkSetUp(lo); err != nil {
-			return fmt.Errorf("testbed: lo up in %s: %w", e.ns, err)
-		}
-		if err := e.h.LinkSetUp(link); err != nil {
-			return fmt.Errorf("testbed: %s up in %s: %w", e.ifname, e.ns, err)
+		if err := tb.addrUp(e.h, e.ns, e.ifname, e.v4, e.v6); err != nil {
+			return err
 		}
 	}
 
@@ -292,6 +286,42 @@ func (tb *Testbed) setup(mtu int) error {
 	}
 	if testHookSetup != nil {
 		return testHookSetup(tb)
+	}
+	return nil
+}
+
+// addrUp gives ifname in ns its addresses and brings it and lo up.
+func (tb *Testbed) addrUp(h *netlink.Handle, ns, ifname string, v4, v6 netip.Addr) error {
+	link, err := h.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("testbed: find %s in %s: %w", ifname, ns, err)
+	}
+	// The global addresses are added with nodad; the link-local one the
+	// kernel makes on link-up would still run DAD for a second or two.
+	// Nobody else is on this wire, so DAD can only waste time.
+	if err := tb.in(ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/"+ifname+"/accept_dad", []byte("0"), 0)
+	}); err != nil {
+		return fmt.Errorf("testbed: disable DAD on %s in %s: %w", ifname, ns, err)
+	}
+	addrs := []*netlink.Addr{
+		{IPNet: ipNet(v4, v4Bits)},
+		{IPNet: ipNet(v6, v6Bits), Flags: unix.IFA_F_NODAD},
+	}
+	for _, a := range addrs {
+		if err := h.AddrAdd(link, a); err != nil {
+			return fmt.Errorf("testbed: add %s to %s in %s: %w", a.IPNet, ifname, ns, err)
+		}
+	}
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("testbed: find lo in %s: %w", ns, err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("testbed: lo up in %s: %w", ns, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("testbed: %s up in %s: %w", ifname, ns, err)
 	}
 	return nil
 }
