@@ -9,7 +9,7 @@ TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hpi
 # The peers `make bench` compares with, from Debian's packages.
 PEERS   := nginx:nginx apache2:apache2
 
-.PHONY: all build test demo bench bench-quick generate tools peers clean install
+.PHONY: all build test stress demo bench bench-quick generate tools peers clean install
 
 # Where `make bench` and `make bench-quick` write results.json, results.csv
 # and report.md.
@@ -38,6 +38,14 @@ test: tools
 	$(GO) test -count=1 -race ./nic/ ./irq/ ./stack/ ./httpd/
 	$(GO) test -count=1 -run 'TestNoProbesForSlowACKs|TestLossInsideGSOSegment' ./stack/
 	$(GO) test -count=1 ./xdp/ ./xdpnet/ ./testbed/... ./e2e/ ./cmd/... ./examples/...
+
+# stress is the soak (e2e TestSoak), not part of test: STRESS of mixed load
+# (keep-alive, new connections, ranges, slow readers, a SIGHUP every 3 s),
+# then an injected failure; e.g. make stress STRESS=30s. The test bounds
+# itself (go test's own timeout is off: its 10 minutes are the default).
+STRESS  ?= 10m
+stress:
+	XHTTPD_STRESS=$(STRESS) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./e2e/
 
 demo: tools build
 	./$(BIN)/testbed demo -xhttpd ./$(BIN)/xhttpd
