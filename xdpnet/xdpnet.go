@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -124,13 +125,18 @@ func (p *Path) Listeners() []net.Listener { return p.listeners }
 func (p *Path) watchLink(ifc *net.Interface) error {
 	updates := make(chan netlink.LinkUpdate, 16)
 	done := make(chan struct{})
+	var closing atomic.Bool // the subscription reports its own close as an error
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { slog.Warn("link watch", "iface", ifc.Name, "err", err) },
+		ErrorCallback: func(err error) {
+			if !closing.Load() {
+				slog.Warn("link watch", "iface", ifc.Name, "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("%s: watch for removal: %w", ifc.Name, err)
 	}
-	p.undo = append(p.undo, func() { close(done) })
+	p.undo = append(p.undo, func() { closing.Store(true); close(done) })
 	go func() {
 		for u := range updates {
 			if u.Attrs().Index == ifc.Index && u.Header.Type == unix.RTM_DELLINK {
