@@ -2,7 +2,7 @@ package httpd
 
 import (
 	"bytes"
-	"fmt"
+	"github.com/xhttpd/xhttpd/internal/enum"
 	"io"
 	"log/slog"
 	"net"
@@ -59,28 +59,19 @@ const (
 	LogJSON                      // a JSON object per line: time, remote, method, target, proto, status, bytes, duration_us, referer, user_agent
 )
 
-var logFormatNames = [...]string{LogCLF: "clf", LogCombined: "combined", LogJSON: "json"}
+var logFormatNames = []string{LogCLF: "clf", LogCombined: "combined", LogJSON: "json"}
 
-func (f LogFormat) String() string {
-	if int(f) < len(logFormatNames) {
-		return logFormatNames[f]
-	}
-	return fmt.Sprintf("LogFormat(%d)", int(f))
-}
+func (f LogFormat) String() string { return enum.Name(logFormatNames, f, "LogFormat") }
 
 // UnmarshalText reads "clf", "combined" or "json", for flag.TextVar.
 func (f *LogFormat) UnmarshalText(b []byte) error {
-	for v, name := range logFormatNames {
-		if string(b) == name {
-			*f = LogFormat(v)
-			return nil
-		}
-	}
-	return fmt.Errorf("access log format %q: want clf, combined or json", b)
+	return enum.Unmarshal(logFormatNames, b, "access log format", f)
 }
 
 // MarshalText is the format's name.
-func (f LogFormat) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+func (f LogFormat) MarshalText() ([]byte, error) {
+	return enum.Marshal(logFormatNames, f, "access log format")
+}
 
 type accessLog struct {
 	w      io.Writer

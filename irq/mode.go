@@ -1,6 +1,6 @@
 package irq
 
-import "fmt"
+import "github.com/xhttpd/xhttpd/internal/enum"
 
 // Mode is how a loop waits for frames.
 type Mode int
@@ -18,33 +18,15 @@ const (
 	Hybrid
 )
 
-var modeNames = [...]string{Interrupt: "interrupt", Busy: "busy", Hybrid: "hybrid"}
+var modeNames = []string{Interrupt: "interrupt", Busy: "busy", Hybrid: "hybrid"}
 
-func (m Mode) String() string {
-	if m >= 0 && int(m) < len(modeNames) {
-		return modeNames[m]
-	}
-	return fmt.Sprintf("Mode(%d)", int(m))
-}
+func (m Mode) String() string { return enum.Name(modeNames, m, "Mode") }
 
 // ParseMode reads a -mode flag.
-func ParseMode(s string) (Mode, error) {
-	for m, name := range modeNames {
-		if s == name {
-			return Mode(m), nil
-		}
-	}
-	return 0, fmt.Errorf("mode %q: want interrupt, busy or hybrid", s)
-}
+func ParseMode(s string) (Mode, error) { return enum.Parse[Mode](modeNames, s, "mode") }
 
 // UnmarshalText is ParseMode, for flag.TextVar and configuration files.
-func (m *Mode) UnmarshalText(b []byte) error {
-	v, err := ParseMode(string(b))
-	if err == nil {
-		*m = v
-	}
-	return err
-}
+func (m *Mode) UnmarshalText(b []byte) error { return enum.Unmarshal(modeNames, b, "mode", m) }
 
 // MarshalText is the mode's name.
-func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+func (m Mode) MarshalText() ([]byte, error) { return enum.Marshal(modeNames, m, "mode") }

@@ -2,6 +2,7 @@ package nic
 
 import (
 	"fmt"
+	"github.com/xhttpd/xhttpd/internal/enum"
 
 	"path/filepath"
 
@@ -80,34 +81,22 @@ const (
 	RxChecksumTrust
 )
 
-var rxChecksumNames = [...]string{RxChecksumAuto: "auto", RxChecksumVerify: "verify", RxChecksumTrust: "trust"}
+var rxChecksumNames = []string{RxChecksumAuto: "auto", RxChecksumVerify: "verify", RxChecksumTrust: "trust"}
 
-func (c RxChecksum) String() string {
-	if c >= 0 && int(c) < len(rxChecksumNames) {
-		return rxChecksumNames[c]
-	}
-	return fmt.Sprintf("RxChecksum(%d)", int(c))
-}
+func (c RxChecksum) String() string { return enum.Name(rxChecksumNames, c, "RxChecksum") }
 
 // ParseRxChecksum reads "auto", "verify" or "trust".
 func ParseRxChecksum(s string) (RxChecksum, error) {
-	for c, name := range rxChecksumNames {
-		if s == name {
-			return RxChecksum(c), nil
-		}
-	}
-	return 0, fmt.Errorf("rx checksum %q: want auto, verify or trust", s)
+	return enum.Parse[RxChecksum](rxChecksumNames, s, "rx checksum")
 }
 
 // UnmarshalText is ParseRxChecksum, for flag.TextVar and configuration
 // files.
 func (c *RxChecksum) UnmarshalText(b []byte) error {
-	v, err := ParseRxChecksum(string(b))
-	if err == nil {
-		*c = v
-	}
-	return err
+	return enum.Unmarshal(rxChecksumNames, b, "rx checksum", c)
 }
 
 // MarshalText is the policy's name.
-func (c RxChecksum) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+func (c RxChecksum) MarshalText() ([]byte, error) {
+	return enum.Marshal(rxChecksumNames, c, "rx checksum")
+}

@@ -12,6 +12,7 @@ package nic
 import (
 	"errors"
 	"fmt"
+	"github.com/xhttpd/xhttpd/internal/enum"
 	"net"
 	"sync"
 	"time"
@@ -31,40 +32,22 @@ const (
 	BindCopy
 )
 
+var bindModeNames = []string{BindAuto: "auto", BindZeroCopy: "zerocopy", BindCopy: "copy"}
+
 // ParseBindMode reads "auto", "zerocopy" or "copy".
 func ParseBindMode(s string) (BindMode, error) {
-	switch s {
-	case "auto":
-		return BindAuto, nil
-	case "zerocopy":
-		return BindZeroCopy, nil
-	case "copy":
-		return BindCopy, nil
-	}
-	return 0, fmt.Errorf("bind mode %q: want auto, zerocopy or copy", s)
+	return enum.Parse[BindMode](bindModeNames, s, "bind mode")
 }
 
-func (m BindMode) String() string {
-	switch m {
-	case BindZeroCopy:
-		return "zerocopy"
-	case BindCopy:
-		return "copy"
-	}
-	return "auto"
-}
+func (m BindMode) String() string { return enum.Name(bindModeNames, m, "BindMode") }
 
 // UnmarshalText is ParseBindMode, for flag.TextVar and configuration files.
 func (m *BindMode) UnmarshalText(b []byte) error {
-	v, err := ParseBindMode(string(b))
-	if err == nil {
-		*m = v
-	}
-	return err
+	return enum.Unmarshal(bindModeNames, b, "bind mode", m)
 }
 
 // MarshalText is the mode's name.
-func (m BindMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+func (m BindMode) MarshalText() ([]byte, error) { return enum.Marshal(bindModeNames, m, "bind mode") }
 
 // Config describes one socket.
 type Config struct {

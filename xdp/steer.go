@@ -5,6 +5,7 @@ package xdp
 import (
 	"errors"
 	"fmt"
+	"github.com/xhttpd/xhttpd/internal/enum"
 	"net/netip"
 	"slices"
 	"sync"
@@ -40,49 +41,18 @@ const (
 	ModeGeneric
 )
 
-// ParseMode parses "auto", "native" or "generic".
-func ParseMode(s string) (Mode, error) {
-	switch s {
-	case "auto":
-		return ModeAuto, nil
-	case "native":
-		return ModeNative, nil
-	case "generic":
-		return ModeGeneric, nil
-	}
-	return 0, fmt.Errorf("XDP mode %q: want auto, native or generic", s)
-}
+var modeNames = []string{ModeAuto: "auto", ModeNative: "native", ModeGeneric: "generic"}
 
-func (m Mode) String() string {
-	switch m {
-	case ModeAuto:
-		return "auto"
-	case ModeNative:
-		return "native"
-	case ModeGeneric:
-		return "generic"
-	}
-	return fmt.Sprintf("Mode(%d)", int(m))
-}
+// ParseMode parses "auto", "native" or "generic".
+func ParseMode(s string) (Mode, error) { return enum.Parse[Mode](modeNames, s, "XDP mode") }
+
+func (m Mode) String() string { return enum.Name(modeNames, m, "Mode") }
 
 // MarshalText makes Mode usable with flag.TextVar and encoders.
-func (m Mode) MarshalText() ([]byte, error) {
-	switch m {
-	case ModeAuto, ModeNative, ModeGeneric:
-		return []byte(m.String()), nil
-	}
-	return nil, fmt.Errorf("xdp: invalid mode %d", int(m))
-}
+func (m Mode) MarshalText() ([]byte, error) { return enum.Marshal(modeNames, m, "XDP mode") }
 
 // UnmarshalText is ParseMode for flag.TextVar and decoders.
-func (m *Mode) UnmarshalText(b []byte) error {
-	v, err := ParseMode(string(b))
-	if err != nil {
-		return err
-	}
-	*m = v
-	return nil
-}
+func (m *Mode) UnmarshalText(b []byte) error { return enum.Unmarshal(modeNames, b, "XDP mode", m) }
 
 // Config says what the program steers to AF_XDP sockets: TCP segments whose
 // destination is one of Addrs and one of Ports. Both must be non-empty.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/xhttpd/xhttpd/internal/enum"
 	"io"
 	"log/slog"
 	"net"
@@ -230,28 +231,19 @@ const (
 	logJSON                  // slog's JSONHandler: a JSON object per line
 )
 
-var logFormatNames = [...]string{logText: "text", logJSON: "json"}
+var logFormatNames = []string{logText: "text", logJSON: "json"}
 
-func (f logFormat) String() string {
-	if f >= 0 && int(f) < len(logFormatNames) {
-		return logFormatNames[f]
-	}
-	return fmt.Sprintf("logFormat(%d)", int(f))
-}
+func (f logFormat) String() string { return enum.Name(logFormatNames, f, "logFormat") }
 
 // UnmarshalText reads "text" or "json", for flag.TextVar.
 func (f *logFormat) UnmarshalText(b []byte) error {
-	for v, name := range logFormatNames {
-		if string(b) == name {
-			*f = logFormat(v)
-			return nil
-		}
-	}
-	return fmt.Errorf("log format %q: want text or json", b)
+	return enum.Unmarshal(logFormatNames, b, "log format", f)
 }
 
 // MarshalText is the format's name.
-func (f logFormat) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+func (f logFormat) MarshalText() ([]byte, error) {
+	return enum.Marshal(logFormatNames, f, "log format")
+}
 
 // newLogger is the server's own log, written to w.
 func newLogger(w io.Writer, f logFormat, level slog.Level) *slog.Logger {
@@ -270,28 +262,15 @@ const (
 	stackKernel                  // the kernel's sockets: the control
 )
 
-var stackNames = [...]string{stackXDP: "xdp", stackKernel: "kernel"}
+var stackNames = []string{stackXDP: "xdp", stackKernel: "kernel"}
 
-func (k stackKind) String() string {
-	if k >= 0 && int(k) < len(stackNames) {
-		return stackNames[k]
-	}
-	return fmt.Sprintf("stackKind(%d)", int(k))
-}
+func (k stackKind) String() string { return enum.Name(stackNames, k, "stackKind") }
 
 // UnmarshalText reads "xdp" or "kernel", for flag.TextVar.
-func (k *stackKind) UnmarshalText(b []byte) error {
-	for v, name := range stackNames {
-		if string(b) == name {
-			*k = stackKind(v)
-			return nil
-		}
-	}
-	return fmt.Errorf("stack %q: want xdp or kernel", b)
-}
+func (k *stackKind) UnmarshalText(b []byte) error { return enum.Unmarshal(stackNames, b, "stack", k) }
 
 // MarshalText is the stack's name.
-func (k stackKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+func (k stackKind) MarshalText() ([]byte, error) { return enum.Marshal(stackNames, k, "stack") }
 
 func parsePorts(s string) ([]uint16, error) {
 	var ports []uint16
