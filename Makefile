@@ -44,20 +44,21 @@ demo: tools build
 
 # bench is the latency experiment, for 1 KiB and for 64 KiB responses: each
 # server's saturation, then open-loop loads at fractions of it and at shared
-# rates (testbed experiment -h); OUT/1k and OUT/64k get a report each.
+# rates, each run three times (testbed experiment -h); OUT/1k and OUT/64k get
+# a report each. About 11 minutes on two cores (testbed prints its estimate).
 BENCH_SERVERS := interrupt,busy,hybrid,kernel,nginx,apache,nethttp
 bench: tools peers build
 	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -servers $(BENCH_SERVERS) \
-		-file 1k.bin -rates 1000,5000,10000 -duration 3s -out $(OUT)/1k
+		-file 1k.bin -rates 1000,5000,10000 -duration 1.5s -reps 3 -out $(OUT)/1k
 	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -servers $(BENCH_SERVERS) \
-		-file 64k.bin -rates 1000,3000 -duration 3s -out $(OUT)/64k
+		-file 64k.bin -fractions 0.1,0.25,0.5,0.7 -rates 1000,3000 -duration 1.5s -reps 3 -out $(OUT)/64k
 
 # bench-quick is a short one, for CI: fewer servers, points and seconds. A
 # peer that cannot be installed is reported missing, not fatal.
 bench-quick: tools build
 	-@$(MAKE) --no-print-directory peers
 	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -out $(OUT) \
-		-servers interrupt,busy,hybrid,kernel,nginx -fractions 0.1,0.25,0.5 -rates 2000 -duration 1s -sat-duration 2s
+		-servers interrupt,busy,hybrid,kernel,nginx -fractions 0.1,0.25,0.5 -rates 2000 -duration 1s -reps 1 -sat-duration 2s
 
 # generate rebuilds the XDP program's committed objects; it needs clang.
 generate:

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -44,7 +45,7 @@ func TestExperimentQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd = exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-nethttpd", fake, "-out", out,
-		"-servers", strings.Join(servers, ","), "-fractions", "0.25,0.5", "-rates", "500", "-duration", "1s", "-sat-duration", "1s", "-conns", "8")
+		"-servers", strings.Join(servers, ","), "-fractions", "0.25,0.5", "-rates", "500", "-duration", "1s", "-reps", "2", "-sat-duration", "1s", "-conns", "8")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("experiment: %v\n%s", err, b)
@@ -54,6 +55,7 @@ func TestExperimentQuick(t *testing.T) {
 		Points []struct {
 			Server     string   `json:"server"`
 			Kind       string   `json:"kind"`
+			Rep        int      `json:"rep"`
 			FileBytes  *int     `json:"file_bytes"`
 			Offered    *float64 `json:"offered_rps"`
 			Achieved   *float64 `json:"achieved_rps"`
@@ -81,6 +83,7 @@ func TestExperimentQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	measured := map[string]int{}
+	runs := map[string]map[int]bool{} // server and offered rate: the runs measured
 	for _, p := range res.Points {
 		if p.FileBytes == nil || p.Offered == nil || p.Achieved == nil || p.P999 == nil || p.Errors == nil || p.CPUSPerReq == nil {
 			t.Fatalf("a point lacks a field of results.json: %s", j)
@@ -92,6 +95,11 @@ func TestExperimentQuick(t *testing.T) {
 			continue
 		}
 		measured[p.Server]++
+		k := p.Server + " " + strconv.FormatFloat(*p.Offered, 'f', -1, 64)
+		if runs[k] == nil {
+			runs[k] = map[int]bool{}
+		}
+		runs[k][p.Rep] = true
 		switch {
 		case (p.Server == "interrupt" || p.Server == "hybrid") && p.Loops == nil:
 			t.Errorf("%s at %v/s: no figures from its queue loops", p.Server, *p.Offered)
@@ -114,6 +122,11 @@ func TestExperimentQuick(t *testing.T) {
 			t.Errorf("nethttp (a binary that exits at once) is not reported missing")
 		case s != "nethttp" && measured[s] < 2:
 			t.Errorf("%s: %d open-loop points (missing: %q)", s, measured[s], reason)
+		}
+	}
+	for k, r := range runs {
+		if !r[1] || !r[2] || len(r) != 2 {
+			t.Errorf("%s/s: runs %v, want 1 and 2 (-reps 2)", k, r)
 		}
 	}
 	md, err := os.ReadFile(filepath.Join(out, "report.md"))

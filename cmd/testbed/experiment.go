@@ -26,6 +26,7 @@ type expPoint struct {
 	FileBytes int     `json:"file_bytes"`
 	Kind      string  `json:"kind"`
 	Fraction  float64 `json:"load_fraction,omitempty"` // of the server's saturation; 0 for a shared absolute rate
+	Rep       int     `json:"rep,omitempty"`           // repetition, from 1; 0 in results from before -reps
 	loadPoint
 	CPUSPerReq float64    `json:"cpu_s_per_req"`   // the server's CPU seconds per answered request
 	Cores      float64    `json:"cores"`           // the server's CPU seconds per second of the run
@@ -43,6 +44,7 @@ type expResults struct {
 	Date    string       `json:"date"`
 	Machine string       `json:"machine"`
 	Command string       `json:"command"`
+	Reps    int          `json:"reps,omitempty"` // runs of each open-loop point; 0 (before -reps) is 1
 	Points  []expPoint   `json:"points"`
 	Missing []expMissing `json:"missing,omitempty"`
 }
@@ -62,6 +64,7 @@ func experiment(args []string) error {
 	fractionsFlag := fs.String("fractions", defaultFractions, "offered loads as fractions of each server's saturation, comma-separated")
 	sharedFlag := fs.String("rates", defaultShared, "offered loads in requests/s shared by all servers (each up to its saturation), comma-separated; empty for none")
 	duration := fs.Duration("duration", 5*time.Second, "length of each open-loop point")
+	reps := fs.Int("reps", 3, "runs of each open-loop point (1 to 10): results.json keeps each, the report and plots show the median and the spread")
 	satDuration := fs.Duration("sat-duration", 5*time.Second, "length of the closed-loop run (wrk) that finds each server's saturation, whole seconds")
 	conns := fs.Int("conns", 32, "keep-alive connections: wrk's for saturation, the generator's pool for the points")
 	out := fs.String("out", "", "directory for results.json, results.csv and report.md (required; made if missing)")
@@ -96,6 +99,8 @@ func experiment(args []string) error {
 		return fmt.Errorf("-sat-duration %v: want whole seconds (wrk's unit), 1s to %v", *satDuration, maxDuration)
 	case *conns < 1 || *conns > maxConns:
 		return fmt.Errorf("-conns %d: want 1 to %d", *conns, maxConns)
+	case *reps < 1 || *reps > 10:
+		return fmt.Errorf("-reps %d: want 1 to 10", *reps)
 	}
 	size, ok := siteFileSize(*file)
 	if !ok {
@@ -129,8 +134,8 @@ func experiment(args []string) error {
 	var machine strings.Builder
 	printMachine(&machine, started)
 	res := expResults{Date: started.UTC().Format(time.RFC3339), Machine: strings.TrimSpace(machine.String()),
-		Command: shellJoin(append([]string{"testbed", "experiment"}, args...))}
-	perServer := time.Duration(len(fractions)+len(shared))*(*duration) + *satDuration + 3*time.Second
+		Command: shellJoin(append([]string{"testbed", "experiment"}, args...)), Reps: *reps}
+	perServer := serverTime(len(fractions)+len(shared), *reps, *duration, *satDuration)
 	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
@@ -146,7 +151,7 @@ func experiment(args []string) error {
 			fmt.Fprintf(os.Stderr, "testbed: [server %d/%d] %s (about %v left)\n", i+1, len(servers), name, left.Round(time.Second))
 			pts, err := measureServer(ctx, tb, expRun{
 				name: name, setup: setup, file: *file, size: size, self: self, conns: *conns,
-				fractions: fractions, shared: shared, duration: *duration, satDuration: *satDuration,
+				fractions: fractions, shared: shared, reps: *reps, duration: *duration, satDuration: *satDuration,
 				wait: *wait, verbose: *verbose,
 			})
 			res.Points = append(res.Points, pts...)
@@ -167,7 +172,14 @@ func experiment(args []string) error {
 	return err
 }
 
-const experimentUsage = "testbed experiment -xhttpd PATH -out DIR [-servers ...] [-file 1k.bin] [-fractions " + defaultFractions + "] [-rates " + defaultShared + "] [-duration 5s] [-sat-duration 5s] [-conns 32] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+// serverTime estimates one server's share of a run, for the progress
+// lines: its saturation, every point and repetition, and a few seconds to
+// start, check and stop it.
+func serverTime(points, reps int, duration, satDuration time.Duration) time.Duration {
+	return time.Duration(points*reps)*(duration+300*time.Millisecond) + satDuration + 3*time.Second
+}
+
+const experimentUsage = "testbed experiment -xhttpd PATH -out DIR [-servers ...] [-file 1k.bin] [-fractions " + defaultFractions + "] [-rates " + defaultShared + "] [-duration 5s] [-reps 3] [-sat-duration 5s] [-conns 32] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // expRun is one server's share of the experiment.
 type expRun struct {
@@ -179,6 +191,7 @@ type expRun struct {
 	conns       int
 	fractions   []float64
 	shared      []float64
+	reps        int
 	duration    time.Duration
 	satDuration time.Duration
 	wait        time.Duration
@@ -223,31 +236,37 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 		CPUSPerReq: perReq(sat.cpu, sat.res.Requests), Cores: sat.cpu.Seconds() / r.satDuration.Seconds(),
 	})
 	rates := offeredRates(sat.res.ReqPerSec, r.fractions, r.shared)
-	for j, o := range rates {
-		if ctx.Err() != nil {
-			return pts, ctx.Err()
-		}
-		fmt.Fprintf(os.Stderr, "testbed:   %s point %d/%d: %.0f req/s offered (saturation %.0f)\n", r.name, j+1, len(rates), o.rate, sat.res.ReqPerSec)
-		var before loopStats
-		if xdpLoops {
-			if before, err = readLoopStats(ctx, tb); err != nil {
-				return pts, err
+	// Repetitions sweep the rates in turn, so that what drifts over a
+	// server's run (the machine's other work, the server's own state)
+	// spreads over every rate instead of weighing on one.
+	for rep := 1; rep <= r.reps; rep++ {
+		for j, o := range rates {
+			if ctx.Err() != nil {
+				return pts, ctx.Err()
 			}
-		}
-		p, err := openLoopPoint(ctx, tb, r, pid, o.rate)
-		if err != nil {
-			return pts, fmt.Errorf("%.0f req/s: %w", o.rate, err)
-		}
-		if xdpLoops {
-			after, err := readLoopStats(ctx, tb)
+			fmt.Fprintf(os.Stderr, "testbed:   %s point %d/%d, run %d/%d: %.0f req/s offered (saturation %.0f)\n",
+				r.name, j+1, len(rates), rep, r.reps, o.rate, sat.res.ReqPerSec)
+			var before loopStats
+			if xdpLoops {
+				if before, err = readLoopStats(ctx, tb); err != nil {
+					return pts, err
+				}
+			}
+			p, err := openLoopPoint(ctx, tb, r, pid, o.rate, rep)
 			if err != nil {
-				return pts, err
+				return pts, fmt.Errorf("%.0f req/s: %w", o.rate, err)
 			}
-			d := after.delta(before, max(p.ElapsedS, r.duration.Seconds()))
-			p.Loops = &d
+			if xdpLoops {
+				after, err := readLoopStats(ctx, tb)
+				if err != nil {
+					return pts, err
+				}
+				d := after.delta(before, max(p.ElapsedS, r.duration.Seconds()))
+				p.Loops = &d
+			}
+			p.Fraction, p.Rep = o.fraction, rep
+			pts = append(pts, p)
 		}
-		p.Fraction = o.fraction
-		pts = append(pts, p)
 	}
 	return pts, nil
 }
@@ -278,12 +297,12 @@ func offeredRates(sat float64, fractions, shared []float64) []offered {
 
 // openLoopPoint runs the generator in the client namespace at rate and
 // reads the server's CPU time around it.
-func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64) (expPoint, error) {
+func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64, rep int) (expPoint, error) {
 	gctx, cancel := context.WithTimeout(ctx, r.duration+30*time.Second)
 	defer cancel()
 	cmd := tb.ClientCmd(gctx, r.self, "loadgen", "-addr", tb.ServerV4.String()+":80", "-path", "/"+r.file,
 		"-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-conns", strconv.Itoa(r.conns),
-		"-duration", r.duration.String(), "-seed", strconv.Itoa(int(rate)))
+		"-duration", r.duration.String(), "-seed", strconv.FormatUint(pointSeed(rate, rep), 10))
 	var out, errOut strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = io.MultiWriter(os.Stderr, &errOut)
@@ -309,6 +328,13 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 		CPUSPerReq: perReq(cpu, lp.Done), Cores: cpu.Seconds() / max(lp.ElapsedS, r.duration.Seconds()),
 		Unreliable: float64(lp.LagP99) > 0.1*float64(lp.P50),
 	}, nil
+}
+
+// pointSeed seeds a point's Poisson schedule: one per rate and
+// repetition, so that the repetitions of a point differ in their gaps too
+// (the first keeps the seed of runs before -reps).
+func pointSeed(rate float64, rep int) uint64 {
+	return uint64(rate) + uint64(max(rep-1, 0))*1_000_003
 }
 
 func perReq(cpu time.Duration, n int64) float64 {
@@ -356,7 +382,7 @@ func writeResults(dir string, res expResults) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	plots, perr := writePlots(dir, res.Points)
+	plots, perr := writePlots(dir, aggregate(res.Points))
 	r, err := os.Create(filepath.Join(dir, "report.md"))
 	if err != nil {
 		return errors.Join(perr, err)
@@ -365,7 +391,7 @@ func writeResults(dir string, res expResults) error {
 	return errors.Join(perr, r.Close())
 }
 
-var csvHeader = []string{"server", "file_bytes", "kind", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
+var csvHeader = []string{"server", "file_bytes", "kind", "rep", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
 	"p50_us", "p90_us", "p99_us", "p999_us", "max_us", "lag_p50_us", "lag_p99_us", "gen_cpu_s", "cpu_s_per_req", "cores", "unreliable",
 	"mode_switches_per_s", "wakeups_per_s", "polling_share"}
 
@@ -379,7 +405,7 @@ func writeCSV(w io.Writer, pts []expPoint) error {
 		if p.Loops != nil {
 			loops = []string{g(p.Loops.Switches), g(p.Loops.Wakeups), g(p.Loops.PollingPart)}
 		}
-		cw.Write(append([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
+		cw.Write(append([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, strconv.Itoa(p.Rep), g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
 			i(p.P50), i(p.P90), i(p.P99), i(p.P999), i(p.Max), i(p.LagP50), i(p.LagP99), g(p.GenCPU), g(p.CPUSPerReq), g(p.Cores), strconv.FormatBool(p.Unreliable)}, loops...))
 	}
 	cw.Flush()

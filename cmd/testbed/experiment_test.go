@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -93,7 +94,7 @@ func TestWriteResults(t *testing.T) {
 		t.Fatalf("results.csv: %d rows (%v)", len(rows), err)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
-	for _, want := range []string{"## Goals", "apache: apache2 not installed", "| hybrid | 10% | 1000 |"} {
+	for _, want := range []string{"## Goals", "apache: apache2 not installed", "| hybrid | 10% | 1 | 1000 |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -107,7 +108,12 @@ func TestPlotsParse(t *testing.T) {
 	for i := range pts {
 		pts[i].Cores = 0.1 * float64(i+1)
 	}
-	names, err := writePlots(dir, pts)
+	// A second run of each point: whiskers on every figure.
+	for _, p := range slices.Clone(pts) {
+		p.Rep, p.P99, p.Cores = 2, p.P99*2, p.Cores*1.5
+		pts = append(pts, p)
+	}
+	names, err := writePlots(dir, aggregate(pts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,5 +169,99 @@ xhttpd_queue_seconds_total{queue="0",state="sleeping"} %g
 	}
 	if _, err := parseLoopStats("not { metrics"); err == nil {
 		t.Error("garbage parsed")
+	}
+}
+
+// The runs of a point are summed up field by field: the median (the mean
+// of the middle two for an even count), the least and the greatest; the
+// closed-loop point and each other load stay points of their own, in the
+// order of their first runs, and unreliable is decided on the medians.
+func TestAggregate(t *testing.T) {
+	run := func(rep int, offered float64, p50, p99 int64, cpu float64, lag int64, loops *loopDelta) expPoint {
+		p := point("hybrid", 0.1, offered, p99, cpu)
+		p.Rep, p.P50, p.LagP99, p.Loops = rep, p50, lag, loops
+		return p
+	}
+	sat := expPoint{Server: "hybrid", Kind: "closed", Fraction: 1, loadPoint: loadPoint{Achieved: 20000, P50: 500, P99: 900}}
+	pts := []expPoint{sat,
+		run(1, 1000, 100, 400, 30e-6, 50, &loopDelta{Wakeups: 100}),
+		run(1, 2000, 100, 500, 20e-6, 5, nil),
+		run(2, 1000, 120, 300, 10e-6, 5, &loopDelta{Wakeups: 300}),
+		run(2, 2000, 100, 700, 20e-6, 5, nil),
+		run(3, 1000, 110, 900, 20e-6, 5, &loopDelta{Wakeups: 200}),
+	}
+	aggs := aggregate(pts)
+	if len(aggs) != 3 || aggs[0].Kind != "closed" || aggs[1].Offered != 1000 || aggs[2].Offered != 2000 {
+		t.Fatalf("aggregate: %+v", aggs)
+	}
+	a := aggs[1]
+	if a.Runs != 3 || a.P50 != 110 || a.P99 != 400 || a.Lo.P99 != 300 || a.Hi.P99 != 900 {
+		t.Errorf("three runs: %d runs, p50 %d, p99 %d (%d-%d); want 3, 110, 400 (300-900)", a.Runs, a.P50, a.P99, a.Lo.P99, a.Hi.P99)
+	}
+	if a.CPUSPerReq != 20e-6 || a.Lo.CPUSPerReq != 10e-6 || a.Hi.CPUSPerReq != 30e-6 {
+		t.Errorf("CPU per request %g (%g-%g)", a.CPUSPerReq, a.Lo.CPUSPerReq, a.Hi.CPUSPerReq)
+	}
+	if a.Loops == nil || a.Loops.Wakeups != 200 || a.Lo.Loops.Wakeups != 100 || a.Hi.Loops.Wakeups != 300 {
+		t.Errorf("loops: %+v", a.Loops)
+	}
+	if a.LagP99 != 5 || a.Unreliable {
+		t.Errorf("lag p99 %d, unreliable %v: one lagging run of three does not make the median unreliable", a.LagP99, a.Unreliable)
+	}
+	if b := aggs[2]; b.Runs != 2 || b.P99 != 600 || b.Loops != nil {
+		t.Errorf("two runs: %d runs, p99 %d, loops %v; want 2, 600 (the mean of the middle two), none", b.Runs, b.P99, b.Loops)
+	}
+	if c := aggs[0]; c.Runs != 1 || c.P99 != 900 || c.Lo.P99 != 900 {
+		t.Errorf("saturation: %+v", c)
+	}
+	// The input is left as it was: results.json keeps every run.
+	if pts[1].P99 != 400 || pts[5].P99 != 900 {
+		t.Error("aggregate changed its input")
+	}
+}
+
+// With repetitions, the report's goals come from the medians (one outlying
+// run does not decide them), its table shows each point once with the
+// range of its runs, and the CSV keeps every run.
+func TestReportOnMedians(t *testing.T) {
+	var pts []expPoint
+	for rep, busy := range []int64{100, 100, 100} {
+		hybrid := []int64{110, 400, 105}[rep] // one run of three far off
+		b, h := point("busy", 0.1, 1000, busy, 20e-6), point("hybrid", 0.1, 1000, hybrid, 20e-6)
+		b.Rep, h.Rep = rep+1, rep+1
+		pts = append(pts, b, h)
+	}
+	dir := t.TempDir()
+	if err := writeResults(dir, expResults{Reps: 3, Points: pts}); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	for _, want := range []string{"**pass**: hybrid's p99 within 1.15x of busy's", "worst 1.10x", "| hybrid | 10% | 3 | 1000 | 1000 |", "| 110 (105–400) |", "ran 3 times"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	f, _ := os.Open(filepath.Join(dir, "results.csv"))
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(rows) != 1+len(pts) {
+		t.Errorf("results.csv: %d rows for %d runs (%v)", len(rows), len(pts), err)
+	}
+}
+
+// Each run of a point has its own schedule; the first keeps the seed that
+// runs before -reps used.
+func TestPointSeed(t *testing.T) {
+	if pointSeed(2000, 1) != 2000 {
+		t.Errorf("first run's seed %d, want 2000", pointSeed(2000, 1))
+	}
+	seen := map[uint64]bool{}
+	for _, rate := range []float64{1000, 2000, 1000003} {
+		for rep := 1; rep <= 3; rep++ {
+			s := pointSeed(rate, rep)
+			if seen[s] {
+				t.Errorf("seed %d twice (rate %v, run %d)", s, rate, rep)
+			}
+			seen[s] = true
+		}
 	}
 }

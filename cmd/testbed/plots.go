@@ -34,9 +34,24 @@ var figures = []figure{
 		func(p expPoint) float64 { return p.Cores }, func(p expPoint) float64 { return float64(p.P99) }},
 }
 
+// spread is a line's points with the range of each over its runs, as
+// plotter's error bars take it: distances below and above the point.
+type spread struct {
+	plotter.XYs
+	lo, hi plotter.XYs
+}
+
+func (s spread) YError(i int) (float64, float64) {
+	return s.XYs[i].Y - s.lo[i].Y, s.hi[i].Y - s.XYs[i].Y
+}
+func (s spread) XError(i int) (float64, float64) {
+	return s.XYs[i].X - s.lo[i].X, s.hi[i].X - s.XYs[i].X
+}
+
 // writePlots draws every figure as SVG and PNG into dir and returns the
-// file names, without extension, that it wrote.
-func writePlots(dir string, pts []expPoint) ([]string, error) {
+// file names, without extension, that it wrote. Each point is a median
+// over its runs; whiskers show the least and greatest run.
+func writePlots(dir string, pts []aggPoint) ([]string, error) {
 	var servers []string
 	for _, p := range pts {
 		if p.Kind == "open" && !slices.Contains(servers, p.Server) {
@@ -63,33 +78,70 @@ func writePlots(dir string, pts []expPoint) ([]string, error) {
 		p.Legend.Top = true
 		p.Legend.Left = true
 		for i, s := range servers {
-			var xys plotter.XYs
+			var line spread
+			whiskers := false
 			for _, pt := range pts {
-				x, y := f.x(pt), f.y(pt)
+				x, y := f.x(pt.expPoint), f.y(pt.expPoint)
 				// Log scales take no zero.
 				if pt.Server != s || pt.Kind != "open" || (f.logX && x <= 0) || (f.logY && y <= 0) {
 					continue
 				}
-				xys = append(xys, plotter.XY{X: x, Y: y})
+				lo := plotter.XY{X: f.x(pt.Lo), Y: f.y(pt.Lo)}
+				hi := plotter.XY{X: f.x(pt.Hi), Y: f.y(pt.Hi)}
+				if f.logX && lo.X <= 0 {
+					lo.X = x
+				}
+				if f.logY && lo.Y <= 0 {
+					lo.Y = y
+				}
+				whiskers = whiskers || pt.Runs > 1
+				line.XYs = append(line.XYs, plotter.XY{X: x, Y: y})
+				line.lo, line.hi = append(line.lo, lo), append(line.hi, hi)
 			}
-			if len(xys) == 0 {
+			if len(line.XYs) == 0 {
 				continue
 			}
 			// The trade-off keeps the order of offered load: a curve
 			// through the points as load grows.
 			if f.name != "tradeoff" {
-				slices.SortFunc(xys, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
+				idx := make([]int, len(line.XYs))
+				for k := range idx {
+					idx[k] = k
+				}
+				slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(line.XYs[a].X, line.XYs[b].X) })
+				var sorted spread
+				for _, k := range idx {
+					sorted.XYs = append(sorted.XYs, line.XYs[k])
+					sorted.lo, sorted.hi = append(sorted.lo, line.lo[k]), append(sorted.hi, line.hi[k])
+				}
+				line = sorted
 			}
-			line, points, err := plotter.NewLinePoints(xys)
+			l, points, err := plotter.NewLinePoints(line.XYs)
 			if err != nil {
 				return names, fmt.Errorf("plot %s: %w", f.name, err)
 			}
 			c := plotutil.Color(i)
-			line.Color, points.Color = c, c
-			line.Dashes = plotutil.Dashes(i)
+			l.Color, points.Color = c, c
+			l.Dashes = plotutil.Dashes(i)
 			points.Shape = plotutil.Shape(i)
-			p.Add(line, points)
-			p.Legend.Add(s, line, points)
+			p.Add(l, points)
+			if whiskers {
+				yb, err := plotter.NewYErrorBars(line)
+				if err != nil {
+					return names, fmt.Errorf("plot %s: %w", f.name, err)
+				}
+				yb.Color = c
+				p.Add(yb)
+				if f.name == "tradeoff" {
+					xb, err := plotter.NewXErrorBars(line)
+					if err != nil {
+						return names, fmt.Errorf("plot %s: %w", f.name, err)
+					}
+					xb.Color = c
+					p.Add(xb)
+				}
+			}
+			p.Legend.Add(s, l, points)
 		}
 		p.Add(plotter.NewGrid())
 		p.BackgroundColor = color.White

@@ -8,15 +8,131 @@ import (
 	"strings"
 )
 
+// aggPoint is a point of the report: the median of its runs (-reps), field
+// by field, and the least and greatest value of each field over the runs.
+type aggPoint struct {
+	expPoint          // medians
+	Lo, Hi   expPoint // least and greatest, field by field
+	Runs     int
+}
+
+// aggregate groups the runs of each open-loop point (one server, file,
+// load) and returns one aggPoint per group, in the order of the groups'
+// first runs; a closed-loop point is its own group. Unreliable is decided
+// again on the medians, as for a single run.
+func aggregate(pts []expPoint) []aggPoint {
+	type key struct {
+		server            string
+		file              int
+		kind              string
+		fraction, offered float64
+	}
+	var order []key
+	groups := map[key][]expPoint{}
+	for _, p := range pts {
+		k := key{p.Server, p.FileBytes, p.Kind, p.Fraction, p.Offered}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], p)
+	}
+	out := make([]aggPoint, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		a := aggPoint{expPoint: g[0], Lo: g[0], Hi: g[0], Runs: len(g)}
+		a.Rep = 0
+		loops := true
+		for _, p := range g {
+			loops = loops && p.Loops != nil
+			if a.FirstErr == "" {
+				a.FirstErr = p.FirstErr
+			}
+		}
+		if loops {
+			for _, q := range []*expPoint{&a.expPoint, &a.Lo, &a.Hi} {
+				q.Loops = &loopDelta{}
+			}
+		} else {
+			a.Loops, a.Lo.Loops, a.Hi.Loops = nil, nil, nil
+		}
+		ints := func(p *expPoint) []*int64 {
+			return []*int64{&p.Sent, &p.Done, &p.Errors, &p.P50, &p.P90, &p.P99, &p.P999, &p.Max, &p.LagP50, &p.LagP99, &p.BodyBytes}
+		}
+		floats := func(p *expPoint) []*float64 {
+			f := []*float64{&p.Achieved, &p.GenCPU, &p.ElapsedS, &p.CPUSPerReq, &p.Cores}
+			if loops {
+				f = append(f, &p.Loops.Switches, &p.Loops.Wakeups, &p.Loops.PollingPart)
+			}
+			return f
+		}
+		vals := make([]float64, len(g))
+		for i := range ints(&a.expPoint) {
+			for j := range g {
+				vals[j] = float64(*ints(&g[j])[i])
+			}
+			m, lo, hi := medianSpread(vals)
+			*ints(&a.expPoint)[i], *ints(&a.Lo)[i], *ints(&a.Hi)[i] = int64(math.Round(m)), int64(lo), int64(hi)
+		}
+		for i := range floats(&a.expPoint) {
+			for j := range g {
+				vals[j] = *floats(&g[j])[i]
+			}
+			*floats(&a.expPoint)[i], *floats(&a.Lo)[i], *floats(&a.Hi)[i] = medianSpread(vals)
+		}
+		if a.Kind == "open" {
+			a.Unreliable = float64(a.LagP99) > 0.1*float64(a.P50)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// medianSpread returns the median of vs (the mean of the middle two for an
+// even count), its least and its greatest value. It sorts vs.
+func medianSpread(vs []float64) (median, lo, hi float64) {
+	if len(vs) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(vs)
+	n := len(vs)
+	median = vs[n/2]
+	if n%2 == 0 {
+		median = (vs[n/2-1] + vs[n/2]) / 2
+	}
+	return median, vs[0], vs[n-1]
+}
+
+// medians returns the median points of aggs.
+func medians(aggs []aggPoint) []expPoint {
+	out := make([]expPoint, len(aggs))
+	for i, a := range aggs {
+		out[i] = a.expPoint
+	}
+	return out
+}
+
+// withSpread prints a median and, over more than one run, its range.
+func withSpread(a aggPoint, f func(expPoint) float64, format string) string {
+	s := fmt.Sprintf(format, f(a.expPoint))
+	if a.Runs > 1 {
+		s += fmt.Sprintf(" ("+format+"–"+format+")", f(a.Lo), f(a.Hi))
+	}
+	return s
+}
+
 // writeReport writes report.md: the machine and the command, the goals of
 // the experiment computed from the points, the plots, and a table of every
 // point.
 func writeReport(w io.Writer, res expResults, plots []string) {
+	aggs := aggregate(res.Points)
 	fmt.Fprintln(w, "# xhttpd latency experiment")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "```\n%s\ncommand: %s\n```\n\n", res.Machine, res.Command)
 	fmt.Fprintln(w, "Open loop: requests at Poisson-distributed intended times over a pool of keep-alive connections (`testbed loadgen`, run in the client namespace); latency runs from each request's intended time, so a server's queue counts. Saturation: wrk's closed loop over the same number of connections. CPU: the server's user+system time from /proc, summed over its processes and threads. A point is marked unreliable (`!`) when the generator's own lag p99 exceeds 10% of the server's p50. The generator's cores are its own CPU over the point: where they and the server's add up to the machine's CPUs, the generator, not only the server, limits what the point achieves.")
 	fmt.Fprintln(w)
+	if reps := max(res.Reps, 1); reps > 1 {
+		fmt.Fprintf(w, "Each open-loop point ran %d times (`-reps %d`), each run with its own Poisson schedule, the runs of a server sweeping its rates in turn. results.json and results.csv keep every run; the tables, plots and goals use the median of each figure over the runs, and the tables show their range in brackets (least–greatest), the plots as whiskers.\n\n", reps, reps)
+	}
 	if len(res.Missing) > 0 {
 		fmt.Fprintln(w, "## Not measured")
 		fmt.Fprintln(w)
@@ -27,7 +143,7 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 	}
 	fmt.Fprintln(w, "## Goals")
 	fmt.Fprintln(w)
-	for _, g := range goals(res.Points) {
+	for _, g := range goals(medians(aggs)) {
 		fmt.Fprintf(w, "- **%s**: %s\n", g.verdict, g.text)
 	}
 	fmt.Fprintln(w)
@@ -40,9 +156,13 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 	}
 	fmt.Fprintln(w, "## Points")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | load | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen cores | loops: switches/s, wake-ups/s, polling |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, p := range res.Points {
+	fmt.Fprintln(w, "| server | load | runs | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen cores | loops: switches/s, wake-ups/s, polling |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	p50 := func(p expPoint) float64 { return float64(p.P50) }
+	p99 := func(p expPoint) float64 { return float64(p.P99) }
+	cpu := func(p expPoint) float64 { return p.CPUSPerReq * 1e6 }
+	for _, a := range aggs {
+		p := a.expPoint
 		load := "shared"
 		switch {
 		case p.Kind == "closed":
@@ -55,15 +175,15 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 			mark = " !"
 		}
 		if p.Kind == "closed" {
-			fmt.Fprintf(w, "| %s | %s | | %.0f | %d | | %d | | | | %.1f | %.2f | | | |\n", p.Server, load, p.Achieved, p.P50, p.P99, p.CPUSPerReq*1e6, p.Cores)
+			fmt.Fprintf(w, "| %s | %s | | | %.0f | %d | | %d | | | | %.1f | %.2f | | | |\n", p.Server, load, p.Achieved, p.P50, p.P99, p.CPUSPerReq*1e6, p.Cores)
 			continue
 		}
 		loops := ""
 		if p.Loops != nil {
 			loops = fmt.Sprintf("%.0f, %.0f, %.0f%%", p.Loops.Switches, p.Loops.Wakeups, p.Loops.PollingPart*100)
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d%s | %d | %d | %d | %d | %d | %.1f | %.2f | %d | %.2f | %s |\n", p.Server, load, p.Offered, p.Achieved,
-			p.P50, mark, p.P90, p.P99, p.P999, p.Max, p.Errors, p.CPUSPerReq*1e6, p.Cores, p.LagP99, p.GenCPU/max(p.ElapsedS, 1e-9), loops)
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %s%s | %d | %s | %d | %d | %d | %s | %.2f | %d | %.2f | %s |\n", p.Server, load, a.Runs, p.Offered, p.Achieved,
+			withSpread(a, p50, "%.0f"), mark, p.P90, withSpread(a, p99, "%.0f"), p.P999, p.Max, p.Errors, withSpread(a, cpu, "%.1f"), p.Cores, p.LagP99, p.GenCPU/max(p.ElapsedS, 1e-9), loops)
 	}
 }
 
