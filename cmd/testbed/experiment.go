@@ -41,12 +41,15 @@ type expMissing struct {
 }
 
 type expResults struct {
-	Date    string       `json:"date"`
-	Machine string       `json:"machine"`
-	Command string       `json:"command"`
-	Reps    int          `json:"reps,omitempty"` // runs of each open-loop point; 0 (before -reps) is 1
-	Points  []expPoint   `json:"points"`
-	Missing []expMissing `json:"missing,omitempty"`
+	Date    string `json:"date"`
+	Machine string `json:"machine"`
+	Command string `json:"command"`
+	Reps    int    `json:"reps,omitempty"` // runs of each open-loop point; 0 (before -reps) is 1
+	// The percentiles of each point's cdf_us; none in results from
+	// before the distributions were kept.
+	CDFPercentiles []float64    `json:"cdf_percentiles,omitempty"`
+	Points         []expPoint   `json:"points"`
+	Missing        []expMissing `json:"missing,omitempty"`
 }
 
 // Defaults of `make bench`; `make bench-quick` passes fewer and shorter.
@@ -134,7 +137,8 @@ func experiment(args []string) error {
 	var machine strings.Builder
 	printMachine(&machine, started)
 	res := expResults{Date: started.UTC().Format(time.RFC3339), Machine: strings.TrimSpace(machine.String()),
-		Command: shellJoin(append([]string{"testbed", "experiment"}, args...)), Reps: *reps}
+		Command: shellJoin(append([]string{"testbed", "experiment"}, args...)), Reps: *reps,
+		CDFPercentiles: cdfPercentiles}
 	perServer := serverTime(len(fractions)+len(shared), *reps, *duration, *satDuration)
 	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
@@ -382,12 +386,15 @@ func writeResults(dir string, res expResults) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	plots, perr := writePlots(dir, aggregate(res.Points))
+	aggs := aggregate(res.Points)
+	plots, perr := writePlots(dir, aggs)
+	cdfs, cerr := writeCDFs(dir, res.CDFPercentiles, aggs)
+	perr = errors.Join(perr, cerr)
 	r, err := os.Create(filepath.Join(dir, "report.md"))
 	if err != nil {
 		return errors.Join(perr, err)
 	}
-	writeReport(r, res, plots)
+	writeReport(r, res, plots, cdfs)
 	return errors.Join(perr, r.Close())
 }
 

@@ -265,3 +265,91 @@ func TestPointSeed(t *testing.T) {
 		}
 	}
 }
+
+// cdfPoint is a point whose latency distribution rises from base at 0 % by
+// a tenth of base per step of the percentiles.
+func cdfPoint(server string, fraction, offered float64, rep int, base int64) expPoint {
+	p := point(server, fraction, offered, base*2, 20e-6)
+	p.Rep = rep
+	for i := range cdfPercentiles {
+		p.CDF = append(p.CDF, base+int64(i)*base/10)
+	}
+	return p
+}
+
+// The distributions are drawn at the shared rate most servers reached and
+// at the fraction nearest half of saturation, each server's runs as a
+// median and a band; the report shows both and names a server missing
+// from one. Results from before the distributions re-render with a note
+// in their place.
+func TestCDFs(t *testing.T) {
+	var pts []expPoint
+	for rep := 1; rep <= 2; rep++ {
+		pts = append(pts,
+			cdfPoint("hybrid", 0, 1000, rep, 100*int64(rep)), cdfPoint("hybrid", 0, 5000, rep, 200), cdfPoint("hybrid", 0.5, 8000, rep, 300),
+			cdfPoint("kernel", 0, 1000, rep, 120), cdfPoint("kernel", 0, 5000, rep, 250), cdfPoint("kernel", 0.25, 3000, rep, 130),
+			cdfPoint("nginx", 0, 1000, rep, 90), cdfPoint("nginx", 0.5, 6000, rep, 150))
+	}
+	aggs := aggregate(pts)
+	if rate, ok := cdfSharedRate(aggs); !ok || rate != 1000 {
+		t.Errorf("shared rate %v (%v): want 1000, the one all three reached", rate, ok)
+	}
+	if f, ok := cdfFraction(aggs); !ok || f != 0.5 {
+		t.Errorf("fraction %v (%v), want 0.5", f, ok)
+	}
+	h := aggs[slices.IndexFunc(aggs, func(a aggPoint) bool { return a.Server == "hybrid" && a.Offered == 1000 })]
+	if h.CDF[0] != 150 || h.Lo.CDF[0] != 100 || h.Hi.CDF[0] != 200 {
+		t.Errorf("hybrid at 0 %%: %d (%d-%d), want 150 (100-200)", h.CDF[0], h.Lo.CDF[0], h.Hi.CDF[0])
+	}
+	if &h.CDF[0] == &pts[0].CDF[0] {
+		t.Error("the median distribution shares the first run's array")
+	}
+
+	dir := t.TempDir()
+	if err := writeResults(dir, expResults{Reps: 2, CDFPercentiles: cdfPercentiles, Points: pts}); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	for _, want := range []string{"## Latency distributions", "![cdf-shared](cdf-shared.svg)", "![cdf-saturation](cdf-saturation.svg)", "At 1000 requests/s", "At 50% of each server's own saturation", "Not measured there: kernel."} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	for _, n := range []string{"cdf-shared", "cdf-saturation"} {
+		svg, err := os.ReadFile(filepath.Join(dir, n+".svg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := xml.Unmarshal(svg, new(struct {
+			XMLName xml.Name `xml:"svg"`
+		})); err != nil {
+			t.Errorf("%s.svg: %v", n, err)
+		}
+		f, err := os.Open(filepath.Join(dir, n+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("%s.png: %v", n, err)
+		}
+		f.Close()
+	}
+
+	// An old results.json: no cdf_us, no cdf_percentiles.
+	old := t.TempDir()
+	for i := range pts {
+		pts[i].CDF = nil
+	}
+	b, _ := json.Marshal(expResults{Points: pts})
+	os.WriteFile(filepath.Join(old, "results.json"), b, 0o644)
+	if err := reportCmd([]string{"-out", old}); err != nil {
+		t.Fatal(err)
+	}
+	md, _ = os.ReadFile(filepath.Join(old, "report.md"))
+	if !strings.Contains(string(md), "No latency distributions") {
+		t.Errorf("report.md of old results does not say why there are no CDFs:\n%s", md)
+	}
+	if _, err := os.Stat(filepath.Join(old, "cdf-shared.svg")); err == nil {
+		t.Error("a CDF drawn from results without distributions")
+	}
+}

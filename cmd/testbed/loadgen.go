@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"syscall"
 	"time"
@@ -33,7 +34,25 @@ type loadPoint struct {
 	GenCPU    float64 `json:"gen_cpu_s"` // the generator's own CPU seconds (user+system)
 	ElapsedS  float64 `json:"elapsed_s"`
 	BodyBytes int64   `json:"body_bytes"`
+	// The latency distribution: the latency at each of cdfPercentiles, so
+	// that the report can draw CDFs without the histogram itself.
+	CDF []int64 `json:"cdf_us,omitempty"`
 }
+
+// cdfPercentiles are where loadgen reads each point's latency
+// distribution: every 5 % from 0 to 90 %, then ten steps a decade of 1-p
+// up to 99.999 %, as HdrHistogram's percentile plots space them (the
+// maximum is max_us).
+var cdfPercentiles = func() []float64 {
+	var ps []float64
+	for p := 0; p <= 90; p += 5 {
+		ps = append(ps, float64(p))
+	}
+	for k := 11; k <= 50; k++ {
+		ps = append(ps, math.Round(1e4*100*(1-math.Pow(10, -float64(k)/10)))/1e4)
+	}
+	return ps
+}()
 
 func loadgenCmd(args []string) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
@@ -67,15 +86,24 @@ func loadgenCmd(args []string) error {
 	}
 	var ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	p := toLoadPoint(res, rusageSeconds(ru1)-rusageSeconds(ru0))
+	return json.NewEncoder(os.Stdout).Encode(p)
+}
+
+// toLoadPoint is what loadgen prints of a run, its own CPU seconds with it.
+func toLoadPoint(res *loadgen.Result, genCPU float64) loadPoint {
 	p := loadPoint{
 		Offered: res.Offered, Achieved: res.Achieved, Sent: res.Sent, Done: res.Done, Errors: res.Errors, FirstErr: res.FirstErr,
 		P50: res.Latency.ValueAtQuantile(50), P90: res.Latency.ValueAtQuantile(90), P99: res.Latency.ValueAtQuantile(99),
 		P999: res.Latency.ValueAtQuantile(99.9), Max: res.Latency.Max(),
 		LagP50: res.Lag.ValueAtQuantile(50), LagP99: res.Lag.ValueAtQuantile(99),
-		GenCPU:   rusageSeconds(ru1) - rusageSeconds(ru0),
+		GenCPU:   genCPU,
 		ElapsedS: res.Elapsed.Seconds(), BodyBytes: res.BodyBytes,
 	}
-	return json.NewEncoder(os.Stdout).Encode(p)
+	if res.Latency.TotalCount() > 0 {
+		p.CDF = res.Latency.ValueAtPercentilesSlice(cdfPercentiles)
+	}
+	return p
 }
 
 func rusageSeconds(ru syscall.Rusage) float64 {

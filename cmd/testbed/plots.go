@@ -4,8 +4,11 @@ import (
 	"cmp"
 	"fmt"
 	"image/color"
+	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -153,4 +156,187 @@ func writePlots(dir string, pts []aggPoint) ([]string, error) {
 		names = append(names, f.name)
 	}
 	return names, nil
+}
+
+// cdfPlots are the latency distributions of the report, or why there are
+// none.
+type cdfPlots struct {
+	figs []cdfFigure
+	note string
+}
+
+type cdfFigure struct{ name, caption string }
+
+// cdfSharedRate picks the shared rate at which the servers' distributions
+// are compared: the one most servers were measured at, the higher of a
+// tie; so the highest that every server sustained, when there is one.
+func cdfSharedRate(aggs []aggPoint) (float64, bool) {
+	at := map[float64]int{}
+	for _, a := range aggs {
+		if a.Kind == "open" && a.Fraction == 0 && len(a.CDF) > 0 {
+			at[a.Offered]++
+		}
+	}
+	best, n := 0.0, 0
+	for rate, k := range at {
+		if k > n || (k == n && rate > best) {
+			best, n = rate, k
+		}
+	}
+	return best, n > 0
+}
+
+// cdfFraction picks the fraction of saturation nearest 50 % that has
+// distributions.
+func cdfFraction(aggs []aggPoint) (float64, bool) {
+	best, ok := 0.0, false
+	for _, a := range aggs {
+		if a.Kind == "open" && a.Fraction > 0 && len(a.CDF) > 0 && (!ok || math.Abs(a.Fraction-0.5) < math.Abs(best-0.5)) {
+			best, ok = a.Fraction, true
+		}
+	}
+	return best, ok
+}
+
+// writeCDFs draws each server's latency distribution at the shared rate
+// cdfSharedRate picks and at the fraction of its saturation cdfFraction
+// picks: the median over the runs at each of pcts, and a band from the
+// least to the greatest run. Results without distributions (from before
+// they were kept) get a note instead.
+func writeCDFs(dir string, pcts []float64, aggs []aggPoint) (cdfPlots, error) {
+	have := slices.ContainsFunc(aggs, func(a aggPoint) bool { return a.Kind == "open" && len(a.CDF) > 0 })
+	if len(pcts) == 0 || !have {
+		return cdfPlots{note: "No latency distributions: this results.json has none (no `cdf_us`; it predates them), so there are no CDFs."}, nil
+	}
+	var servers []string
+	for _, a := range aggs {
+		if a.Kind == "open" && !slices.Contains(servers, a.Server) {
+			servers = append(servers, a.Server)
+		}
+	}
+	var out cdfPlots
+	draw := func(name, title, caption string, pick func(aggPoint) bool, label func(aggPoint) string) error {
+		var lines []cdfLine
+		var lacking []string
+		for _, s := range servers {
+			i := slices.IndexFunc(aggs, func(a aggPoint) bool {
+				return a.Server == s && a.Kind == "open" && len(a.CDF) == len(pcts) && pick(a)
+			})
+			if i < 0 {
+				lacking = append(lacking, s)
+				continue
+			}
+			lines = append(lines, cdfLine{label: label(aggs[i]), med: aggs[i].CDF, lo: aggs[i].Lo.CDF, hi: aggs[i].Hi.CDF, runs: aggs[i].Runs})
+		}
+		if len(lacking) > 0 {
+			caption += " Not measured there: " + strings.Join(lacking, ", ") + "."
+		}
+		if err := drawCDF(dir, name, title, pcts, lines); err != nil {
+			return err
+		}
+		out.figs = append(out.figs, cdfFigure{name, caption})
+		return nil
+	}
+	const how = " x: percentile, on an axis of 1/(1-p) (log), as HdrHistogram plots them, so that the tail has room; y: latency from the intended time (log). Each curve is the median over the runs at each percentile; the band spans the least and the greatest run."
+	if rate, ok := cdfSharedRate(aggs); ok {
+		if err := draw("cdf-shared", fmt.Sprintf("latency distribution at %.0f requests/s", rate),
+			fmt.Sprintf("At %.0f requests/s offered, the highest shared rate that the most servers were measured at.", rate)+how,
+			func(a aggPoint) bool { return a.Fraction == 0 && a.Offered == rate },
+			func(a aggPoint) string { return a.Server }); err != nil {
+			return out, err
+		}
+	}
+	if f, ok := cdfFraction(aggs); ok {
+		if err := draw("cdf-saturation", fmt.Sprintf("latency distribution at %.0f%% of each server's saturation", f*100),
+			fmt.Sprintf("At %.0f%% of each server's own saturation (its rate in the legend).", f*100)+how,
+			func(a aggPoint) bool { return a.Fraction == f },
+			func(a aggPoint) string { return fmt.Sprintf("%s (%.0f/s)", a.Server, a.Offered) }); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// cdfLine is one server's distribution: latencies at the percentiles.
+type cdfLine struct {
+	label       string
+	med, lo, hi []int64
+	runs        int
+}
+
+// oddsX places percentile p on the x axis: 1/(1-p), so that 90, 99, 99.9 %
+// are a decade apart.
+func oddsX(p float64) float64 { return 1 / (1 - p/100) }
+
+// oddsTicks labels the x axis in percentiles.
+var oddsTicks = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+	var ts []plot.Tick
+	for _, p := range []float64{0, 50, 90, 99, 99.9, 99.99, 99.999} {
+		if x := oddsX(p); x >= lo*0.999 && x <= hi*1.001 {
+			ts = append(ts, plot.Tick{Value: x, Label: strconv.FormatFloat(p, 'f', -1, 64) + "%"})
+		}
+	}
+	return ts
+})
+
+func drawCDF(dir, name, title string, pcts []float64, lines []cdfLine) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "percentile"
+	p.Y.Label.Text = "latency, µs"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = oddsTicks
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	for i, l := range lines {
+		var med, band plotter.XYs
+		for k, pc := range pcts {
+			if l.med[k] > 0 {
+				med = append(med, plotter.XY{X: oddsX(pc), Y: float64(l.med[k])})
+			}
+		}
+		if len(med) == 0 {
+			continue
+		}
+		c := plotutil.Color(i)
+		if l.runs > 1 {
+			for k := range pcts {
+				if l.lo[k] > 0 {
+					band = append(band, plotter.XY{X: oddsX(pcts[k]), Y: float64(l.lo[k])})
+				}
+			}
+			for k := len(pcts) - 1; k >= 0; k-- {
+				if l.hi[k] > 0 {
+					band = append(band, plotter.XY{X: oddsX(pcts[k]), Y: float64(l.hi[k])})
+				}
+			}
+			poly, err := plotter.NewPolygon(band)
+			if err != nil {
+				return fmt.Errorf("plot %s: %w", name, err)
+			}
+			r, g, b, _ := c.RGBA()
+			poly.Color = color.NRGBA{R: uint8(r >> 8), G: uint8(g >> 8), B: uint8(b >> 8), A: 0x40}
+			poly.LineStyle.Width = 0
+			p.Add(poly)
+		}
+		line, err := plotter.NewLine(med)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+		line.Color = c
+		line.Dashes = plotutil.Dashes(i)
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(l.label, line)
+	}
+	p.Add(plotter.NewGrid())
+	p.BackgroundColor = color.White
+	for _, ext := range []string{".svg", ".png"} {
+		if err := p.Save(8*vg.Inch, 5*vg.Inch, filepath.Join(dir, name+ext)); err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+	}
+	return nil
 }

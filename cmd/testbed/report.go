@@ -79,6 +79,17 @@ func aggregate(pts []expPoint) []aggPoint {
 			}
 			*floats(&a.expPoint)[i], *floats(&a.Lo)[i], *floats(&a.Hi)[i] = medianSpread(vals)
 		}
+		a.CDF, a.Lo.CDF, a.Hi.CDF = nil, nil, nil
+		if n := len(g[0].CDF); n > 0 && !slices.ContainsFunc(g, func(p expPoint) bool { return len(p.CDF) != n }) {
+			a.CDF, a.Lo.CDF, a.Hi.CDF = make([]int64, n), make([]int64, n), make([]int64, n)
+			for i := range n {
+				for j := range g {
+					vals[j] = float64(g[j].CDF[i])
+				}
+				m, lo, hi := medianSpread(vals)
+				a.CDF[i], a.Lo.CDF[i], a.Hi.CDF[i] = int64(math.Round(m)), int64(lo), int64(hi)
+			}
+		}
 		if a.Kind == "open" {
 			a.Unreliable = float64(a.LagP99) > 0.1*float64(a.P50)
 		}
@@ -123,7 +134,7 @@ func withSpread(a aggPoint, f func(expPoint) float64, format string) string {
 // writeReport writes report.md: the machine and the command, the goals of
 // the experiment computed from the points, the plots, and a table of every
 // point.
-func writeReport(w io.Writer, res expResults, plots []string) {
+func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots) {
 	aggs := aggregate(res.Points)
 	fmt.Fprintln(w, "# xhttpd latency experiment")
 	fmt.Fprintln(w)
@@ -153,6 +164,14 @@ func writeReport(w io.Writer, res expResults, plots []string) {
 		for _, p := range plots {
 			fmt.Fprintf(w, "![%s](%s.svg)\n\n", p, p)
 		}
+	}
+	fmt.Fprintln(w, "## Latency distributions")
+	fmt.Fprintln(w)
+	if cdfs.note != "" {
+		fmt.Fprintf(w, "%s\n\n", cdfs.note)
+	}
+	for _, f := range cdfs.figs {
+		fmt.Fprintf(w, "%s\n\n![%s](%s.svg)\n\n", f.caption, f.name, f.name)
 	}
 	fmt.Fprintln(w, "## Points")
 	fmt.Fprintln(w)
