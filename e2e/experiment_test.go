@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,13 +68,15 @@ func TestExperimentQuick(t *testing.T) {
 			Errors     *int64   `json:"errors"`
 			CPUSPerReq *float64 `json:"cpu_s_per_req"`
 			Cores      float64  `json:"cores"`
+			CDF        []int64  `json:"cdf_us"`
 			Loops      *struct {
 				Switches float64 `json:"mode_switches_per_s"`
 				Wakeups  float64 `json:"wakeups_per_s"`
 				Polling  float64 `json:"polling_share"`
 			} `json:"loops"`
 		} `json:"points"`
-		Missing []struct{ Server, Reason string } `json:"missing"`
+		Missing        []struct{ Server, Reason string } `json:"missing"`
+		CDFPercentiles []float64                         `json:"cdf_percentiles"`
 	}
 	j, err := os.ReadFile(filepath.Join(out, "results.json"))
 	if err != nil {
@@ -109,6 +112,9 @@ func TestExperimentQuick(t *testing.T) {
 		if !(p.P50 <= p.P90 && p.P90 <= p.P99 && p.P99 <= *p.P999 && *p.P999 <= p.Max) {
 			t.Errorf("%s at %v/s: percentiles decrease: %d %d %d %d %d", p.Server, *p.Offered, p.P50, p.P90, p.P99, *p.P999, p.Max)
 		}
+		if len(p.CDF) != len(res.CDFPercentiles) || len(p.CDF) == 0 || !slices.IsSorted(p.CDF) || p.CDF[len(p.CDF)-1] > p.Max {
+			t.Errorf("%s at %v/s: distribution %v at %v (max %d)", p.Server, *p.Offered, p.CDF, res.CDFPercentiles, p.Max)
+		}
 	}
 	for _, s := range servers {
 		reason := ""
@@ -133,9 +139,16 @@ func TestExperimentQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(md), "## Goals") {
-		t.Errorf("report.md has no goals:\n%s", md)
+	if !strings.Contains(string(md), "## Goals") || !strings.Contains(string(md), "cdf-shared.svg") {
+		t.Errorf("report.md has no goals or no CDF:\n%s", md)
 	}
+	checkPlots(t, out, string(md))
+}
+
+// checkPlots checks that the plots in out parse as SVG and PNG, one of
+// each per figure, and that the report shows each.
+func checkPlots(t *testing.T, out, md string) {
+	t.Helper()
 	svgs, _ := filepath.Glob(filepath.Join(out, "*.svg"))
 	pngs, _ := filepath.Glob(filepath.Join(out, "*.png"))
 	if len(svgs) == 0 || len(svgs) != len(pngs) {
@@ -148,7 +161,7 @@ func TestExperimentQuick(t *testing.T) {
 		})); err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
 		}
-		if !strings.Contains(string(md), filepath.Base(f)) {
+		if !strings.Contains(md, filepath.Base(f)) {
 			t.Errorf("report.md does not show %s", filepath.Base(f))
 		}
 	}
@@ -162,4 +175,71 @@ func TestExperimentQuick(t *testing.T) {
 		}
 		r.Close()
 	}
+}
+
+// A -close sweep against xhttpd and the kernel stack: each request on a
+// new connection, every connection closed by the server first (the
+// generator never closes first), and no TIME-WAIT of the generator's.
+func TestExperimentQuickClose(t *testing.T) {
+	testbed.RequireRoot(t)
+	dir := t.TempDir()
+	tb := filepath.Join(dir, "testbed")
+	if out, err := exec.Command("go", "build", "-o", tb, "github.com/xhttpd/xhttpd/cmd/testbed").CombinedOutput(); err != nil {
+		t.Fatalf("build testbed: %v\n%s", err, out)
+	}
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-out", out, "-servers", "hybrid,kernel", "-close",
+		"-fractions", "0.25", "-rates", "", "-duration", "1s", "-reps", "1", "-sat-duration", "1s", "-conns", "8")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("experiment: %v\n%s", err, b)
+	}
+	var res struct {
+		Close  bool `json:"close"`
+		Points []struct {
+			Server       string  `json:"server"`
+			Kind         string  `json:"kind"`
+			Offered      float64 `json:"offered_rps"`
+			Done         int64   `json:"done"`
+			Errors       int64   `json:"errors"`
+			Opened       int64   `json:"new_conns"`
+			ServerClosed int64   `json:"closed_by_server"`
+			Reset        int64   `json:"reset_by_client"`
+			ClientTW     *int    `json:"client_time_wait"`
+		} `json:"points"`
+		Missing []struct{ Server, Reason string } `json:"missing"`
+	}
+	j, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(j, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Close || len(res.Missing) > 0 {
+		t.Errorf("close %v, missing %v", res.Close, res.Missing)
+	}
+	open := 0
+	for _, p := range res.Points {
+		if p.Kind != "open" {
+			continue
+		}
+		open++
+		t.Logf("%s at %.0f/s: %d answers, %d errors, %d connections, %d closed by the server first, %d reset, client TIME-WAIT %v",
+			p.Server, p.Offered, p.Done, p.Errors, p.Opened, p.ServerClosed, p.Reset, p.ClientTW)
+		if p.Done == 0 || p.Opened < p.Done || p.ClientTW == nil {
+			t.Errorf("%s at %.0f/s: %d answers over %d connections, client TIME-WAIT %v", p.Server, p.Offered, p.Done, p.Opened, p.ClientTW)
+		}
+		// The server is asked to close: it does so first, nearly always.
+		if p.ServerClosed < p.Done*9/10 {
+			t.Errorf("%s at %.0f/s: the server closed first %d times of %d answers", p.Server, p.Offered, p.ServerClosed, p.Done)
+		}
+	}
+	if open != 2 {
+		t.Errorf("%d open-loop points, want 2 (one per server)", open)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	if !strings.Contains(string(md), "## Connections") {
+		t.Errorf("report.md has no Connections section:\n%s", md)
+	}
+	checkPlots(t, out, string(md))
 }

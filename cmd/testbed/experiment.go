@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/loadgen"
 )
 
 // expPoint is one measured point of the experiment: one server at one
@@ -32,6 +33,9 @@ type expPoint struct {
 	Cores      float64    `json:"cores"`           // the server's CPU seconds per second of the run
 	Unreliable bool       `json:"unreliable"`      // the generator's lag p99 exceeded 10% of the server's p50
 	Loops      *loopDelta `json:"loops,omitempty"` // xhttpd over AF_XDP: what its queue loops did
+	// -close, a server on the kernel's sockets: its TIME-WAIT sockets on
+	// port 80 after the point (xhttpd's netstack keeps its own, unseen).
+	ServerTimeWait *int `json:"server_time_wait,omitempty"`
 }
 
 // expMissing is a server that could not be measured, and why.
@@ -44,7 +48,8 @@ type expResults struct {
 	Date    string `json:"date"`
 	Machine string `json:"machine"`
 	Command string `json:"command"`
-	Reps    int    `json:"reps,omitempty"` // runs of each open-loop point; 0 (before -reps) is 1
+	Reps    int    `json:"reps,omitempty"`  // runs of each open-loop point; 0 (before -reps) is 1
+	Close   bool   `json:"close,omitempty"` // a new connection per request
 	// The percentiles of each point's cdf_us; none in results from
 	// before the distributions were kept.
 	CDFPercentiles []float64    `json:"cdf_percentiles,omitempty"`
@@ -69,7 +74,8 @@ func experiment(args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "length of each open-loop point")
 	reps := fs.Int("reps", 3, "runs of each open-loop point (1 to 10): results.json keeps each, the report and plots show the median and the spread")
 	satDuration := fs.Duration("sat-duration", 5*time.Second, "length of the closed-loop run (wrk) that finds each server's saturation, whole seconds")
-	conns := fs.Int("conns", 32, "keep-alive connections: wrk's for saturation, the generator's pool for the points")
+	conns := fs.Int("conns", 32, "keep-alive connections: wrk's for saturation, the generator's pool for the points (with -close: the most open at once)")
+	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close), for saturation (wrk) and the points, so that the sweep measures the connection path")
 	out := fs.String("out", "", "directory for results.json, results.csv and report.md (required; made if missing)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
 	verbose := fs.Bool("v", false, "pass the servers' output through")
@@ -138,7 +144,7 @@ func experiment(args []string) error {
 	printMachine(&machine, started)
 	res := expResults{Date: started.UTC().Format(time.RFC3339), Machine: strings.TrimSpace(machine.String()),
 		Command: shellJoin(append([]string{"testbed", "experiment"}, args...)), Reps: *reps,
-		CDFPercentiles: cdfPercentiles}
+		Close: *closeEach, CDFPercentiles: cdfPercentiles}
 	perServer := serverTime(len(fractions)+len(shared), *reps, *duration, *satDuration)
 	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
@@ -155,7 +161,7 @@ func experiment(args []string) error {
 			fmt.Fprintf(os.Stderr, "testbed: [server %d/%d] %s (about %v left)\n", i+1, len(servers), name, left.Round(time.Second))
 			pts, err := measureServer(ctx, tb, expRun{
 				name: name, setup: setup, file: *file, size: size, self: self, conns: *conns,
-				fractions: fractions, shared: shared, reps: *reps, duration: *duration, satDuration: *satDuration,
+				fractions: fractions, shared: shared, reps: *reps, close: *closeEach, duration: *duration, satDuration: *satDuration,
 				wait: *wait, verbose: *verbose,
 			})
 			res.Points = append(res.Points, pts...)
@@ -183,7 +189,7 @@ func serverTime(points, reps int, duration, satDuration time.Duration) time.Dura
 	return time.Duration(points*reps)*(duration+300*time.Millisecond) + satDuration + 3*time.Second
 }
 
-const experimentUsage = "testbed experiment -xhttpd PATH -out DIR [-servers ...] [-file 1k.bin] [-fractions " + defaultFractions + "] [-rates " + defaultShared + "] [-duration 5s] [-reps 3] [-sat-duration 5s] [-conns 32] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const experimentUsage = "testbed experiment -xhttpd PATH -out DIR [-servers ...] [-file 1k.bin] [-fractions " + defaultFractions + "] [-rates " + defaultShared + "] [-duration 5s] [-reps 3] [-close] [-sat-duration 5s] [-conns 32] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // expRun is one server's share of the experiment.
 type expRun struct {
@@ -196,6 +202,7 @@ type expRun struct {
 	fractions   []float64
 	shared      []float64
 	reps        int
+	close       bool // a new connection per request
 	duration    time.Duration
 	satDuration time.Duration
 	wait        time.Duration
@@ -229,7 +236,7 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 		return nil, err
 	}
 	url := "http://" + tb.ServerV4.String() + "/" + r.file
-	sat, err := wrkOnce(ctx, tb, benchRun{wrk: wrkArgs(2, r.conns, r.satDuration, url, false), duration: r.satDuration}, pid)
+	sat, err := wrkOnce(ctx, tb, benchRun{wrk: wrkArgs(2, r.conns, r.satDuration, url, r.close), duration: r.satDuration}, pid)
 	if err != nil {
 		return nil, fmt.Errorf("saturation: %w", err)
 	}
@@ -268,6 +275,11 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 				d := after.delta(before, max(p.ElapsedS, r.duration.Seconds()))
 				p.Loops = &d
 			}
+			if r.close && !xdpLoops {
+				if n, err := serverTimeWaits(tb); err == nil {
+					p.ServerTimeWait = &n
+				}
+			}
 			p.Fraction, p.Rep = o.fraction, rep
 			pts = append(pts, p)
 		}
@@ -304,9 +316,13 @@ func offeredRates(sat float64, fractions, shared []float64) []offered {
 func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64, rep int) (expPoint, error) {
 	gctx, cancel := context.WithTimeout(ctx, r.duration+30*time.Second)
 	defer cancel()
-	cmd := tb.ClientCmd(gctx, r.self, "loadgen", "-addr", tb.ServerV4.String()+":80", "-path", "/"+r.file,
+	args := []string{"loadgen", "-addr", tb.ServerV4.String() + ":80", "-path", "/" + r.file,
 		"-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-conns", strconv.Itoa(r.conns),
-		"-duration", r.duration.String(), "-seed", strconv.FormatUint(pointSeed(rate, rep), 10))
+		"-duration", r.duration.String(), "-seed", strconv.FormatUint(pointSeed(rate, rep), 10)}
+	if r.close {
+		args = append(args, "-close")
+	}
+	cmd := tb.ClientCmd(gctx, r.self, args...)
 	var out, errOut strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = io.MultiWriter(os.Stderr, &errOut)
@@ -339,6 +355,17 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 // (the first keeps the seed of runs before -reps).
 func pointSeed(rate float64, rep int) uint64 {
 	return uint64(rate) + uint64(max(rep-1, 0))*1_000_003
+}
+
+// serverTimeWaits counts the TIME-WAIT sockets on port 80 in the server's
+// namespace: a kernel-stack server's.
+func serverTimeWaits(tb *testbed.Testbed) (int, error) {
+	var n int
+	err := tb.InServer(func() (err error) {
+		n, err = loadgen.TimeWaits(80, 0)
+		return err
+	})
+	return n, err
 }
 
 func perReq(cpu time.Duration, n int64) float64 {
@@ -400,7 +427,7 @@ func writeResults(dir string, res expResults) error {
 
 var csvHeader = []string{"server", "file_bytes", "kind", "rep", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
 	"p50_us", "p90_us", "p99_us", "p999_us", "max_us", "lag_p50_us", "lag_p99_us", "gen_cpu_s", "cpu_s_per_req", "cores", "unreliable",
-	"mode_switches_per_s", "wakeups_per_s", "polling_share"}
+	"mode_switches_per_s", "wakeups_per_s", "polling_share", "new_conns", "closed_by_server", "reset_by_client", "client_time_wait", "server_time_wait"}
 
 func writeCSV(w io.Writer, pts []expPoint) error {
 	cw := csv.NewWriter(w)
@@ -412,6 +439,13 @@ func writeCSV(w io.Writer, pts []expPoint) error {
 		if p.Loops != nil {
 			loops = []string{g(p.Loops.Switches), g(p.Loops.Wakeups), g(p.Loops.PollingPart)}
 		}
+		tw := func(n *int) string {
+			if n == nil {
+				return ""
+			}
+			return strconv.Itoa(*n)
+		}
+		loops = append(loops, i(p.Opened), i(p.ServerClosed), i(p.Reset), tw(p.ClientTimeWait), tw(p.ServerTimeWait))
 		cw.Write(append([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, strconv.Itoa(p.Rep), g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
 			i(p.P50), i(p.P90), i(p.P99), i(p.P999), i(p.Max), i(p.LagP50), i(p.LagP99), g(p.GenCPU), g(p.CPUSPerReq), g(p.Cores), strconv.FormatBool(p.Unreliable)}, loops...))
 	}

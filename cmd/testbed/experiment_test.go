@@ -353,3 +353,49 @@ func TestCDFs(t *testing.T) {
 		t.Error("a CDF drawn from results without distributions")
 	}
 }
+
+// A -close run's report says how connections were made and ended, per
+// server over all its runs, and the errors of any point by reason.
+func TestCloseReport(t *testing.T) {
+	tw := func(n int) *int { return &n }
+	k1, k2, h := point("kernel", 0, 1000, 300, 30e-6), point("kernel", 0, 2000, 400, 30e-6), point("hybrid", 0, 1000, 350, 30e-6)
+	k1.Opened, k1.ServerClosed, k1.Reset, k1.ClientTimeWait, k1.ServerTimeWait = 100, 95, 5, tw(3), tw(900)
+	k2.Opened, k2.ServerClosed, k2.Reset, k2.ClientTimeWait, k2.ServerTimeWait = 100, 100, 0, tw(12), tw(1500)
+	k2.Errors, k2.Reasons = 3, map[string]int64{"connect: connection refused": 2, "no answer within 2s": 1}
+	h.Opened, h.ServerClosed, h.ClientTimeWait = 50, 50, tw(0)
+	h.Errors, h.FirstErr = 1, "connect: no connection within 2s" // as before reasons were counted
+	dir := t.TempDir()
+	if err := writeResults(dir, expResults{Close: true, Points: []expPoint{k1, k2, h}}); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	for _, want := range []string{
+		"New connection per request (`-close`)",
+		"## Connections",
+		"| kernel | 200 | 195 (97.5%) | 5 (2.5%) | 12 | 1500 |",
+		"| hybrid | 50 | 50 (100.0%) | 0 (0.0%) | 0 |  |",
+		"- kernel at 2000/s, all runs: connect: connection refused: 2; no answer within 2s: 1",
+		"- hybrid at 1000/s, all runs: connect: no connection within 2s (the first of them): 1",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	f, _ := os.Open(filepath.Join(dir, "results.csv"))
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := slices.Index(rows[0], "server_time_wait")
+	if col < 0 || rows[2][col] != "1500" || rows[3][col] != "" {
+		t.Errorf("results.csv's server_time_wait: %v", rows)
+	}
+	// A keep-alive run's report has neither.
+	dir = t.TempDir()
+	writeResults(dir, expResults{Points: []expPoint{point("kernel", 0, 1000, 300, 30e-6)}})
+	md, _ = os.ReadFile(filepath.Join(dir, "report.md"))
+	if strings.Contains(string(md), "## Connections") || strings.Contains(string(md), "## Errors") {
+		t.Errorf("a keep-alive run without errors reports connections or errors:\n%s", md)
+	}
+}

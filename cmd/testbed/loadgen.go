@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -34,6 +36,18 @@ type loadPoint struct {
 	GenCPU    float64 `json:"gen_cpu_s"` // the generator's own CPU seconds (user+system)
 	ElapsedS  float64 `json:"elapsed_s"`
 	BodyBytes int64   `json:"body_bytes"`
+	// Errors by reason (loadgen.Result.Reasons).
+	Reasons map[string]int64 `json:"error_reasons,omitempty"`
+	// -close: connections opened, closed by the server first (the
+	// generator closed after its FIN), reset by the generator (no FIN
+	// within loadgen.CloseWait of the answer, or an error), and the
+	// TIME-WAIT sockets towards the server's port in the client's
+	// namespace after the run (the generator's, none by design, and those
+	// of any other client there, such as wrk's saturation run).
+	Opened         int64 `json:"new_conns,omitempty"`
+	ServerClosed   int64 `json:"closed_by_server,omitempty"`
+	Reset          int64 `json:"reset_by_client,omitempty"`
+	ClientTimeWait *int  `json:"client_time_wait,omitempty"`
 	// The latency distribution: the latency at each of cdfPercentiles, so
 	// that the report can draw CDFs without the histogram itself.
 	CDF []int64 `json:"cdf_us,omitempty"`
@@ -64,9 +78,10 @@ func loadgenCmd(args []string) error {
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long requests are offered (at most 10m)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Second, "a request not answered within this is an error")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the Poisson schedule")
+	fs.BoolVar(&cfg.Close, "close", false, "a new connection per request (Connection: close), -conns of them open at most; the generator closes after the server's FIN or resets, so it keeps no TIME-WAIT")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+loadgenUsage)
-		fmt.Fprintln(fs.Output(), "Offers GETs at a Poisson rate over a pool of keep-alive connections and prints one JSON object: latencies from each request's intended time, the generator's lag, its CPU.")
+		fmt.Fprintln(fs.Output(), "Offers GETs at a Poisson rate over a pool of keep-alive connections (or, with -close, a new connection each) and prints one JSON object: latencies from each request's intended time, the generator's lag, its CPU, errors by reason.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +102,13 @@ func loadgenCmd(args []string) error {
 	var ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	p := toLoadPoint(res, rusageSeconds(ru1)-rusageSeconds(ru0))
+	if cfg.Close {
+		_, port, _ := net.SplitHostPort(cfg.Addr)
+		n, _ := strconv.Atoi(port)
+		if tw, err := loadgen.TimeWaits(0, n); err == nil {
+			p.ClientTimeWait = &tw
+		}
+	}
 	return json.NewEncoder(os.Stdout).Encode(p)
 }
 
@@ -99,6 +121,10 @@ func toLoadPoint(res *loadgen.Result, genCPU float64) loadPoint {
 		LagP50: res.Lag.ValueAtQuantile(50), LagP99: res.Lag.ValueAtQuantile(99),
 		GenCPU:   genCPU,
 		ElapsedS: res.Elapsed.Seconds(), BodyBytes: res.BodyBytes,
+		Opened: res.Opened, ServerClosed: res.ServerClosed, Reset: res.Reset,
+	}
+	if len(res.Reasons) > 0 {
+		p.Reasons = res.Reasons
 	}
 	if res.Latency.TotalCount() > 0 {
 		p.CDF = res.Latency.ValueAtPercentilesSlice(cdfPercentiles)
@@ -110,4 +136,4 @@ func rusageSeconds(ru syscall.Rusage) float64 {
 	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime)).Seconds()
 }
 
-const loadgenUsage = "testbed loadgen -addr HOST:PORT [-path /1k.bin] [-rate 1000] [-conns 32] [-duration 5s] [-timeout 2s] [-seed 1]"
+const loadgenUsage = "testbed loadgen -addr HOST:PORT [-path /1k.bin] [-rate 1000] [-conns 32] [-close] [-duration 5s] [-timeout 2s] [-seed 1]"

@@ -3,9 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/xhttpd/xhttpd/testbed/loadgen"
 )
 
 // aggPoint is a point of the report: the median of its runs (-reps), field
@@ -56,7 +60,7 @@ func aggregate(pts []expPoint) []aggPoint {
 			a.Loops, a.Lo.Loops, a.Hi.Loops = nil, nil, nil
 		}
 		ints := func(p *expPoint) []*int64 {
-			return []*int64{&p.Sent, &p.Done, &p.Errors, &p.P50, &p.P90, &p.P99, &p.P999, &p.Max, &p.LagP50, &p.LagP99, &p.BodyBytes}
+			return []*int64{&p.Sent, &p.Done, &p.Errors, &p.P50, &p.P90, &p.P99, &p.P999, &p.Max, &p.LagP50, &p.LagP99, &p.BodyBytes, &p.Opened, &p.ServerClosed, &p.Reset}
 		}
 		floats := func(p *expPoint) []*float64 {
 			f := []*float64{&p.Achieved, &p.GenCPU, &p.ElapsedS, &p.CPUSPerReq, &p.Cores}
@@ -141,6 +145,10 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots) {
 	fmt.Fprintf(w, "```\n%s\ncommand: %s\n```\n\n", res.Machine, res.Command)
 	fmt.Fprintln(w, "Open loop: requests at Poisson-distributed intended times over a pool of keep-alive connections (`testbed loadgen`, run in the client namespace); latency runs from each request's intended time, so a server's queue counts. Saturation: wrk's closed loop over the same number of connections. CPU: the server's user+system time from /proc, summed over its processes and threads. A point is marked unreliable (`!`) when the generator's own lag p99 exceeds 10% of the server's p50. The generator's cores are its own CPU over the point: where they and the server's add up to the machine's CPUs, the generator, not only the server, limits what the point achieves.")
 	fmt.Fprintln(w)
+	if res.Close {
+		fmt.Fprintln(w, "New connection per request (`-close`): each request opens its own connection and asks for `Connection: close`, the connection's set-up counting in its latency, at most `-conns` open at once (a request beyond them waits, its latency growing); wrk's saturation run asks for `Connection: close` too. The generator never closes first: it closes once the server's FIN has come, or resets the connection (SO_LINGER 0) when the FIN has not come within "+loadgen.CloseWait.String()+" of the answer, so it keeps no TIME-WAIT and does not run out of ephemeral ports by itself (see Connections).")
+		fmt.Fprintln(w)
+	}
 	if reps := max(res.Reps, 1); reps > 1 {
 		fmt.Fprintf(w, "Each open-loop point ran %d times (`-reps %d`), each run with its own Poisson schedule, the runs of a server sweeping its rates in turn. results.json and results.csv keep every run; the tables, plots and goals use the median of each figure over the runs, and the tables show their range in brackets (least–greatest), the plots as whiskers.\n\n", reps, reps)
 	}
@@ -164,6 +172,9 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots) {
 		for _, p := range plots {
 			fmt.Fprintf(w, "![%s](%s.svg)\n\n", p, p)
 		}
+	}
+	if res.Close {
+		writeConnections(w, res.Points)
 	}
 	fmt.Fprintln(w, "## Latency distributions")
 	fmt.Fprintln(w)
@@ -204,6 +215,99 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots) {
 		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %s%s | %d | %s | %d | %d | %d | %s | %.2f | %d | %.2f | %s |\n", p.Server, load, a.Runs, p.Offered, p.Achieved,
 			withSpread(a, p50, "%.0f"), mark, p.P90, withSpread(a, p99, "%.0f"), p.P999, p.Max, p.Errors, withSpread(a, cpu, "%.1f"), p.Cores, p.LagP99, p.GenCPU/max(p.ElapsedS, 1e-9), loops)
 	}
+	fmt.Fprintln(w)
+	writeErrors(w, res.Points)
+}
+
+// writeConnections sums up, per server, how the connections of a -close
+// run ended: who closed first, and the TIME-WAIT sockets left.
+func writeConnections(w io.Writer, pts []expPoint) {
+	fmt.Fprintln(w, "## Connections")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Over every run of every point: the connections the generator opened, those the server closed first (the generator closed after its FIN: the TIME-WAIT is the server's), those the generator reset (no FIN within the wait, or an error), and the most TIME-WAIT sockets on port 80 seen after a point, in the client's namespace (the generator's, and those wrk's saturation run left within the last minute) and, for servers on the kernel's sockets, in the server's (xhttpd's netstack keeps its own, not listed by the kernel).")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| server | connections | closed by the server first | reset by the generator | client TIME-WAIT, most | server TIME-WAIT, most |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, s := range serverNames(pts) {
+		var opened, byServer, reset int64
+		client, server := "", ""
+		most := func(cur string, n *int) string {
+			if n == nil {
+				return cur
+			}
+			if c, err := strconv.Atoi(cur); err == nil && c >= *n {
+				return cur
+			}
+			return strconv.Itoa(*n)
+		}
+		for _, p := range pts {
+			if p.Server != s || p.Kind != "open" {
+				continue
+			}
+			opened, byServer, reset = opened+p.Opened, byServer+p.ServerClosed, reset+p.Reset
+			client, server = most(client, p.ClientTimeWait), most(server, p.ServerTimeWait)
+		}
+		share := func(n int64) string {
+			if opened == 0 {
+				return ""
+			}
+			return fmt.Sprintf("%d (%.1f%%)", n, 100*float64(n)/float64(opened))
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", s, opened, share(byServer), share(reset), client, server)
+	}
+	fmt.Fprintln(w)
+}
+
+// writeErrors lists, per server and load, the errors of its runs by
+// reason.
+func writeErrors(w io.Writer, pts []expPoint) {
+	type key struct {
+		server  string
+		offered float64
+	}
+	var order []key
+	reasons := map[key]map[string]int64{}
+	for _, p := range pts {
+		if p.Kind != "open" || p.Errors == 0 {
+			continue
+		}
+		k := key{p.Server, p.Offered}
+		if reasons[k] == nil {
+			order = append(order, k)
+			reasons[k] = map[string]int64{}
+		}
+		if len(p.Reasons) == 0 { // results from before the reasons were counted
+			reasons[k][p.FirstErr+" (the first of them)"] += p.Errors
+		}
+		for r, n := range p.Reasons {
+			reasons[k][r] += n
+		}
+	}
+	if len(order) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "## Errors")
+	fmt.Fprintln(w)
+	for _, k := range order {
+		rs := slices.Sorted(maps.Keys(reasons[k]))
+		var parts []string
+		for _, r := range rs {
+			parts = append(parts, fmt.Sprintf("%s: %d", r, reasons[k][r]))
+		}
+		fmt.Fprintf(w, "- %s at %.0f/s, all runs: %s\n", k.server, k.offered, strings.Join(parts, "; "))
+	}
+	fmt.Fprintln(w)
+}
+
+// serverNames lists the servers with open-loop points, in order.
+func serverNames(pts []expPoint) []string {
+	var out []string
+	for _, p := range pts {
+		if p.Kind == "open" && !slices.Contains(out, p.Server) {
+			out = append(out, p.Server)
+		}
+	}
+	return out
 }
 
 type goal struct{ verdict, text string }

@@ -28,7 +28,19 @@ type Config struct {
 	// a request that waits or takes longer counts as an error, and a
 	// connection whose answer is late is replaced.
 	Timeout time.Duration
+	// Close opens a new connection for each request (Connection: close)
+	// instead of keeping a pool: the connection's set-up is part of the
+	// request's latency, and Conns bounds the connections open at once.
+	// The generator never closes first: it closes once the server's FIN
+	// has come, or resets the connection (SO_LINGER 0) when the FIN has
+	// not come within CloseWait of the answer, so it holds no TIME-WAIT
+	// and cannot run out of ephemeral ports on its own.
+	Close bool
 }
+
+// CloseWait is how long a Close run waits after an answer for the
+// server's FIN before it resets the connection.
+const CloseWait = 200 * time.Millisecond
 
 // Result is what a run measured. Latencies are in microseconds.
 type Result struct {
@@ -37,6 +49,13 @@ type Result struct {
 	Sent      int64   // requests whose intended time fell within the run
 	Done      int64   // responses read whole
 	Errors    int64   // requests that failed: connect, write, read, status, length
+	// Reasons counts the errors by their message (at most maxReasons
+	// distinct ones; the rest under "other").
+	Reasons map[string]int64
+	// With Close: connections opened, those the server closed first (we
+	// closed after its FIN: no TIME-WAIT here), and those we reset after
+	// waiting CloseWait for its FIN, or after an error.
+	Opened, ServerClosed, Reset int64
 	Latency   *hdrhistogram.Histogram
 	Lag       *hdrhistogram.Histogram // the dispatcher's wake-up lateness
 	FirstErr  string                  // the first error, for the report
