@@ -177,10 +177,11 @@ func checkPlots(t *testing.T, out, md string) {
 	}
 }
 
-// A -close sweep against xhttpd and the kernel stack: each request on a
-// new connection, every connection closed by the server first (the
-// generator never closes first), and no TIME-WAIT of the generator's.
-func TestExperimentQuickClose(t *testing.T) {
+// A -close sweep in bursts against xhttpd and the kernel stack: each
+// request on a new connection, nearly every connection closed by the
+// server first (the generator never closes first); a timeline of every
+// point, and of hybrid's loops, drawn for each server.
+func TestExperimentQuickCloseBurst(t *testing.T) {
 	testbed.RequireRoot(t)
 	dir := t.TempDir()
 	tb := filepath.Join(dir, "testbed")
@@ -188,14 +189,15 @@ func TestExperimentQuickClose(t *testing.T) {
 		t.Fatalf("build testbed: %v\n%s", err, out)
 	}
 	out := filepath.Join(dir, "out")
-	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-out", out, "-servers", "hybrid,kernel", "-close",
+	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-out", out, "-servers", "hybrid,kernel", "-close", "-pattern", "burst", "-burst-period", "250ms",
 		"-fractions", "0.25", "-rates", "", "-duration", "1s", "-reps", "1", "-sat-duration", "1s", "-conns", "8")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("experiment: %v\n%s", err, b)
 	}
 	var res struct {
-		Close  bool `json:"close"`
-		Points []struct {
+		Close   bool   `json:"close"`
+		Pattern string `json:"pattern"`
+		Points  []struct {
 			Server       string  `json:"server"`
 			Kind         string  `json:"kind"`
 			Offered      float64 `json:"offered_rps"`
@@ -205,6 +207,12 @@ func TestExperimentQuickClose(t *testing.T) {
 			ServerClosed int64   `json:"closed_by_server"`
 			Reset        int64   `json:"reset_by_client"`
 			ClientTW     *int    `json:"client_time_wait"`
+			Windows      []struct {
+				Offered int64 `json:"offered"`
+			} `json:"windows"`
+			LoopTimeline []struct {
+				Polling float64 `json:"polling_share"`
+			} `json:"loop_timeline"`
 		} `json:"points"`
 		Missing []struct{ Server, Reason string } `json:"missing"`
 	}
@@ -215,8 +223,8 @@ func TestExperimentQuickClose(t *testing.T) {
 	if err := json.Unmarshal(j, &res); err != nil {
 		t.Fatal(err)
 	}
-	if !res.Close || len(res.Missing) > 0 {
-		t.Errorf("close %v, missing %v", res.Close, res.Missing)
+	if !res.Close || res.Pattern != "burst" || len(res.Missing) > 0 {
+		t.Errorf("close %v, pattern %q, missing %v", res.Close, res.Pattern, res.Missing)
 	}
 	open := 0
 	for _, p := range res.Points {
@@ -229,6 +237,16 @@ func TestExperimentQuickClose(t *testing.T) {
 		if p.Done == 0 || p.Opened < p.Done || p.ClientTW == nil {
 			t.Errorf("%s at %.0f/s: %d answers over %d connections, client TIME-WAIT %v", p.Server, p.Offered, p.Done, p.Opened, p.ClientTW)
 		}
+		var offered int64
+		for _, w := range p.Windows {
+			offered += w.Offered
+		}
+		if len(p.Windows) != 10 || offered == 0 {
+			t.Errorf("%s at %.0f/s: %d windows offering %d requests, want 10 for 1 s", p.Server, p.Offered, len(p.Windows), offered)
+		}
+		if (p.Server == "hybrid") != (len(p.LoopTimeline) >= 5) {
+			t.Errorf("%s at %.0f/s: %d samples of the loops", p.Server, p.Offered, len(p.LoopTimeline))
+		}
 		// The server is asked to close: it does so first, nearly always.
 		if p.ServerClosed < p.Done*9/10 {
 			t.Errorf("%s at %.0f/s: the server closed first %d times of %d answers", p.Server, p.Offered, p.ServerClosed, p.Done)
@@ -238,8 +256,10 @@ func TestExperimentQuickClose(t *testing.T) {
 		t.Errorf("%d open-loop points, want 2 (one per server)", open)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
-	if !strings.Contains(string(md), "## Connections") {
-		t.Errorf("report.md has no Connections section:\n%s", md)
+	for _, want := range []string{"## Connections", "## Burst timelines", "timeline-hybrid.svg", "timeline-kernel.svg"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
 	}
 	checkPlots(t, out, string(md))
 }

@@ -36,7 +36,25 @@ type expPoint struct {
 	// -close, a server on the kernel's sockets: its TIME-WAIT sockets on
 	// port 80 after the point (xhttpd's netstack keeps its own, unseen).
 	ServerTimeWait *int `json:"server_time_wait,omitempty"`
+	// -pattern burst, xhttpd over AF_XDP: its loops, sampled from its
+	// /metrics every timelineWindow during the point.
+	LoopTimeline []loopSample `json:"loop_timeline,omitempty"`
 }
+
+// burstSpec is the burst pattern of a run, as results.json keeps it.
+type burstSpec struct {
+	PeriodS float64 `json:"period_s"`
+	Duty    float64 `json:"duty"` // share of each period at the high rate
+	Low     float64 `json:"low"`  // the low rate as a share of the high one
+}
+
+func (b burstSpec) loadgen() loadgen.Burst {
+	return loadgen.Burst{Period: time.Duration(b.PeriodS * float64(time.Second)), Duty: b.Duty, Low: b.Low}
+}
+
+// timelineWindow is the window of a burst run's timelines: the
+// generator's and the loops' samples.
+const timelineWindow = 100 * time.Millisecond
 
 // expMissing is a server that could not be measured, and why.
 type expMissing struct {
@@ -50,6 +68,10 @@ type expResults struct {
 	Command string `json:"command"`
 	Reps    int    `json:"reps,omitempty"`  // runs of each open-loop point; 0 (before -reps) is 1
 	Close   bool   `json:"close,omitempty"` // a new connection per request
+	// The offered load's pattern: "" (steady) or "burst", with Burst; a
+	// burst point's offered rate is the mean over a period.
+	Pattern string     `json:"pattern,omitempty"`
+	Burst   *burstSpec `json:"burst,omitempty"`
 	// The percentiles of each point's cdf_us; none in results from
 	// before the distributions were kept.
 	CDFPercentiles []float64    `json:"cdf_percentiles,omitempty"`
@@ -75,6 +97,10 @@ func experiment(args []string) error {
 	reps := fs.Int("reps", 3, "runs of each open-loop point (1 to 10): results.json keeps each, the report and plots show the median and the spread")
 	satDuration := fs.Duration("sat-duration", 5*time.Second, "length of the closed-loop run (wrk) that finds each server's saturation, whole seconds")
 	conns := fs.Int("conns", 32, "keep-alive connections: wrk's for saturation, the generator's pool for the points (with -close: the most open at once)")
+	pattern := fs.String("pattern", "steady", "offered load: steady (Poisson at the rate), or burst (Poisson at a high and a low rate in turn, the point's rate their mean; a timeline of each point, and of xhttpd's loops from its /metrics every "+timelineWindow.String()+")")
+	burstPeriod := fs.Duration("burst-period", time.Second, "with -pattern burst: the period of the pattern")
+	burstDuty := fs.Float64("burst-duty", 0.2, "with -pattern burst: the share of each period at the high rate")
+	burstLow := fs.Float64("burst-low", 0.1, "with -pattern burst: the low rate as a share of the high one (0: silence)")
 	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close), for saturation (wrk) and the points, so that the sweep measures the connection path")
 	out := fs.String("out", "", "directory for results.json, results.csv and report.md (required; made if missing)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
@@ -110,6 +136,20 @@ func experiment(args []string) error {
 		return fmt.Errorf("-conns %d: want 1 to %d", *conns, maxConns)
 	case *reps < 1 || *reps > 10:
 		return fmt.Errorf("-reps %d: want 1 to 10", *reps)
+	case *pattern != "steady" && *pattern != "burst":
+		return fmt.Errorf("-pattern %q: want steady or burst", *pattern)
+	}
+	var burst *burstSpec
+	if *pattern == "burst" {
+		burst = &burstSpec{PeriodS: burstPeriod.Seconds(), Duty: *burstDuty, Low: *burstLow}
+		switch {
+		case *burstPeriod < 10*time.Millisecond || *burstPeriod > *duration:
+			return fmt.Errorf("-burst-period %v: want 10ms to -duration (%v)", *burstPeriod, *duration)
+		case !(*burstDuty > 0 && *burstDuty < 1):
+			return fmt.Errorf("-burst-duty %v: want more than 0 and less than 1", *burstDuty)
+		case !(*burstLow >= 0 && *burstLow < 1):
+			return fmt.Errorf("-burst-low %v: want 0 to less than 1", *burstLow)
+		}
 	}
 	size, ok := siteFileSize(*file)
 	if !ok {
@@ -144,7 +184,10 @@ func experiment(args []string) error {
 	printMachine(&machine, started)
 	res := expResults{Date: started.UTC().Format(time.RFC3339), Machine: strings.TrimSpace(machine.String()),
 		Command: shellJoin(append([]string{"testbed", "experiment"}, args...)), Reps: *reps,
-		Close: *closeEach, CDFPercentiles: cdfPercentiles}
+		Close: *closeEach, Burst: burst, CDFPercentiles: cdfPercentiles}
+	if burst != nil {
+		res.Pattern = "burst"
+	}
 	perServer := serverTime(len(fractions)+len(shared), *reps, *duration, *satDuration)
 	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
@@ -161,7 +204,7 @@ func experiment(args []string) error {
 			fmt.Fprintf(os.Stderr, "testbed: [server %d/%d] %s (about %v left)\n", i+1, len(servers), name, left.Round(time.Second))
 			pts, err := measureServer(ctx, tb, expRun{
 				name: name, setup: setup, file: *file, size: size, self: self, conns: *conns,
-				fractions: fractions, shared: shared, reps: *reps, close: *closeEach, duration: *duration, satDuration: *satDuration,
+				fractions: fractions, shared: shared, reps: *reps, close: *closeEach, burst: burst, duration: *duration, satDuration: *satDuration,
 				wait: *wait, verbose: *verbose,
 			})
 			res.Points = append(res.Points, pts...)
@@ -202,7 +245,8 @@ type expRun struct {
 	fractions   []float64
 	shared      []float64
 	reps        int
-	close       bool // a new connection per request
+	close       bool       // a new connection per request
+	burst       *burstSpec // nil: steady
 	duration    time.Duration
 	satDuration time.Duration
 	wait        time.Duration
@@ -263,7 +307,7 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 					return pts, err
 				}
 			}
-			p, err := openLoopPoint(ctx, tb, r, pid, o.rate, rep)
+			p, err := openLoopPoint(ctx, tb, r, pid, o.rate, rep, xdpLoops && r.burst != nil)
 			if err != nil {
 				return pts, fmt.Errorf("%.0f req/s: %w", o.rate, err)
 			}
@@ -313,7 +357,9 @@ func offeredRates(sat float64, fractions, shared []float64) []offered {
 
 // openLoopPoint runs the generator in the client namespace at rate and
 // reads the server's CPU time around it.
-func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64, rep int) (expPoint, error) {
+// With sampleLoops, xhttpd's loops are sampled every timelineWindow
+// meanwhile.
+func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64, rep int, sampleLoops bool) (expPoint, error) {
 	gctx, cancel := context.WithTimeout(ctx, r.duration+30*time.Second)
 	defer cancel()
 	args := []string{"loadgen", "-addr", tb.ServerV4.String() + ":80", "-path", "/" + r.file,
@@ -321,6 +367,10 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 		"-duration", r.duration.String(), "-seed", strconv.FormatUint(pointSeed(rate, rep), 10)}
 	if r.close {
 		args = append(args, "-close")
+	}
+	if b := r.burst; b != nil {
+		args = append(args, "-burst-period", b.loadgen().Period.String(), "-burst-duty", strconv.FormatFloat(b.Duty, 'f', -1, 64),
+			"-burst-low", strconv.FormatFloat(b.Low, 'f', -1, 64), "-window", timelineWindow.String())
 	}
 	cmd := tb.ClientCmd(gctx, r.self, args...)
 	var out, errOut strings.Builder
@@ -330,8 +380,17 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 	if err != nil {
 		return expPoint{}, err
 	}
+	var sampler *loopSampler
+	if sampleLoops {
+		sampler = startLoopSampler(ctx, tb, timelineWindow)
+	}
 	err = cmd.Run()
 	cpu1, cerr := testbed.TreeCPU(pid)
+	var scrapes []scrape
+	var serr error
+	if sampler != nil {
+		scrapes, serr = sampler.stop()
+	}
 	if err != nil {
 		return expPoint{}, fmt.Errorf("loadgen: %w: %s", err, strings.TrimSpace(errOut.String()))
 	}
@@ -343,11 +402,22 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 		return expPoint{}, fmt.Errorf("loadgen's output: %w", err)
 	}
 	cpu := cpu1 - cpu0
-	return expPoint{
+	p := expPoint{
 		Server: r.name, FileBytes: r.size, Kind: "open", loadPoint: lp,
 		CPUSPerReq: perReq(cpu, lp.Done), Cores: cpu.Seconds() / max(lp.ElapsedS, r.duration.Seconds()),
 		Unreliable: float64(lp.LagP99) > 0.1*float64(lp.P50),
-	}, nil
+	}
+	if serr != nil {
+		fmt.Fprintf(os.Stderr, "testbed: %s at %.0f/s: the loops' timeline: %v\n", r.name, rate, serr)
+	}
+	for _, l := range loopTimeline(scrapes, lp.StartMono) {
+		// Samples from before the first intended time or after the last
+		// window tell nothing of the point.
+		if l.T >= -timelineWindow.Seconds() && l.T <= r.duration.Seconds()+timelineWindow.Seconds() {
+			p.LoopTimeline = append(p.LoopTimeline, l)
+		}
+	}
+	return p, nil
 }
 
 // pointSeed seeds a point's Poisson schedule: one per rate and
@@ -416,12 +486,13 @@ func writeResults(dir string, res expResults) error {
 	aggs := aggregate(res.Points)
 	plots, perr := writePlots(dir, aggs)
 	cdfs, cerr := writeCDFs(dir, res.CDFPercentiles, aggs)
-	perr = errors.Join(perr, cerr)
+	timelines, terr := writeTimelines(dir, res, aggs)
+	perr = errors.Join(perr, cerr, terr)
 	r, err := os.Create(filepath.Join(dir, "report.md"))
 	if err != nil {
 		return errors.Join(perr, err)
 	}
-	writeReport(r, res, plots, cdfs)
+	writeReport(r, res, plots, cdfs, timelines)
 	return errors.Join(perr, r.Close())
 }
 

@@ -6,11 +6,13 @@ import (
 	"encoding/xml"
 	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Offered rates: the fractions of saturation and the shared rates a server
@@ -397,5 +399,95 @@ func TestCloseReport(t *testing.T) {
 	md, _ = os.ReadFile(filepath.Join(dir, "report.md"))
 	if strings.Contains(string(md), "## Connections") || strings.Contains(string(md), "## Errors") {
 		t.Errorf("a keep-alive run without errors reports connections or errors:\n%s", md)
+	}
+}
+
+// Readings of the loops' counters become what happened between them,
+// timed from the generator's start at each interval's middle.
+func TestLoopTimeline(t *testing.T) {
+	const s = int64(time.Second)
+	scrapes := []scrape{
+		{10 * s, loopStats{switches: 0, wakeups: 0, polling: 1, sleeping: 1}},
+		{10*s + s/10, loopStats{switches: 2, wakeups: 10, polling: 1.025, sleeping: 1.075}},
+		{10*s + s/5, loopStats{switches: 2, wakeups: 10, polling: 1.125, sleeping: 1.075}},
+	}
+	got := loopTimeline(scrapes, 10*s)
+	want := []loopSample{{T: 0.05, PollingPart: 0.25, Wakeups: 100, Switches: 20}, {T: 0.15, PollingPart: 1}}
+	if len(got) != len(want) {
+		t.Fatalf("%+v, want %+v", got, want)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if math.Abs(g.T-w.T) > 1e-9 || math.Abs(g.PollingPart-w.PollingPart) > 1e-9 || math.Abs(g.Wakeups-w.Wakeups) > 1e-6 || math.Abs(g.Switches-w.Switches) > 1e-6 {
+			t.Errorf("interval %d: %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// A burst run's report describes the pattern and shows, per server, the
+// timeline of its first run at the chosen load: xhttpd's with its loops,
+// a peer's without; the figures parse.
+func TestTimelines(t *testing.T) {
+	burst := &burstSpec{PeriodS: 0.5, Duty: 0.2, Low: 0.1}
+	withTimeline := func(p expPoint, loops bool) expPoint {
+		p.WindowS = 0.1
+		for i := range 10 {
+			on := i%5 == 0
+			w := windowPoint{T: float64(i) / 10, Offered: 36, Done: 36, P50: 100, P99: 200, Max: 300}
+			if on {
+				w.Offered, w.Done, w.P99 = 357, 357, 900
+			}
+			p.Windows = append(p.Windows, w)
+			if loops {
+				p.LoopTimeline = append(p.LoopTimeline, loopSample{T: float64(i)/10 + 0.05, PollingPart: map[bool]float64{true: 0.9, false: 0.1}[on], Wakeups: 300})
+			}
+		}
+		return p
+	}
+	h1, h2 := withTimeline(point("hybrid", 0, 1000, 500, 20e-6), true), withTimeline(point("hybrid", 0, 1000, 500, 20e-6), true)
+	h1.Rep, h2.Rep = 1, 2
+	h2.Windows[0].P99 = 12345 // the second run: not the one shown
+	k := withTimeline(point("kernel", 0, 1000, 400, 20e-6), false)
+	dir := t.TempDir()
+	if err := writeResults(dir, expResults{Pattern: "burst", Burst: burst, Reps: 2, Points: []expPoint{h2, h1, k}}); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	for _, want := range []string{
+		"Bursts (`-pattern burst`)", "at 1,000/s: 3571/s for 100 ms, then 357/s for 400 ms",
+		"## Burst timelines", "hybrid at 1000 requests/s (mean), run 1:", "loops' share of time polling", "![timeline-hybrid](timeline-hybrid.svg)", "![timeline-kernel](timeline-kernel.svg)",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	for _, n := range []string{"timeline-hybrid", "timeline-kernel"} {
+		svg, err := os.ReadFile(filepath.Join(dir, n+".svg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := xml.Unmarshal(svg, new(struct {
+			XMLName xml.Name `xml:"svg"`
+		})); err != nil {
+			t.Errorf("%s.svg: %v", n, err)
+		}
+		f, err := os.Open(filepath.Join(dir, n+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("%s.png: %v", n, err)
+		} else if n == "timeline-hybrid" && img.Bounds().Dy() <= 2*img.Bounds().Dx()/3 {
+			t.Errorf("%s.png is %v: want four panels, one above another", n, img.Bounds())
+		}
+	}
+	// A steady run has none.
+	dir = t.TempDir()
+	writeResults(dir, expResults{Points: []expPoint{k}})
+	md, _ = os.ReadFile(filepath.Join(dir, "report.md"))
+	if strings.Contains(string(md), "Burst timelines") {
+		t.Error("a steady run's report has burst timelines")
 	}
 }

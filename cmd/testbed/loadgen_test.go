@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
@@ -38,7 +39,7 @@ func TestToLoadPoint(t *testing.T) {
 	}
 	lag := hdrhistogram.New(1, 100_000_000, 3)
 	lag.RecordValue(7)
-	p := toLoadPoint(&loadgen.Result{Offered: 1000, Done: 1000, Latency: lat, Lag: lag}, 0.5)
+	p := toLoadPoint(&loadgen.Result{Offered: 1000, Done: 1000, Latency: lat, Lag: lag}, 0.5, 0)
 	if p.P50 != 500 || p.P99 != 990 || p.Max != 1000 || p.LagP99 != 7 || p.GenCPU != 0.5 {
 		t.Errorf("p50 %d, p99 %d, max %d, lag p99 %d, CPU %v", p.P50, p.P99, p.Max, p.LagP99, p.GenCPU)
 	}
@@ -57,8 +58,30 @@ func TestToLoadPoint(t *testing.T) {
 	if _, ok := back["cdf_us"]; !ok {
 		t.Errorf("no cdf_us in %s", b)
 	}
-	empty := toLoadPoint(&loadgen.Result{Latency: hdrhistogram.New(1, 100_000_000, 3), Lag: lag}, 0)
+	empty := toLoadPoint(&loadgen.Result{Latency: hdrhistogram.New(1, 100_000_000, 3), Lag: lag}, 0, 0)
 	if empty.CDF != nil {
 		t.Errorf("a run with no answers has a distribution: %v", empty.CDF)
+	}
+}
+
+// A timeline's windows carry their start and their latencies; a window
+// without answers has none.
+func TestToLoadPointWindows(t *testing.T) {
+	h := hdrhistogram.New(1, 100_000_000, 2)
+	for _, v := range []int64{100, 200, 300, 5000} {
+		h.RecordValue(v)
+	}
+	lat := hdrhistogram.New(1, 100_000_000, 3)
+	res := &loadgen.Result{Latency: lat, Lag: lat, Start: 12345, Windows: []loadgen.Window{{Offered: 5, Done: 4, Latency: h}, {Offered: 0}}}
+	p := toLoadPoint(res, 0, 100*time.Millisecond)
+	if p.WindowS != 0.1 || p.StartMono != 12345 || len(p.Windows) != 2 {
+		t.Fatalf("window %v s, start %d, %d windows", p.WindowS, p.StartMono, len(p.Windows))
+	}
+	w := p.Windows[0]
+	if w.T != 0 || w.Offered != 5 || w.Done != 4 || w.P50 < 199 || w.P50 > 201 || w.Max < 4950 || w.Max > 5050 || w.P99 != w.Max {
+		t.Errorf("first window %+v", w)
+	}
+	if w := p.Windows[1]; w.T != 0.1 || w.P99 != 0 || w.Done != 0 {
+		t.Errorf("second window %+v", w)
 	}
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"image/color"
+	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,6 +17,9 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // A figure of the report: y against x for each server's open-loop points,
@@ -161,19 +167,26 @@ func writePlots(dir string, pts []aggPoint) ([]string, error) {
 // cdfPlots are the latency distributions of the report, or why there are
 // none.
 type cdfPlots struct {
-	figs []cdfFigure
+	figs []shownFigure
 	note string
 }
 
-type cdfFigure struct{ name, caption string }
+// shownFigure is a figure the report shows, with its caption.
+type shownFigure struct{ name, caption string }
 
 // cdfSharedRate picks the shared rate at which the servers' distributions
 // are compared: the one most servers were measured at, the higher of a
 // tie; so the highest that every server sustained, when there is one.
 func cdfSharedRate(aggs []aggPoint) (float64, bool) {
+	return sharedRateWith(aggs, func(a aggPoint) bool { return len(a.CDF) > 0 })
+}
+
+// sharedRateWith is cdfSharedRate over the points that have what has
+// asks.
+func sharedRateWith(aggs []aggPoint, has func(aggPoint) bool) (float64, bool) {
 	at := map[float64]int{}
 	for _, a := range aggs {
-		if a.Kind == "open" && a.Fraction == 0 && len(a.CDF) > 0 {
+		if a.Kind == "open" && a.Fraction == 0 && has(a) {
 			at[a.Offered]++
 		}
 	}
@@ -189,9 +202,14 @@ func cdfSharedRate(aggs []aggPoint) (float64, bool) {
 // cdfFraction picks the fraction of saturation nearest 50 % that has
 // distributions.
 func cdfFraction(aggs []aggPoint) (float64, bool) {
+	return fractionWith(aggs, func(a aggPoint) bool { return len(a.CDF) > 0 })
+}
+
+// fractionWith is cdfFraction over the points that have what has asks.
+func fractionWith(aggs []aggPoint, has func(aggPoint) bool) (float64, bool) {
 	best, ok := 0.0, false
 	for _, a := range aggs {
-		if a.Kind == "open" && a.Fraction > 0 && len(a.CDF) > 0 && (!ok || math.Abs(a.Fraction-0.5) < math.Abs(best-0.5)) {
+		if a.Kind == "open" && a.Fraction > 0 && has(a) && (!ok || math.Abs(a.Fraction-0.5) < math.Abs(best-0.5)) {
 			best, ok = a.Fraction, true
 		}
 	}
@@ -234,7 +252,7 @@ func writeCDFs(dir string, pcts []float64, aggs []aggPoint) (cdfPlots, error) {
 		if err := drawCDF(dir, name, title, pcts, lines); err != nil {
 			return err
 		}
-		out.figs = append(out.figs, cdfFigure{name, caption})
+		out.figs = append(out.figs, shownFigure{name, caption})
 		return nil
 	}
 	const how = " x: percentile, on an axis of 1/(1-p) (log), as HdrHistogram plots them, so that the tail has room; y: latency from the intended time (log). Each curve is the median over the runs at each percentile; the band spans the least and the greatest run."
@@ -335,6 +353,180 @@ func drawCDF(dir, name, title string, pcts []float64, lines []cdfLine) error {
 	p.BackgroundColor = color.White
 	for _, ext := range []string{".svg", ".png"} {
 		if err := p.Save(8*vg.Inch, 5*vg.Inch, filepath.Join(dir, name+ext)); err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// timelinePoint picks, for the timelines of a burst run, the load at which
+// each server is shown, as the CDFs pick theirs: the shared rate most
+// servers reached, or failing one the fraction of saturation nearest 50 %.
+func timelinePoint(aggs []aggPoint) (pick func(expPoint) bool, what string, ok bool) {
+	has := func(a aggPoint) bool { return len(a.Windows) > 0 }
+	if rate, ok := sharedRateWith(aggs, has); ok {
+		return func(p expPoint) bool { return p.Fraction == 0 && p.Offered == rate }, fmt.Sprintf("%.0f requests/s (mean)", rate), true
+	}
+	if f, ok := fractionWith(aggs, has); ok {
+		return func(p expPoint) bool { return p.Fraction == f }, fmt.Sprintf("%.0f%% of its saturation (mean)", f*100), true
+	}
+	return nil, "", false
+}
+
+// writeTimelines draws, for each server of a burst run, the first run of
+// the point timelinePoint picks: offered and answered requests per second
+// and p50/p99 latency per window of intended time and, for xhttpd over
+// AF_XDP, its loops' share of time polling and wake-ups per second.
+func writeTimelines(dir string, res expResults, aggs []aggPoint) ([]shownFigure, error) {
+	if res.Burst == nil {
+		return nil, nil
+	}
+	pick, what, ok := timelinePoint(aggs)
+	if !ok {
+		return nil, nil
+	}
+	var figs []shownFigure
+	for _, s := range serverNames(res.Points) {
+		var p *expPoint
+		for i := range res.Points {
+			q := &res.Points[i]
+			if q.Server == s && q.Kind == "open" && len(q.Windows) > 0 && pick(*q) && (p == nil || q.Rep < p.Rep) {
+				p = q
+			}
+		}
+		if p == nil {
+			continue
+		}
+		name := "timeline-" + s
+		high, low := res.Burst.loadgen().Rates(p.Offered)
+		title := fmt.Sprintf("%s at %.0f requests/s (mean): %.0f/s for %.0f%% of each %gs, then %.0f/s", s, p.Offered, high, res.Burst.Duty*100, res.Burst.PeriodS, low)
+		if err := drawTimeline(dir, name, title, *p); err != nil {
+			return figs, err
+		}
+		caption := fmt.Sprintf("%s at %s, run %d: per %.0f ms window of intended send times, the requests offered and answered per second and the p50 and p99 of their latency", s, what, max(p.Rep, 1), p.WindowS*1000)
+		if len(p.LoopTimeline) > 0 {
+			caption += fmt.Sprintf("; below, from xhttpd's /metrics every %.0f ms, its loops' share of time polling and their wake-ups per second", timelineWindow.Seconds()*1000)
+		}
+		figs = append(figs, shownFigure{name, caption + "."})
+	}
+	return figs, nil
+}
+
+// unlabelled marks ticks where plot's default ticker does, without labels:
+// for the time axes of the upper panels of a timeline.
+var unlabelled = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ts {
+		ts[i].Label = ""
+	}
+	return ts
+})
+
+// drawTimeline draws one point's timeline as panels one above another,
+// their time axes aligned.
+func drawTimeline(dir, name, title string, pt expPoint) error {
+	panel := func(ylabel string) *plot.Plot {
+		p := plot.New()
+		p.Y.Label.Text = ylabel
+		p.X.Min = 0
+		p.Legend.Top = true
+		p.Legend.Left = false
+		p.Add(plotter.NewGrid())
+		return p
+	}
+	line := func(p *plot.Plot, xys plotter.XYs, label string, i int) error {
+		if len(xys) == 0 {
+			return nil
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+		l.Color = plotutil.Color(i)
+		l.Dashes = plotutil.Dashes(i)
+		l.StepStyle = plotter.MidStep // each value holds for its window
+		p.Add(l)
+		if label != "" {
+			p.Legend.Add(label, l)
+		}
+		return nil
+	}
+	mid := func(w windowPoint) float64 { return w.T + pt.WindowS/2 }
+	var offered, done, p50, p99 plotter.XYs
+	for _, w := range pt.Windows {
+		offered = append(offered, plotter.XY{X: mid(w), Y: float64(w.Offered) / pt.WindowS})
+		done = append(done, plotter.XY{X: mid(w), Y: float64(w.Done) / pt.WindowS})
+		if w.Done > 0 {
+			p50 = append(p50, plotter.XY{X: mid(w), Y: float64(max(w.P50, 1))})
+			p99 = append(p99, plotter.XY{X: mid(w), Y: float64(max(w.P99, 1))})
+		}
+	}
+	load := panel("requests/s")
+	load.Title.Text = title
+	lat := panel("latency, µs")
+	lat.Y.Scale = plot.LogScale{}
+	lat.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	panels := []*plot.Plot{load, lat}
+	errs := []error{line(load, offered, "offered", 0), line(load, done, "answered", 1), line(lat, p99, "p99", 0), line(lat, p50, "p50", 1)}
+	if len(pt.LoopTimeline) > 0 {
+		var share, wakeups plotter.XYs
+		for _, l := range pt.LoopTimeline {
+			share = append(share, plotter.XY{X: l.T, Y: l.PollingPart})
+			wakeups = append(wakeups, plotter.XY{X: l.T, Y: l.Wakeups})
+		}
+		poll := panel("share of time polling")
+		poll.Y.Min, poll.Y.Max = 0, 1
+		wake := panel("wake-ups/s")
+		wake.Y.Min = 0
+		errs = append(errs, line(poll, share, "", 2), line(wake, wakeups, "", 3))
+		panels = append(panels, poll, wake)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// One time axis for all: the widest range, labelled at the bottom.
+	xmax := 0.0
+	for _, p := range panels {
+		xmax = max(xmax, p.X.Max)
+	}
+	rows := make([][]*plot.Plot, len(panels))
+	for i, p := range panels {
+		p.X.Max = xmax
+		if i < len(panels)-1 {
+			p.X.Tick.Marker = unlabelled
+		}
+		rows[i] = []*plot.Plot{p}
+	}
+	panels[len(panels)-1].X.Label.Text = "seconds from the first intended time"
+	w, h := 8*vg.Inch, vg.Length(len(panels))*2*vg.Inch
+	for _, ext := range []string{".svg", ".png"} {
+		var c interface {
+			vg.CanvasSizer
+			io.WriterTo
+		}
+		if ext == ".svg" {
+			c = vgsvg.New(w, h)
+		} else {
+			c = vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
+		}
+		dc := draw.New(c)
+		dc.SetColor(color.White)
+		dc.Fill(dc.Rectangle.Path())
+		tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadX: vg.Millimeter, PadY: 2 * vg.Millimeter,
+			PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 2 * vg.Millimeter}
+		canvases := plot.Align(rows, tiles, dc)
+		for i := range rows {
+			rows[i][0].Draw(canvases[i][0])
+		}
+		f, err := os.Create(filepath.Join(dir, name+ext))
+		if err != nil {
+			return err
+		}
+		_, err = c.WriteTo(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return fmt.Errorf("plot %s: %w", name, err)
 		}
 	}

@@ -138,13 +138,17 @@ func withSpread(a aggPoint, f func(expPoint) float64, format string) string {
 // writeReport writes report.md: the machine and the command, the goals of
 // the experiment computed from the points, the plots, and a table of every
 // point.
-func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots) {
+func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots, timelines []shownFigure) {
 	aggs := aggregate(res.Points)
 	fmt.Fprintln(w, "# xhttpd latency experiment")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "```\n%s\ncommand: %s\n```\n\n", res.Machine, res.Command)
 	fmt.Fprintln(w, "Open loop: requests at Poisson-distributed intended times over a pool of keep-alive connections (`testbed loadgen`, run in the client namespace); latency runs from each request's intended time, so a server's queue counts. Saturation: wrk's closed loop over the same number of connections. CPU: the server's user+system time from /proc, summed over its processes and threads. A point is marked unreliable (`!`) when the generator's own lag p99 exceeds 10% of the server's p50. The generator's cores are its own CPU over the point: where they and the server's add up to the machine's CPUs, the generator, not only the server, limits what the point achieves.")
 	fmt.Fprintln(w)
+	if b := res.Burst; b != nil {
+		fmt.Fprintf(w, "Bursts (`-pattern burst`): the offered load alternates, each %gs starting with %.0f%% of it at a high rate and the rest at %g times that rate, Poisson within each phase; a point's offered rate is the mean over a period (at 1,000/s: %s). Each point keeps a timeline per %.0f ms window of intended times, and for xhttpd over AF_XDP one of its loops, read from its /metrics every %.0f ms over one keep-alive connection (see Burst timelines).\n\n",
+			b.PeriodS, b.Duty*100, b.Low, burstRates(*b, 1000), timelineWindow.Seconds()*1000, timelineWindow.Seconds()*1000)
+	}
 	if res.Close {
 		fmt.Fprintln(w, "New connection per request (`-close`): each request opens its own connection and asks for `Connection: close`, the connection's set-up counting in its latency, at most `-conns` open at once (a request beyond them waits, its latency growing); wrk's saturation run asks for `Connection: close` too. The generator never closes first: it closes once the server's FIN has come, or resets the connection (SO_LINGER 0) when the FIN has not come within "+loadgen.CloseWait.String()+" of the answer, so it keeps no TIME-WAIT and does not run out of ephemeral ports by itself (see Connections).")
 		fmt.Fprintln(w)
@@ -183,6 +187,13 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots) {
 	}
 	for _, f := range cdfs.figs {
 		fmt.Fprintf(w, "%s\n\n![%s](%s.svg)\n\n", f.caption, f.name, f.name)
+	}
+	if len(timelines) > 0 {
+		fmt.Fprintln(w, "## Burst timelines")
+		fmt.Fprintln(w)
+		for _, f := range timelines {
+			fmt.Fprintf(w, "%s\n\n![%s](%s.svg)\n\n", f.caption, f.name, f.name)
+		}
 	}
 	fmt.Fprintln(w, "## Points")
 	fmt.Fprintln(w)
@@ -297,6 +308,12 @@ func writeErrors(w io.Writer, pts []expPoint) {
 		fmt.Fprintf(w, "- %s at %.0f/s, all runs: %s\n", k.server, k.offered, strings.Join(parts, "; "))
 	}
 	fmt.Fprintln(w)
+}
+
+// burstRates says what a burst pattern offers at a mean rate.
+func burstRates(b burstSpec, mean float64) string {
+	high, low := b.loadgen().Rates(mean)
+	return fmt.Sprintf("%.0f/s for %.0f ms, then %.0f/s for %.0f ms", high, b.Duty*b.PeriodS*1000, low, (1-b.Duty)*b.PeriodS*1000)
 }
 
 // serverNames lists the servers with open-loop points, in order.

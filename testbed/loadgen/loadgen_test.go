@@ -336,3 +336,88 @@ func TestCountTimeWait(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A burst schedule steps between its two rates: counted over many periods,
+// the high phase offers the high rate and the rest the low one, and the
+// mean is the rate asked for. With silence, nothing falls between bursts.
+func TestBurstSchedule(t *testing.T) {
+	for _, low := range []float64{0.1, 0} {
+		b := Burst{Period: 100 * time.Millisecond, Duty: 0.2, Low: low}
+		const mean, periods = 1000.0, 1000
+		high, lowRate := b.Rates(mean)
+		if want := mean / (0.2 + 0.8*low); math.Abs(high-want) > 1e-9 || math.Abs(lowRate-high*low) > 1e-9 {
+			t.Fatalf("rates %v and %v, want %v and %v", high, lowRate, want, want*low)
+		}
+		s := NewBurstSchedule(mean, b, 9)
+		var on, off int
+		prev := time.Duration(0)
+		for {
+			at := s.Next()
+			if at < prev {
+				t.Fatalf("intended times go back: %v after %v", at, prev)
+			}
+			prev = at
+			if at >= periods*b.Period {
+				break
+			}
+			if at%b.Period < 20*time.Millisecond {
+				on++
+			} else {
+				off++
+			}
+		}
+		total := periods * b.Period.Seconds()
+		if got := float64(on) / (0.2 * total); math.Abs(got/high-1) > 0.02 {
+			t.Errorf("low %v: %.0f/s in the bursts, want %.0f", low, got, high)
+		}
+		if low == 0 && off != 0 {
+			t.Errorf("%d requests in the silences", off)
+		}
+		if low > 0 {
+			if got := float64(off) / (0.8 * total); math.Abs(got/lowRate-1) > 0.03 {
+				t.Errorf("low %v: %.0f/s between the bursts, want %.0f", low, got, lowRate)
+			}
+		}
+		if got := float64(on+off) / total; math.Abs(got/mean-1) > 0.02 {
+			t.Errorf("low %v: mean %.0f/s, want %.0f", low, got, mean)
+		}
+	}
+}
+
+// A timeline counts each request in the window of its intended time, and
+// its latency there; a burst with silence between leaves the silent
+// windows empty.
+func TestTimeline(t *testing.T) {
+	addr, _ := server(t, 0, "200 OK", 10)
+	res, err := Run(context.Background(), Config{Addr: addr, Path: "/", Rate: 400, Conns: 4, Duration: 400 * time.Millisecond, Seed: 10,
+		Burst: &Burst{Period: 200 * time.Millisecond, Duty: 0.5}, Window: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Windows) != 8 || res.Start == 0 {
+		t.Fatalf("%d windows, start %d", len(res.Windows), res.Start)
+	}
+	var offered, done int64
+	for i, w := range res.Windows {
+		offered, done = offered+w.Offered, done+w.Done
+		burst := i%4 < 2 // 100 ms on, 100 ms off
+		switch {
+		case burst && (w.Offered == 0 || w.Latency == nil || w.Latency.TotalCount() != w.Done):
+			t.Errorf("window %d, in a burst: %d offered, %d answered", i, w.Offered, w.Done)
+		case !burst && w.Offered != 0:
+			t.Errorf("window %d, between bursts: %d offered", i, w.Offered)
+		}
+	}
+	if offered != res.Sent || done != res.Done {
+		t.Errorf("windows: %d offered, %d answered; the run: %d, %d", offered, done, res.Sent, res.Done)
+	}
+	for _, c := range []Config{
+		{Addr: addr, Rate: 1, Conns: 1, Duration: time.Hour, Window: time.Millisecond},
+		{Addr: addr, Rate: 1, Conns: 1, Duration: time.Second, Burst: &Burst{Period: time.Second, Duty: 0}},
+		{Addr: addr, Rate: 1, Conns: 1, Duration: time.Second, Burst: &Burst{Period: time.Second, Duty: 0.5, Low: 2}},
+	} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("window %v, burst %+v accepted", c.Window, c.Burst)
+		}
+	}
+}

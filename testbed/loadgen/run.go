@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,6 +33,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("loadgen: %d connections: want at least 1", cfg.Conns)
 	case cfg.Duration <= 0:
 		return nil, fmt.Errorf("loadgen: duration %v: want more than 0", cfg.Duration)
+	case cfg.Window < 0 || (cfg.Window > 0 && cfg.Duration/cfg.Window >= maxWindows):
+		return nil, fmt.Errorf("loadgen: window %v over %v: want at most %d windows", cfg.Window, cfg.Duration, maxWindows)
+	}
+	if cfg.Burst != nil {
+		if err := cfg.Burst.check(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
@@ -80,6 +88,7 @@ type loop struct {
 	inFlight int
 	buf      []byte
 	res      *Result
+	start    int64 // the run's origin of intended times
 	last     int64 // the last answer
 	closing  int   // with Close: answered connections awaiting the server's FIN
 }
@@ -252,7 +261,18 @@ func (l *loop) run(ctx context.Context) (*Result, error) {
 	}
 	spin := min(int64(maxSpin), int64(float64(time.Second)/l.cfg.Rate/10))
 	sched := NewSchedule(l.cfg.Rate, l.cfg.Seed)
+	if l.cfg.Burst != nil {
+		sched = NewBurstSchedule(l.cfg.Rate, *l.cfg.Burst, l.cfg.Seed)
+		// Spin for a tenth of the high rate's mean gap at most.
+		high, _ := l.cfg.Burst.Rates(l.cfg.Rate)
+		spin = min(int64(maxSpin), int64(float64(time.Second)/high/10))
+	}
+	if l.cfg.Window > 0 {
+		l.res.Windows = make([]Window, (l.cfg.Duration+l.cfg.Window-1)/l.cfg.Window)
+	}
 	start := monoNow()
+	l.start = start
+	l.res.Start = start
 	end := start + int64(l.cfg.Duration)
 	next := start + int64(sched.Next())
 	events := make([]unix.EpollEvent, 64)
@@ -319,10 +339,29 @@ func (l *loop) run(ctx context.Context) (*Result, error) {
 	return res, ctx.Err()
 }
 
+// window returns the timeline's window of intended time t, or nil.
+func (l *loop) window(t int64) *Window {
+	if l.cfg.Window <= 0 {
+		return nil
+	}
+	i := (t - l.start) / int64(l.cfg.Window)
+	if i < 0 || i >= int64(len(l.res.Windows)) {
+		return nil
+	}
+	return &l.res.Windows[i]
+}
+
+// Windows keep latencies at 2 significant digits, up to 100 s: about
+// 20 KiB each.
+func newWindowHist() *hdrhistogram.Histogram { return hdrhistogram.New(minUS, maxUS, 2) }
+
 // offer sends a request intended at t on a free connection, or queues it.
 // With Close it opens the request's connection, unless Conns are open.
 func (l *loop) offer(t, now int64) {
 	l.res.Sent++
+	if w := l.window(t); w != nil {
+		w.Offered++
+	}
 	if l.cfg.Close {
 		if l.inFlight >= l.cfg.Conns {
 			l.waiting = append(l.waiting, t)
@@ -394,7 +433,15 @@ func (l *loop) readAnswers(c *conn, now int64) {
 			}
 			l.res.Done++
 			l.res.BodyBytes += body
-			l.res.Latency.RecordValue(max((now-c.intended)/1000, minUS))
+			lat := max((now-c.intended)/1000, minUS)
+			l.res.Latency.RecordValue(lat)
+			if w := l.window(c.intended); w != nil {
+				if w.Latency == nil {
+					w.Latency = newWindowHist()
+				}
+				w.Done++
+				w.Latency.RecordValue(lat)
+			}
 			l.last = now
 			l.inFlight--
 			c.intended = 0
