@@ -36,6 +36,9 @@ type expPoint struct {
 	// -close, a server on the kernel's sockets: its TIME-WAIT sockets on
 	// port 80 after the point (xhttpd's netstack keeps its own, unseen).
 	ServerTimeWait *int `json:"server_time_wait,omitempty"`
+	// kernel-busy: the packets the kernel's busy polling took during the
+	// point (TcpExt BusyPollRxPackets, server namespace).
+	BusyPollRx *int64 `json:"busy_poll_rx_packets,omitempty"`
 	// -pattern burst, xhttpd over AF_XDP: its loops, sampled from its
 	// /metrics every timelineWindow during the point.
 	LoopTimeline []loopSample `json:"loop_timeline,omitempty"`
@@ -79,6 +82,9 @@ type expResults struct {
 	Missing        []expMissing `json:"missing,omitempty"`
 }
 
+// experimentServers are bench's servers and kernelBusy.
+var experimentServers = append(slices.Clone(benchServers), kernelBusy)
+
 // Defaults of `make bench`; `make bench-quick` passes fewer and shorter.
 const (
 	defaultFractions = "0.1,0.25,0.5,0.7,0.85,0.95"
@@ -89,7 +95,7 @@ func experiment(args []string) error {
 	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
 	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
 	nethttpdBin := fs.String("nethttpd", "", "path to the net/http server, for the nethttp server")
-	serversFlag := fs.String("servers", "interrupt,busy,hybrid,kernel,nginx,apache", "servers, comma-separated: "+strings.Join(benchServers, ", "))
+	serversFlag := fs.String("servers", "interrupt,busy,hybrid,kernel,nginx,apache", "servers, comma-separated: "+strings.Join(experimentServers, ", ")+" ("+kernelBusy+": the kernel stack with the kernel's busy polling on the veth)")
 	file := fs.String("file", "1k.bin", "file requested: "+siteFileNames())
 	fractionsFlag := fs.String("fractions", defaultFractions, "offered loads as fractions of each server's saturation, comma-separated")
 	sharedFlag := fs.String("rates", defaultShared, "offered loads in requests/s shared by all servers (each up to its saturation), comma-separated; empty for none")
@@ -113,7 +119,10 @@ func experiment(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	servers, err := parseServers(*serversFlag, *nethttpdBin != "")
+	servers, err := parseNames("-servers", *serversFlag, experimentServers)
+	if err == nil && slices.Contains(servers, "nethttp") && *nethttpdBin == "" {
+		err = fmt.Errorf("-servers %q: nethttp needs -nethttpd PATH", *serversFlag)
+	}
 	if err != nil {
 		return err
 	}
@@ -257,7 +266,22 @@ type expRun struct {
 // finds its saturation and measures the open-loop points. It returns the
 // points measured before any failure.
 func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []expPoint, err error) {
-	path, args := serverCommand(r.name, r.setup)
+	command := r.name
+	if r.name == kernelBusy {
+		var restore func() error
+		restore, err = prepareBusyPoll(ctx, tb)
+		defer func() {
+			if rerr := restore(); rerr != nil {
+				fmt.Fprintf(os.Stderr, "testbed: %s: restoring the veth's settings: %v\n", r.name, rerr)
+				err = errors.Join(err, fmt.Errorf("restoring the veth's settings: %w", rerr))
+			}
+		}()
+		if err != nil {
+			return nil, err
+		}
+		command = "kernel"
+	}
+	path, args := serverCommand(command, r.setup)
 	xdpLoops := slices.Contains([]string{"interrupt", "busy", "hybrid"}, r.name)
 	if xdpLoops {
 		args = append(args, "-admin", adminAddr)
@@ -278,6 +302,11 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 	pid, err := srv.pid()
 	if err != nil {
 		return nil, err
+	}
+	if r.name == kernelBusy {
+		if _, err := enableEpollBusyPoll(pid); err != nil {
+			return nil, fmt.Errorf("busy polling: %w", err)
+		}
 	}
 	url := "http://" + tb.ServerV4.String() + "/" + r.file
 	sat, err := wrkOnce(ctx, tb, benchRun{wrk: wrkArgs(2, r.conns, r.satDuration, url, r.close), duration: r.satDuration}, pid)
@@ -302,6 +331,12 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 			fmt.Fprintf(os.Stderr, "testbed:   %s point %d/%d, run %d/%d: %.0f req/s offered (saturation %.0f)\n",
 				r.name, j+1, len(rates), rep, r.reps, o.rate, sat.res.ReqPerSec)
 			var before loopStats
+			var bpBefore int64
+			if r.name == kernelBusy {
+				if bpBefore, err = busyPollRx(tb); err != nil {
+					return pts, err
+				}
+			}
 			if xdpLoops {
 				if before, err = readLoopStats(ctx, tb); err != nil {
 					return pts, err
@@ -318,6 +353,14 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 				}
 				d := after.delta(before, max(p.ElapsedS, r.duration.Seconds()))
 				p.Loops = &d
+			}
+			if r.name == kernelBusy {
+				after, err := busyPollRx(tb)
+				if err != nil {
+					return pts, err
+				}
+				d := after - bpBefore
+				p.BusyPollRx = &d
 			}
 			if r.close && !xdpLoops {
 				if n, err := serverTimeWaits(tb); err == nil {

@@ -164,6 +164,7 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots, tim
 		}
 		fmt.Fprintln(w)
 	}
+	writeKernelBusy(w, res)
 	fmt.Fprintln(w, "## Goals")
 	fmt.Fprintln(w)
 	for _, g := range goals(medians(aggs)) {
@@ -228,6 +229,48 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots, tim
 	}
 	fmt.Fprintln(w)
 	writeErrors(w, res.Points)
+}
+
+// writeKernelBusy says what kernel-busy was, and how much the kernel's
+// busy polling did in its points, or why it is missing.
+func writeKernelBusy(w io.Writer, res expResults) {
+	var rx, done int64
+	points, counted := 0, 0
+	for _, p := range res.Points {
+		if p.Server != kernelBusy || p.Kind != "open" {
+			continue
+		}
+		points++
+		done += p.Done
+		if p.BusyPollRx != nil {
+			counted++
+			rx += *p.BusyPollRx
+		}
+	}
+	missing := slices.IndexFunc(res.Missing, func(m expMissing) bool { return m.Server == kernelBusy })
+	if points == 0 && missing < 0 {
+		return
+	}
+	fmt.Fprintln(w, "## Kernel busy polling")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, kernelBusyWhy)
+	fmt.Fprintln(w)
+	switch {
+	case missing >= 0 && points == 0:
+		fmt.Fprintf(w, "Unavailable in this run: %s.\n\n", strings.ReplaceAll(res.Missing[missing].Reason, "\n", " "))
+	case counted > 0 && rx == 0:
+		fmt.Fprintf(w, "Busy polling took no packet in %s (%d answers): the kernel did not busy-poll the veth, and kernel-busy's points are the kernel stack's with the settings above.\n\n", plural(counted, "point"), done)
+	case counted > 0:
+		fmt.Fprintf(w, "Busy polling took %d packets in %s (%d answers, so about %.1f a request).\n\n", rx, plural(counted, "point"), done, float64(rx)/float64(max(done, 1)))
+	}
+}
+
+// plural says n things.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // writeConnections sums up, per server, how the connections of a -close
