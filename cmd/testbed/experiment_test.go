@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
+	"flag"
 	"fmt"
 	"image/png"
 	"math"
@@ -489,5 +490,73 @@ func TestTimelines(t *testing.T) {
 	md, _ = os.ReadFile(filepath.Join(dir, "report.md"))
 	if strings.Contains(string(md), "Burst timelines") {
 		t.Error("a steady run's report has burst timelines")
+	}
+}
+
+// make bench's runs, as the Makefile has them, fit in the 15
+// minutes by the progress lines' own estimate (every shared rate taken as
+// sustained), with a seventh to spare for what it does not count; make
+// bench-quick's in 3.
+func TestMakeBenchTime(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	estimate := func(target string) (total time.Duration) {
+		var lines []string
+		in := false
+		for _, l := range strings.Split(strings.ReplaceAll(string(mk), "\\\n", " "), "\n") {
+			switch {
+			case strings.HasPrefix(l, target+":"):
+				in = true
+			case in && strings.HasPrefix(l, "\t"):
+				if strings.Contains(l, "experiment") || strings.Contains(l, "$(BENCH)") {
+					lines = append(lines, l)
+				}
+			case in:
+				in = false
+			}
+		}
+		if len(lines) == 0 {
+			t.Fatalf("no experiment in make %s", target)
+		}
+		for _, l := range lines {
+			for _, v := range strings.Split(string(mk), "\n") {
+				// Lists such as BENCH_SERVERS; not OUT, whose value is a command.
+				if name, val, ok := strings.Cut(v, ":="); ok && !strings.ContainsAny(name, "\t$") && !strings.ContainsAny(strings.TrimSpace(val), " $") {
+					l = strings.ReplaceAll(l, "$("+strings.TrimSpace(name)+")", strings.TrimSpace(val))
+				}
+			}
+			f := strings.Fields(l)
+			i := slices.IndexFunc(f, func(s string) bool { return strings.HasPrefix(s, "-") })
+			fs := flag.NewFlagSet(target, flag.ContinueOnError)
+			servers := fs.String("servers", "interrupt,busy,hybrid,kernel,nginx,apache", "")
+			fractions := fs.String("fractions", defaultFractions, "")
+			rates := fs.String("rates", defaultShared, "")
+			duration := fs.Duration("duration", 5*time.Second, "")
+			reps := fs.Int("reps", 3, "")
+			sat := fs.Duration("sat-duration", 5*time.Second, "")
+			for _, s := range []string{"xhttpd", "nethttpd", "out", "file", "pattern", "burst-period"} {
+				fs.String(s, "", "")
+			}
+			fs.Bool("close", false, "")
+			if err := fs.Parse(f[i:]); err != nil {
+				t.Fatalf("make %s: %v in %q", target, err, l)
+			}
+			n := len(strings.Split(*servers, ","))
+			points := len(strings.Split(*fractions, ",")) + len(strings.Split(*rates, ","))
+			total += time.Duration(n) * serverTime(points, *reps, *duration, *sat)
+		}
+		return total
+	}
+	if d := estimate("bench"); d*8/7 > 15*time.Minute {
+		t.Errorf("make bench: about %v by the estimate, over 15 minutes with a seventh more", d)
+	} else {
+		t.Logf("make bench: about %v", d)
+	}
+	if d := estimate("bench-quick"); d*8/7 > 3*time.Minute {
+		t.Errorf("make bench-quick: about %v", d)
+	} else {
+		t.Logf("make bench-quick: about %v", d)
 	}
 }
