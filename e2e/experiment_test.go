@@ -232,11 +232,11 @@ func TestExperimentQuickCloseBurst(t *testing.T) {
 			continue
 		}
 		open++
-		t.Logf("%s at %.0f/s: %d answers, %d errors, %d connections, %d closed by the server first, %d reset, client TIME-WAIT %v",
-			p.Server, p.Offered, p.Done, p.Errors, p.Opened, p.ServerClosed, p.Reset, p.ClientTW)
 		if p.Done == 0 || p.Opened < p.Done || p.ClientTW == nil {
-			t.Errorf("%s at %.0f/s: %d answers over %d connections, client TIME-WAIT %v", p.Server, p.Offered, p.Done, p.Opened, p.ClientTW)
+			t.Fatalf("%s at %.0f/s: %d answers over %d connections, client TIME-WAIT %v", p.Server, p.Offered, p.Done, p.Opened, p.ClientTW)
 		}
+		t.Logf("%s at %.0f/s: %d answers, %d errors, %d connections, %d closed by the server first, %d reset, client TIME-WAIT %d",
+			p.Server, p.Offered, p.Done, p.Errors, p.Opened, p.ServerClosed, p.Reset, *p.ClientTW)
 		var offered int64
 		for _, w := range p.Windows {
 			offered += w.Offered
