@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin
 # Debian packages the tests, the demo and the benchmark use beyond a fresh
 # machine's curl, iproute2 and python3.
-TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hping3:hping3
+TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hping3:hping3 ethtool:ethtool
 # The peers `make bench` compares with, from Debian's packages.
 PEERS   := nginx:nginx apache2:apache2
 
@@ -50,22 +50,30 @@ stress:
 demo: tools build
 	./$(BIN)/testbed demo -xhttpd ./$(BIN)/xhttpd
 
-# bench is the latency experiment, for 1 KiB and for 64 KiB responses: each
-# server's saturation, then open-loop loads at fractions of it and at shared
-# rates (testbed experiment -h); OUT/1k and OUT/64k get a report each.
+# bench is the latency experiment (testbed experiment -h), each open-loop
+# point run three times: for 1 KiB and 64 KiB responses over keep-alive
+# connections (each server's saturation, then loads at fractions of it and
+# at shared rates; 1 KiB adds the kernel stack with the kernel's busy
+# polling), a new connection per request, and bursts (timelines of the
+# loops); OUT/1k, OUT/64k, OUT/close and OUT/burst get a report each.
+# About 13 minutes on two cores (testbed prints its estimate per run).
 BENCH_SERVERS := interrupt,busy,hybrid,kernel,nginx,apache,nethttp
+BENCH         := ./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd
 bench: tools peers build
-	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -servers $(BENCH_SERVERS) \
-		-file 1k.bin -rates 1000,5000,10000 -duration 3s -out $(OUT)/1k
-	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd -servers $(BENCH_SERVERS) \
-		-file 64k.bin -rates 1000,3000 -duration 3s -out $(OUT)/64k
+	$(BENCH) -servers $(BENCH_SERVERS),kernel-busy -file 1k.bin -rates 1000,5000,10000 -duration 1s -reps 3 -out $(OUT)/1k
+	$(BENCH) -servers $(BENCH_SERVERS) -file 64k.bin -fractions 0.1,0.25,0.5,0.7 -rates 1000,3000 -duration 1s -reps 3 -out $(OUT)/64k
+	$(BENCH) -servers interrupt,hybrid,kernel,nginx -close -file 1k.bin -fractions 0.1,0.5 -rates 1000 -duration 1s -reps 3 -out $(OUT)/close
+	$(BENCH) -servers interrupt,busy,hybrid,kernel -pattern burst -file 1k.bin -fractions 0.25 -rates 5000 -duration 3s -reps 1 -out $(OUT)/burst
 
-# bench-quick is a short one, for CI: fewer servers, points and seconds. A
-# peer that cannot be installed is reported missing, not fatal.
+# bench-quick is a short one, for CI: fewer servers, points and seconds,
+# one run each; OUT/close-burst is a new connection per request in bursts.
+# A peer that cannot be installed is reported missing, not fatal.
 bench-quick: tools build
 	-@$(MAKE) --no-print-directory peers
 	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -out $(OUT) \
-		-servers interrupt,busy,hybrid,kernel,nginx -fractions 0.1,0.25,0.5 -rates 2000 -duration 1s -sat-duration 2s
+		-servers interrupt,busy,hybrid,kernel,nginx -fractions 0.1,0.25,0.5 -rates 2000 -duration 1s -reps 1 -sat-duration 2s
+	./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -out $(OUT)/close-burst -servers hybrid,kernel -close \
+		-pattern burst -burst-period 250ms -fractions 0.25 -rates 1000 -duration 1s -reps 1 -sat-duration 1s
 
 # install puts xhttpd in $(PREFIX)/bin and its systemd unit in
 # /etc/systemd/system (both under DESTDIR when it is set), with an example

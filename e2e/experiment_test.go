@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -44,7 +46,7 @@ func TestExperimentQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd = exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-nethttpd", fake, "-out", out,
-		"-servers", strings.Join(servers, ","), "-fractions", "0.25,0.5", "-rates", "500", "-duration", "1s", "-sat-duration", "1s", "-conns", "8")
+		"-servers", strings.Join(servers, ","), "-fractions", "0.25,0.5", "-rates", "500", "-duration", "1s", "-reps", "2", "-sat-duration", "1s", "-conns", "8")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("experiment: %v\n%s", err, b)
@@ -54,6 +56,7 @@ func TestExperimentQuick(t *testing.T) {
 		Points []struct {
 			Server     string   `json:"server"`
 			Kind       string   `json:"kind"`
+			Rep        int      `json:"rep"`
 			FileBytes  *int     `json:"file_bytes"`
 			Offered    *float64 `json:"offered_rps"`
 			Achieved   *float64 `json:"achieved_rps"`
@@ -65,13 +68,15 @@ func TestExperimentQuick(t *testing.T) {
 			Errors     *int64   `json:"errors"`
 			CPUSPerReq *float64 `json:"cpu_s_per_req"`
 			Cores      float64  `json:"cores"`
+			CDF        []int64  `json:"cdf_us"`
 			Loops      *struct {
 				Switches float64 `json:"mode_switches_per_s"`
 				Wakeups  float64 `json:"wakeups_per_s"`
 				Polling  float64 `json:"polling_share"`
 			} `json:"loops"`
 		} `json:"points"`
-		Missing []struct{ Server, Reason string } `json:"missing"`
+		Missing        []struct{ Server, Reason string } `json:"missing"`
+		CDFPercentiles []float64                         `json:"cdf_percentiles"`
 	}
 	j, err := os.ReadFile(filepath.Join(out, "results.json"))
 	if err != nil {
@@ -81,6 +86,7 @@ func TestExperimentQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	measured := map[string]int{}
+	runs := map[string]map[int]bool{} // server and offered rate: the runs measured
 	for _, p := range res.Points {
 		if p.FileBytes == nil || p.Offered == nil || p.Achieved == nil || p.P999 == nil || p.Errors == nil || p.CPUSPerReq == nil {
 			t.Fatalf("a point lacks a field of results.json: %s", j)
@@ -92,6 +98,11 @@ func TestExperimentQuick(t *testing.T) {
 			continue
 		}
 		measured[p.Server]++
+		k := p.Server + " " + strconv.FormatFloat(*p.Offered, 'f', -1, 64)
+		if runs[k] == nil {
+			runs[k] = map[int]bool{}
+		}
+		runs[k][p.Rep] = true
 		switch {
 		case (p.Server == "interrupt" || p.Server == "hybrid") && p.Loops == nil:
 			t.Errorf("%s at %v/s: no figures from its queue loops", p.Server, *p.Offered)
@@ -100,6 +111,9 @@ func TestExperimentQuick(t *testing.T) {
 		}
 		if !(p.P50 <= p.P90 && p.P90 <= p.P99 && p.P99 <= *p.P999 && *p.P999 <= p.Max) {
 			t.Errorf("%s at %v/s: percentiles decrease: %d %d %d %d %d", p.Server, *p.Offered, p.P50, p.P90, p.P99, *p.P999, p.Max)
+		}
+		if len(p.CDF) != len(res.CDFPercentiles) || len(p.CDF) == 0 || !slices.IsSorted(p.CDF) || p.CDF[len(p.CDF)-1] > p.Max {
+			t.Errorf("%s at %v/s: distribution %v at %v (max %d)", p.Server, *p.Offered, p.CDF, res.CDFPercentiles, p.Max)
 		}
 	}
 	for _, s := range servers {
@@ -116,13 +130,25 @@ func TestExperimentQuick(t *testing.T) {
 			t.Errorf("%s: %d open-loop points (missing: %q)", s, measured[s], reason)
 		}
 	}
+	for k, r := range runs {
+		if !r[1] || !r[2] || len(r) != 2 {
+			t.Errorf("%s/s: runs %v, want 1 and 2 (-reps 2)", k, r)
+		}
+	}
 	md, err := os.ReadFile(filepath.Join(out, "report.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(md), "## Goals") {
-		t.Errorf("report.md has no goals:\n%s", md)
+	if !strings.Contains(string(md), "## Goals") || !strings.Contains(string(md), "cdf-shared.svg") {
+		t.Errorf("report.md has no goals or no CDF:\n%s", md)
 	}
+	checkPlots(t, out, string(md))
+}
+
+// checkPlots checks that the plots in out parse as SVG and PNG, one of
+// each per figure, and that the report shows each.
+func checkPlots(t *testing.T, out, md string) {
+	t.Helper()
 	svgs, _ := filepath.Glob(filepath.Join(out, "*.svg"))
 	pngs, _ := filepath.Glob(filepath.Join(out, "*.png"))
 	if len(svgs) == 0 || len(svgs) != len(pngs) {
@@ -135,7 +161,7 @@ func TestExperimentQuick(t *testing.T) {
 		})); err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
 		}
-		if !strings.Contains(string(md), filepath.Base(f)) {
+		if !strings.Contains(md, filepath.Base(f)) {
 			t.Errorf("report.md does not show %s", filepath.Base(f))
 		}
 	}
@@ -149,4 +175,91 @@ func TestExperimentQuick(t *testing.T) {
 		}
 		r.Close()
 	}
+}
+
+// A -close sweep in bursts against xhttpd and the kernel stack: each
+// request on a new connection, nearly every connection closed by the
+// server first (the generator never closes first); a timeline of every
+// point, and of hybrid's loops, drawn for each server.
+func TestExperimentQuickCloseBurst(t *testing.T) {
+	testbed.RequireRoot(t)
+	dir := t.TempDir()
+	tb := filepath.Join(dir, "testbed")
+	if out, err := exec.Command("go", "build", "-o", tb, "github.com/xhttpd/xhttpd/cmd/testbed").CombinedOutput(); err != nil {
+		t.Fatalf("build testbed: %v\n%s", err, out)
+	}
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-out", out, "-servers", "hybrid,kernel", "-close", "-pattern", "burst", "-burst-period", "250ms",
+		"-fractions", "0.25", "-rates", "", "-duration", "1s", "-reps", "1", "-sat-duration", "1s", "-conns", "8")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("experiment: %v\n%s", err, b)
+	}
+	var res struct {
+		Close   bool   `json:"close"`
+		Pattern string `json:"pattern"`
+		Points  []struct {
+			Server       string  `json:"server"`
+			Kind         string  `json:"kind"`
+			Offered      float64 `json:"offered_rps"`
+			Done         int64   `json:"done"`
+			Errors       int64   `json:"errors"`
+			Opened       int64   `json:"new_conns"`
+			ServerClosed int64   `json:"closed_by_server"`
+			Reset        int64   `json:"reset_by_client"`
+			ClientTW     *int    `json:"client_time_wait"`
+			Windows      []struct {
+				Offered int64 `json:"offered"`
+			} `json:"windows"`
+			LoopTimeline []struct {
+				Polling float64 `json:"polling_share"`
+			} `json:"loop_timeline"`
+		} `json:"points"`
+		Missing []struct{ Server, Reason string } `json:"missing"`
+	}
+	j, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(j, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Close || res.Pattern != "burst" || len(res.Missing) > 0 {
+		t.Errorf("close %v, pattern %q, missing %v", res.Close, res.Pattern, res.Missing)
+	}
+	open := 0
+	for _, p := range res.Points {
+		if p.Kind != "open" {
+			continue
+		}
+		open++
+		if p.Done == 0 || p.Opened < p.Done || p.ClientTW == nil {
+			t.Fatalf("%s at %.0f/s: %d answers over %d connections, client TIME-WAIT %v", p.Server, p.Offered, p.Done, p.Opened, p.ClientTW)
+		}
+		t.Logf("%s at %.0f/s: %d answers, %d errors, %d connections, %d closed by the server first, %d reset, client TIME-WAIT %d",
+			p.Server, p.Offered, p.Done, p.Errors, p.Opened, p.ServerClosed, p.Reset, *p.ClientTW)
+		var offered int64
+		for _, w := range p.Windows {
+			offered += w.Offered
+		}
+		if len(p.Windows) != 10 || offered == 0 {
+			t.Errorf("%s at %.0f/s: %d windows offering %d requests, want 10 for 1 s", p.Server, p.Offered, len(p.Windows), offered)
+		}
+		if (p.Server == "hybrid") != (len(p.LoopTimeline) >= 5) {
+			t.Errorf("%s at %.0f/s: %d samples of the loops", p.Server, p.Offered, len(p.LoopTimeline))
+		}
+		// The server is asked to close: it does so first, nearly always.
+		if p.ServerClosed < p.Done*9/10 {
+			t.Errorf("%s at %.0f/s: the server closed first %d times of %d answers", p.Server, p.Offered, p.ServerClosed, p.Done)
+		}
+	}
+	if open != 2 {
+		t.Errorf("%d open-loop points, want 2 (one per server)", open)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"## Connections", "## Burst timelines", "timeline-hybrid.svg", "timeline-kernel.svg"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	checkPlots(t, out, string(md))
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/loadgen"
 )
 
 // expPoint is one measured point of the experiment: one server at one
@@ -26,12 +27,37 @@ type expPoint struct {
 	FileBytes int     `json:"file_bytes"`
 	Kind      string  `json:"kind"`
 	Fraction  float64 `json:"load_fraction,omitempty"` // of the server's saturation; 0 for a shared absolute rate
+	Rep       int     `json:"rep,omitempty"`           // repetition, from 1; 0 in results from before -reps
 	loadPoint
 	CPUSPerReq float64    `json:"cpu_s_per_req"`   // the server's CPU seconds per answered request
 	Cores      float64    `json:"cores"`           // the server's CPU seconds per second of the run
 	Unreliable bool       `json:"unreliable"`      // the generator's lag p99 exceeded 10% of the server's p50
 	Loops      *loopDelta `json:"loops,omitempty"` // xhttpd over AF_XDP: what its queue loops did
+	// -close, a server on the kernel's sockets: its TIME-WAIT sockets on
+	// port 80 after the point (xhttpd's netstack keeps its own, unseen).
+	ServerTimeWait *int `json:"server_time_wait,omitempty"`
+	// kernel-busy: the packets the kernel's busy polling took during the
+	// point (TcpExt BusyPollRxPackets, server namespace).
+	BusyPollRx *int64 `json:"busy_poll_rx_packets,omitempty"`
+	// -pattern burst, xhttpd over AF_XDP: its loops, sampled from its
+	// /metrics every timelineWindow during the point.
+	LoopTimeline []loopSample `json:"loop_timeline,omitempty"`
 }
+
+// burstSpec is the burst pattern of a run, as results.json keeps it.
+type burstSpec struct {
+	PeriodS float64 `json:"period_s"`
+	Duty    float64 `json:"duty"` // share of each period at the high rate
+	Low     float64 `json:"low"`  // the low rate as a share of the high one
+}
+
+func (b burstSpec) loadgen() loadgen.Burst {
+	return loadgen.Burst{Period: time.Duration(b.PeriodS * float64(time.Second)), Duty: b.Duty, Low: b.Low}
+}
+
+// timelineWindow is the window of a burst run's timelines: the
+// generator's and the loops' samples.
+const timelineWindow = 100 * time.Millisecond
 
 // expMissing is a server that could not be measured, and why.
 type expMissing struct {
@@ -40,12 +66,24 @@ type expMissing struct {
 }
 
 type expResults struct {
-	Date    string       `json:"date"`
-	Machine string       `json:"machine"`
-	Command string       `json:"command"`
-	Points  []expPoint   `json:"points"`
-	Missing []expMissing `json:"missing,omitempty"`
+	Date    string `json:"date"`
+	Machine string `json:"machine"`
+	Command string `json:"command"`
+	Reps    int    `json:"reps,omitempty"`  // runs of each open-loop point; 0 (before -reps) is 1
+	Close   bool   `json:"close,omitempty"` // a new connection per request
+	// The offered load's pattern: "" (steady) or "burst", with Burst; a
+	// burst point's offered rate is the mean over a period.
+	Pattern string     `json:"pattern,omitempty"`
+	Burst   *burstSpec `json:"burst,omitempty"`
+	// The percentiles of each point's cdf_us; none in results from
+	// before the distributions were kept.
+	CDFPercentiles []float64    `json:"cdf_percentiles,omitempty"`
+	Points         []expPoint   `json:"points"`
+	Missing        []expMissing `json:"missing,omitempty"`
 }
+
+// experimentServers are bench's servers and kernelBusy.
+var experimentServers = append(slices.Clone(benchServers), kernelBusy)
 
 // Defaults of `make bench`; `make bench-quick` passes fewer and shorter.
 const (
@@ -57,13 +95,19 @@ func experiment(args []string) error {
 	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
 	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
 	nethttpdBin := fs.String("nethttpd", "", "path to the net/http server, for the nethttp server")
-	serversFlag := fs.String("servers", "interrupt,busy,hybrid,kernel,nginx,apache", "servers, comma-separated: "+strings.Join(benchServers, ", "))
+	serversFlag := fs.String("servers", "interrupt,busy,hybrid,kernel,nginx,apache", "servers, comma-separated: "+strings.Join(experimentServers, ", ")+" ("+kernelBusy+": the kernel stack with the kernel's busy polling on the veth)")
 	file := fs.String("file", "1k.bin", "file requested: "+siteFileNames())
 	fractionsFlag := fs.String("fractions", defaultFractions, "offered loads as fractions of each server's saturation, comma-separated")
 	sharedFlag := fs.String("rates", defaultShared, "offered loads in requests/s shared by all servers (each up to its saturation), comma-separated; empty for none")
 	duration := fs.Duration("duration", 5*time.Second, "length of each open-loop point")
+	reps := fs.Int("reps", 3, "runs of each open-loop point (1 to 10): results.json keeps each, the report and plots show the median and the spread")
 	satDuration := fs.Duration("sat-duration", 5*time.Second, "length of the closed-loop run (wrk) that finds each server's saturation, whole seconds")
-	conns := fs.Int("conns", 32, "keep-alive connections: wrk's for saturation, the generator's pool for the points")
+	conns := fs.Int("conns", 32, "keep-alive connections: wrk's for saturation, the generator's pool for the points (with -close: the most open at once)")
+	pattern := fs.String("pattern", "steady", "offered load: steady (Poisson at the rate), or burst (Poisson at a high and a low rate in turn, the point's rate their mean; a timeline of each point, and of xhttpd's loops from its /metrics every "+timelineWindow.String()+")")
+	burstPeriod := fs.Duration("burst-period", time.Second, "with -pattern burst: the period of the pattern")
+	burstDuty := fs.Float64("burst-duty", 0.2, "with -pattern burst: the share of each period at the high rate")
+	burstLow := fs.Float64("burst-low", 0.1, "with -pattern burst: the low rate as a share of the high one (0: silence)")
+	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close), for saturation (wrk) and the points, so that the sweep measures the connection path")
 	out := fs.String("out", "", "directory for results.json, results.csv and report.md (required; made if missing)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
 	verbose := fs.Bool("v", false, "pass the servers' output through")
@@ -75,7 +119,10 @@ func experiment(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	servers, err := parseServers(*serversFlag, *nethttpdBin != "")
+	servers, err := parseNames("-servers", *serversFlag, experimentServers)
+	if err == nil && slices.Contains(servers, "nethttp") && *nethttpdBin == "" {
+		err = fmt.Errorf("-servers %q: nethttp needs -nethttpd PATH", *serversFlag)
+	}
 	if err != nil {
 		return err
 	}
@@ -96,6 +143,22 @@ func experiment(args []string) error {
 		return fmt.Errorf("-sat-duration %v: want whole seconds (wrk's unit), 1s to %v", *satDuration, maxDuration)
 	case *conns < 1 || *conns > maxConns:
 		return fmt.Errorf("-conns %d: want 1 to %d", *conns, maxConns)
+	case *reps < 1 || *reps > 10:
+		return fmt.Errorf("-reps %d: want 1 to 10", *reps)
+	case *pattern != "steady" && *pattern != "burst":
+		return fmt.Errorf("-pattern %q: want steady or burst", *pattern)
+	}
+	var burst *burstSpec
+	if *pattern == "burst" {
+		burst = &burstSpec{PeriodS: burstPeriod.Seconds(), Duty: *burstDuty, Low: *burstLow}
+		switch {
+		case *burstPeriod < 10*time.Millisecond || *burstPeriod > *duration:
+			return fmt.Errorf("-burst-period %v: want 10ms to -duration (%v)", *burstPeriod, *duration)
+		case !(*burstDuty > 0 && *burstDuty < 1):
+			return fmt.Errorf("-burst-duty %v: want more than 0 and less than 1", *burstDuty)
+		case !(*burstLow >= 0 && *burstLow < 1):
+			return fmt.Errorf("-burst-low %v: want 0 to less than 1", *burstLow)
+		}
 	}
 	size, ok := siteFileSize(*file)
 	if !ok {
@@ -129,8 +192,12 @@ func experiment(args []string) error {
 	var machine strings.Builder
 	printMachine(&machine, started)
 	res := expResults{Date: started.UTC().Format(time.RFC3339), Machine: strings.TrimSpace(machine.String()),
-		Command: shellJoin(append([]string{"testbed", "experiment"}, args...))}
-	perServer := time.Duration(len(fractions)+len(shared))*(*duration) + *satDuration + 3*time.Second
+		Command: shellJoin(append([]string{"testbed", "experiment"}, args...)), Reps: *reps,
+		Close: *closeEach, Burst: burst, CDFPercentiles: cdfPercentiles}
+	if burst != nil {
+		res.Pattern = "burst"
+	}
+	perServer := serverTime(len(fractions)+len(shared), *reps, *duration, *satDuration)
 	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
@@ -146,7 +213,7 @@ func experiment(args []string) error {
 			fmt.Fprintf(os.Stderr, "testbed: [server %d/%d] %s (about %v left)\n", i+1, len(servers), name, left.Round(time.Second))
 			pts, err := measureServer(ctx, tb, expRun{
 				name: name, setup: setup, file: *file, size: size, self: self, conns: *conns,
-				fractions: fractions, shared: shared, duration: *duration, satDuration: *satDuration,
+				fractions: fractions, shared: shared, reps: *reps, close: *closeEach, burst: burst, duration: *duration, satDuration: *satDuration,
 				wait: *wait, verbose: *verbose,
 			})
 			res.Points = append(res.Points, pts...)
@@ -167,7 +234,14 @@ func experiment(args []string) error {
 	return err
 }
 
-const experimentUsage = "testbed experiment -xhttpd PATH -out DIR [-servers ...] [-file 1k.bin] [-fractions " + defaultFractions + "] [-rates " + defaultShared + "] [-duration 5s] [-sat-duration 5s] [-conns 32] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+// serverTime estimates one server's share of a run, for the progress
+// lines: its saturation, every point and repetition, and a few seconds to
+// start, check and stop it.
+func serverTime(points, reps int, duration, satDuration time.Duration) time.Duration {
+	return time.Duration(points*reps)*(duration+300*time.Millisecond) + satDuration + 3*time.Second
+}
+
+const experimentUsage = "testbed experiment -xhttpd PATH -out DIR [-servers ...] [-file 1k.bin] [-fractions " + defaultFractions + "] [-rates " + defaultShared + "] [-duration 5s] [-reps 3] [-close] [-sat-duration 5s] [-conns 32] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // expRun is one server's share of the experiment.
 type expRun struct {
@@ -179,6 +253,9 @@ type expRun struct {
 	conns       int
 	fractions   []float64
 	shared      []float64
+	reps        int
+	close       bool       // a new connection per request
+	burst       *burstSpec // nil: steady
 	duration    time.Duration
 	satDuration time.Duration
 	wait        time.Duration
@@ -189,7 +266,22 @@ type expRun struct {
 // finds its saturation and measures the open-loop points. It returns the
 // points measured before any failure.
 func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []expPoint, err error) {
-	path, args := serverCommand(r.name, r.setup)
+	command := r.name
+	if r.name == kernelBusy {
+		var restore func() error
+		restore, err = prepareBusyPoll(ctx, tb)
+		defer func() {
+			if rerr := restore(); rerr != nil {
+				fmt.Fprintf(os.Stderr, "testbed: %s: restoring the veth's settings: %v\n", r.name, rerr)
+				err = errors.Join(err, fmt.Errorf("restoring the veth's settings: %w", rerr))
+			}
+		}()
+		if err != nil {
+			return nil, err
+		}
+		command = "kernel"
+	}
+	path, args := serverCommand(command, r.setup)
 	xdpLoops := slices.Contains([]string{"interrupt", "busy", "hybrid"}, r.name)
 	if xdpLoops {
 		args = append(args, "-admin", adminAddr)
@@ -211,8 +303,13 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 	if err != nil {
 		return nil, err
 	}
+	if r.name == kernelBusy {
+		if _, err := enableEpollBusyPoll(pid); err != nil {
+			return nil, fmt.Errorf("busy polling: %w", err)
+		}
+	}
 	url := "http://" + tb.ServerV4.String() + "/" + r.file
-	sat, err := wrkOnce(ctx, tb, benchRun{wrk: wrkArgs(2, r.conns, r.satDuration, url, false), duration: r.satDuration}, pid)
+	sat, err := wrkOnce(ctx, tb, benchRun{wrk: wrkArgs(2, r.conns, r.satDuration, url, r.close), duration: r.satDuration}, pid)
 	if err != nil {
 		return nil, fmt.Errorf("saturation: %w", err)
 	}
@@ -223,31 +320,56 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 		CPUSPerReq: perReq(sat.cpu, sat.res.Requests), Cores: sat.cpu.Seconds() / r.satDuration.Seconds(),
 	})
 	rates := offeredRates(sat.res.ReqPerSec, r.fractions, r.shared)
-	for j, o := range rates {
-		if ctx.Err() != nil {
-			return pts, ctx.Err()
-		}
-		fmt.Fprintf(os.Stderr, "testbed:   %s point %d/%d: %.0f req/s offered (saturation %.0f)\n", r.name, j+1, len(rates), o.rate, sat.res.ReqPerSec)
-		var before loopStats
-		if xdpLoops {
-			if before, err = readLoopStats(ctx, tb); err != nil {
-				return pts, err
+	// Repetitions sweep the rates in turn, so that what drifts over a
+	// server's run (the machine's other work, the server's own state)
+	// spreads over every rate instead of weighing on one.
+	for rep := 1; rep <= r.reps; rep++ {
+		for j, o := range rates {
+			if ctx.Err() != nil {
+				return pts, ctx.Err()
 			}
-		}
-		p, err := openLoopPoint(ctx, tb, r, pid, o.rate)
-		if err != nil {
-			return pts, fmt.Errorf("%.0f req/s: %w", o.rate, err)
-		}
-		if xdpLoops {
-			after, err := readLoopStats(ctx, tb)
+			fmt.Fprintf(os.Stderr, "testbed:   %s point %d/%d, run %d/%d: %.0f req/s offered (saturation %.0f)\n",
+				r.name, j+1, len(rates), rep, r.reps, o.rate, sat.res.ReqPerSec)
+			var before loopStats
+			var bpBefore int64
+			if r.name == kernelBusy {
+				if bpBefore, err = busyPollRx(tb); err != nil {
+					return pts, err
+				}
+			}
+			if xdpLoops {
+				if before, err = readLoopStats(ctx, tb); err != nil {
+					return pts, err
+				}
+			}
+			p, err := openLoopPoint(ctx, tb, r, pid, o.rate, rep, xdpLoops && r.burst != nil)
 			if err != nil {
-				return pts, err
+				return pts, fmt.Errorf("%.0f req/s: %w", o.rate, err)
 			}
-			d := after.delta(before, max(p.ElapsedS, r.duration.Seconds()))
-			p.Loops = &d
+			if xdpLoops {
+				after, err := readLoopStats(ctx, tb)
+				if err != nil {
+					return pts, err
+				}
+				d := after.delta(before, max(p.ElapsedS, r.duration.Seconds()))
+				p.Loops = &d
+			}
+			if r.name == kernelBusy {
+				after, err := busyPollRx(tb)
+				if err != nil {
+					return pts, err
+				}
+				d := after - bpBefore
+				p.BusyPollRx = &d
+			}
+			if r.close && !xdpLoops {
+				if n, err := serverTimeWaits(tb); err == nil {
+					p.ServerTimeWait = &n
+				}
+			}
+			p.Fraction, p.Rep = o.fraction, rep
+			pts = append(pts, p)
 		}
-		p.Fraction = o.fraction
-		pts = append(pts, p)
 	}
 	return pts, nil
 }
@@ -278,12 +400,22 @@ func offeredRates(sat float64, fractions, shared []float64) []offered {
 
 // openLoopPoint runs the generator in the client namespace at rate and
 // reads the server's CPU time around it.
-func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64) (expPoint, error) {
+// With sampleLoops, xhttpd's loops are sampled every timelineWindow
+// meanwhile.
+func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, rate float64, rep int, sampleLoops bool) (expPoint, error) {
 	gctx, cancel := context.WithTimeout(ctx, r.duration+30*time.Second)
 	defer cancel()
-	cmd := tb.ClientCmd(gctx, r.self, "loadgen", "-addr", tb.ServerV4.String()+":80", "-path", "/"+r.file,
+	args := []string{"loadgen", "-addr", tb.ServerV4.String() + ":80", "-path", "/" + r.file,
 		"-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-conns", strconv.Itoa(r.conns),
-		"-duration", r.duration.String(), "-seed", strconv.Itoa(int(rate)))
+		"-duration", r.duration.String(), "-seed", strconv.FormatUint(pointSeed(rate, rep), 10)}
+	if r.close {
+		args = append(args, "-close")
+	}
+	if b := r.burst; b != nil {
+		args = append(args, "-burst-period", b.loadgen().Period.String(), "-burst-duty", strconv.FormatFloat(b.Duty, 'f', -1, 64),
+			"-burst-low", strconv.FormatFloat(b.Low, 'f', -1, 64), "-window", timelineWindow.String())
+	}
+	cmd := tb.ClientCmd(gctx, r.self, args...)
 	var out, errOut strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = io.MultiWriter(os.Stderr, &errOut)
@@ -291,8 +423,17 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 	if err != nil {
 		return expPoint{}, err
 	}
+	var sampler *loopSampler
+	if sampleLoops {
+		sampler = startLoopSampler(ctx, tb, timelineWindow)
+	}
 	err = cmd.Run()
 	cpu1, cerr := testbed.TreeCPU(pid)
+	var scrapes []scrape
+	var serr error
+	if sampler != nil {
+		scrapes, serr = sampler.stop()
+	}
 	if err != nil {
 		return expPoint{}, fmt.Errorf("loadgen: %w: %s", err, strings.TrimSpace(errOut.String()))
 	}
@@ -304,11 +445,40 @@ func openLoopPoint(ctx context.Context, tb *testbed.Testbed, r expRun, pid int, 
 		return expPoint{}, fmt.Errorf("loadgen's output: %w", err)
 	}
 	cpu := cpu1 - cpu0
-	return expPoint{
+	p := expPoint{
 		Server: r.name, FileBytes: r.size, Kind: "open", loadPoint: lp,
 		CPUSPerReq: perReq(cpu, lp.Done), Cores: cpu.Seconds() / max(lp.ElapsedS, r.duration.Seconds()),
 		Unreliable: float64(lp.LagP99) > 0.1*float64(lp.P50),
-	}, nil
+	}
+	if serr != nil {
+		fmt.Fprintf(os.Stderr, "testbed: %s at %.0f/s: the loops' timeline: %v\n", r.name, rate, serr)
+	}
+	for _, l := range loopTimeline(scrapes, lp.StartMono) {
+		// Samples from before the first intended time or after the last
+		// window tell nothing of the point.
+		if l.T >= -timelineWindow.Seconds() && l.T <= r.duration.Seconds()+timelineWindow.Seconds() {
+			p.LoopTimeline = append(p.LoopTimeline, l)
+		}
+	}
+	return p, nil
+}
+
+// pointSeed seeds a point's Poisson schedule: one per rate and
+// repetition, so that the repetitions of a point differ in their gaps too
+// (the first keeps the seed of runs before -reps).
+func pointSeed(rate float64, rep int) uint64 {
+	return uint64(rate) + uint64(max(rep-1, 0))*1_000_003
+}
+
+// serverTimeWaits counts the TIME-WAIT sockets on port 80 in the server's
+// namespace: a kernel-stack server's.
+func serverTimeWaits(tb *testbed.Testbed) (int, error) {
+	var n int
+	err := tb.InServer(func() (err error) {
+		n, err = loadgen.TimeWaits(80, 0)
+		return err
+	})
+	return n, err
 }
 
 func perReq(cpu time.Duration, n int64) float64 {
@@ -356,18 +526,22 @@ func writeResults(dir string, res expResults) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	plots, perr := writePlots(dir, res.Points)
+	aggs := aggregate(res.Points)
+	plots, perr := writePlots(dir, aggs)
+	cdfs, cerr := writeCDFs(dir, res.CDFPercentiles, aggs)
+	timelines, terr := writeTimelines(dir, res, aggs)
+	perr = errors.Join(perr, cerr, terr)
 	r, err := os.Create(filepath.Join(dir, "report.md"))
 	if err != nil {
 		return errors.Join(perr, err)
 	}
-	writeReport(r, res, plots)
+	writeReport(r, res, plots, cdfs, timelines)
 	return errors.Join(perr, r.Close())
 }
 
-var csvHeader = []string{"server", "file_bytes", "kind", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
+var csvHeader = []string{"server", "file_bytes", "kind", "rep", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
 	"p50_us", "p90_us", "p99_us", "p999_us", "max_us", "lag_p50_us", "lag_p99_us", "gen_cpu_s", "cpu_s_per_req", "cores", "unreliable",
-	"mode_switches_per_s", "wakeups_per_s", "polling_share"}
+	"mode_switches_per_s", "wakeups_per_s", "polling_share", "new_conns", "closed_by_server", "reset_by_client", "client_time_wait", "server_time_wait"}
 
 func writeCSV(w io.Writer, pts []expPoint) error {
 	cw := csv.NewWriter(w)
@@ -379,7 +553,14 @@ func writeCSV(w io.Writer, pts []expPoint) error {
 		if p.Loops != nil {
 			loops = []string{g(p.Loops.Switches), g(p.Loops.Wakeups), g(p.Loops.PollingPart)}
 		}
-		cw.Write(append([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
+		tw := func(n *int) string {
+			if n == nil {
+				return ""
+			}
+			return strconv.Itoa(*n)
+		}
+		loops = append(loops, i(p.Opened), i(p.ServerClosed), i(p.Reset), tw(p.ClientTimeWait), tw(p.ServerTimeWait))
+		cw.Write(append([]string{p.Server, strconv.Itoa(p.FileBytes), p.Kind, strconv.Itoa(p.Rep), g(p.Fraction), g(p.Offered), g(p.Achieved), i(p.Sent), i(p.Done), i(p.Errors),
 			i(p.P50), i(p.P90), i(p.P99), i(p.P999), i(p.Max), i(p.LagP50), i(p.LagP99), g(p.GenCPU), g(p.CPUSPerReq), g(p.Cores), strconv.FormatBool(p.Unreliable)}, loops...))
 	}
 	cw.Flush()

@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/testbed"
 )
@@ -82,4 +87,119 @@ func (b loopStats) delta(a loopStats, seconds float64) loopDelta {
 		d.PollingPart = (b.polling - a.polling) / t
 	}
 	return d
+}
+
+// loopSample is what xhttpd's loops did in one interval of a timeline.
+type loopSample struct {
+	T           float64 `json:"t_s"` // the interval's middle, from the generator's start
+	PollingPart float64 `json:"polling_share"`
+	Wakeups     float64 `json:"wakeups_per_s"`
+	Switches    float64 `json:"mode_switches_per_s"`
+}
+
+// scrape is one reading of the counters, at a time on CLOCK_MONOTONIC.
+type scrape struct {
+	mono int64
+	s    loopStats
+}
+
+// loopSampler reads xhttpd's /metrics every interval, over a keep-alive
+// connection made in the server's namespace (no process per reading: at
+// ten a second, `ip netns exec curl` would cost the machine more than the
+// server's loops do), until stop.
+type loopSampler struct {
+	done    chan struct{}
+	stopped chan struct{}
+	scrapes []scrape
+	err     error
+}
+
+func startLoopSampler(ctx context.Context, tb *testbed.Testbed, every time.Duration) *loopSampler {
+	ls := &loopSampler{done: make(chan struct{}), stopped: make(chan struct{})}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = tb.InServer(func() error {
+				var d net.Dialer
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}}
+	go func() {
+		defer close(ls.stopped)
+		defer client.CloseIdleConnections()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			mono := monoNow()
+			s, err := getLoopStats(ctx, client)
+			if err != nil {
+				ls.err = err
+				return
+			}
+			ls.scrapes = append(ls.scrapes, scrape{mono, s})
+			select {
+			case <-ls.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return ls
+}
+
+// stop ends the sampling and returns the readings, and the error that
+// ended them early, if one did.
+func (ls *loopSampler) stop() ([]scrape, error) {
+	close(ls.done)
+	<-ls.stopped
+	return ls.scrapes, ls.err
+}
+
+// loopTimeline turns consecutive readings into what happened between
+// them, timed from start.
+func loopTimeline(scrapes []scrape, start int64) []loopSample {
+	var out []loopSample
+	for i := 1; i < len(scrapes); i++ {
+		a, b := scrapes[i-1], scrapes[i]
+		dt := float64(b.mono-a.mono) / 1e9
+		if dt <= 0 {
+			continue
+		}
+		d := b.s.delta(a.s, dt)
+		out = append(out, loopSample{
+			T:           float64((a.mono+b.mono)/2-start) / 1e9,
+			PollingPart: d.PollingPart, Wakeups: d.Wakeups, Switches: d.Switches,
+		})
+	}
+	return out
+}
+
+func getLoopStats(ctx context.Context, c *http.Client) (loopStats, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+adminAddr+"/metrics", nil)
+	if err != nil {
+		return loopStats{}, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return loopStats{}, fmt.Errorf("scrape %s: %w", adminAddr, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return loopStats{}, fmt.Errorf("scrape %s: %s %v", adminAddr, resp.Status, err)
+	}
+	return parseLoopStats(string(b))
+}
+
+// monoNow reads CLOCK_MONOTONIC in nanoseconds, the clock of loadgen's
+// start_mono_ns.
+func monoNow() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
 }
