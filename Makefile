@@ -41,11 +41,16 @@ test: tools
 
 # stress is the soak (e2e TestSoak), not part of test: STRESS of mixed load
 # (keep-alive, new connections, ranges, slow readers, a SIGHUP every 3 s),
-# then an injected failure; e.g. make stress STRESS=30s. The test bounds
-# itself (go test's own timeout is off: its 10 minutes are the default).
+# then an injected failure; e.g. make stress STRESS=30s; then FUZZTIME of
+# each fuzz target (the XDP program against its Go rules, the link
+# endpoint). The soak bounds itself (go test's own timeout is off: its 10
+# minutes are the default).
 STRESS  ?= 10m
+FUZZTIME ?= 5m
 stress:
 	XHTTPD_STRESS=$(STRESS) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./e2e/
+	$(GO) test -run X -fuzz FuzzSteer -fuzztime $(FUZZTIME) ./xdp/
+	$(GO) test -run X -fuzz FuzzDeliver -fuzztime $(FUZZTIME) ./stack/
 
 demo: tools build
 	./$(BIN)/testbed demo -xhttpd ./$(BIN)/xhttpd
