@@ -61,12 +61,14 @@ demo: tools build
 # at shared rates; 1 KiB adds the kernel stack with the kernel's busy
 # polling), a new connection per request, and bursts (timelines of the
 # loops); OUT/1k, OUT/64k, OUT/close and OUT/burst get a report each.
-# About 13 minutes on two cores (testbed prints its estimate per run).
+# 11 min 18 s on two cores on 2026-11-29 (testbed prints its estimate per
+# run); with 0.85 and 0.95 at 1 KiB and three runs at 64 KiB it took about
+# 15.
 BENCH_SERVERS := interrupt,busy,hybrid,kernel,nginx,apache,nethttp
 BENCH         := ./$(BIN)/testbed experiment -xhttpd ./$(BIN)/xhttpd -nethttpd ./$(BIN)/nethttpd
 bench: tools peers build
-	$(BENCH) -servers $(BENCH_SERVERS),kernel-busy -file 1k.bin -rates 1000,5000,10000 -duration 1s -reps 3 -out $(OUT)/1k
-	$(BENCH) -servers $(BENCH_SERVERS) -file 64k.bin -fractions 0.1,0.25,0.5,0.7 -rates 1000,3000 -duration 1s -reps 3 -out $(OUT)/64k
+	$(BENCH) -servers $(BENCH_SERVERS),kernel-busy -file 1k.bin -fractions 0.1,0.25,0.5,0.7,0.9 -rates 1000,5000,10000 -duration 1s -reps 3 -out $(OUT)/1k
+	$(BENCH) -servers $(BENCH_SERVERS) -file 64k.bin -fractions 0.1,0.25,0.5,0.7 -rates 1000,3000 -duration 1s -reps 2 -out $(OUT)/64k
 	$(BENCH) -servers interrupt,hybrid,kernel,nginx -close -file 1k.bin -fractions 0.1,0.5 -rates 1000 -duration 1s -reps 3 -out $(OUT)/close
 	$(BENCH) -servers interrupt,busy,hybrid,kernel -pattern burst -file 1k.bin -fractions 0.25 -rates 5000 -duration 3s -reps 1 -out $(OUT)/burst
 
