@@ -22,8 +22,9 @@ func demo(args []string) (err error) {
 	root := fs.String("root", "", "directory to serve (default: a generated demo site)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for xhttpd to accept connections")
+	keep := fs.Bool("keep", false, "after the fetches, keep the testbed and xhttpd running for trying things by hand, until Ctrl-C or SIGTERM")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: testbed demo -xhttpd PATH [-root DIR] [-queues N] [-- extra xhttpd flags]")
+		fmt.Fprintln(fs.Output(), "usage: testbed demo -xhttpd PATH [-root DIR] [-queues N] [-keep] [-- extra xhttpd flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -38,7 +39,7 @@ func demo(args []string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	defer func() {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !*keep {
 			err = errors.Join(err, errors.New("interrupted"))
 		}
 	}()
@@ -85,7 +86,22 @@ func demo(args []string) (err error) {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil || !*keep {
+		return err
+	}
+	fmt.Printf("\nThe testbed stays up until Ctrl-C. From another shell, as root:\n"+
+		"  ip netns exec %s curl -sS %s\n"+
+		"  ip netns exec %s curl -sS -g %s\n"+
+		"  ip netns exec %s wrk -c32 -d10s %s\n"+
+		"  ip netns exec %s %s doctor -iface %s\n",
+		tb.ClientNS, v4, tb.ClientNS, v6, tb.ClientNS, v4, tb.ServerNS, path, tb.ServerIf)
+	select {
+	case <-ctx.Done():
+		stop() // a second Ctrl-C is the shell's again
+		return nil
+	case <-srv.done:
+		return fmt.Errorf("xhttpd exited: %v", srv.err)
+	}
 }
 
 // curl fetches url from the client namespace and prints the response with
