@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
 
 // exchange runs a server that answers each line it reads with answer (or
@@ -48,7 +45,7 @@ func exchange(t *testing.T, delay time.Duration, answer func(line string) []byte
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(serverV4.As4()), Port: 80}, ipv4.ProtocolNumber)
+	conn, err := dialServer(ctx, cs, serverV4)
 	if err != nil {
 		t.Fatal(err)
 	}

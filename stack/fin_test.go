@@ -5,15 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
 
 // serverFrame is what the client saw of one frame from the server.
@@ -55,7 +51,7 @@ func closeAfter(t *testing.T, answer []byte, cork bool, drop func(serverFrame) b
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(serverV4.As4()), Port: 80}, ipv4.ProtocolNumber)
+	c, err := dialServer(ctx, cs, serverV4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,5 +132,3 @@ func finResent(t *testing.T, size int) {
 		}
 	}
 }
-
-var _ net.Conn = (*gonet.TCPConn)(nil)

@@ -5,10 +5,6 @@ import (
 	"io"
 	"testing"
 	"time"
-
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
 
 // closeFirst makes n connections that the server closes first, so that
@@ -32,7 +28,7 @@ func closeFirst(t *testing.T, maxTimeWait, n int) TCPCounters {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := range n {
-		c, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(serverV4.As4()), Port: 80}, ipv4.ProtocolNumber)
+		c, err := dialServer(ctx, cs, serverV4)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}

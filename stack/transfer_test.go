@@ -112,6 +112,15 @@ func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func(), d
 	return cs
 }
 
+// dialServer connects the client's netstack to port 80 of server.
+func dialServer(ctx context.Context, cs *gvstack.Stack, server netip.Addr) (*gonet.TCPConn, error) {
+	proto := ipv4.ProtocolNumber
+	if server.Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	return gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(server.AsSlice()), Port: 80}, proto)
+}
+
 // etherIP frames an IP packet from the client for the server.
 func etherIP(src, dst netip.Addr, ip []byte) []byte {
 	etype := header.IPv4ProtocolNumber
@@ -167,13 +176,13 @@ func lossyDownload(t *testing.T, network string, mtu int, body []byte, stall fun
 		conn.Close()
 	}()
 	cs := clientStack(t, st, q, mtu, stall, drop)
-	server, proto := serverV4, ipv4.ProtocolNumber
+	server := serverV4
 	if network == "tcp6" {
-		server, proto = serverV6, ipv6.ProtocolNumber
+		server = serverV6
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := gonet.DialContextTCP(ctx, cs, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(server.AsSlice()), Port: 80}, proto)
+	conn, err := dialServer(ctx, cs, server)
 	if err != nil {
 		t.Fatal(err)
 	}
