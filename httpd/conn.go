@@ -74,7 +74,7 @@ type conn struct {
 
 	in    connReader       // what br reads from
 	out   connWriter       // what bw writes to
-	outRF readerFromWriter // the same, for a net.Conn with ReadFrom (sendfile)
+	outRF readerFromWriter // the same, with ReadFrom for files from disk
 
 	p       parser
 	req     request
@@ -223,30 +223,55 @@ func (w *connWriter) timedOut(err error) error {
 	return err
 }
 
-// readerFromWriter adds ReadFrom to connWriter for connections that have
-// one: bufio.Writer hands a file to it once its buffer is out, and the
-// kernel's TCPConn sends the file with sendfile(2). Connections without
-// ReadFrom (the netstack's) get the plain connWriter, and bufio.Writer
-// copies through its own buffer instead.
+// readerFromWriter adds ReadFrom to connWriter: bufio.Writer hands a file
+// to it once its buffer is out. A connection with a ReadFrom of its own
+// (the kernel's TCPConn) sends the file with sendfile(2). One without (the
+// netstack's) gets it in writes of writeChunk through a pooled buffer: a
+// write is one trip through the netstack, and on the netstack's GSO path
+// one packet for the kernel to cut into frames, so 64 KiB writes cost a
+// quarter of what bufio.Writer's own 16 KiB ones do (one 5 MiB download
+// over AF_XDP: see the README's "Bulk").
 type readerFromWriter struct{ *connWriter }
 
 func (w readerFromWriter) ReadFrom(r io.Reader) (int64, error) {
-	w.arm()
-	n, err := w.c.nc.(io.ReaderFrom).ReadFrom(r)
-	w.c.srv.stats.bytesOut.Add(uint64(n))
-	return n, w.timedOut(err)
+	if rf, ok := w.c.nc.(io.ReaderFrom); ok {
+		w.arm()
+		n, err := rf.ReadFrom(r)
+		w.c.srv.stats.bytesOut.Add(uint64(n))
+		return n, w.timedOut(err)
+	}
+	buf := chunkPool.Get().(*[writeChunk]byte)
+	defer chunkPool.Put(buf)
+	var sent int64
+	for {
+		n, rerr := io.ReadFull(r, buf[:])
+		if n > 0 {
+			m, err := w.write(buf[:n])
+			sent += int64(m)
+			if err != nil {
+				return sent, err
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return sent, nil
+		default:
+			return sent, rerr
+		}
+	}
 }
+
+// chunkPool holds the buffers of readerFromWriter's copies: only writes of
+// big files from disk hold one, and only for one write.
+var chunkPool = sync.Pool{New: func() any { return new([writeChunk]byte) }}
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := connPool.Get().(*conn)
 	c.srv = s
 	c.nc = nc
 	c.br.Reset(&c.in)
-	if _, ok := nc.(io.ReaderFrom); ok {
-		c.bw.Reset(c.outRF)
-	} else {
-		c.bw.Reset(&c.out)
-	}
+	c.bw.Reset(c.outRF)
 	c.state.Store(stateIdle)
 	return c
 }

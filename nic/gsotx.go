@@ -28,6 +28,7 @@ type GSOTx struct {
 	fd  int
 	hdr [vnetHdrLen]byte
 	iov []unix.Iovec
+	msg unix.Msghdr
 }
 
 // vnetHdrLen is struct virtio_net_hdr without num_buffers.
@@ -63,7 +64,7 @@ func OpenGSOTx(ifindex int) (*GSOTx, error) {
 }
 
 // SendGSO writes one Ethernet frame carrying a TCP segment of more than
-// mss bytes of payload, made of the pieces in bufs, in one writev(2). The
+// mss bytes of payload, made of the pieces in bufs, in one sendmsg(2). The
 // frame's headers take hdrLen bytes, its TCP header starts at csumStart and
 // holds the pseudo-header's checksum at csumStart+csumOffset; the kernel
 // cuts the payload into mss-sized frames, with their own headers and full
@@ -90,7 +91,20 @@ func (t *GSOTx) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs []
 			t.iov = append(t.iov, v)
 		}
 	}
-	_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(t.fd), uintptr(unsafe.Pointer(&t.iov[0])), uintptr(len(t.iov)))
+	// First without blocking and without telling the Go scheduler: a
+	// send that blocks no one is better off keeping its P, since the
+	// scheduler hands the P of a syscall longer than 20 us to another
+	// thread, and on veth this one runs the peer's receive of every frame
+	// (about half of sysmon's wake-ups and the thread hand-offs they cause
+	// in a CPU profile of one large download). Only a full queue makes the
+	// writer wait, in a syscall the scheduler knows of.
+	t.msg.Iov = &t.iov[0]
+	t.msg.SetIovlen(len(t.iov))
+	_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&t.msg)), unix.MSG_DONTWAIT)
+	if e == unix.EAGAIN || e == unix.ENOBUFS {
+		_, _, e = unix.Syscall(unix.SYS_SENDMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&t.msg)), 0)
+	}
+	t.msg.Iov = nil
 	clear(t.iov) // the pieces are the netstack's: hold no pointer to them
 	if e != 0 {
 		return fmt.Errorf("gso tx: writev: %w", e)

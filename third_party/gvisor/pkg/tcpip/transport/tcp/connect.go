@@ -135,6 +135,11 @@ type handshake struct {
 func timerHandler(e *Endpoint, f func() tcpip.Error) func() {
 	return func() {
 		e.mu.Lock()
+		// xhttpd: held as a user holds it (LockUser), so that the
+		// processor leaves e to this handler rather than spinning on
+		// TryLock for as long as it runs, a retransmission included;
+		// the handler wakes the processor below if segments came.
+		e.ownedByUser.Store(1)
 		if err := f(); err != nil {
 			e.lastErrorMu.Lock()
 			// If the handler timed out and we have a lastError recorded (maybe due
@@ -148,11 +153,17 @@ func timerHandler(e *Endpoint, f func() tcpip.Error) func() {
 			e.lastErrorMu.Unlock()
 			e.cleanupLocked()
 			e.setEndpointState(StateError)
+			processor := e.protocol.dispatcher.selectProcessor(e.ID)
+			e.ownedByUser.Store(0)
 			e.mu.Unlock()
 			e.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
+			if !e.segmentQueue.empty() {
+				processor.queueEndpoint(e)
+			}
 			return
 		}
 		processor := e.protocol.dispatcher.selectProcessor(e.ID)
+		e.ownedByUser.Store(0)
 		e.mu.Unlock()
 
 		// notify processor if there are pending segments to be
@@ -1271,22 +1282,9 @@ func (e *Endpoint) handleReset(s *segment) (ok bool, err tcpip.Error) {
 // +checklocksexclude:e.snd.rtt.rttMutex
 func (e *Endpoint) handleSegmentsLocked() tcpip.Error {
 	sndUna := e.snd.SndUna
-	for i := 0; i < maxSegmentsPerWake; i++ {
-		if state := e.EndpointState(); state.closed() || state == StateTimeWait || state == StateError {
-			return nil
-		}
-		s := e.segmentQueue.dequeue()
-		if s == nil {
-			break
-		}
-		cont, err := e.handleSegmentLocked(s)
-		s.DecRef()
-		if err != nil {
-			return err
-		}
-		if !cont {
-			return nil
-		}
+	done, err := e.handleSegmentBatchLocked()
+	if done || err != nil {
+		return err
 	}
 
 	// The remote ACK-ing at least 1 byte is an indication that we have a
@@ -1316,6 +1314,46 @@ func (e *Endpoint) handleSegmentsLocked() tcpip.Error {
 	e.resetKeepaliveTimer(true /* receivedData */)
 
 	return nil
+}
+
+// handleSegmentBatchLocked handles up to maxSegmentsPerWake queued segments
+// and then sends the new data that their ACKs allow, in one go: a batch of
+// ACKs, each for two segments, sends one GSO segment rather than a pair
+// after each (Linux's tcp_tso_should_defer aims at the same). done is set
+// when the endpoint is finished with the batch early: it closed, or a
+// segment said not to continue. xhttpd.
+//
+// +checklocks:e.mu
+func (e *Endpoint) handleSegmentBatchLocked() (done bool, err tcpip.Error) {
+	e.snd.batching = true
+	defer func() {
+		e.snd.batching = false
+		if !e.snd.sendPending {
+			return
+		}
+		e.snd.sendPending = false
+		if state := e.EndpointState(); state.connected() && state != StateTimeWait {
+			e.snd.sendData()
+		}
+	}()
+	for i := 0; i < maxSegmentsPerWake; i++ {
+		if state := e.EndpointState(); state.closed() || state == StateTimeWait || state == StateError {
+			return true, nil
+		}
+		s := e.segmentQueue.dequeue()
+		if s == nil {
+			break
+		}
+		cont, err := e.handleSegmentLocked(s)
+		s.DecRef()
+		if err != nil {
+			return true, err
+		}
+		if !cont {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // +checklocks:e.mu

@@ -116,6 +116,12 @@ type sender struct {
 	// (host GSO) and splitInFlight has not split it since. xhttpd.
 	unsplit bool
 
+	// batching is set while the endpoint handles a batch of received
+	// segments, and sendPending when an ACK of the batch opened the
+	// window: the batch sends new data once, at its end, rather than a
+	// segment or two after each ACK. xhttpd.
+	batching, sendPending bool
+
 	// lr is the loss recovery algorithm used by the sender.
 	lr lossRecovery
 
@@ -1898,7 +1904,11 @@ func (s *sender) handleRcvdSegment(rcvdSeg *segment) {
 	// Send more data now that some of the pending data has been ack'd, or
 	// that the window opened up, or the congestion window was inflated due
 	// to a duplicate ack during fast recovery. This will also re-enable
-	// the retransmit timer if needed.
+	// the retransmit timer if needed. xhttpd: once per batch.
+	if s.batching {
+		s.sendPending = true
+		return
+	}
 	s.sendData()
 }
 
