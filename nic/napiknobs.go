@@ -84,6 +84,9 @@ type NAPIResult struct {
 	Outcome NAPIOutcome
 	Value   uint64 // the value set, restored, or (NAPIChanged) found
 	Err     error  // why not, for the outcomes other than set and restored
+	// Earlier: the result of putting back an earlier process's record,
+	// not of this one's settings.
+	Earlier bool
 }
 
 // NAPIKnobs are knobs set on an interface, and its record, held until
@@ -297,7 +300,8 @@ func RestoreNAPIKnobs(nl NAPINetlink, dir string, ifindex int) ([]NAPIResult, er
 	return results, f.finish(results)
 }
 
-// restoreNAPI puts back rec's old values, those in only (nil: all). An
+// restoreNAPI puts back rec's old values, those in only (nil: all, an
+// earlier process's record). An
 // instance is found by its ID, or else as the one queue-get now ties to its
 // first queue (a driver that made it anew). A knob whose value is no longer
 // the one set is left: someone changed it since (or, in a dead process's
@@ -330,7 +334,7 @@ func restoreNAPI(nl NAPINetlink, rec NAPIRecord, only map[uint32]map[NAPIKnob]bo
 			if only != nil && !only[c.ID][k] {
 				continue
 			}
-			r := NAPIResult{Queue: q, NAPI: c.ID, Knob: k, Value: c.Old[k]}
+			r := NAPIResult{Queue: q, NAPI: c.ID, Knob: k, Value: c.Old[k], Earlier: only == nil}
 			cur, reported := n.Knob(k)
 			switch {
 			case err != nil:

@@ -197,8 +197,8 @@ func TestNAPIKnobsStaleRecord(t *testing.T) {
 		t.Fatalf("after the kill: held %v, %v; want a record no one holds", held, err)
 	}
 	rs, err := RestoreNAPIKnobs(nd, dir, 7)
-	if err != nil || count(rs, NAPIRestored) != 6 {
-		t.Fatalf("restore at start: %s, %v; want 6 restored", outcomes(rs), err)
+	if err != nil || count(rs, NAPIRestored) != 6 || !rs[0].Earlier {
+		t.Fatalf("restore at start: %s, %v; want 6 restored, of an earlier process's record", outcomes(rs), err)
 	}
 	if got := nd.knobs(t, 8194); got[GROFlushTimeout] != 20000 || got[DeferHardIRQs] != 0 {
 		t.Errorf("NAPI 8194 after restore at start: %v", got)
@@ -214,6 +214,11 @@ func TestNAPIKnobsStaleRecord(t *testing.T) {
 	h, rs, err := SetNAPIKnobs(nd, dir, 7, "eth1", []int{0, 1}, suspendValues)
 	if err != nil || count(rs, NAPIRestored) != 6 || count(rs, NAPISet) != 6 {
 		t.Fatalf("set over a stale record: %s, %v; want 6 restored, then 6 set", outcomes(rs), err)
+	}
+	for _, r := range rs {
+		if r.Earlier != (r.Outcome == NAPIRestored) {
+			t.Errorf("%s %s: Earlier %v: want it for the dead process's knobs only", r.Outcome, r.Knob, r.Earlier)
+		}
 	}
 	if h.rec.Changes[1].Old[GROFlushTimeout] != 20000 {
 		t.Errorf("recorded old values %v: want the operator's, not the dead process's", h.rec.Changes[1].Old)

@@ -42,7 +42,7 @@ func (p *Path) restoreNAPI(ifc *net.Interface, o Options) {
 		return
 	}
 	rs, err := nic.RestoreNAPIKnobs(nd, dir, ifc.Index)
-	logNAPI(ifc.Name, "restored (an earlier process's record)", rs)
+	logNAPI(ifc.Name, earlierRecord, rs)
 	if err != nil {
 		slog.Warn("NAPI knobs: record of an earlier process", "iface", ifc.Name, "err", err)
 	}
@@ -79,8 +79,16 @@ func (p *Path) suspendIRQs(ifc *net.Interface, o Options) error {
 		slog.Warn("NAPI knobs: netdev netlink family", "iface", ifc.Name, "err", err)
 	}
 	knobs, rs, err := nic.SetNAPIKnobs(nd, cmp.Or(o.NAPIStateDir, nic.DefaultNAPIStateDir), ifc.Index, ifc.Name, queues, want)
-	p.napi = rs
-	logNAPI(ifc.Name, "set", rs)
+	var earlier []nic.NAPIResult // a record left since restoreNAPI looked
+	for _, r := range rs {
+		if r.Earlier {
+			earlier = append(earlier, r)
+		} else {
+			p.napi = append(p.napi, r)
+		}
+	}
+	logNAPI(ifc.Name, earlierRecord, earlier)
+	logNAPI(ifc.Name, "set", p.napi)
 	if err != nil {
 		return fmt.Errorf("xdpnet: NAPI suspension: %w", err)
 	}
@@ -93,6 +101,10 @@ func (p *Path) suspendIRQs(ifc *net.Interface, o Options) error {
 	})
 	return nil
 }
+
+// earlierRecord is logNAPI's done for the knobs of a record a killed
+// process left.
+const earlierRecord = "restored (an earlier process's record)"
 
 // logNAPI logs results, a line per queue and outcome: the knobs and their
 // values, and why for those neither set nor restored. done says what
