@@ -15,13 +15,10 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-// napiState reads, in the server namespace, the NAPI instances of the
-// server's end and their knobs (napi-get), and the -napi-state-dir record
-// for it.
-func napiState(t *testing.T, tb *testbed.Testbed, dir string) (map[uint32]nic.NAPIValues, *nic.NAPIRecord) {
+// inServerNetdev runs fn in the server namespace with the server's end
+// and the netdev family.
+func inServerNetdev(t *testing.T, tb *testbed.Testbed, fn func(ifc *net.Interface, nd *nic.Netdev) error) {
 	t.Helper()
-	vals := map[uint32]nic.NAPIValues{}
-	var rec *nic.NAPIRecord
 	err := tb.InServer(func() error {
 		ifc, err := net.InterfaceByName(tb.ServerIf)
 		if err != nil {
@@ -31,6 +28,21 @@ func napiState(t *testing.T, tb *testbed.Testbed, dir string) (map[uint32]nic.NA
 		if err != nil {
 			return err
 		}
+		return fn(ifc, nd)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// napiState reads, in the server namespace, the NAPI instances of the
+// server's end and their knobs (napi-get), and the -napi-state-dir record
+// for it.
+func napiState(t *testing.T, tb *testbed.Testbed, dir string) (map[uint32]nic.NAPIValues, *nic.NAPIRecord) {
+	t.Helper()
+	vals := map[uint32]nic.NAPIValues{}
+	var rec *nic.NAPIRecord
+	inServerNetdev(t, tb, func(ifc *net.Interface, nd *nic.Netdev) error {
 		napis, err := nd.NAPIs(ifc.Index)
 		if err != nil {
 			return err
@@ -47,9 +59,6 @@ func napiState(t *testing.T, tb *testbed.Testbed, dir string) (map[uint32]nic.NA
 		rec, _, err = nic.ReadNAPIRecord(dir, ifc.Index)
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return vals, rec
 }
 
@@ -131,15 +140,7 @@ func TestNAPISuspendRestoredAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := nic.NAPIValues{nic.DeferHardIRQs: 100, nic.GROFlushTimeout: 50000, nic.IRQSuspendTimeout: 20000000}
-	err := tb.InServer(func() error {
-		ifc, err := net.InterfaceByName(tb.ServerIf)
-		if err != nil {
-			return err
-		}
-		nd, err := nic.OpenNetdev()
-		if err != nil {
-			return err
-		}
+	inServerNetdev(t, tb, func(ifc *net.Interface, nd *nic.Netdev) error {
 		rec := nic.NAPIRecord{Ifindex: ifc.Index, Ifname: ifc.Name, PID: dead.Process.Pid, Time: time.Now().UTC()}
 		q := 0
 		for id, old := range before {
@@ -166,9 +167,6 @@ func TestNAPISuspendRestoredAfterKill(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	left, rec := napiState(t, tb, dir)
 	t.Logf("left by a dead process: %v, record %+v", left, rec)
 	if rec == nil {

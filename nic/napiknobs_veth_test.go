@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 
+	"github.com/xhttpd/xhttpd/internal/testchild"
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
@@ -25,12 +26,7 @@ import (
 // veth and waits to be killed (TestNAPIKnobsKilledVeth): "DIR IFNAME".
 const napiChildEnv = "XHTTPD_NAPI_CHILD"
 
-func TestMain(m *testing.M) {
-	if arg := os.Getenv(napiChildEnv); arg != "" {
-		os.Exit(napiChild(arg))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testchild.Main(m, napiChildEnv, napiChild) }
 
 func napiChild(arg string) int {
 	dir, ifname, _ := strings.Cut(arg, " ")
