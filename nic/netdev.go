@@ -15,7 +15,7 @@ import (
 // The netdev generic-netlink family (Linux 6.3+): what the kernel says of a
 // device's XDP, its NAPI instances and its queues. Numbers from the kernel's
 // Documentation/netlink/specs/netdev.yaml (include/uapi/linux/netdev.h).
-// Only reads live here; nothing in nic sets a NAPI knob.
+// Reads live here; the one write, napi-set, is napiset.go's.
 const (
 	netdevFamily  = "netdev"
 	netdevVersion = 1
@@ -127,7 +127,8 @@ type NetdevQueue struct {
 // family or without one of its operations: a fact to report, not a failure.
 var ErrNetdevUnsupported = errors.New("not in this kernel")
 
-// Netdev asks the netdev family.
+// Netdev asks the netdev family. The zero Netdev answers every request
+// with ErrNetdevUnsupported, as a kernel without the family would.
 type Netdev struct {
 	family uint16
 	ops    map[uint32]bool

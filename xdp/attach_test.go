@@ -17,17 +17,14 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/internal/testchild"
 )
 
 // childEnv makes the test binary an attaching child (see TestMain).
 const childEnv = "XHTTPD_XDP_TEST_CHILD"
 
-func TestMain(m *testing.M) {
-	if v := os.Getenv(childEnv); v != "" {
-		os.Exit(attachChild(v))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testchild.Main(m, childEnv, attachChild) }
 
 // attachChild enters the namespace passed as fd 3, attaches to the given
 // ifindex, says so on stdout and waits (at most a minute) to be killed.

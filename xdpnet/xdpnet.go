@@ -12,7 +12,9 @@
 // the interface (ARP, ND, ICMP, other ports, other addresses) stays the
 // kernel's, and the interface keeps its addresses. Close, or the process's
 // end by any means, detaches the program; the kernel then answers the ports
-// itself.
+// itself. With Options.NAPISuspend it also sets the kernel's NAPI knobs of
+// the queues (napi.go), which Close puts back, and after a SIGKILL the next
+// Open on the interface.
 package xdpnet
 
 import (
@@ -66,6 +68,47 @@ type Options struct {
 	// net.ipv4.tcp_max_tw_buckets does; 0: stack.DefaultMaxTimeWait,
 	// negative: no bound.
 	MaxTimeWait int
+	// NAPISuspend, in busy and hybrid mode, is the irq-suspend-timeout
+	// (Linux 6.13+) set on the NAPI instance of each queue, with
+	// NAPIDeferHardIRQs and NAPIGROFlushTimeout, while the path is open:
+	// the kernel then keeps the queue's IRQ off while the loop's busy polls
+	// keep finding work. 0: off; ignored, with a warning, in interrupt mode.
+	// What a kernel or driver lacks is logged and reported (Path.NAPI),
+	// never fatal. AF_XDP has nothing like epoll's end of a suspension when
+	// a poll finds nothing (napi_resume_irqs): once a hybrid loop goes to
+	// sleep, the IRQ stays off until the timeout runs out, so the first
+	// frame after an idle spell may wait that long (from the kernel's code;
+	// not measured here). Keep it short in hybrid mode.
+	NAPISuspend time.Duration
+	// NAPIStateDir is where the NAPI settings changed are recorded until
+	// restored; Open first restores what a killed process left there,
+	// NAPISuspend or not. Default nic.DefaultNAPIStateDir.
+	NAPIStateDir string
+}
+
+// The NAPI settings that go with Options.NAPISuspend. napi.rst ("IRQ
+// suspension") asks for defer-hard-irqs and gro-flush-timeout "set to low
+// values" beside irq-suspend-timeout, "strongly recommended": without them
+// the kernel's preferred busy polling never takes over from the IRQ, and
+// the suspension "might not have any discernible effect". They also say
+// how the IRQ comes back once the loop stops polling and the suspension
+// times out: gro-flush-timeout's timer polls the queue instead, until
+// defer-hard-irqs polls in a row found nothing. The values are those of
+// the kernel's own test of the feature
+// (tools/testing/selftests/net/busy_poll_test.sh, with 20 ms of
+// suspension); napi.rst wants irq-suspend-timeout "much larger" than
+// gro-flush-timeout, and CheckNAPISuspend refuses one that is not larger.
+const (
+	NAPIDeferHardIRQs   = 100
+	NAPIGROFlushTimeout = 50 * time.Microsecond
+)
+
+// CheckNAPISuspend says whether d can be Options.NAPISuspend.
+func CheckNAPISuspend(d time.Duration) error {
+	if d < 0 || (d > 0 && d <= NAPIGROFlushTimeout) {
+		return fmt.Errorf("%v: want 0 (off) or more than gro-flush-timeout (%v), which it overrides while the loops poll", d, NAPIGROFlushTimeout)
+	}
+	return nil
 }
 
 // DefaultSYNRate is Options.SYNRate's default: served SYNs per second per
@@ -87,6 +130,7 @@ type Path struct {
 	steer     *xdp.Steering
 	wakeCost  time.Duration // as measured at start
 	busyPoll  []bool        // per queue: the kernel took the busy-poll socket options
+	napi      []nic.NAPIResult
 	undo      []func()
 	failed    chan error // a queue or the interface is gone for good
 	listeners []net.Listener
@@ -159,6 +203,9 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	if err := checkXDPCaps(); err != nil {
 		return nil, err
 	}
+	if err := CheckNAPISuspend(o.NAPISuspend); err != nil {
+		return nil, fmt.Errorf("xdpnet: NAPI suspension %w", err)
+	}
 	addrs := o.Addrs
 	if len(addrs) == 0 {
 		if addrs, err = ServedAddrs(ifc); err != nil {
@@ -172,6 +219,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 			p.Close()
 		}
 	}()
+	p.restoreNAPI(ifc, o)
 
 	nq, err := nic.RxQueues(ifc.Name)
 	if err != nil {
@@ -311,6 +359,11 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 		p.steer.Close()
 	})
 	if err := p.watchLink(ifc); err != nil {
+		return nil, err
+	}
+	// Last: attaching XDP may make the NAPI instances anew (veth makes
+	// them only then), and Close restores before the program leaves.
+	if err := p.suspendIRQs(ifc, o); err != nil {
 		return nil, err
 	}
 	slog.Info("AF_XDP up", "iface", ifc.Name, "queues", nq, "xdp_mode", p.steer.Mode(),

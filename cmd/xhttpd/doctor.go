@@ -31,7 +31,7 @@ type finding struct {
 	Data any `json:"data,omitempty"`
 }
 
-const doctorUsage = "usage: xhttpd doctor -iface NAME [-cpus LIST] [-json]"
+const doctorUsage = "usage: xhttpd doctor -iface NAME [-cpus LIST] [-napi-state-dir DIR] [-json]"
 
 // doctor reads what xhttpd will meet on an interface and says what stands in
 // its way, changing nothing: the driver, the MTU against a frame, queues,
@@ -45,6 +45,7 @@ func doctor(args []string, w io.Writer) (failed bool, err error) {
 	iface := fs.String("iface", "", "interface to examine (required)")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
 	cpuList := fs.String("cpus", "", "the -cpus xhttpd will run with: queue i's IRQ should be on the i-th CPU of this comma-separated list")
+	stateDir := fs.String("napi-state-dir", nic.DefaultNAPIStateDir, "the -napi-state-dir xhttpd runs with: where a record of NAPI knobs it set would be")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(w, doctorUsage)
@@ -64,7 +65,7 @@ func doctor(args []string, w io.Writer) (failed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("interface %q: %w", *iface, err)
 	}
-	findings := examine(ifc, cpus)
+	findings := examine(ifc, cpus, *stateDir)
 	for _, f := range findings {
 		failed = failed || f.Level == "fail"
 	}
@@ -83,8 +84,9 @@ func doctor(args []string, w io.Writer) (failed bool, err error) {
 }
 
 // examine makes the findings for ifc, reading sysfs, procfs, ethtool and
-// netlink. cpus is -cpus: queue i's loop runs on cpus[i%len(cpus)].
-func examine(ifc *net.Interface, cpus []int) []finding {
+// netlink. cpus is -cpus: queue i's loop runs on cpus[i%len(cpus)];
+// stateDir is -napi-state-dir.
+func examine(ifc *net.Interface, cpus []int, stateDir string) []finding {
 	name := ifc.Name
 	var out []finding
 	add := func(check, level, detail, fix string) {
@@ -220,7 +222,46 @@ func examine(ifc *net.Interface, cpus []int) []finding {
 			out = append(out, irqbalanceFinding(qf))
 		}
 	}
+	rec, held, err := nic.ReadNAPIRecord(stateDir, ifc.Index)
+	if f, ok := napiRecordFinding(name, rec, held, err); ok {
+		out = append(out, f)
+	}
 	return out
+}
+
+// napiRecordFinding says what a record of NAPI knobs set by xhttpd
+// (-napi-suspend) stands for: knobs a running xhttpd holds, or knobs a
+// process that died left set, which the next start on the interface puts
+// back. No record, no finding.
+func napiRecordFinding(ifname string, rec *nic.NAPIRecord, held bool, err error) (finding, bool) {
+	f := finding{Check: "napi record", Level: "ok"}
+	switch {
+	case err != nil:
+		f.Level, f.Detail = "warn", err.Error()
+		return f, true
+	case rec == nil:
+		return f, false
+	}
+	f.Data = rec
+	var changes []string
+	for _, c := range rec.Changes {
+		var ks []string
+		for k := range nic.NumNAPIKnobs {
+			if v, ok := c.New[k]; ok {
+				ks = append(ks, fmt.Sprintf("%s %d->%d", k, c.Old[k], v))
+			}
+		}
+		changes = append(changes, fmt.Sprintf("NAPI %d (queue %s): %s", c.ID, nic.FormatCPUList(c.Queues), strings.Join(ks, ", ")))
+	}
+	when := rec.Time.Format("2006-01-02 15:04:05 MST")
+	if held {
+		f.Detail = fmt.Sprintf("xhttpd (pid %d) set NAPI knobs at %s and restores them when it exits: %s", rec.PID, when, strings.Join(changes, "; "))
+		return f, true
+	}
+	f.Level = "warn"
+	f.Detail = fmt.Sprintf("NAPI knobs set at %s by pid %d, which died without restoring them; the next xhttpd on %s restores them first: %s",
+		when, rec.PID, ifname, strings.Join(changes, "; "))
+	return f, true
 }
 
 // channelsFinding reports ethtool -l's channels, and warns when there are

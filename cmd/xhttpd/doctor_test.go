@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xhttpd/xhttpd/nic"
 )
@@ -241,5 +242,29 @@ func TestDoctorFlags(t *testing.T) {
 		if _, err := doctor(c.args, &out); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("doctor %q: %v, want an error with %q", c.args, err, c.want)
 		}
+	}
+}
+
+// A record of NAPI knobs: held, xhttpd runs and will restore them (ok);
+// left, a process died with them set (warn, and the next start restores
+// them); none, no finding.
+func TestNAPIRecordFinding(t *testing.T) {
+	rec := &nic.NAPIRecord{Ifindex: 3, Ifname: "eth1", PID: 4242, Time: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		Changes: []nic.NAPIChange{{ID: 8193, Queues: []int{0, 1},
+			Old: nic.NAPIValues{nic.DeferHardIRQs: 0, nic.IRQSuspendTimeout: 0},
+			New: nic.NAPIValues{nic.DeferHardIRQs: 100, nic.IRQSuspendTimeout: 20000000}}}}
+	if _, ok := napiRecordFinding("eth1", nil, false, nil); ok {
+		t.Error("no record: a finding")
+	}
+	f, ok := napiRecordFinding("eth1", rec, true, nil)
+	if !ok || f.Level != "ok" || !strings.Contains(f.Detail, "xhttpd (pid 4242)") || !strings.Contains(f.Detail, "NAPI 8193 (queue 0-1): defer-hard-irqs 0->100, irq-suspend-timeout 0->20000000") {
+		t.Errorf("held: %+v", f)
+	}
+	f, ok = napiRecordFinding("eth1", rec, false, nil)
+	if !ok || f.Level != "warn" || !strings.Contains(f.Detail, "died without restoring") || !strings.Contains(f.Detail, "next xhttpd on eth1 restores them") || f.Data != rec {
+		t.Errorf("left: %+v", f)
+	}
+	if f, ok := napiRecordFinding("eth1", nil, false, errors.New("nic: NAPI record: permission denied")); !ok || f.Level != "warn" {
+		t.Errorf("unreadable: %+v", f)
 	}
 }

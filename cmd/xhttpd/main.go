@@ -101,6 +101,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.path.MaxTimeWait, "max-time-wait", stack.DefaultMaxTimeWait, "most connections in TIME-WAIT (60 s each) at once; past it a connection closes at once, as Linux's tcp_max_tw_buckets (-1: no bound)")
 	gso := fs.Bool("gso", true, "send TCP segments larger than a frame whole through an AF_PACKET socket, for the kernel's GSO or the NIC's TSO to cut into frames; false cuts them into AF_XDP frames")
 	fs.DurationVar(&o.path.MaxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
+	fs.DurationVar(&o.path.NAPISuspend, "napi-suspend", 0, fmt.Sprintf("busy and hybrid mode: the kernel's irq-suspend-timeout for each queue's NAPI instance (Linux 6.13+), with defer-hard-irqs %d and gro-flush-timeout %v; restored at exit, or after a kill at the next start (0: off)", xdpnet.NAPIDeferHardIRQs, xdpnet.NAPIGROFlushTimeout))
+	fs.StringVar(&o.path.NAPIStateDir, "napi-state-dir", nic.DefaultNAPIStateDir, "where the NAPI settings -napi-suspend changes are recorded until restored")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -159,6 +161,9 @@ func parseFlags(args []string) (options, error) {
 	p.NoGSO = !*gso
 	if p.MaxSpin <= 0 {
 		return o, fmt.Errorf("-max-spin %v: want > 0", p.MaxSpin)
+	}
+	if err := xdpnet.CheckNAPISuspend(p.NAPISuspend); err != nil {
+		return o, fmt.Errorf("-napi-suspend %w", err)
 	}
 	if p.CPUs, err = parseCPUs(*cpus); err != nil {
 		return o, err
@@ -337,6 +342,9 @@ func run(ctx context.Context, o options) error {
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack
 	if o.stack == stackKernel {
+		if o.path.NAPISuspend > 0 {
+			slog.Warn("-napi-suspend ignored with -stack kernel: it is for the AF_XDP sockets' busy polling")
+		}
 		listeners, err = listenKernel(addrs, o.path.Ports)
 	} else {
 		o.path.Addrs = addrs

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/xdpnet"
@@ -64,11 +65,27 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-user", "no-such-user-xh"), "-user no-such-user-xh"},
 		{append(base, "-user", "root"), "is root"},
 		{append(base, "extra"), "unexpected argument"},
+		{append(base, "-napi-suspend", "-1ms"), "-napi-suspend -1ms: want 0 (off) or more than gro-flush-timeout"},
+		{append(base, "-napi-suspend", "50us"), "-napi-suspend 50µs"},
 	} {
 		_, err := parseFlags(c.args)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("parseFlags(%q) = %v; want an error about %s", c.args, err, c.want)
 		}
+	}
+}
+
+// -napi-suspend is off by default, a duration above gro-flush-timeout
+// otherwise; -napi-state-dir is /run/xhttpd unless given.
+func TestNAPISuspendFlags(t *testing.T) {
+	base := []string{"-iface", "eth0", "-root", "/srv"}
+	o, err := parseFlags(base)
+	if err != nil || o.path.NAPISuspend != 0 || o.path.NAPIStateDir != "/run/xhttpd" {
+		t.Errorf("defaults: %v %q (%v)", o.path.NAPISuspend, o.path.NAPIStateDir, err)
+	}
+	o, err = parseFlags(append(base, "-napi-suspend", "200us", "-napi-state-dir", "/tmp/x"))
+	if err != nil || o.path.NAPISuspend != 200*time.Microsecond || o.path.NAPIStateDir != "/tmp/x" {
+		t.Errorf("-napi-suspend 200us: %v %q (%v)", o.path.NAPISuspend, o.path.NAPIStateDir, err)
 	}
 }
 

@@ -103,6 +103,7 @@ var (
 	linkDrops      = desc("link_dropped_frames_total", "Frames the netstack's link endpoint dropped.", "reason")
 	wakeCost       = desc("wake_cost_seconds", "Measured cost of a sleep and wake-up in poll(2), the hybrid spin's floor.")
 	queueInfo      = desc("queue_info", "What each queue got at start (always 1): XDP attach mode, zero-copy or copy bind, busy polling.", "queue", "xdp_mode", "bind", "busy_poll")
+	napiKnob       = desc("napi_knob_info", "What -napi-suspend did at start to each queue's NAPI knobs (always 1): set, or why not (rejected, unsupported, no-napi).", "queue", "knob", "result")
 	httpConns      = desc("http_connections_open", "HTTP connections open now.")
 	httpAccepted   = desc("http_connections_accepted_total", "HTTP connections accepted.")
 	httpRequests   = desc("http_requests_total", "HTTP request heads read.")
@@ -207,6 +208,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(xskTxEmpty, ns.Tx_ring_empty_descs, q)
 		counter(xskInvalid, ns.Rx_invalid_descs, q, "rx")
 		counter(xskInvalid, ns.Tx_invalid_descs, q, "tx")
+	}
+	for _, r := range p.NAPI() {
+		gauge(napiKnob, 1, strconv.Itoa(r.Queue), r.Knob.String(), r.Outcome.String())
 	}
 	if v, err := p.Steering().Counters(); err == nil {
 		counter(xdpFrames, v.Redirected, "redirected")
