@@ -23,14 +23,24 @@ func demo(args []string) (err error) {
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for xhttpd to accept connections")
 	keep := fs.Bool("keep", false, "after the fetches, keep the testbed and xhttpd running for trying things by hand, until Ctrl-C or SIGTERM")
+	var loss testbed.LossOptions
+	fs.Float64Var(&loss.Receive, "loss-rx", 0, "with -keep: share of TCP frames from the server that the client end drops (0 to 1; testbed.AddLoss)")
+	fs.Float64Var(&loss.Send, "loss-tx", 0, "with -keep: share of TCP frames to the server that the client end drops (0 to 1)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: testbed demo -xhttpd PATH [-root DIR] [-queues N] [-keep] [-- extra xhttpd flags]")
+		fmt.Fprintln(fs.Output(), "usage: testbed demo -xhttpd PATH [-root DIR] [-queues N] [-keep [-loss-rx P] [-loss-tx P]] [-- extra xhttpd flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	extra := fs.Args()
+	lossy := loss.Receive > 0 || loss.Send > 0
+	if err := loss.Check(); err != nil {
+		return err
+	}
+	if lossy && !*keep {
+		return errors.New("-loss-rx and -loss-tx go with -keep: the demo's own fetches are over a clean link")
+	}
 	path, err := findBinary("-xhttpd", *bin)
 	if err != nil {
 		return err
@@ -88,6 +98,14 @@ func demo(args []string) (err error) {
 	}
 	if err := errors.Join(errs...); err != nil || !*keep {
 		return err
+	}
+	if lossy {
+		l, err := tb.AddLoss(loss)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		fmt.Printf("\nThe client end drops %.1f%% of the TCP frames it receives and %.1f%% of those it sends.\n", 100*loss.Receive, 100*loss.Send)
 	}
 	fmt.Printf("\nThe testbed stays up until Ctrl-C. From another shell, as root:\n"+
 		"  ip netns exec %s curl -sS %s\n"+
