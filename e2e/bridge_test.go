@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Two clients behind a bridge whose links all have MTU 9000, more than an
@@ -29,8 +30,7 @@ import (
 // kernel's, at the full MTU: an 8,000-byte echo, sent unfragmented (DF),
 // comes back whole from each client over both families.
 func TestBridgeJumboMTU(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Bridge: true, Clients: 2, MTU: 9000})
+	tb := testbedtest.New(t, testbed.Options{Bridge: true, Clients: 2, MTU: 9000})
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
 	srv := startServer(t, tb, s.dir)
@@ -172,8 +172,7 @@ const forgeFor = 3 * time.Second
 // a MAC from any steered frame, as it once did (neighbourLock 0), the
 // forger got 11,881 frames in 3 s and the victim's downloads timed out.
 func TestBridgeForgedNeighbour(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Bridge: true, Clients: 2})
+	tb := testbedtest.New(t, testbed.Options{Bridge: true, Clients: 2})
 	victim, forger := tb.Clients[0], tb.Clients[1]
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")

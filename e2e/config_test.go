@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // A misconfiguration is one clear line on stderr and a non-zero exit, never
 // a stack trace.
 func TestMisconfiguration(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	root := t.TempDir()
 	cases := []struct {
 		name string
@@ -75,8 +75,7 @@ func checkOneLine(t *testing.T, name, out string, code int, want string) {
 // container's veth deleted), xhttpd does not sleep on dead queues for ever:
 // it says why and exits non-zero, so that a supervisor restarts it.
 func TestInterfaceGoneExits(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	srv := startServer(t, tb, newSite(t).dir)
 	if out, err := tb.ServerCmd(context.Background(), "ip", "link", "del", "dev", tb.ServerIf).CombinedOutput(); err != nil {
 		t.Fatalf("ip link del: %v: %s", err, out)

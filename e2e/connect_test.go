@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // burstBound is how long a burst of connects may take to be all
@@ -25,8 +26,7 @@ const burstBound = 2500 * time.Millisecond
 // of 10,000 are measured, not tested: on a slow machine they can overrun
 // even the default rings (README, "A burst of connects").
 func TestConnectBurst(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	// Beyond -syn-rate the XDP program answers SYNs itself (XDP_TX), which
 	// a veth end takes only in NAPI mode, as a real NIC's peer always does.
 	napi, err := tb.ClientNAPI()

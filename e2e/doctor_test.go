@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 type finding struct {
@@ -47,8 +48,7 @@ func data(t *testing.T, f finding, v any) {
 // the check with whose it is; on lo, which has no address to serve, the
 // addresses fail.
 func TestDoctor(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 2})
+	tb := testbedtest.New(t, testbed.Options{Queues: 2})
 
 	fs, code := doctor(t, tb, tb.ServerIf)
 	if code != 0 {

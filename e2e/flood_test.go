@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // floodFor is how long each flood of TestSYNFlood lasts.
@@ -23,11 +24,11 @@ const floodFor = 5 * time.Second
 // netstack, answered the flood. With every SYN left to the netstack, one
 // hping3 let no client in (README, "SYN floods").
 func TestSYNFlood(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	if _, err := exec.LookPath("hping3"); err != nil {
 		t.Fatal("hping3 is missing (make test installs it)")
 	}
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	napi, err := tb.ClientNAPI()
 	if err != nil {
 		t.Fatal(err)

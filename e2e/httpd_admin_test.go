@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // What cmd/xhttpd wires around httpd: /server-status on the admin listener
@@ -19,8 +20,7 @@ import (
 // /server-status?auto after some requests: Apache's keys, the connection
 // states, and a row per queue.
 func TestHTTPDStatusPage(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -65,8 +65,7 @@ func TestHTTPDStatusPage(t *testing.T) {
 // SIGHUP reloads the cache: a file changed on disk is served as it was
 // until then, and as it is now after.
 func TestHTTPDReloadOnSIGHUP(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	srv := startServer(t, tb, s.dir)
 	client := tb.ClientHTTP()

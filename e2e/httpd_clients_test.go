@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Clients that nobody here wrote, over AF_XDP: curl, Go's http.Client, ab
@@ -24,8 +25,7 @@ import (
 // curl: a range, conditional requests by date and by entity tag, HEAD, and
 // HTTP/1.0, over IPv4 and IPv6.
 func TestHTTPDCurl(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	srv := startServer(t, tb, s.dir, "-access-log", logFile)
@@ -122,8 +122,7 @@ func TestHTTPDCurl(t *testing.T) {
 // Go's http.Client: ranges, If-None-Match and If-Modified-Since with the
 // validators the server gave, HEAD, all on one keep-alive connection.
 func TestHTTPDGoClient(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir)
 	client := tb.ClientHTTP()
@@ -183,8 +182,7 @@ func TestHTTPDGoClient(t *testing.T) {
 
 // ab with keep-alive: every request a 200 over kept-alive connections.
 func TestHTTPDAb(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir)
 	const n = 5000
@@ -217,8 +215,7 @@ func TestHTTPDAb(t *testing.T) {
 // h2load over HTTP/1.1 with 16 requests in flight per connection: the
 // pipelined answers come back in order and whole.
 func TestHTTPDH2loadPipelined(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir)
 	const n = 10000

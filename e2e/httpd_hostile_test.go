@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Hostile clients over AF_XDP.
@@ -29,9 +30,9 @@ import (
 // -header-timeout, and connections that send nothing are closed at
 // -idle-timeout.
 func TestHTTPDSlowloris(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	const slow, silent, normal, perClient = 500, 50, 50, 20
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-header-timeout", "2s", "-idle-timeout", "3s", "-admin", "127.0.0.1:9100")
 	dial := tb.ClientDialer()
@@ -165,8 +166,7 @@ func metric(t *testing.T, tb *testbed.Testbed, addr, name string, labelValue ...
 // through dot segments (plain or encoded), encoded slashes, backslashes,
 // NUL, overlong UTF-8, a symbolic link out of the root, or a 10 KiB path.
 func TestHTTPDTraversal(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	outside := t.TempDir()
 	const secret = "SECRET-OUTSIDE-THE-ROOT"
@@ -237,9 +237,9 @@ func rawGet(dial func(context.Context, string, string) (net.Conn, error), addr, 
 // admin listener's goroutine profile). httpd's TestNoLeaks does the same
 // over loopback and also counts file descriptors.
 func TestHTTPDNoLeaks(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	const total = 100_000
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100", "-idle-timeout", "5s")
 	dial := tb.ClientDialer()

@@ -13,14 +13,14 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // While xhttpd serves port 80, the kernel keeps everything else: a kernel
 // TCP server on another port of the same addresses answers, and neighbour
 // resolution (ARP, ND) still works after the client forgets the server.
 func TestKernelKeepsOtherTraffic(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir)
 
@@ -67,8 +67,7 @@ func TestKernelKeepsOtherTraffic(t *testing.T) {
 // program leaves the interface, the kernel refuses port 80 at once, and a
 // new xhttpd serves again.
 func TestKill9(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	srv := startServer(t, tb, s.dir)
 
@@ -122,8 +121,7 @@ func xdpAttached(t *testing.T, tb *testbed.Testbed) bool {
 
 // Bad requests get the right 4xx, and the server goes on serving.
 func TestBadRequests(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir)
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // The library on its own: examples/fileserver puts net/http's FileServer on
@@ -16,12 +17,12 @@ import (
 // netstack). SIGINT stops it cleanly, and the kernel then owns port 80
 // again.
 func TestLibraryFileServer(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	bin := filepath.Join(t.TempDir(), "fileserver")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/xhttpd/xhttpd/examples/fileserver").CombinedOutput(); err != nil {
 		t.Fatalf("build examples/fileserver: %v\n%s", err, out)
 	}
-	tb := testbed.NewT(t, testbed.Options{Prefix: "xhlib"})
+	tb := testbedtest.New(t, testbed.Options{Prefix: "xhlib"})
 	s := newSite(t)
 	srv := startProgram(t, tb, bin, "-iface", tb.ServerIf, "-root", s.dir, "-mode", "hybrid")
 	for _, url := range []string{"http://198.18.0.1/1m.bin", "http://[2001:2::1]/1m.bin"} {

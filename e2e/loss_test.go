@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // downloadBound is how long one download under loss may take. The kernel
@@ -22,8 +23,7 @@ const downloadBound = 20 * time.Second
 // Downloads of a few MiB complete, bytes identical, with 1 to 5% of the TCP
 // frames lost in each direction, over IPv4 and IPv6.
 func TestDownloadsUnderLoss(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
 	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
@@ -70,8 +70,7 @@ func TestDownloadsUnderLoss(t *testing.T) {
 // host), each fetching a page's worth of large and small files, under 3%
 // loss each way.
 func TestParallelDownloadsUnderLoss(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	var paths []string
 	for i := range 6 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // An interface with an MTU of 9000, more than a 2 KiB frame holds, is
@@ -14,8 +15,7 @@ import (
 // and IPv6, uploads of requests too (a large header block). xhttpd used to
 // refuse to start.
 func TestJumboMTU(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{MTU: 9000})
+	tb := testbedtest.New(t, testbed.Options{MTU: 9000})
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
 	srv := startServer(t, tb, s.dir)

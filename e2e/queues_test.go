@@ -14,14 +14,14 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // With 4 queues on a 4-queue veth pair and 64 client connections, the
 // flows spread: at least 3 queues carry traffic, and every request succeeds.
 // The metrics endpoint, read afterwards, parses as Prometheus text.
 func TestQueuesSpreadAndMetrics(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 4})
+	tb := testbedtest.New(t, testbed.Options{Queues: 4})
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-queues", "4", "-mode", "hybrid", "-admin", "127.0.0.1:9100")
 
@@ -140,8 +140,7 @@ func label(m *dto.Metric, name string) string {
 // with -queues 1 on four): xhttpd refuses with one line naming the fix.
 // veth has no RSS table to restrict the spread.
 func TestFewerQueuesRefused(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 4})
+	tb := testbedtest.New(t, testbed.Options{Queues: 4})
 	for _, q := range []string{"1", "3"} {
 		out, code := runXhttpd(t, tb, nil, "-iface", tb.ServerIf, "-root", t.TempDir(), "-queues", q)
 		checkOneLine(t, "-queues "+q+" of 4", out, code, "ethtool -L "+tb.ServerIf+" combined "+q)

@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // curl in the client namespace fetches each file over IPv4 and IPv6; the
 // bytes on disk after the download are the bytes served.
 func TestCurlFetchesFiles(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir)
 
@@ -46,8 +46,7 @@ func TestCurlFetchesFiles(t *testing.T) {
 // 1,000 requests over 50 concurrent keep-alive connections: every one a 200
 // with the right body.
 func TestKeepAliveConcurrent(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	startServer(t, tb, s.dir)
 

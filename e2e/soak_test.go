@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // TestSoak is the soak of `make stress`, skipped unless XHTTPD_STRESS gives
@@ -53,12 +54,12 @@ func TestSoak(t *testing.T) {
 	if err != nil || length <= 0 {
 		t.Fatalf("XHTTPD_STRESS=%q: want a positive duration such as 10m", spec)
 	}
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	// make stress runs go test without its timeout, whose 10 minutes are
 	// the soak's default length; this bounds a hang instead.
 	watchdog := time.AfterFunc(length+6*time.Minute, func() { panic("TestSoak: still running 6 minutes after its load ended") })
 	defer watchdog.Stop()
-	tb := testbed.NewT(t, testbed.Options{Queues: 2})
+	tb := testbedtest.New(t, testbed.Options{Queues: 2})
 	s := newSite(t)
 	s.add(t, "/64k.bin", random(t, 64<<10))
 	s.add(t, "/3m.bin", random(t, 3<<20)) // over -cache-max: from disk

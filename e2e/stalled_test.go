@@ -10,14 +10,14 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Hundreds of clients that ask for a large file and stop reading: the
 // others are served meanwhile, nothing deadlocks, no frame is dropped, and
 // the write timeout closes the stalled connections, which are counted.
 func TestStalledReaders(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	s.add(t, "/5m.bin", random(t, 5<<20))
 	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100", "-write-timeout", "2s", "-cache-max", "8000000")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // With -user nobody, xhttpd serves as nobody with no capabilities once it
@@ -20,8 +21,7 @@ import (
 // XDP program's counters included) and shuts down cleanly on SIGINT,
 // detaching the program.
 func TestDropPrivileges(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	readableByAll(t, s.dir)
 	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", "127.0.0.1:9100")
@@ -77,8 +77,7 @@ func TestDropPrivileges(t *testing.T) {
 // CAP_IPC_LOCK (as systemd's AmbientCapabilities gives them), and with any
 // one of them missing refuses in one line that names it.
 func TestCapabilitiesSuffice(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	readableByAll(t, s.dir)
 	caps := []string{"net_admin", "net_raw", "bpf", "ipc_lock"}

@@ -13,6 +13,7 @@
 //
 // It does not start servers or load generators; tests and cmd/testbed do,
 // through ServerCmd, ClientCmd, InServer, InClient and the dial helpers.
+// Package testbedtest has the helpers for tests, which take a testing.TB.
 package testbed
 
 import (
@@ -27,7 +28,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -144,31 +144,6 @@ func New(opts Options) (*Testbed, error) {
 		return nil, err
 	}
 	return tb, nil
-}
-
-// NewT is New for tests: it fails the test on error and registers Close
-// with t.Cleanup.
-func NewT(t testing.TB, opts Options) *Testbed {
-	t.Helper()
-	tb, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tb.Close(); err != nil {
-			t.Errorf("testbed close: %v", err)
-		}
-	})
-	return tb
-}
-
-// RequireRoot fails (does not skip) the test when not running as root: CI
-// runs as root, and a privileged test that silently skips proves nothing.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root (network namespaces, veth); run it as root")
-	}
 }
 
 // nsName encodes the owner pid so that Sweep can tell leftovers of dead
