@@ -2,12 +2,10 @@ package testbed
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
-	"runtime"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -29,51 +27,19 @@ func nsCmd(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }
 
-// InServer runs fn on an OS thread switched into the server namespace and
-// waits for it. Sockets fn creates stay in that namespace for their life,
-// whatever thread uses them later. Goroutines that fn starts do not run in
-// the namespace.
+// InServer is InNamespace for the server namespace.
 func (tb *Testbed) InServer(fn func() error) error { return tb.in(tb.ServerNS, fn) }
 
 // InClient is InServer for the client namespace.
 func (tb *Testbed) InClient(fn func() error) error { return tb.in(tb.ClientNS, fn) }
 
 func (tb *Testbed) in(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Locked for the goroutine's whole life: if the thread cannot be
-		// switched back, it must not return to the scheduler's pool, and a
-		// goroutine that exits while locked takes its thread with it.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testbed: current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testbed: open namespace %s: %w", name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testbed: enter namespace %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("testbed: leave namespace %s: %w", name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return fmt.Errorf("testbed: open namespace %s: %w", name, err)
+	}
+	defer ns.Close()
+	return InNamespace(ns, fn)
 }
 
 // ClientDialer returns a dial function, for http.Transport.DialContext and

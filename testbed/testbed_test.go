@@ -247,6 +247,25 @@ func TestInNamespace(t *testing.T) {
 	}
 }
 
+// A namespace without a name, as the xdp tests make them: InNamespace sees
+// only its lo there and passes fn's error on.
+func TestNewNamespace(t *testing.T) {
+	ns := testbedtest.NewNamespace(t)
+	var ifs []net.Interface
+	err := testbed.InNamespace(ns, func() error {
+		var err error
+		ifs, err = net.Interfaces()
+		return err
+	})
+	if err != nil || len(ifs) != 1 || ifs[0].Name != "lo" {
+		t.Errorf("interfaces in the new namespace: %v, %v; want lo alone", ifs, err)
+	}
+	want := errors.New("from fn")
+	if err := testbed.InNamespace(ns, func() error { return want }); !errors.Is(err, want) {
+		t.Errorf("InNamespace returned %v, want fn's error", err)
+	}
+}
+
 // serveHTTP serves "hello from <addr>" on a kernel listener in the server
 // namespace and returns the listener's address. It fails the test if a
 // request comes from anywhere but the client's addresses.

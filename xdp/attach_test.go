@@ -17,6 +17,9 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // childEnv makes the test binary an attaching child (see TestMain).
@@ -55,7 +58,7 @@ func attachChild(ifindex string) int {
 // attachIn attaches in ns (interface indexes are per namespace).
 func attachIn(ns netns.NsHandle, ifindex int, mode Mode) (*Steering, error) {
 	var s *Steering
-	err := inNetNS(ns, func() error {
+	err := testbed.InNamespace(ns, func() error {
 		var err error
 		s, err = Attach(ifindex, Config{Ports: testConfig.Ports, Addrs: testConfig.Addrs, Mode: mode})
 		return err
@@ -93,7 +96,7 @@ var netlinkMode = map[Mode]uint32{
 // TestAttach attaches to a veth in each mode, checks that the interface
 // shows the program, closes, and checks that it is gone.
 func TestAttach(t *testing.T) {
-	requireRoot(t)
+	testbedtest.RequireRoot(t)
 	for _, tc := range []struct {
 		mode, want Mode
 	}{
@@ -102,7 +105,7 @@ func TestAttach(t *testing.T) {
 		{ModeGeneric, ModeGeneric},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
-			ns := newNetNS(t)
+			ns := testbedtest.NewNamespace(t)
 			ifindex := newVeth(t, ns, 1)
 			s, err := attachIn(ns, ifindex, tc.mode)
 			if err != nil {
@@ -138,8 +141,7 @@ func TestAttach(t *testing.T) {
 // TestAttachFallback: a bridge has no native XDP, so ModeAuto
 // ends up in generic mode and says why, and ModeNative fails.
 func TestAttachFallback(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
+	ns := testbedtest.NewNamespace(t)
 	ifindex := newBridge(t, ns)
 
 	_, err := attachIn(ns, ifindex, ModeNative)
@@ -166,8 +168,7 @@ func TestAttachFallback(t *testing.T) {
 }
 
 func TestAttachErrors(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
+	ns := testbedtest.NewNamespace(t)
 	ifindex := newVeth(t, ns, 1)
 
 	if _, err := Attach(0, testConfig); err == nil || !strings.Contains(err.Error(), "invalid ifindex 0") {
@@ -192,8 +193,7 @@ func TestAttachErrors(t *testing.T) {
 
 // TestAttachBusy: a second program cannot take an interface that has one.
 func TestAttachBusy(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
+	ns := testbedtest.NewNamespace(t)
 	ifindex := newVeth(t, ns, 1)
 	s, err := attachIn(ns, ifindex, ModeNative)
 	if err != nil {
@@ -211,8 +211,7 @@ func TestAttachBusy(t *testing.T) {
 // TestDetachOnKill: the bpf_link dies with its process, even on SIGKILL,
 // so a crashed server leaves the host's traffic alone.
 func TestDetachOnKill(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
+	ns := testbedtest.NewNamespace(t)
 	ifindex := newVeth(t, ns, 1)
 
 	// A duplicate: the os.File closes its fd when collected.

@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
@@ -35,4 +37,18 @@ func New(t testing.TB, opts testbed.Options) *testbed.Testbed {
 		}
 	})
 	return tb
+}
+
+// NewNamespace is testbed.NewNamespace for tests: it requires root, and
+// the namespace is closed, and so destroyed with every interface in it,
+// when the test ends.
+func NewNamespace(t testing.TB) netns.NsHandle {
+	t.Helper()
+	RequireRoot(t)
+	ns, err := testbed.NewNamespace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }
