@@ -34,8 +34,8 @@ func TestBridgeJumboMTU(t *testing.T) {
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
 	srv := startServer(t, tb, s.dir)
-	if !strings.Contains(srv.stderr.String(), "netstack_mtu=") {
-		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.stderr)
+	if !strings.Contains(srv.Output(), "netstack_mtu=") {
+		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.Output())
 	}
 	want := sha256.Sum256(s.files["/4m.bin"])
 

@@ -127,7 +127,7 @@ func TestDoctor(t *testing.T) {
 	}
 	t.Logf("with xhttpd attached: queue 0: %s; napi instances: %s", fs["queue 0"].Detail, fs["napi instances"].Detail)
 	// It served on throughout: the doctor changed nothing.
-	if err := get(context.Background(), tb.ClientDialer(), "198.18.0.1:80"); err != nil {
+	if err := testbed.ProbeHTTP(context.Background(), tb.ClientDialer(), "198.18.0.1:80"); err != nil {
 		t.Errorf("after the doctor: %v", err)
 	}
 

@@ -72,7 +72,7 @@ func TestSYNFlood(t *testing.T) {
 					defer wg.Done()
 					for ctx.Err() == nil {
 						start := time.Now()
-						err := get(context.Background(), dial, c.target)
+						err := testbed.ProbeHTTP(context.Background(), dial, c.target)
 						took := time.Since(start)
 						if ctx.Err() != nil && err != nil {
 							return // cut short by the end of the flood's window

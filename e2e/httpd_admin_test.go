@@ -88,7 +88,7 @@ func TestHTTPDReloadOnSIGHUP(t *testing.T) {
 	if got := get(); got == newIndex {
 		t.Fatal("changed file served before the reload: was it cached?")
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := srv.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

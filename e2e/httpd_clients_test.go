@@ -94,7 +94,7 @@ func TestHTTPDCurl(t *testing.T) {
 	}
 
 	// The access log has a line per request, written out at shutdown.
-	srv.stop(t)
+	srv.Stop()
 	b, err := os.ReadFile(logFile)
 	if err != nil {
 		t.Fatal(err)

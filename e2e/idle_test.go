@@ -31,7 +31,7 @@ func TestIdleCPU(t *testing.T) {
 			t.Parallel()
 			tb := testbedtest.New(t, testbed.Options{})
 			srv := startServer(t, tb, newSite(t).dir, "-mode", c.mode)
-			pid := srv.cmd.Process.Pid
+			pid := srv.Cmd.Process.Pid
 			time.Sleep(time.Second) // let start-up work settle
 			share, err := testbed.CPUShare(context.Background(), pid, window)
 			if err != nil {
@@ -50,7 +50,7 @@ func TestIdleCPU(t *testing.T) {
 func TestLoopPinned(t *testing.T) {
 	tb := testbedtest.New(t, testbed.Options{})
 	srv := startServer(t, tb, newSite(t).dir, "-mode", "busy", "-cpus", "1")
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", srv.cmd.Process.Pid))
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", srv.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}

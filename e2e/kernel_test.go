@@ -74,11 +74,10 @@ func TestKill9(t *testing.T) {
 	if !xdpAttached(t, tb) {
 		t.Fatal("no XDP program on the server interface while xhttpd runs")
 	}
-	if err := srv.cmd.Process.Kill(); err != nil {
+	if err := srv.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-srv.done
-	srv.done <- nil
+	srv.Wait()
 
 	deadline := time.Now().Add(5 * time.Second)
 	for xdpAttached(t, tb) {

@@ -24,7 +24,7 @@ func TestLibraryFileServer(t *testing.T) {
 	}
 	tb := testbedtest.New(t, testbed.Options{Prefix: "xhlib"})
 	s := newSite(t)
-	srv := startProgram(t, tb, bin, "-iface", tb.ServerIf, "-root", s.dir, "-mode", "hybrid")
+	srv := testbedtest.StartServer(t, tb, bin, "-iface", tb.ServerIf, "-root", s.dir, "-mode", "hybrid")
 	for _, url := range []string{"http://198.18.0.1/1m.bin", "http://[2001:2::1]/1m.bin"} {
 		got, err := tb.ClientCmd(context.Background(), "curl", "-sS", "--fail", "--max-time", "10", url).Output()
 		if err != nil {
@@ -34,7 +34,7 @@ func TestLibraryFileServer(t *testing.T) {
 			t.Fatalf("curl %s: %d bytes, not the file's %d", url, len(got), len(s.files["/1m.bin"]))
 		}
 	}
-	srv.stop(t)
+	srv.Stop()
 	// The program left with the process: the kernel answers port 80 now,
 	// with a refusal, since nothing listens there.
 	err := tb.ClientCmd(context.Background(), "curl", "-sS", "--max-time", "5", "http://198.18.0.1/").Run()

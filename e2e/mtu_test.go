@@ -19,8 +19,8 @@ func TestJumboMTU(t *testing.T) {
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
 	srv := startServer(t, tb, s.dir)
-	if !strings.Contains(srv.stderr.String(), "netstack_mtu=") {
-		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.stderr)
+	if !strings.Contains(srv.Output(), "netstack_mtu=") {
+		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.Output())
 	}
 	for _, host := range []string{"198.18.0.1", "[2001:2::1]"} {
 		url := "http://" + host + "/4m.bin"

@@ -26,7 +26,7 @@ func TestDropPrivileges(t *testing.T) {
 	readableByAll(t, s.dir)
 	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", "127.0.0.1:9100")
 
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(srv.cmd.Process.Pid) + "/status")
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(srv.Cmd.Process.Pid) + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestDropPrivileges(t *testing.T) {
 
 	// SIGHUP: nobody rereads the root.
 	s.add(t, "/new.bin", random(t, 4<<10))
-	if err := syscall.Kill(srv.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+	if err := syscall.Kill(srv.Cmd.Process.Pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -63,9 +63,9 @@ func TestDropPrivileges(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	srv.stop(t)
-	if !strings.Contains(srv.stderr.String(), "dropped privileges") {
-		t.Errorf("no word of the drop in the log:\n%s", srv.stderr)
+	srv.Stop()
+	if !strings.Contains(srv.Output(), "dropped privileges") {
+		t.Errorf("no word of the drop in the log:\n%s", srv.Output())
 	}
 	out, err := tb.ServerCmd(ctx, "ip", "link", "show", "dev", tb.ServerIf).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "xdp") {
@@ -94,24 +94,8 @@ func TestCapabilitiesSuffice(t *testing.T) {
 		checkOneLine(t, "without "+missing, out, code, "missing: CAP_"+strings.ToUpper(missing))
 	}
 
-	args := append(setpriv(caps), xhttpdBin, "-iface", tb.ServerIf, "-root", s.dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := tb.ServerCmd(ctx, args[0], args[1:]...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		cmd.Wait()
-	}()
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	if err := waitHTTP(wctx, tb, "198.18.0.1:80", make(chan error)); err != nil {
-		t.Fatalf("as nobody with %v: %v\n%s", caps, err, out.String())
-	}
+	sp := setpriv(caps)
+	testbedtest.StartServer(t, tb, sp[0], append(sp[1:], xhttpdBin, "-iface", tb.ServerIf, "-root", s.dir)...)
 	if _, err := curlGet(tb, "http://[2001:2::1]/1m.bin", t.TempDir(), s.files["/1m.bin"]); err != nil {
 		t.Errorf("as nobody with %v: %v", caps, err)
 	}

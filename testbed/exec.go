@@ -99,21 +99,17 @@ func (tb *Testbed) ServerListen(network, addr string) (net.Listener, error) {
 // succeeds or ctx ends: a readiness wait for a server that is starting.
 func (tb *Testbed) WaitTCP(ctx context.Context, addr string) error {
 	dial := tb.ClientDialer()
-	delay := 5 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
-		c, err := dial(actx, "tcp", addr)
-		cancel()
+	err := retry(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := dial(ctx, "tcp", addr)
 		if err == nil {
-			return c.Close()
+			c.Close()
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("testbed: %s not accepting from %s: %w (last: %v)", addr, tb.ClientNS, ctx.Err(), err)
-		case <-t.C:
-		}
-		delay = min(2*delay, 100*time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("testbed: %s not accepting from %s: %w", addr, tb.ClientNS, err)
 	}
+	return nil
 }

@@ -4,16 +4,19 @@
 // Options.Bridge, the server and several clients on a Linux bridge in a
 // namespace of its own.
 //
-// It owns the namespaces, veth pairs and bridge it creates, and nothing else: it
-// never touches an interface of the host, never changes checksum offloads
+// It owns the namespaces, veth pairs and bridge it creates, and the
+// servers it starts in them (StartServer: their output, the wait until
+// they answer, and stopping them in order), and nothing else: it never
+// touches an interface of the host, never changes checksum offloads
 // or other driver settings (the server must cope with veth's defaults), and
 // removes everything it made when Close is called, also after a failure.
 // Namespace names carry the pid of the process that made them, so Sweep can
 // remove what a crashed process left behind.
 //
-// It does not start servers or load generators; tests and cmd/testbed do,
-// through ServerCmd, ClientCmd, InServer, InClient and the dial helpers.
-// Package testbedtest has the helpers for tests, which take a testing.TB.
+// It does not choose the servers or run load generators; tests and
+// cmd/testbed do, through StartServer, ClientCmd, InServer, InClient and
+// the dial helpers. Package testbedtest has the helpers for tests, which
+// take a testing.TB.
 package testbed
 
 import (

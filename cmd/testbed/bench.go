@@ -173,7 +173,7 @@ func bench(args []string) error {
 	var rows []benchRow
 	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
-		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
+		setup.addrs = tb.ServerAddrs(80)
 		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
 			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
 			return err
@@ -329,7 +329,7 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkR
 		return nil, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
 		return nil, err
 	}
 	for _, u := range append([]string{b.url}, b.checks...) {
@@ -337,7 +337,7 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkR
 			return nil, err
 		}
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +387,7 @@ func wrkOnce(ctx context.Context, tb *testbed.Testbed, b benchRun, pid int) (wrk
 // otherwise its tail is kept and shown if it fails, because a server that
 // logs every request would flood the terminal and slow itself down.
 type quietServer struct {
-	*server
+	*testbed.Server
 	tail *tailWriter
 }
 
@@ -404,7 +404,7 @@ func startQuiet(tb *testbed.Testbed, name, path string, args []string, verbose b
 	if name == "nethttp" {
 		// Not ours: it need not shut down cleanly on SIGINT, and dying of
 		// it after the measurement does not spoil the measurement.
-		srv.sigintKills = true
+		srv.SIGINTKills = true
 	}
 	return &quietServer{srv, tail}, nil
 }
@@ -412,7 +412,7 @@ func startQuiet(tb *testbed.Testbed, name, path string, args []string, verbose b
 // stopAndTell stops the server and, if the run failed, shows the tail of
 // its output.
 func (q *quietServer) stopAndTell(err error) error {
-	err = errors.Join(err, q.stop())
+	err = errors.Join(err, q.Stop())
 	if err != nil {
 		os.Stderr.WriteString(q.tail.String())
 	}

@@ -156,7 +156,7 @@ func downloadOne(ctx context.Context, tb *testbed.Testbed, b benchRun, loss test
 		return nil, 0, lost, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
 		return nil, 0, lost, err
 	}
 	if err := checkGet(ctx, tb, b.url, bulkSize); err != nil {

@@ -200,7 +200,7 @@ func experiment(args []string) error {
 	perServer := serverTime(len(fractions)+len(shared), *reps, *duration, *satDuration)
 	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
-		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
+		setup.addrs = tb.ServerAddrs(80)
 		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
 			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
 			return err
@@ -291,7 +291,7 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 		return nil, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, r.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+	if err := srv.WaitHTTP(ctx, r.wait, tb.ServerAddrs(80)...); err != nil {
 		return nil, err
 	}
 	for _, u := range []string{"http://" + tb.ServerV4.String() + "/" + r.file, "http://[" + tb.ServerV6.String() + "]/" + r.file} {
@@ -299,7 +299,7 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 			return nil, err
 		}
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return nil, err
 	}

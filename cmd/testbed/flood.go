@@ -185,18 +185,18 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, b benchRun, kind string)
 		return r, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	v4, v6 := tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"
-	if err := srv.waitReady(ctx, tb, b.wait, v4, v6); err != nil {
+	addrs := tb.ServerAddrs(80)
+	if err := srv.WaitHTTP(ctx, b.wait, addrs...); err != nil {
 		return r, err
 	}
-	addr := v4
+	addr := addrs[0]
 	if kind == "v6" {
-		addr = v6
+		addr = addrs[1]
 	}
 	if err := checkGet(ctx, tb, "http://"+addr+"/1k.bin", 1<<10); err != nil {
 		return r, err
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return r, err
 	}

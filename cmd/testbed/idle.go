@@ -120,13 +120,13 @@ func idleOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (share float6
 		return 0, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80"); err != nil {
+	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
 		return 0, err
 	}
 	if err := checkGet(ctx, tb, b.url, 1024); err != nil {
 		return 0, err
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return 0, err
 	}
