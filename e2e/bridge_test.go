@@ -175,7 +175,7 @@ func TestBridgeForgedNeighbour(t *testing.T) {
 	tb := testbedtest.New(t, testbed.Options{Bridge: true, Clients: 2})
 	victim, forger := tb.Clients[0], tb.Clients[1]
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 	fromServer := func(f []byte) bool { return isTCPFrom(f, tb.ServerV4, tb.ServerV6, 0) }
 	synACKs := func(f []byte) bool { return isTCPFrom(f, tb.ServerV4, tb.ServerV6, 0x12) }
 	atForger, err := capture(forger, fromServer)
@@ -251,7 +251,7 @@ func TestBridgeForgedNeighbour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noNeighbour := metric(t, tb, "127.0.0.1:9100", "xhttpd_link_dropped_frames_total", "reason", "tx_no_neighbour")
+	noNeighbour := metric(t, tb, adminAddr, "xhttpd_link_dropped_frames_total", "reason", "tx_no_neighbour")
 	t.Logf("forged %d SYNs from %s as %v and %v in %v; the victim downloaded 1 MiB %d times; "+
 		"SYN-ACKs at the victim %d, TCP frames from the server at the forger %d",
 		forged.Load(), forger.NS, victim.V4, victim.V6, forgeFor, downloads.Load(), nVictim, nForger)

@@ -75,8 +75,7 @@ func checkOneLine(t *testing.T, name, out string, code int, want string) {
 // container's veth deleted), xhttpd does not sleep on dead queues for ever:
 // it says why and exits non-zero, so that a supervisor restarts it.
 func TestInterfaceGoneExits(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	srv := startServer(t, tb, newSite(t).dir)
+	tb, _, srv := serve(t)
 	deleteInterface(t, tb, srv)
 }
 

@@ -35,7 +35,7 @@ func TestConnectBurst(t *testing.T) {
 	}
 	defer napi.Close()
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 	script, err := filepath.Abs("testdata/connect_burst.py")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestConnectBurst(t *testing.T) {
 	}
 	var dropped float64
 	for _, m := range []string{"xhttpd_xsk_fill_ring_empty_total", "xhttpd_xsk_rx_ring_full_total", "xhttpd_xsk_rx_dropped_total"} {
-		v := metric(t, tb, "127.0.0.1:9100", m, "queue", "0")
+		v := metric(t, tb, adminAddr, m, "queue", "0")
 		t.Logf("%s: %v", m, v)
 		dropped += v
 	}

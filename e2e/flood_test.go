@@ -35,7 +35,7 @@ func TestSYNFlood(t *testing.T) {
 	}
 	defer napi.Close()
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 
 	for _, c := range []struct {
 		name   string
@@ -51,7 +51,7 @@ func TestSYNFlood(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			answered := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
+			answered := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
 			ctx, cancel := context.WithTimeout(context.Background(), floodFor)
 			defer cancel()
 			flooded := make(chan error, 1)
@@ -94,7 +94,7 @@ func TestSYNFlood(t *testing.T) {
 			if err := <-flooded; err != nil {
 				t.Fatalf("flood: %v", err)
 			}
-			byXDP := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
+			byXDP := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
 			t.Logf("%d of %d connections answered within 1 s, the slowest in %v; the XDP program answered %v SYNs", ok, tries, worst, byXDP)
 			if tries < 20 {
 				t.Fatalf("only %d connections tried in %v", tries, floodFor)

@@ -9,9 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/xhttpd/xhttpd/testbed"
-	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // What cmd/xhttpd wires around httpd: /server-status on the admin listener
@@ -20,9 +17,7 @@ import (
 // /server-status?auto after some requests: Apache's keys, the connection
 // states, and a row per queue.
 func TestHTTPDStatusPage(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	tb, s, _ := serve(t, "-admin", adminAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	client := tb.ClientHTTP()
@@ -65,9 +60,7 @@ func TestHTTPDStatusPage(t *testing.T) {
 // SIGHUP reloads the cache: a file changed on disk is served as it was
 // until then, and as it is now after.
 func TestHTTPDReloadOnSIGHUP(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	srv := startServer(t, tb, s.dir)
+	tb, s, srv := serve(t)
 	client := tb.ClientHTTP()
 	get := func() string {
 		t.Helper()

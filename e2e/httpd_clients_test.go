@@ -122,9 +122,7 @@ func TestHTTPDCurl(t *testing.T) {
 // Go's http.Client: ranges, If-None-Match and If-Modified-Since with the
 // validators the server gave, HEAD, all on one keep-alive connection.
 func TestHTTPDGoClient(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
 	client := tb.ClientHTTP()
 	big := s.files["/1m.bin"]
 
@@ -182,9 +180,7 @@ func TestHTTPDGoClient(t *testing.T) {
 
 // ab with keep-alive: every request a 200 over kept-alive connections.
 func TestHTTPDAb(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, _, _ := serve(t)
 	const n = 5000
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -215,9 +211,7 @@ func TestHTTPDAb(t *testing.T) {
 // h2load over HTTP/1.1 with 16 requests in flight per connection: the
 // pipelined answers come back in order and whole.
 func TestHTTPDH2loadPipelined(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, _, _ := serve(t)
 	const n = 10000
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -29,8 +29,7 @@ func TestIdleCPU(t *testing.T) {
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			t.Parallel()
-			tb := testbedtest.New(t, testbed.Options{})
-			srv := startServer(t, tb, newSite(t).dir, "-mode", c.mode)
+			_, _, srv := serve(t, "-mode", c.mode)
 			pid := srv.Cmd.Process.Pid
 			time.Sleep(time.Second) // let start-up work settle
 			share, err := testbed.CPUShare(context.Background(), pid, window)
@@ -48,8 +47,7 @@ func TestIdleCPU(t *testing.T) {
 // -cpus pins each queue's loop thread: with one queue and -cpus 1, one
 // thread of the server may run only on CPU 1.
 func TestLoopPinned(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	srv := startServer(t, tb, newSite(t).dir, "-mode", "busy", "-cpus", "1")
+	_, _, srv := serve(t, "-mode", "busy", "-cpus", "1")
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", srv.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func TestDownloadsUnderLoss(t *testing.T) {
 	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 
 	for _, share := range []float64{0.01, 0.03, 0.05} {
 		for _, dir := range []string{"receive", "send", "both"} {
@@ -61,7 +61,7 @@ func TestDownloadsUnderLoss(t *testing.T) {
 		}
 	}
 	// The netstack's recovery shows in the metrics.
-	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_tcp_events_total", "event", "retransmit"); v == 0 {
+	if v := metric(t, tb, adminAddr, "xhttpd_tcp_events_total", "event", "retransmit"); v == 0 {
 		t.Error("no retransmits counted after downloads under loss")
 	}
 }

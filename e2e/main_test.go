@@ -87,6 +87,19 @@ func random(t *testing.T, n int) []byte {
 	return b
 }
 
+// adminAddr is where the tests have xhttpd serve -admin, in the server
+// namespace.
+const adminAddr = "127.0.0.1:9100"
+
+// serve brings up a fresh single-queue testbed and a site, and xhttpd
+// serving the site on it with args.
+func serve(t *testing.T, args ...string) (*testbed.Testbed, *site, *testbedtest.Server) {
+	t.Helper()
+	tb := testbedtest.New(t, testbed.Options{})
+	s := newSite(t)
+	return tb, s, startServer(t, tb, s.dir, args...)
+}
+
 // startServer runs xhttpd on the testbed's server end with the site as
 // root and waits until port 80 answers on both address families. It stops
 // the server when the test ends.

@@ -12,7 +12,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xhttpd/xhttpd/testbed"
-	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // peer is a raw AF_XDP endpoint on the client end of the testbed, built on
@@ -178,9 +177,7 @@ func tcpReply(srcPort, dstPort uint16, flags header.TCPFlags) func([]byte) bool 
 // header, is left to the kernel, which has no listener there and resets it; a flood of malformed frames changes
 // nothing, and the server still answers afterwards.
 func TestCraftedFrames(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, _, _ := serve(t)
 	p := newPeer(t, tb)
 
 	p.send(t, p.tcp4(40001, 80, header.TCPFlagSyn, false))

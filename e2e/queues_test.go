@@ -23,7 +23,7 @@ import (
 func TestQueuesSpreadAndMetrics(t *testing.T) {
 	tb := testbedtest.New(t, testbed.Options{Queues: 4})
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-queues", "4", "-mode", "hybrid", "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-queues", "4", "-mode", "hybrid", "-admin", adminAddr)
 
 	client := tb.ClientHTTP()
 	client.Transport.(*http.Transport).MaxConnsPerHost = 64
@@ -49,7 +49,7 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 		t.Error(err)
 	}
 
-	families := scrape(t, tb, "127.0.0.1:9100")
+	families := scrape(t, tb, adminAddr)
 	rx := families["xhttpd_queue_rx_frames_total"]
 	if rx == nil {
 		t.Fatal("no xhttpd_queue_rx_frames_total")

@@ -11,17 +11,12 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/xhttpd/xhttpd/testbed"
-	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // curl in the client namespace fetches each file over IPv4 and IPv6; the
 // bytes on disk after the download are the bytes served.
 func TestCurlFetchesFiles(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
 
 	out := t.TempDir()
 	for _, host := range []string{"198.18.0.1", "[2001:2::1]"} {
@@ -46,9 +41,7 @@ func TestCurlFetchesFiles(t *testing.T) {
 // 1,000 requests over 50 concurrent keep-alive connections: every one a 200
 // with the right body.
 func TestKeepAliveConcurrent(t *testing.T) {
-	tb := testbedtest.New(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
 
 	client := tb.ClientHTTP()
 	client.Transport.(*http.Transport).MaxConnsPerHost = 50

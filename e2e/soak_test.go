@@ -64,7 +64,7 @@ func TestSoak(t *testing.T) {
 	s.add(t, "/3m.bin", random(t, 3<<20)) // over -cache-max: from disk
 	versions := [2][]byte{random(t, 256<<10), random(t, 256<<10)}
 	s.add(t, "/hup.bin", versions[0])
-	srv := startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	srv := startServer(t, tb, s.dir, "-admin", adminAddr)
 	pid := srv.Cmd.Process.Pid
 
 	// Idle: every file fetched once over each family, then a pause.
@@ -144,11 +144,11 @@ func TestSoak(t *testing.T) {
 		t.Errorf("not back near idle within 90 s of the end of the load (figures above)")
 	}
 
-	if ok := metric(t, tb, "127.0.0.1:9100", "xhttpd_http_cache_loads_total", "result", "ok"); ok < float64(hups) {
+	if ok := metric(t, tb, adminAddr, "xhttpd_http_cache_loads_total", "result", "ok"); ok < float64(hups) {
 		t.Errorf("%.0f cache loads for %d SIGHUPs", ok, hups)
 	}
 	// Every response a 200 or a 206 (by code; the warm-up's included).
-	for _, m := range scrape(t, tb, "127.0.0.1:9100")["xhttpd_http_responses_total"].GetMetric() {
+	for _, m := range scrape(t, tb, adminAddr)["xhttpd_http_responses_total"].GetMetric() {
 		if code := label(m, "code"); !strings.HasPrefix(code, "2") && m.GetCounter().GetValue() != 0 {
 			t.Errorf("%.0f responses with status %s", m.GetCounter().GetValue(), code)
 		}
@@ -160,7 +160,7 @@ func TestSoak(t *testing.T) {
 		{"xhttpd_xsk_rx_dropped_total", "queue", "0"},
 		{"xhttpd_xsk_rx_dropped_total", "queue", "1"},
 	} {
-		if v := metric(t, tb, "127.0.0.1:9100", m.name, m.label, m.value); v != 0 {
+		if v := metric(t, tb, adminAddr, m.name, m.label, m.value); v != 0 {
 			t.Errorf("%s{%s=%q} = %.0f, want 0", m.name, m.label, m.value, v)
 		}
 	}
@@ -486,8 +486,8 @@ func readFigures(t *testing.T, tb *testbed.Testbed, pid int) figures {
 	}
 	f.rssKB = field(string(status), "VmRSS:")
 	f.threads = field(string(status), "Threads:")
-	f.conns = int64(metric(t, tb, "127.0.0.1:9100", "xhttpd_http_connections_open"))
-	f.timeWait = int64(metric(t, tb, "127.0.0.1:9100", "xhttpd_tcp_time_wait"))
+	f.conns = int64(metric(t, tb, adminAddr, "xhttpd_http_connections_open"))
+	f.timeWait = int64(metric(t, tb, adminAddr, "xhttpd_tcp_time_wait"))
 	return f
 }
 

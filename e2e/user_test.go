@@ -24,7 +24,7 @@ func TestDropPrivileges(t *testing.T) {
 	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	readableByAll(t, s.dir)
-	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", "127.0.0.1:9100")
+	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", adminAddr)
 
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(srv.Cmd.Process.Pid) + "/status")
 	if err != nil {
@@ -42,7 +42,7 @@ func TestDropPrivileges(t *testing.T) {
 			t.Errorf("%s as nobody: %v", host, err)
 		}
 	}
-	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "redirected"); v == 0 {
+	if v := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "redirected"); v == 0 {
 		t.Error("the XDP program's counters read 0 after serving")
 	}
 
