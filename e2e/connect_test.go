@@ -27,13 +27,8 @@ const burstBound = 2500 * time.Millisecond
 // even the default rings (README, "A burst of connects").
 func TestConnectBurst(t *testing.T) {
 	tb := testbedtest.New(t, testbed.Options{})
-	// Beyond -syn-rate the XDP program answers SYNs itself (XDP_TX), which
-	// a veth end takes only in NAPI mode, as a real NIC's peer always does.
-	napi, err := tb.ClientNAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer napi.Close()
+	// Beyond -syn-rate the XDP program answers SYNs itself.
+	clientNAPI(t, tb)
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-admin", adminAddr)
 	script, err := filepath.Abs("testdata/connect_burst.py")

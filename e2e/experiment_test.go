@@ -23,10 +23,7 @@ import (
 func TestExperimentQuick(t *testing.T) {
 	testbedtest.RequireRoot(t)
 	dir := t.TempDir()
-	tb := filepath.Join(dir, "testbed")
-	if out, err := exec.Command("go", "build", "-o", tb, "github.com/xhttpd/xhttpd/cmd/testbed").CombinedOutput(); err != nil {
-		t.Fatalf("build testbed: %v\n%s", err, out)
-	}
+	tb := buildT(t, "cmd/testbed")
 	out := filepath.Join(dir, "out")
 	servers := []string{"interrupt", "hybrid", "kernel", "nethttp"}
 	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-nethttpd", filepath.Join(dir, "no-such-nethttpd"), "-out", out,
@@ -184,10 +181,7 @@ func checkPlots(t *testing.T, out, md string) {
 func TestExperimentQuickCloseBurst(t *testing.T) {
 	testbedtest.RequireRoot(t)
 	dir := t.TempDir()
-	tb := filepath.Join(dir, "testbed")
-	if out, err := exec.Command("go", "build", "-o", tb, "github.com/xhttpd/xhttpd/cmd/testbed").CombinedOutput(); err != nil {
-		t.Fatalf("build testbed: %v\n%s", err, out)
-	}
+	tb := buildT(t, "cmd/testbed")
 	out := filepath.Join(dir, "out")
 	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-out", out, "-servers", "hybrid,kernel", "-close", "-pattern", "burst", "-burst-period", "250ms",
 		"-fractions", "0.25", "-rates", "", "-duration", "1s", "-reps", "1", "-sat-duration", "1s", "-conns", "8")

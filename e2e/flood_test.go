@@ -29,11 +29,7 @@ func TestSYNFlood(t *testing.T) {
 		t.Fatal("hping3 is missing (make test installs it)")
 	}
 	tb := testbedtest.New(t, testbed.Options{})
-	napi, err := tb.ClientNAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer napi.Close()
+	clientNAPI(t, tb)
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-admin", adminAddr)
 

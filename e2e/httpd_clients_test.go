@@ -182,13 +182,7 @@ func TestHTTPDGoClient(t *testing.T) {
 func TestHTTPDAb(t *testing.T) {
 	tb, _, _ := serve(t)
 	const n = 5000
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := tb.ClientCmd(ctx, "ab", "-k", "-n", strconv.Itoa(n), "-c", "16", "-s", "10", "http://198.18.0.1/1k.bin").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ab: %v\n%s", err, out)
-	}
-	report := string(out)
+	report := clientRun(t, tb, "ab", "-k", "-n", strconv.Itoa(n), "-c", "16", "-s", "10", "http://198.18.0.1/1k.bin")
 	for _, want := range []string{
 		fmt.Sprintf("Complete requests:      %d", n),
 		"Failed requests:        0",
@@ -213,13 +207,7 @@ func TestHTTPDAb(t *testing.T) {
 func TestHTTPDH2loadPipelined(t *testing.T) {
 	tb, _, _ := serve(t)
 	const n = 10000
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := tb.ClientCmd(ctx, "h2load", "--h1", "-n", strconv.Itoa(n), "-c", "8", "-m", "16", "http://198.18.0.1/1k.bin").CombinedOutput()
-	if err != nil {
-		t.Fatalf("h2load: %v\n%s", err, out)
-	}
-	report := string(out)
+	report := clientRun(t, tb, "h2load", "--h1", "-n", strconv.Itoa(n), "-c", "8", "-m", "16", "http://198.18.0.1/1k.bin")
 	for _, want := range []string{
 		fmt.Sprintf("requests: %d total, %d started, %d done, %d succeeded, 0 failed, 0 errored, 0 timeout", n, n, n, n),
 		fmt.Sprintf("status codes: %d 2xx, 0 3xx, 0 4xx, 0 5xx", n),
@@ -229,6 +217,19 @@ func TestHTTPDH2loadPipelined(t *testing.T) {
 		}
 	}
 	t.Log(grepLine(report, "finished in"))
+}
+
+// clientRun runs name in the client namespace, for up to a minute, and
+// returns its output; its failure fails the test.
+func clientRun(t *testing.T, tb *testbed.Testbed, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := tb.ClientCmd(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, out)
+	}
+	return string(out)
 }
 
 func grepLine(s, prefix string) string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/xhttpd/xhttpd/testbed"
@@ -18,10 +17,7 @@ import (
 // again.
 func TestLibraryFileServer(t *testing.T) {
 	testbedtest.RequireRoot(t)
-	bin := filepath.Join(t.TempDir(), "fileserver")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/xhttpd/xhttpd/examples/fileserver").CombinedOutput(); err != nil {
-		t.Fatalf("build examples/fileserver: %v\n%s", err, out)
-	}
+	bin := buildT(t, "examples/fileserver")
 	tb := testbedtest.New(t, testbed.Options{Prefix: "xhlib"})
 	s := newSite(t)
 	srv := testbedtest.StartServer(t, tb, bin, "-iface", tb.ServerIf, "-root", s.dir, "-mode", "hybrid")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,15 +27,34 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	xhttpdBin = filepath.Join(dir, "xhttpd")
-	out, err := exec.Command("go", "build", "-o", xhttpdBin, "github.com/xhttpd/xhttpd/cmd/xhttpd").CombinedOutput()
+	xhttpdBin, err = build(dir, "cmd/xhttpd")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "build xhttpd: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// build builds the module's command in pkg (cmd/xhttpd) into dir and
+// returns its path.
+func build(dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, path.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/xhttpd/xhttpd/"+pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+	}
+	return bin, nil
+}
+
+// buildT is build for a test, into its temporary directory.
+func buildT(t *testing.T, pkg string) string {
+	t.Helper()
+	bin, err := build(t.TempDir(), pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 // site is a document root with known contents.
@@ -98,6 +118,18 @@ func serve(t *testing.T, args ...string) (*testbed.Testbed, *site, *testbedtest.
 	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	return tb, s, startServer(t, tb, s.dir, args...)
+}
+
+// clientNAPI puts the client's veth end in NAPI mode until the test ends:
+// only then does it take the frames the XDP program answers with itself
+// (XDP_TX), as a real NIC's peer always does.
+func clientNAPI(t *testing.T, tb *testbed.Testbed) {
+	t.Helper()
+	napi, err := tb.ClientNAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { napi.Close() })
 }
 
 // startServer runs xhttpd on the testbed's server end with the site as

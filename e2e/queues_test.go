@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -25,29 +22,7 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-queues", "4", "-mode", "hybrid", "-admin", adminAddr)
 
-	client := tb.ClientHTTP()
-	client.Transport.(*http.Transport).MaxConnsPerHost = 64
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := 0; i < 64; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < 20; j++ {
-				if err := fetch(ctx, client, "http://198.18.0.1/1k.bin", s.files["/1k.bin"]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	fetchConcurrently(t, tb, s, 64, 20, "198.18.0.1")
 
 	families := scrape(t, tb, adminAddr)
 	rx := families["xhttpd_queue_rx_frames_total"]
