@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"os/exec"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // ServerCmd returns a command that runs name inside the server namespace
@@ -34,9 +32,9 @@ func (tb *Testbed) InServer(fn func() error) error { return tb.in(tb.ServerNS, f
 func (tb *Testbed) InClient(fn func() error) error { return tb.in(tb.ClientNS, fn) }
 
 func (tb *Testbed) in(name string, fn func() error) error {
-	ns, err := netns.GetFromName(name)
+	ns, err := openNS(name)
 	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", name, err)
+		return err
 	}
 	defer ns.Close()
 	return InNamespace(ns, fn)

@@ -15,6 +15,7 @@ var (
 	PidAlive = pidAlive
 	SweepRE  = sweepRE
 	NewLoss  = newLoss
+	HandleIn = handleIn
 )
 
 // SetTestHookSetup sets the hook that runs at the end of New's setup, nil

@@ -33,15 +33,22 @@ func frame(etherType uint16, proto byte) []byte {
 	return b
 }
 
-// TestLossVerdicts runs the programs through BPF_PROG_TEST_RUN on hand-built
-// frames: with a share of 1 every TCP frame is dropped, and nothing else.
-func TestLossVerdicts(t *testing.T) {
+// loadLoss loads the programs without attaching them, until the test ends.
+func loadLoss(t *testing.T, opts testbed.LossOptions) *testbed.Loss {
+	t.Helper()
 	testbedtest.RequireRoot(t)
-	l, err := testbed.NewLoss(testbed.LossOptions{Receive: 1, Send: 1})
+	l, err := testbed.NewLoss(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestLossVerdicts runs the programs through BPF_PROG_TEST_RUN on hand-built
+// frames: with a share of 1 every TCP frame is dropped, and nothing else.
+func TestLossVerdicts(t *testing.T) {
+	l := loadLoss(t, testbed.LossOptions{Receive: 1, Send: 1})
 	cases := []struct {
 		name string
 		in   []byte
@@ -85,12 +92,7 @@ func TestLossVerdicts(t *testing.T) {
 // TestLossShare checks the share dropped over many runs, and that a share
 // of 0 drops nothing.
 func TestLossShare(t *testing.T) {
-	testbedtest.RequireRoot(t)
-	l, err := testbed.NewLoss(testbed.LossOptions{Receive: 0.3, Send: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := loadLoss(t, testbed.LossOptions{Receive: 0.3, Send: 0})
 	const runs = 20000
 	for _, p := range l.Programs() {
 		if _, err := p.Run(&ebpf.RunOptions{Data: frame(0x0800, 6), Repeat: runs}); err != nil {

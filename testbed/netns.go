@@ -5,8 +5,33 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
+
+// openNS opens the namespace `ip netns` knows as name.
+func openNS(name string) (netns.NsHandle, error) {
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return netns.None(), fmt.Errorf("testbed: open namespace %s: %w", name, err)
+	}
+	return ns, nil
+}
+
+// handleIn opens a netlink handle whose sockets live in the namespace
+// called name.
+func handleIn(name string) (*netlink.Handle, error) {
+	ns, err := openNS(name)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: netlink in %s: %w", name, err)
+	}
+	return h, nil
+}
 
 // InNamespace runs fn on an OS thread switched into the network namespace
 // ns and waits for it. Sockets fn creates stay in ns for their life,

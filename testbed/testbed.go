@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -203,25 +202,19 @@ func nsExists(name string) bool {
 }
 
 func (tb *Testbed) setup(mtu int) error {
-	srvNS, err := netns.GetFromName(tb.ServerNS)
+	cliNS, err := openNS(tb.ClientNS)
 	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", tb.ServerNS, err)
-	}
-	defer srvNS.Close()
-	cliNS, err := netns.GetFromName(tb.ClientNS)
-	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", tb.ClientNS, err)
+		return err
 	}
 	defer cliNS.Close()
-
-	hs, err := netlink.NewHandleAt(srvNS)
+	hs, err := handleIn(tb.ServerNS)
 	if err != nil {
-		return fmt.Errorf("testbed: netlink in %s: %w", tb.ServerNS, err)
+		return err
 	}
 	defer hs.Close()
-	hc, err := netlink.NewHandleAt(cliNS)
+	hc, err := handleIn(tb.ClientNS)
 	if err != nil {
-		return fmt.Errorf("testbed: netlink in %s: %w", tb.ClientNS, err)
+		return err
 	}
 	defer hc.Close()
 

@@ -19,7 +19,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/testbed"
@@ -69,12 +68,7 @@ func ipNetnsList(t *testing.T) []string {
 
 func handleIn(t *testing.T, ns string) *netlink.Handle {
 	t.Helper()
-	fd, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
+	h, err := testbed.HandleIn(ns)
 	if err != nil {
 		t.Fatal(err)
 	}

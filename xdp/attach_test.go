@@ -105,13 +105,7 @@ func TestAttach(t *testing.T) {
 		{ModeGeneric, ModeGeneric},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
-			ns := testbedtest.NewNamespace(t)
-			ifindex := newVeth(t, ns, 1)
-			s, err := attachIn(ns, ifindex, tc.mode)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			ns, ifindex, s := attachedVeth(t, 1, tc.mode)
 			if s.Mode() != tc.want {
 				t.Errorf("Mode() = %v, want %v", s.Mode(), tc.want)
 			}
@@ -168,8 +162,7 @@ func TestAttachFallback(t *testing.T) {
 }
 
 func TestAttachErrors(t *testing.T) {
-	ns := testbedtest.NewNamespace(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 
 	if _, err := Attach(0, testConfig); err == nil || !strings.Contains(err.Error(), "invalid ifindex 0") {
 		t.Errorf("Attach(0) = %v", err)
@@ -193,13 +186,7 @@ func TestAttachErrors(t *testing.T) {
 
 // TestAttachBusy: a second program cannot take an interface that has one.
 func TestAttachBusy(t *testing.T) {
-	ns := testbedtest.NewNamespace(t)
-	ifindex := newVeth(t, ns, 1)
-	s, err := attachIn(ns, ifindex, ModeNative)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ns, ifindex, _ := attachedVeth(t, 1, ModeNative)
 	if s2, err := attachIn(ns, ifindex, ModeNative); err == nil {
 		s2.Close()
 		t.Fatal("second Attach succeeded")
@@ -211,8 +198,7 @@ func TestAttachBusy(t *testing.T) {
 // TestDetachOnKill: the bpf_link dies with its process, even on SIGKILL,
 // so a crashed server leaves the host's traffic alone.
 func TestDetachOnKill(t *testing.T) {
-	ns := testbedtest.NewNamespace(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 
 	// A duplicate: the os.File closes its fd when collected.
 	dup, err := unix.Dup(int(ns))

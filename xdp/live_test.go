@@ -63,18 +63,7 @@ func TestLive(t *testing.T) {
 	testbedtest.RequireRoot(t)
 	for _, mode := range []Mode{ModeNative, ModeGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
-			ns := testbedtest.NewNamespace(t)
-			ifindex := newVeth(t, ns, 1)
-			var s *Steering
-			err := testbed.InNamespace(ns, func() error {
-				var err error
-				s, err = Attach(ifindex, Config{Ports: testConfig.Ports, Addrs: testConfig.Addrs, Mode: mode})
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			ns, ifindex, s := attachedVeth(t, 1, mode)
 			x := newTestXSK(t, ns, ifindex, 0)
 			if err := s.Register(0, x.fd); err != nil {
 				t.Fatal(err)

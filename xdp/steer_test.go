@@ -202,8 +202,7 @@ func TestPassed(t *testing.T) {
 	}
 	t.Run("no socket", check)
 
-	ns := testbedtest.NewNamespace(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 	x := newTestXSK(t, ns, ifindex, 0)
 	if err := s.Register(0, x.fd); err != nil {
 		t.Fatal(err)
@@ -231,8 +230,7 @@ func TestServedNoSocket(t *testing.T) {
 // performing the redirect.
 func TestServedRedirect(t *testing.T) {
 	s := loadTest(t)
-	ns := testbedtest.NewNamespace(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 	x := newTestXSK(t, ns, ifindex, 0)
 
 	if err := s.Register(0, x.fd); err != nil {
@@ -266,18 +264,7 @@ func TestServedRedirect(t *testing.T) {
 // info BPF_PROG_TEST_RUN needs for rx_queue_index > 0, and the test runs in
 // the veth's namespace, where ingress_ifindex is resolved.
 func TestQueues(t *testing.T) {
-	ns := testbedtest.NewNamespace(t)
-	ifindex := newVeth(t, ns, 2)
-	var s *Steering
-	err := testbed.InNamespace(ns, func() error {
-		var err error
-		s, err = Attach(ifindex, Config{Ports: testConfig.Ports, Addrs: testConfig.Addrs, Mode: ModeNative})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	ns, ifindex, s := attachedVeth(t, 2, ModeNative)
 	x1 := newTestXSK(t, ns, ifindex, 1)
 	if err := s.Register(1, x1.fd); err != nil {
 		t.Fatal(err)

@@ -7,13 +7,17 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
-// newVeth creates a veth pair with the given number of queues in ns, sets
-// both ends up and returns the first end's index. Names are fixed: the
+// newVeth creates a namespace of the test's own, closed when it ends, with
+// a veth pair with the given number of queues in it, both ends up, and
+// returns the namespace and the first end's index. Names are fixed: the
 // namespace is the test's own.
-func newVeth(t *testing.T, ns netns.NsHandle, queues int) int {
+func newVeth(t *testing.T, queues int) (netns.NsHandle, int) {
 	t.Helper()
+	ns := testbedtest.NewNamespace(t)
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatalf("netlink handle in netns: %v", err)
@@ -39,7 +43,20 @@ func newVeth(t *testing.T, ns netns.NsHandle, queues int) int {
 	if err != nil {
 		t.Fatalf("find xhxdp0: %v", err)
 	}
-	return l.Attrs().Index
+	return ns, l.Attrs().Index
+}
+
+// attachedVeth is newVeth with the program attached in mode to the first
+// end, detached when the test ends.
+func attachedVeth(t *testing.T, queues int, mode Mode) (netns.NsHandle, int, *Steering) {
+	t.Helper()
+	ns, ifindex := newVeth(t, queues)
+	s, err := attachIn(ns, ifindex, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return ns, ifindex, s
 }
 
 // linkXDP returns the XDP state netlink reports for ifindex in ns.
