@@ -5,12 +5,12 @@ import (
 	"time"
 )
 
-// A steady load, a frame every 5 to 200 us for 200 ms, is polled through:
+// A steady load, a frame every 5 to 200 us for 100 ms, is polled through:
 // after the first moments the loop never sleeps.
 func TestPolicySteadyLoadKeepsPolling(t *testing.T) {
 	for _, interval := range []time.Duration{5 * time.Microsecond, 50 * time.Microsecond, 200 * time.Microsecond} {
-		s := newSim(t, Hybrid, every(0, 200*time.Millisecond, interval))
-		s.run(t, 200*time.Millisecond)
+		s := newSim(t, Hybrid, every(0, 100*time.Millisecond, interval))
+		s.run(t, 100*time.Millisecond)
 		// It may sleep while it learns the gap, at the very start.
 		for _, sl := range s.sleeps {
 			if sl.at > 10*time.Millisecond {
@@ -25,8 +25,8 @@ func TestPolicySteadyLoadKeepsPolling(t *testing.T) {
 
 // When the load stops, the loop sleeps within the longest spin.
 func TestPolicyIdleSleepsWithinSpell(t *testing.T) {
-	s := newSim(t, Hybrid, every(0, 100*time.Millisecond, 20*time.Microsecond))
-	s.run(t, 200*time.Millisecond)
+	s := newSim(t, Hybrid, every(0, 50*time.Millisecond, 20*time.Microsecond))
+	s.run(t, 100*time.Millisecond)
 	if len(s.sleeps) == 0 {
 		t.Fatal("never slept after the load stopped")
 	}
@@ -49,7 +49,7 @@ func TestPolicyIdleSleepsWithinSpell(t *testing.T) {
 // A square wave, 1 ms of frames every 10 us then 10 ms of nothing, switches
 // at most twice per period: awake at the burst, asleep after it.
 func TestPolicySquareWave(t *testing.T) {
-	const periods = 100
+	const periods = 30
 	period := 11 * time.Millisecond
 	var arrivals []time.Duration
 	for i := 0; i < periods; i++ {
@@ -82,7 +82,7 @@ func TestPolicySparseLoadSleeps(t *testing.T) {
 
 func TestPolicyBusyNeverSleeps(t *testing.T) {
 	s := newSim(t, Busy, every(0, 10*time.Millisecond, time.Millisecond))
-	s.run(t, 100*time.Millisecond)
+	s.run(t, 20*time.Millisecond)
 	if len(s.sleeps) != 0 || s.l.pol.switches.Load() != 0 {
 		t.Fatalf("busy slept %d times", len(s.sleeps))
 	}
