@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Two clients behind a bridge whose links all have MTU 9000, more than an
@@ -29,13 +30,12 @@ import (
 // kernel's, at the full MTU: an 8,000-byte echo, sent unfragmented (DF),
 // comes back whole from each client over both families.
 func TestBridgeJumboMTU(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Bridge: true, Clients: 2, MTU: 9000})
+	tb := testbedtest.New(t, testbed.Options{Bridge: true, Clients: 2, MTU: 9000})
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
 	srv := startServer(t, tb, s.dir)
-	if !strings.Contains(srv.stderr.String(), "netstack_mtu=") {
-		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.stderr)
+	if !strings.Contains(srv.Output(), "netstack_mtu=") {
+		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.Output())
 	}
 	want := sha256.Sum256(s.files["/4m.bin"])
 
@@ -172,11 +172,10 @@ const forgeFor = 3 * time.Second
 // a MAC from any steered frame, as it once did (neighbourLock 0), the
 // forger got 11,881 frames in 3 s and the victim's downloads timed out.
 func TestBridgeForgedNeighbour(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Bridge: true, Clients: 2})
+	tb := testbedtest.New(t, testbed.Options{Bridge: true, Clients: 2})
 	victim, forger := tb.Clients[0], tb.Clients[1]
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 	fromServer := func(f []byte) bool { return isTCPFrom(f, tb.ServerV4, tb.ServerV6, 0) }
 	synACKs := func(f []byte) bool { return isTCPFrom(f, tb.ServerV4, tb.ServerV6, 0x12) }
 	atForger, err := capture(forger, fromServer)
@@ -252,7 +251,7 @@ func TestBridgeForgedNeighbour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noNeighbour := metric(t, tb, "127.0.0.1:9100", "xhttpd_link_dropped_frames_total", "reason", "tx_no_neighbour")
+	noNeighbour := metric(t, tb, adminAddr, "xhttpd_link_dropped_frames_total", "reason", "tx_no_neighbour")
 	t.Logf("forged %d SYNs from %s as %v and %v in %v; the victim downloaded 1 MiB %d times; "+
 		"SYN-ACKs at the victim %d, TCP frames from the server at the forger %d",
 		forged.Load(), forger.NS, victim.V4, victim.V6, forgeFor, downloads.Load(), nVictim, nForger)

@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // A misconfiguration is one clear line on stderr and a non-zero exit, never
 // a stack trace.
 func TestMisconfiguration(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	root := t.TempDir()
 	cases := []struct {
 		name string
@@ -75,23 +75,31 @@ func checkOneLine(t *testing.T, name, out string, code int, want string) {
 // container's veth deleted), xhttpd does not sleep on dead queues for ever:
 // it says why and exits non-zero, so that a supervisor restarts it.
 func TestInterfaceGoneExits(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	srv := startServer(t, tb, newSite(t).dir)
+	tb, _, srv := serve(t)
+	deleteInterface(t, tb, srv)
+}
+
+// deleteInterface deletes the server's interface under xhttpd and checks
+// that it exits within 5 s, non-zero, saying why. It reports whether it
+// exited.
+func deleteInterface(t *testing.T, tb *testbed.Testbed, srv *testbedtest.Server) bool {
+	t.Helper()
 	if out, err := tb.ServerCmd(context.Background(), "ip", "link", "del", "dev", tb.ServerIf).CombinedOutput(); err != nil {
 		t.Fatalf("ip link del: %v: %s", err, out)
 	}
 	select {
-	case err := <-srv.done:
-		srv.done <- err
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
-			t.Errorf("xhttpd exited with %v, want a non-zero status", err)
-		}
-		if !strings.Contains(srv.stderr.String(), "interface "+tb.ServerIf+" went away") {
-			t.Errorf("no reason in the log:\n%s", srv.stderr)
-		}
+	case <-srv.Done():
 	case <-time.After(5 * time.Second):
-		t.Fatal("xhttpd still running 5 s after its interface was deleted")
+		t.Error("xhttpd still running 5 s after its interface was deleted")
+		return false
 	}
+	err := srv.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Errorf("xhttpd exited with %v, want a non-zero status", err)
+	}
+	if !strings.Contains(srv.Output(), "interface "+tb.ServerIf+" went away") {
+		t.Errorf("no reason in the log:\n%s", srv.Output())
+	}
+	return true
 }

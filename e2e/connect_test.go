@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // burstBound is how long a burst of connects may take to be all
@@ -25,17 +26,11 @@ const burstBound = 2500 * time.Millisecond
 // of 10,000 are measured, not tested: on a slow machine they can overrun
 // even the default rings (README, "A burst of connects").
 func TestConnectBurst(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	// Beyond -syn-rate the XDP program answers SYNs itself (XDP_TX), which
-	// a veth end takes only in NAPI mode, as a real NIC's peer always does.
-	napi, err := tb.ClientNAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer napi.Close()
+	tb := testbedtest.New(t, testbed.Options{})
+	// Beyond -syn-rate the XDP program answers SYNs itself.
+	clientNAPI(t, tb)
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 	script, err := filepath.Abs("testdata/connect_burst.py")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +59,7 @@ func TestConnectBurst(t *testing.T) {
 	}
 	var dropped float64
 	for _, m := range []string{"xhttpd_xsk_fill_ring_empty_total", "xhttpd_xsk_rx_ring_full_total", "xhttpd_xsk_rx_dropped_total"} {
-		v := metric(t, tb, "127.0.0.1:9100", m, "queue", "0")
+		v := metric(t, tb, adminAddr, m, "queue", "0")
 		t.Logf("%s: %v", m, v)
 		dropped += v
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 type finding struct {
@@ -47,8 +48,7 @@ func data(t *testing.T, f finding, v any) {
 // the check with whose it is; on lo, which has no address to serve, the
 // addresses fail.
 func TestDoctor(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 2})
+	tb := testbedtest.New(t, testbed.Options{Queues: 2})
 
 	fs, code := doctor(t, tb, tb.ServerIf)
 	if code != 0 {
@@ -127,7 +127,7 @@ func TestDoctor(t *testing.T) {
 	}
 	t.Logf("with xhttpd attached: queue 0: %s; napi instances: %s", fs["queue 0"].Detail, fs["napi instances"].Detail)
 	// It served on throughout: the doctor changed nothing.
-	if err := get(context.Background(), tb.ClientDialer(), "198.18.0.1:80"); err != nil {
+	if err := testbed.ProbeHTTP(context.Background(), tb.ClientDialer(), "198.18.0.1:80"); err != nil {
 		t.Errorf("after the doctor: %v", err)
 	}
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // The experiment tool on a few short points, as `make bench-quick` runs it
@@ -21,12 +21,9 @@ import (
 // negative, results.json has its fields, and the plots parse as SVG and
 // PNG. A server whose binary is missing is reported, not fatal.
 func TestExperimentQuick(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	dir := t.TempDir()
-	tb := filepath.Join(dir, "testbed")
-	if out, err := exec.Command("go", "build", "-o", tb, "github.com/xhttpd/xhttpd/cmd/testbed").CombinedOutput(); err != nil {
-		t.Fatalf("build testbed: %v\n%s", err, out)
-	}
+	tb := buildT(t, "cmd/testbed")
 	out := filepath.Join(dir, "out")
 	servers := []string{"interrupt", "hybrid", "kernel", "nethttp"}
 	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-nethttpd", filepath.Join(dir, "no-such-nethttpd"), "-out", out,
@@ -182,12 +179,9 @@ func checkPlots(t *testing.T, out, md string) {
 // server first (the generator never closes first); a timeline of every
 // point, and of hybrid's loops, drawn for each server.
 func TestExperimentQuickCloseBurst(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	dir := t.TempDir()
-	tb := filepath.Join(dir, "testbed")
-	if out, err := exec.Command("go", "build", "-o", tb, "github.com/xhttpd/xhttpd/cmd/testbed").CombinedOutput(); err != nil {
-		t.Fatalf("build testbed: %v\n%s", err, out)
-	}
+	tb := buildT(t, "cmd/testbed")
 	out := filepath.Join(dir, "out")
 	cmd := exec.Command(tb, "experiment", "-xhttpd", xhttpdBin, "-out", out, "-servers", "hybrid,kernel", "-close", "-pattern", "burst", "-burst-period", "250ms",
 		"-fractions", "0.25", "-rates", "", "-duration", "1s", "-reps", "1", "-sat-duration", "1s", "-conns", "8")

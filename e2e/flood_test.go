@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // floodFor is how long each flood of TestSYNFlood lasts.
@@ -23,18 +24,14 @@ const floodFor = 5 * time.Second
 // netstack, answered the flood. With every SYN left to the netstack, one
 // hping3 let no client in (README, "SYN floods").
 func TestSYNFlood(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	if _, err := exec.LookPath("hping3"); err != nil {
 		t.Fatal("hping3 is missing (make test installs it)")
 	}
-	tb := testbed.NewT(t, testbed.Options{})
-	napi, err := tb.ClientNAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer napi.Close()
+	tb := testbedtest.New(t, testbed.Options{})
+	clientNAPI(t, tb)
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 
 	for _, c := range []struct {
 		name   string
@@ -50,7 +47,7 @@ func TestSYNFlood(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			answered := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
+			answered := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
 			ctx, cancel := context.WithTimeout(context.Background(), floodFor)
 			defer cancel()
 			flooded := make(chan error, 1)
@@ -71,7 +68,7 @@ func TestSYNFlood(t *testing.T) {
 					defer wg.Done()
 					for ctx.Err() == nil {
 						start := time.Now()
-						err := get(context.Background(), dial, c.target)
+						err := testbed.ProbeHTTP(context.Background(), dial, c.target)
 						took := time.Since(start)
 						if ctx.Err() != nil && err != nil {
 							return // cut short by the end of the flood's window
@@ -93,7 +90,7 @@ func TestSYNFlood(t *testing.T) {
 			if err := <-flooded; err != nil {
 				t.Fatalf("flood: %v", err)
 			}
-			byXDP := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
+			byXDP := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
 			t.Logf("%d of %d connections answered within 1 s, the slowest in %v; the XDP program answered %v SYNs", ok, tries, worst, byXDP)
 			if tries < 20 {
 				t.Fatalf("only %d connections tried in %v", tries, floodFor)

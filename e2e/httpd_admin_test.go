@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/xhttpd/xhttpd/testbed"
 )
 
 // What cmd/xhttpd wires around httpd: /server-status on the admin listener
@@ -19,10 +17,7 @@ import (
 // /server-status?auto after some requests: Apache's keys, the connection
 // states, and a row per queue.
 func TestHTTPDStatusPage(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	tb, s, _ := serve(t, "-admin", adminAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	client := tb.ClientHTTP()
@@ -65,10 +60,7 @@ func TestHTTPDStatusPage(t *testing.T) {
 // SIGHUP reloads the cache: a file changed on disk is served as it was
 // until then, and as it is now after.
 func TestHTTPDReloadOnSIGHUP(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	srv := startServer(t, tb, s.dir)
+	tb, s, srv := serve(t)
 	client := tb.ClientHTTP()
 	get := func() string {
 		t.Helper()
@@ -89,7 +81,7 @@ func TestHTTPDReloadOnSIGHUP(t *testing.T) {
 	if got := get(); got == newIndex {
 		t.Fatal("changed file served before the reload: was it cached?")
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := srv.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Clients that nobody here wrote, over AF_XDP: curl, Go's http.Client, ab
@@ -24,8 +25,7 @@ import (
 // curl: a range, conditional requests by date and by entity tag, HEAD, and
 // HTTP/1.0, over IPv4 and IPv6.
 func TestHTTPDCurl(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	srv := startServer(t, tb, s.dir, "-access-log", logFile)
@@ -94,7 +94,7 @@ func TestHTTPDCurl(t *testing.T) {
 	}
 
 	// The access log has a line per request, written out at shutdown.
-	srv.stop(t)
+	srv.Stop()
 	b, err := os.ReadFile(logFile)
 	if err != nil {
 		t.Fatal(err)
@@ -122,10 +122,7 @@ func TestHTTPDCurl(t *testing.T) {
 // Go's http.Client: ranges, If-None-Match and If-Modified-Since with the
 // validators the server gave, HEAD, all on one keep-alive connection.
 func TestHTTPDGoClient(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
 	client := tb.ClientHTTP()
 	big := s.files["/1m.bin"]
 
@@ -183,18 +180,9 @@ func TestHTTPDGoClient(t *testing.T) {
 
 // ab with keep-alive: every request a 200 over kept-alive connections.
 func TestHTTPDAb(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, _, _ := serve(t)
 	const n = 5000
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := tb.ClientCmd(ctx, "ab", "-k", "-n", strconv.Itoa(n), "-c", "16", "-s", "10", "http://198.18.0.1/1k.bin").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ab: %v\n%s", err, out)
-	}
-	report := string(out)
+	report := clientRun(t, tb, "ab", "-k", "-n", strconv.Itoa(n), "-c", "16", "-s", "10", "http://198.18.0.1/1k.bin")
 	for _, want := range []string{
 		fmt.Sprintf("Complete requests:      %d", n),
 		"Failed requests:        0",
@@ -217,18 +205,9 @@ func TestHTTPDAb(t *testing.T) {
 // h2load over HTTP/1.1 with 16 requests in flight per connection: the
 // pipelined answers come back in order and whole.
 func TestHTTPDH2loadPipelined(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, _, _ := serve(t)
 	const n = 10000
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := tb.ClientCmd(ctx, "h2load", "--h1", "-n", strconv.Itoa(n), "-c", "8", "-m", "16", "http://198.18.0.1/1k.bin").CombinedOutput()
-	if err != nil {
-		t.Fatalf("h2load: %v\n%s", err, out)
-	}
-	report := string(out)
+	report := clientRun(t, tb, "h2load", "--h1", "-n", strconv.Itoa(n), "-c", "8", "-m", "16", "http://198.18.0.1/1k.bin")
 	for _, want := range []string{
 		fmt.Sprintf("requests: %d total, %d started, %d done, %d succeeded, 0 failed, 0 errored, 0 timeout", n, n, n, n),
 		fmt.Sprintf("status codes: %d 2xx, 0 3xx, 0 4xx, 0 5xx", n),
@@ -238,6 +217,19 @@ func TestHTTPDH2loadPipelined(t *testing.T) {
 		}
 	}
 	t.Log(grepLine(report, "finished in"))
+}
+
+// clientRun runs name in the client namespace, for up to a minute, and
+// returns its output; its failure fails the test.
+func clientRun(t *testing.T, tb *testbed.Testbed, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := tb.ClientCmd(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, out)
+	}
+	return string(out)
 }
 
 func grepLine(s, prefix string) string {

@@ -4,12 +4,12 @@ import (
 	"testing"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // A bad HTTP flag is one clear line on stderr and a non-zero exit.
 func TestHTTPDFlagErrors(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	root := t.TempDir()
 	base := []string{"-iface", tb.ServerIf, "-root", root, "-stack", "kernel"}
 	for _, c := range []struct {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Hostile clients over AF_XDP.
@@ -29,11 +30,8 @@ import (
 // -header-timeout, and connections that send nothing are closed at
 // -idle-timeout.
 func TestHTTPDSlowloris(t *testing.T) {
-	testbed.RequireRoot(t)
 	const slow, silent, normal, perClient = 500, 50, 50, 20
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir, "-header-timeout", "2s", "-idle-timeout", "3s", "-admin", "127.0.0.1:9100")
+	tb, s, _ := serve(t, "-header-timeout", "2s", "-idle-timeout", "3s", "-admin", adminAddr)
 	dial := tb.ClientDialer()
 
 	var wg sync.WaitGroup
@@ -132,7 +130,7 @@ func TestHTTPDSlowloris(t *testing.T) {
 	if got408.Load() != slow || closedSilent.Load() != silent {
 		t.Errorf("%d of %d slowloris connections got 408; %d of %d silent ones were closed", got408.Load(), slow, closedSilent.Load(), silent)
 	}
-	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_http_limit_hits_total", "limit", "header_timeout"); v != slow {
+	if v := metric(t, tb, adminAddr, "xhttpd_http_limit_hits_total", "limit", "header_timeout"); v != slow {
 		t.Errorf("header timeouts counted: %v, want %d", v, slow)
 	}
 }
@@ -165,8 +163,7 @@ func metric(t *testing.T, tb *testbed.Testbed, addr, name string, labelValue ...
 // through dot segments (plain or encoded), encoded slashes, backslashes,
 // NUL, overlong UTF-8, a symbolic link out of the root, or a 10 KiB path.
 func TestHTTPDTraversal(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	outside := t.TempDir()
 	const secret = "SECRET-OUTSIDE-THE-ROOT"
@@ -237,16 +234,13 @@ func rawGet(dial func(context.Context, string, string) (net.Conn, error), addr, 
 // admin listener's goroutine profile). httpd's TestNoLeaks does the same
 // over loopback and also counts file descriptors.
 func TestHTTPDNoLeaks(t *testing.T) {
-	testbed.RequireRoot(t)
 	const total = 100_000
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100", "-idle-timeout", "5s")
+	tb, s, _ := serve(t, "-admin", adminAddr, "-idle-timeout", "5s")
 	dial := tb.ClientDialer()
 	waitIdle := func(what string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
-		for metric(t, tb, "127.0.0.1:9100", "xhttpd_http_connections_open") != 0 {
+		for metric(t, tb, adminAddr, "xhttpd_http_connections_open") != 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: connections still open after 10s", what)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // The dynamic fallback end to end: a client in the client namespace asks
@@ -19,8 +20,7 @@ import (
 // the client's address in X-Forwarded-For. With the upstream stopped, the
 // client gets 502 within a second; static files go on being served.
 func TestHTTPDProxy(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 
 	l, err := tb.ServerListen("tcp", "198.18.0.1:8080")

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // An idle xhttpd costs almost nothing in interrupt and hybrid mode, and a
 // core per queue in busy mode: CPU time from /proc/PID/stat over 10 s with
 // no traffic. The three run side by side, each on its own testbed.
 func TestIdleCPU(t *testing.T) {
-	testbed.RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	const window = 10 * time.Second
 	for _, c := range []struct {
 		mode     string
@@ -28,9 +29,8 @@ func TestIdleCPU(t *testing.T) {
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			t.Parallel()
-			tb := testbed.NewT(t, testbed.Options{})
-			srv := startServer(t, tb, newSite(t).dir, "-mode", c.mode)
-			pid := srv.cmd.Process.Pid
+			_, _, srv := serve(t, "-mode", c.mode)
+			pid := srv.Cmd.Process.Pid
 			time.Sleep(time.Second) // let start-up work settle
 			share, err := testbed.CPUShare(context.Background(), pid, window)
 			if err != nil {
@@ -47,10 +47,8 @@ func TestIdleCPU(t *testing.T) {
 // -cpus pins each queue's loop thread: with one queue and -cpus 1, one
 // thread of the server may run only on CPU 1.
 func TestLoopPinned(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	srv := startServer(t, tb, newSite(t).dir, "-mode", "busy", "-cpus", "1")
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", srv.cmd.Process.Pid))
+	_, _, srv := serve(t, "-mode", "busy", "-cpus", "1")
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", srv.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,10 +19,7 @@ import (
 // TCP server on another port of the same addresses answers, and neighbour
 // resolution (ARP, ND) still works after the client forgets the server.
 func TestKernelKeepsOtherTraffic(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
 
 	for _, addr := range []string{"198.18.0.1:8080", "[2001:2::1]:8080"} {
 		l, err := tb.ServerListen("tcp", addr)
@@ -67,19 +64,15 @@ func TestKernelKeepsOtherTraffic(t *testing.T) {
 // program leaves the interface, the kernel refuses port 80 at once, and a
 // new xhttpd serves again.
 func TestKill9(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	srv := startServer(t, tb, s.dir)
+	tb, s, srv := serve(t)
 
 	if !xdpAttached(t, tb) {
 		t.Fatal("no XDP program on the server interface while xhttpd runs")
 	}
-	if err := srv.cmd.Process.Kill(); err != nil {
+	if err := srv.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-srv.done
-	srv.done <- nil
+	srv.Wait()
 
 	deadline := time.Now().Add(5 * time.Second)
 	for xdpAttached(t, tb) {
@@ -122,10 +115,7 @@ func xdpAttached(t *testing.T, tb *testbed.Testbed) bool {
 
 // Bad requests get the right 4xx, and the server goes on serving.
 func TestBadRequests(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
 
 	cases := []struct {
 		name, req string

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // The library on its own: examples/fileserver puts net/http's FileServer on
@@ -16,14 +16,11 @@ import (
 // netstack). SIGINT stops it cleanly, and the kernel then owns port 80
 // again.
 func TestLibraryFileServer(t *testing.T) {
-	testbed.RequireRoot(t)
-	bin := filepath.Join(t.TempDir(), "fileserver")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/xhttpd/xhttpd/examples/fileserver").CombinedOutput(); err != nil {
-		t.Fatalf("build examples/fileserver: %v\n%s", err, out)
-	}
-	tb := testbed.NewT(t, testbed.Options{Prefix: "xhlib"})
+	testbedtest.RequireRoot(t)
+	bin := buildT(t, "examples/fileserver")
+	tb := testbedtest.New(t, testbed.Options{Prefix: "xhlib"})
 	s := newSite(t)
-	srv := startProgram(t, tb, bin, "-iface", tb.ServerIf, "-root", s.dir, "-mode", "hybrid")
+	srv := testbedtest.StartServer(t, tb, bin, "-iface", tb.ServerIf, "-root", s.dir, "-mode", "hybrid")
 	for _, url := range []string{"http://198.18.0.1/1m.bin", "http://[2001:2::1]/1m.bin"} {
 		got, err := tb.ClientCmd(context.Background(), "curl", "-sS", "--fail", "--max-time", "10", url).Output()
 		if err != nil {
@@ -33,7 +30,7 @@ func TestLibraryFileServer(t *testing.T) {
 			t.Fatalf("curl %s: %d bytes, not the file's %d", url, len(got), len(s.files["/1m.bin"]))
 		}
 	}
-	srv.stop(t)
+	srv.Stop()
 	// The program left with the process: the kernel answers port 80 now,
 	// with a refusal, since nothing listens there.
 	err := tb.ClientCmd(context.Background(), "curl", "-sS", "--max-time", "5", "http://198.18.0.1/").Run()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // downloadBound is how long one download under loss may take. The kernel
@@ -22,11 +23,10 @@ const downloadBound = 20 * time.Second
 // Downloads of a few MiB complete, bytes identical, with 1 to 5% of the TCP
 // frames lost in each direction, over IPv4 and IPv6.
 func TestDownloadsUnderLoss(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-admin", adminAddr)
 
 	for _, share := range []float64{0.01, 0.03, 0.05} {
 		for _, dir := range []string{"receive", "send", "both"} {
@@ -61,7 +61,7 @@ func TestDownloadsUnderLoss(t *testing.T) {
 		}
 	}
 	// The netstack's recovery shows in the metrics.
-	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_tcp_events_total", "event", "retransmit"); v == 0 {
+	if v := metric(t, tb, adminAddr, "xhttpd_tcp_events_total", "event", "retransmit"); v == 0 {
 		t.Error("no retransmits counted after downloads under loss")
 	}
 }
@@ -70,8 +70,7 @@ func TestDownloadsUnderLoss(t *testing.T) {
 // host), each fetching a page's worth of large and small files, under 3%
 // loss each way.
 func TestParallelDownloadsUnderLoss(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	var paths []string
 	for i := range 6 {

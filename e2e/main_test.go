@@ -5,22 +5,17 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // xhttpdBin is the binary under test, built once by TestMain.
@@ -32,15 +27,34 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	xhttpdBin = filepath.Join(dir, "xhttpd")
-	out, err := exec.Command("go", "build", "-o", xhttpdBin, "github.com/xhttpd/xhttpd/cmd/xhttpd").CombinedOutput()
+	xhttpdBin, err = build(dir, "cmd/xhttpd")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "build xhttpd: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// build builds the module's command in pkg (cmd/xhttpd) into dir and
+// returns its path.
+func build(dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, path.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/xhttpd/xhttpd/"+pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+	}
+	return bin, nil
+}
+
+// buildT is build for a test, into its temporary directory.
+func buildT(t *testing.T, pkg string) string {
+	t.Helper()
+	bin, err := build(t.TempDir(), pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 // site is a document root with known contents.
@@ -93,123 +107,35 @@ func random(t *testing.T, n int) []byte {
 	return b
 }
 
-// server is a running xhttpd in the testbed's server namespace.
-type server struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	done   chan error
+// adminAddr is where the tests have xhttpd serve -admin, in the server
+// namespace.
+const adminAddr = "127.0.0.1:9100"
+
+// serve brings up a fresh single-queue testbed and a site, and xhttpd
+// serving the site on it with args.
+func serve(t *testing.T, args ...string) (*testbed.Testbed, *site, *testbedtest.Server) {
+	t.Helper()
+	tb := testbedtest.New(t, testbed.Options{})
+	s := newSite(t)
+	return tb, s, startServer(t, tb, s.dir, args...)
+}
+
+// clientNAPI puts the client's veth end in NAPI mode until the test ends:
+// only then does it take the frames the XDP program answers with itself
+// (XDP_TX), as a real NIC's peer always does.
+func clientNAPI(t *testing.T, tb *testbed.Testbed) {
+	t.Helper()
+	napi, err := tb.ClientNAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { napi.Close() })
 }
 
 // startServer runs xhttpd on the testbed's server end with the site as
 // root and waits until port 80 answers on both address families. It stops
 // the server when the test ends.
-func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string) *server {
+func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string) *testbedtest.Server {
 	t.Helper()
-	return startProgram(t, tb, xhttpdBin, append([]string{"-iface", tb.ServerIf, "-root", root}, args...)...)
-}
-
-// startProgram is startServer for any server binary taking args.
-func startProgram(t *testing.T, tb *testbed.Testbed, bin string, args ...string) *server {
-	t.Helper()
-	s := &server{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	s.cmd = tb.ServerCmd(context.Background(), bin, args...)
-	s.cmd.Stdout = os.Stdout
-	s.cmd.Stderr = io.MultiWriter(s.stderr, prefixed(t))
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() { s.stop(t) })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, addr := range []string{"198.18.0.1:80", "[2001:2::1]:80"} {
-		if err := waitHTTP(ctx, tb, addr, s.done); err != nil {
-			t.Fatalf("%s %v never answered on %s: %v\n%s", filepath.Base(bin), args, addr, err, s.stderr)
-		}
-	}
-	return s
-}
-
-// waitHTTP waits until a GET / on addr gets an HTTP response: a bare TCP
-// connect is not enough, since the kernel also accepts on port 80 while the
-// XDP program is not yet attached if something else listens there.
-func waitHTTP(ctx context.Context, tb *testbed.Testbed, addr string, exited chan error) error {
-	dial := tb.ClientDialer()
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("xhttpd exited: %v", err)
-		default:
-		}
-		if err := get(ctx, dial, addr); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func get(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), addr string) error {
-	actx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	c, err := dial(actx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
-		return err
-	}
-	line := make([]byte, 12)
-	if _, err := io.ReadFull(c, line); err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
-		return fmt.Errorf("not HTTP: %q", line)
-	}
-	return nil
-}
-
-// stop sends SIGINT and waits for a clean exit.
-func (s *server) stop(t *testing.T) {
-	if s.cmd.ProcessState != nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-s.done:
-		s.done <- err
-		if err != nil && !isKilled(err) {
-			t.Errorf("xhttpd exited with %v after SIGINT\n%s", err, s.stderr)
-		}
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		t.Errorf("xhttpd did not exit within 10s of SIGINT")
-	}
-}
-
-func isKilled(err error) bool {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
-			return true
-		}
-	}
-	return false
-}
-
-// prefixed writes the server's log lines to the test log.
-func prefixed(t *testing.T) io.Writer { return logWriter{t} }
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log("xhttpd: " + strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return testbedtest.StartServer(t, tb, xhttpdBin, append([]string{"-iface", tb.ServerIf, "-root", root}, args...)...)
 }

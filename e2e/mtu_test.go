@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // An interface with an MTU of 9000, more than a 2 KiB frame holds, is
@@ -14,13 +15,12 @@ import (
 // and IPv6, uploads of requests too (a large header block). xhttpd used to
 // refuse to start.
 func TestJumboMTU(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{MTU: 9000})
+	tb := testbedtest.New(t, testbed.Options{MTU: 9000})
 	s := newSite(t)
 	s.add(t, "/4m.bin", random(t, 4<<20))
 	srv := startServer(t, tb, s.dir)
-	if !strings.Contains(srv.stderr.String(), "netstack_mtu=") {
-		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.stderr)
+	if !strings.Contains(srv.Output(), "netstack_mtu=") {
+		t.Errorf("no word of the clamped MTU at start-up:\n%s", srv.Output())
 	}
 	for _, host := range []string{"198.18.0.1", "[2001:2::1]"} {
 		url := "http://" + host + "/4m.bin"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // inServerNetdev runs fn in the server namespace with the server's end
@@ -69,8 +70,7 @@ func napiState(t *testing.T, tb *testbed.Testbed, dir string) (map[uint32]nic.NA
 // all the same, and changes no knob; it records nothing. In interrupt mode
 // the flag is ignored with a warning.
 func TestNAPISuspendVeth(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 2, Prefix: "xhnapi"})
+	tb := testbedtest.New(t, testbed.Options{Queues: 2, Prefix: "xhnapi"})
 	dir := t.TempDir()
 	srv := startServer(t, tb, newSite(t).dir, "-mode", "hybrid", "-napi-suspend", "1ms", "-napi-state-dir", dir, "-admin", "127.0.0.1:9100")
 
@@ -94,8 +94,8 @@ func TestNAPISuspendVeth(t *testing.T) {
 			t.Errorf("NAPI %d: %v, want the three knobs at veth's 0", id, v)
 		}
 	}
-	srv.stop(t)
-	log := srv.stderr.String()
+	srv.Stop()
+	log := srv.Output()
 	for q := range 2 {
 		want := fmt.Sprintf(`msg="NAPI knobs not set" iface=%s queue=%d napi=0 knobs="defer-hard-irqs gro-flush-timeout irq-suspend-timeout" result=no-napi err="nic: %s rx queue %d: the driver names no NAPI instance for it (queue-get)"`, tb.ServerIf, q, tb.ServerIf, q)
 		if !strings.Contains(log, want) {
@@ -107,8 +107,8 @@ func TestNAPISuspendVeth(t *testing.T) {
 	}
 
 	srv = startServer(t, tb, newSite(t).dir, "-mode", "interrupt", "-napi-suspend", "1ms", "-napi-state-dir", dir)
-	srv.stop(t)
-	if log := srv.stderr.String(); !strings.Contains(log, "NAPI suspension ignored in interrupt mode") || strings.Contains(log, "NAPI knobs not set") {
+	srv.Stop()
+	if log := srv.Output(); !strings.Contains(log, "NAPI suspension ignored in interrupt mode") || strings.Contains(log, "NAPI knobs not set") {
 		t.Errorf("interrupt mode: want the warning and nothing tried:\n%s", log)
 	}
 }
@@ -125,8 +125,7 @@ func TestNAPISuspendVeth(t *testing.T) {
 // SIGKILLed: having set nothing on veth, it leaves no record, and the
 // knobs are as they were.
 func TestNAPISuspendRestoredAfterKill(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 2, Prefix: "xhnapk"})
+	tb := testbedtest.New(t, testbed.Options{Queues: 2, Prefix: "xhnapk"})
 	dir := t.TempDir()
 	if out, err := tb.ServerCmd(context.Background(), "ethtool", "-K", tb.ServerIf, "gro", "on").CombinedOutput(); err != nil {
 		t.Fatalf("ethtool -K %s gro on (make tools installs ethtool): %v\n%s", tb.ServerIf, err, out)
@@ -183,22 +182,21 @@ func TestNAPISuspendRestoredAfterKill(t *testing.T) {
 	if fmt.Sprint(after) != fmt.Sprint(before) || rec != nil {
 		t.Errorf("after the next start: %v, record %+v; want %v as before, and no record", after, rec, before)
 	}
-	srv.stop(t)
-	if n := strings.Count(srv.stderr.String(), `msg="NAPI knobs restored (an earlier process's record)"`); n != 2 {
-		t.Errorf("%d log lines of knobs restored, want one per instance:\n%s", n, srv.stderr)
+	srv.Stop()
+	if n := strings.Count(srv.Output(), `msg="NAPI knobs restored (an earlier process's record)"`); n != 2 {
+		t.Errorf("%d log lines of knobs restored, want one per instance:\n%s", n, srv.Output())
 	}
 
 	srv = startServer(t, tb, newSite(t).dir, "-mode", "busy", "-napi-suspend", "1ms", "-napi-state-dir", dir)
-	if err := srv.cmd.Process.Kill(); err != nil {
+	if err := srv.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-srv.done
-	srv.done <- nil
+	srv.Wait()
 	after, rec = napiState(t, tb, dir)
 	if fmt.Sprint(after) != fmt.Sprint(before) || rec != nil {
 		t.Errorf("after a SIGKILL of xhttpd -napi-suspend on veth: %v, record %+v; want %v and none", after, rec, before)
 	}
-	if !strings.Contains(srv.stderr.String(), "result=no-napi") {
-		t.Errorf("with GRO on too, want no-napi:\n%s", srv.stderr)
+	if !strings.Contains(srv.Output(), "result=no-napi") {
+		t.Errorf("with GRO on too, want no-napi:\n%s", srv.Output())
 	}
 }

@@ -177,10 +177,7 @@ func tcpReply(srcPort, dstPort uint16, flags header.TCPFlags) func([]byte) bool 
 // header, is left to the kernel, which has no listener there and resets it; a flood of malformed frames changes
 // nothing, and the server still answers afterwards.
 func TestCraftedFrames(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, _, _ := serve(t)
 	p := newPeer(t, tb)
 
 	p.send(t, p.tcp4(40001, 80, header.TCPFlagSyn, false))

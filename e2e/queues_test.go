@@ -3,53 +3,28 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // With 4 queues on a 4-queue veth pair and 64 client connections, the
 // flows spread: at least 3 queues carry traffic, and every request succeeds.
 // The metrics endpoint, read afterwards, parses as Prometheus text.
 func TestQueuesSpreadAndMetrics(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 4})
+	tb := testbedtest.New(t, testbed.Options{Queues: 4})
 	s := newSite(t)
-	startServer(t, tb, s.dir, "-queues", "4", "-mode", "hybrid", "-admin", "127.0.0.1:9100")
+	startServer(t, tb, s.dir, "-queues", "4", "-mode", "hybrid", "-admin", adminAddr)
 
-	client := tb.ClientHTTP()
-	client.Transport.(*http.Transport).MaxConnsPerHost = 64
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := 0; i < 64; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < 20; j++ {
-				if err := fetch(ctx, client, "http://198.18.0.1/1k.bin", s.files["/1k.bin"]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	fetchConcurrently(t, tb, s, 64, 20, "198.18.0.1")
 
-	families := scrape(t, tb, "127.0.0.1:9100")
+	families := scrape(t, tb, adminAddr)
 	rx := families["xhttpd_queue_rx_frames_total"]
 	if rx == nil {
 		t.Fatal("no xhttpd_queue_rx_frames_total")
@@ -140,8 +115,7 @@ func label(m *dto.Metric, name string) string {
 // with -queues 1 on four): xhttpd refuses with one line naming the fix.
 // veth has no RSS table to restrict the spread.
 func TestFewerQueuesRefused(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 4})
+	tb := testbedtest.New(t, testbed.Options{Queues: 4})
 	for _, q := range []string{"1", "3"} {
 		out, code := runXhttpd(t, tb, nil, "-iface", tb.ServerIf, "-root", t.TempDir(), "-queues", q)
 		checkOneLine(t, "-queues "+q+" of 4", out, code, "ethtool -L "+tb.ServerIf+" combined "+q)

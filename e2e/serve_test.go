@@ -18,10 +18,7 @@ import (
 // curl in the client namespace fetches each file over IPv4 and IPv6; the
 // bytes on disk after the download are the bytes served.
 func TestCurlFetchesFiles(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
 
 	out := t.TempDir()
 	for _, host := range []string{"198.18.0.1", "[2001:2::1]"} {
@@ -46,33 +43,30 @@ func TestCurlFetchesFiles(t *testing.T) {
 // 1,000 requests over 50 concurrent keep-alive connections: every one a 200
 // with the right body.
 func TestKeepAliveConcurrent(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
-	s := newSite(t)
-	startServer(t, tb, s.dir)
+	tb, s, _ := serve(t)
+	fetchConcurrently(t, tb, s, 50, 20, "198.18.0.1", "[2001:2::1]")
+}
 
+// fetchConcurrently fetches /1k.bin perConn times on each of conns
+// keep-alive connections at once, connection i from hosts[i%len(hosts)]:
+// every request must be a 200 with the right body, all within a minute.
+func fetchConcurrently(t *testing.T, tb *testbed.Testbed, s *site, conns, perConn int, hosts ...string) {
+	t.Helper()
 	client := tb.ClientHTTP()
-	client.Transport.(*http.Transport).MaxConnsPerHost = 50
-	const conns, perConn = 50, 20
+	client.Transport.(*http.Transport).MaxConnsPerHost = conns
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
-	for i := 0; i < conns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < perConn; j++ {
-				host := "198.18.0.1"
-				if i%2 == 1 {
-					host = "[2001:2::1]"
-				}
-				if err := fetch(ctx, client, "http://"+host+"/1k.bin", s.files["/1k.bin"]); err != nil {
+	for i := range conns {
+		wg.Go(func() {
+			for range perConn {
+				if err := fetch(ctx, client, "http://"+hosts[i%len(hosts)]+"/1k.bin", s.files["/1k.bin"]); err != nil {
 					errs <- err
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

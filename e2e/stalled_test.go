@@ -10,17 +10,17 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Hundreds of clients that ask for a large file and stop reading: the
 // others are served meanwhile, nothing deadlocks, no frame is dropped, and
 // the write timeout closes the stalled connections, which are counted.
 func TestStalledReaders(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	s.add(t, "/5m.bin", random(t, 5<<20))
-	startServer(t, tb, s.dir, "-admin", "127.0.0.1:9100", "-write-timeout", "2s", "-cache-max", "8000000")
+	startServer(t, tb, s.dir, "-admin", adminAddr, "-write-timeout", "2s", "-cache-max", "8000000")
 	script, err := filepath.Abs("testdata/stalled_readers.py")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestStalledReaders(t *testing.T) {
 	// The write timeout (2 s, plus up to half of it) closes the stalled.
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		open := metric(t, tb, "127.0.0.1:9100", "xhttpd_http_connections_open")
+		open := metric(t, tb, adminAddr, "xhttpd_http_connections_open")
 		if open == 0 {
 			break
 		}
@@ -65,11 +65,11 @@ func TestStalledReaders(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if n := metric(t, tb, "127.0.0.1:9100", "xhttpd_http_limit_hits_total", "limit", "write_timeout"); n < stalled {
+	if n := metric(t, tb, adminAddr, "xhttpd_http_limit_hits_total", "limit", "write_timeout"); n < stalled {
 		t.Errorf("%v write timeouts counted, want at least %d", n, stalled)
 	}
 	for _, m := range []string{"xhttpd_xsk_rx_dropped_total", "xhttpd_queue_tx_ring_full_frames_total"} {
-		if v := metric(t, tb, "127.0.0.1:9100", m, "queue", "0"); v != 0 {
+		if v := metric(t, tb, adminAddr, m, "queue", "0"); v != 0 {
 			t.Errorf("%s = %v", m, v)
 		}
 	}

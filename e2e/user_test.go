@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // With -user nobody, xhttpd serves as nobody with no capabilities once it
@@ -20,13 +21,12 @@ import (
 // XDP program's counters included) and shuts down cleanly on SIGINT,
 // detaching the program.
 func TestDropPrivileges(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	readableByAll(t, s.dir)
-	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", "127.0.0.1:9100")
+	srv := startServer(t, tb, s.dir, "-user", "nobody", "-admin", adminAddr)
 
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(srv.cmd.Process.Pid) + "/status")
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(srv.Cmd.Process.Pid) + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +42,13 @@ func TestDropPrivileges(t *testing.T) {
 			t.Errorf("%s as nobody: %v", host, err)
 		}
 	}
-	if v := metric(t, tb, "127.0.0.1:9100", "xhttpd_xdp_frames_total", "verdict", "redirected"); v == 0 {
+	if v := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "redirected"); v == 0 {
 		t.Error("the XDP program's counters read 0 after serving")
 	}
 
 	// SIGHUP: nobody rereads the root.
 	s.add(t, "/new.bin", random(t, 4<<10))
-	if err := syscall.Kill(srv.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+	if err := syscall.Kill(srv.Cmd.Process.Pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -63,9 +63,9 @@ func TestDropPrivileges(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	srv.stop(t)
-	if !strings.Contains(srv.stderr.String(), "dropped privileges") {
-		t.Errorf("no word of the drop in the log:\n%s", srv.stderr)
+	srv.Stop()
+	if !strings.Contains(srv.Output(), "dropped privileges") {
+		t.Errorf("no word of the drop in the log:\n%s", srv.Output())
 	}
 	out, err := tb.ServerCmd(ctx, "ip", "link", "show", "dev", tb.ServerIf).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "xdp") {
@@ -77,8 +77,7 @@ func TestDropPrivileges(t *testing.T) {
 // CAP_IPC_LOCK (as systemd's AmbientCapabilities gives them), and with any
 // one of them missing refuses in one line that names it.
 func TestCapabilitiesSuffice(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	s := newSite(t)
 	readableByAll(t, s.dir)
 	caps := []string{"net_admin", "net_raw", "bpf", "ipc_lock"}
@@ -95,24 +94,8 @@ func TestCapabilitiesSuffice(t *testing.T) {
 		checkOneLine(t, "without "+missing, out, code, "missing: CAP_"+strings.ToUpper(missing))
 	}
 
-	args := append(setpriv(caps), xhttpdBin, "-iface", tb.ServerIf, "-root", s.dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := tb.ServerCmd(ctx, args[0], args[1:]...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		cmd.Wait()
-	}()
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	if err := waitHTTP(wctx, tb, "198.18.0.1:80", make(chan error)); err != nil {
-		t.Fatalf("as nobody with %v: %v\n%s", caps, err, out.String())
-	}
+	sp := setpriv(caps)
+	testbedtest.StartServer(t, tb, sp[0], append(sp[1:], xhttpdBin, "-iface", tb.ServerIf, "-root", s.dir)...)
 	if _, err := curlGet(tb, "http://[2001:2::1]/1m.bin", t.TempDir(), s.files["/1m.bin"]); err != nil {
 		t.Errorf("as nobody with %v: %v", caps, err)
 	}

@@ -6,8 +6,8 @@
 //
 // It owns the waiting, the policy that chooses between polling and
 // sleeping, CPU pinning of the loops, and the loops' counters. It does not
-// own the rings (package nic) or what a frame means (the deliver function
-// it is given).
+// own the rings (package nic, through the Queue interface) or what a frame
+// means (the deliver function it is given).
 package irq
 
 import (
@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/xhttpd/xhttpd/nic"
 )
 
 // DefaultBudget is the most frames a loop takes from the rx ring in one
@@ -58,13 +56,41 @@ type Config struct {
 // maxCPUs is how many CPUs a unix.CPUSet holds (glibc's CPU_SETSIZE).
 const maxCPUs = 1024
 
-// Loop moves frames from one socket to a deliver function.
+// Queue is what a loop uses of one NIC queue's AF_XDP socket, as
+// *nic.Socket has it: the receive side, the transmit side's upkeep, and the
+// descriptor it sleeps on. A loop calls it a few times a round, never per
+// frame (Receive calls deliver per frame).
+type Queue interface {
+	// Queue is the NIC queue, for errors and Stats.
+	Queue() int
+	// FD is polled for POLLIN while the loop sleeps; poll(2) on it also
+	// does what need_wakeup asks, on both sides.
+	FD() int
+	// Receive hands up to budget received frames to deliver and returns
+	// how many; Refill returns how many received frames still wait for
+	// room in the fill ring.
+	Receive(budget int, deliver func(frame []byte)) int
+	Refill() (waiting int)
+	// FillNeedsWakeup reports whether the driver waits for WakeRx before
+	// it takes more fill ring entries.
+	FillNeedsWakeup() bool
+	WakeRx() error
+	// Service reclaims sent frames and kicks the kernel for frames that
+	// wait in the tx ring; TxPending reports whether some still wait.
+	Service() error
+	TxPending() bool
+}
+
+// Loop moves frames from one queue to a deliver function.
 type Loop struct {
-	sock    *nic.Socket
+	q       Queue
 	deliver func(frame []byte)
 	cfg     Config
 	pol     *policy
-	epoch   time.Time
+	// clock is the time since New, and poll is poll(2), except in tests
+	// that run a loop on a fake clock.
+	clock func() time.Duration
+	poll  func(fds []unix.PollFd, timeout int) (int, error)
 
 	stopFD   int // eventfd: written by Stop, polled with the socket; closed by Stop
 	stop     atomic.Bool
@@ -78,9 +104,9 @@ type Loop struct {
 	rounds     roundHistogram
 }
 
-// New makes a loop for sock. deliver gets every received frame and must copy
+// New makes a loop for q. deliver gets every received frame and must copy
 // what it keeps.
-func New(sock *nic.Socket, cfg Config, deliver func(frame []byte)) (*Loop, error) {
+func New(q Queue, cfg Config, deliver func(frame []byte)) (*Loop, error) {
 	if cfg.Budget == 0 {
 		cfg.Budget = DefaultBudget
 	}
@@ -88,30 +114,30 @@ func New(sock *nic.Socket, cfg Config, deliver func(frame []byte)) (*Loop, error
 		cfg.MaxSpin = DefaultMaxSpin
 	}
 	if cfg.Budget < 0 || cfg.Budget > MaxBudget || cfg.MaxSpin < 0 || cfg.WakeCost < 0 {
-		return nil, fmt.Errorf("irq: queue %d: budget must be 0 to %d, spin and wake cost not negative", sock.Queue(), MaxBudget)
+		return nil, fmt.Errorf("irq: queue %d: budget must be 0 to %d, spin and wake cost not negative", q.Queue(), MaxBudget)
 	}
 	if cfg.Mode < Interrupt || cfg.Mode > Hybrid {
-		return nil, fmt.Errorf("irq: queue %d: %v", sock.Queue(), cfg.Mode)
+		return nil, fmt.Errorf("irq: queue %d: %v", q.Queue(), cfg.Mode)
 	}
 	if cfg.Pin && (cfg.CPU < 0 || cfg.CPU >= maxCPUs) {
-		return nil, fmt.Errorf("irq: queue %d: CPU %d: want 0 to %d", sock.Queue(), cfg.CPU, maxCPUs-1)
+		return nil, fmt.Errorf("irq: queue %d: CPU %d: want 0 to %d", q.Queue(), cfg.CPU, maxCPUs-1)
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return nil, fmt.Errorf("irq: queue %d: eventfd: %w", sock.Queue(), err)
+		return nil, fmt.Errorf("irq: queue %d: eventfd: %w", q.Queue(), err)
 	}
+	epoch := time.Now()
 	return &Loop{
-		sock:    sock,
+		q:       q,
 		deliver: deliver,
 		cfg:     cfg,
 		pol:     newPolicy(cfg.Mode, cfg.WakeCost, cfg.MaxSpin),
-		epoch:   time.Now(),
+		clock:   func() time.Duration { return time.Since(epoch) },
+		poll:    unix.Poll,
 		stopFD:  efd,
 		done:    make(chan struct{}),
 	}, nil
 }
-
-func (l *Loop) now() time.Duration { return time.Since(l.epoch) }
 
 // Run processes frames until Stop. It returns nil after Stop, or the error
 // that stopped it.
@@ -122,17 +148,17 @@ func (l *Loop) Run() error {
 		return err
 	}
 	fds := []unix.PollFd{
-		{Fd: int32(l.sock.FD()), Events: unix.POLLIN},
+		{Fd: int32(l.q.FD()), Events: unix.POLLIN},
 		{Fd: int32(l.stopFD), Events: unix.POLLIN},
 	}
-	l.pol.start(l.now())
+	l.pol.start(l.clock())
 	for !l.stop.Load() {
-		n := l.sock.Receive(l.cfg.Budget, l.deliver)
-		if err := l.sock.Service(); err != nil {
+		n := l.q.Receive(l.cfg.Budget, l.deliver)
+		if err := l.q.Service(); err != nil {
 			return err
 		}
 		l.rounds.observe(n)
-		if !l.pol.afterRound(l.now(), n) {
+		if !l.pol.afterRound(l.clock(), n) {
 			if n == 0 {
 				l.emptyPolls.Add(1)
 				if err := l.wakeFill(); err != nil {
@@ -148,7 +174,7 @@ func (l *Loop) Run() error {
 		if stopped || err != nil {
 			return err
 		}
-		l.pol.woke(l.now())
+		l.pol.woke(l.clock())
 	}
 	return nil
 }
@@ -165,7 +191,7 @@ func (l *Loop) pin() error {
 	var set unix.CPUSet
 	set.Set(l.cfg.CPU)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("irq: queue %d: pin to CPU %d: %w", l.sock.Queue(), l.cfg.CPU, err)
+		return fmt.Errorf("irq: queue %d: pin to CPU %d: %w", l.q.Queue(), l.cfg.CPU, err)
 	}
 	return nil
 }
@@ -173,11 +199,11 @@ func (l *Loop) pin() error {
 // wakeFill does what need_wakeup asks of a loop that does not sleep in
 // poll(2): a syscall that lets the driver take more fill ring entries.
 func (l *Loop) wakeFill() error {
-	if !l.sock.FillNeedsWakeup() {
+	if !l.q.FillNeedsWakeup() {
 		return nil
 	}
 	l.kicks.Add(1)
-	return l.sock.WakeRx()
+	return l.q.WakeRx()
 }
 
 // sleep blocks in poll(2) until the socket has frames or Stop is called.
@@ -189,24 +215,24 @@ func (l *Loop) wakeFill() error {
 // never come, so then the sleep is short and the next round retries.
 func (l *Loop) sleep(fds []unix.PollFd) (stopped bool, err error) {
 	timeout := -1
-	if l.sock.Refill() > 0 || l.sock.TxPending() {
+	if l.q.Refill() > 0 || l.q.TxPending() {
 		timeout = 1
 	}
 	for {
 		fds[0].Revents, fds[1].Revents = 0, 0
-		_, err := unix.Poll(fds, timeout)
+		_, err := l.poll(fds, timeout)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return false, fmt.Errorf("irq: queue %d: poll: %w", l.sock.Queue(), err)
+			return false, fmt.Errorf("irq: queue %d: poll: %w", l.q.Queue(), err)
 		}
 		l.wakeups.Add(1)
 		if fds[1].Revents != 0 {
 			return true, nil
 		}
 		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			return false, fmt.Errorf("irq: queue %d: socket poll events %#x", l.sock.Queue(), fds[0].Revents)
+			return false, fmt.Errorf("irq: queue %d: socket poll events %#x", l.q.Queue(), fds[0].Revents)
 		}
 		return false, nil
 	}
@@ -252,10 +278,10 @@ var RoundBounds = [...]uint64{1, 2, 4, 8, 16, 32, 64, 128, 256}
 
 // Stats reads the loop's counters. It may be called from any goroutine.
 func (l *Loop) Stats() Stats {
-	pollT, sleepT := l.pol.times(l.now())
+	pollT, sleepT := l.pol.times(l.clock())
 	buckets, sum, count := l.rounds.read()
 	return Stats{
-		Queue:        l.sock.Queue(),
+		Queue:        l.q.Queue(),
 		Mode:         l.cfg.Mode,
 		Polling:      l.pol.polling.Load(),
 		Switches:     l.pol.switches.Load(),

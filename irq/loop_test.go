@@ -5,15 +5,12 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/xhttpd/xhttpd/nic"
 )
 
-// newTestLoop makes a loop on a socket that was never opened: enough for
-// what does not touch the rings (New's checks, pin, Stop).
+// newTestLoop makes a loop on a fake queue.
 func newTestLoop(t *testing.T, cfg Config) *Loop {
 	t.Helper()
-	l, err := New(&nic.Socket{}, cfg, func([]byte) {})
+	l, err := New(newFakeQueue(t, 1), cfg, func([]byte) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +73,7 @@ func TestPin(t *testing.T) {
 
 func TestNewRefusesBadCPU(t *testing.T) {
 	for _, cpu := range []int{-1, maxCPUs} {
-		if l, err := New(&nic.Socket{}, Config{Pin: true, CPU: cpu}, func([]byte) {}); err == nil {
+		if l, err := New(newFakeQueue(t, 1), Config{Pin: true, CPU: cpu}, func([]byte) {}); err == nil {
 			l.Stop()
 			t.Errorf("Pin to CPU %d: no error", cpu)
 		}

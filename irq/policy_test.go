@@ -5,78 +5,19 @@ import (
 	"time"
 )
 
-// sim drives a policy the way Loop.Run does, over fake rings and a fake
-// clock: frames arrive at given times; a round takes what has arrived, up
-// to the budget, and costs roundCost plus frameCost per frame; a sleep lasts
-// until the next arrival and costs wakeCost.
-type sim struct {
-	p        *policy
-	now      time.Duration
-	arrivals []time.Duration // sorted
-	next     int             // first arrival not yet taken
-	sleeps   []sleepAt
-}
-
-type sleepAt struct{ at, lastWork time.Duration }
-
-const (
-	roundCost = 200 * time.Nanosecond
-	frameCost = time.Microsecond
-	wakeCost  = 20 * time.Microsecond
-	maxSpin   = 500 * time.Microsecond
-	budget    = 64
-)
-
-func newSim(mode Mode, arrivals []time.Duration) *sim {
-	s := &sim{p: newPolicy(mode, wakeCost, maxSpin), arrivals: arrivals}
-	s.p.start(0)
-	return s
-}
-
-// run simulates until the clock passes end.
-func (s *sim) run(end time.Duration) {
-	for s.now < end {
-		n := 0
-		for s.next < len(s.arrivals) && s.arrivals[s.next] <= s.now && n < budget {
-			s.next++
-			n++
-		}
-		s.now += roundCost + time.Duration(n)*frameCost
-		if !s.p.afterRound(s.now, n) {
-			continue
-		}
-		s.sleeps = append(s.sleeps, sleepAt{s.now, s.p.lastWork})
-		if s.next == len(s.arrivals) {
-			s.now = end
-			return
-		}
-		s.now = max(s.now, s.arrivals[s.next]) + wakeCost
-		s.p.woke(s.now)
-	}
-}
-
-// every returns arrival times from start to end, one per interval.
-func every(start, end, interval time.Duration) []time.Duration {
-	var out []time.Duration
-	for t := start; t < end; t += interval {
-		out = append(out, t)
-	}
-	return out
-}
-
-// A steady load, a frame every 50 us for a second, is polled through: after
-// the first moments the loop never sleeps.
+// A steady load, a frame every 5 to 200 us for 100 ms, is polled through:
+// after the first moments the loop never sleeps.
 func TestPolicySteadyLoadKeepsPolling(t *testing.T) {
 	for _, interval := range []time.Duration{5 * time.Microsecond, 50 * time.Microsecond, 200 * time.Microsecond} {
-		s := newSim(Hybrid, every(0, time.Second, interval))
-		s.run(time.Second)
+		s := newSim(t, Hybrid, every(0, 100*time.Millisecond, interval))
+		s.run(t, 100*time.Millisecond)
 		// It may sleep while it learns the gap, at the very start.
 		for _, sl := range s.sleeps {
 			if sl.at > 10*time.Millisecond {
 				t.Errorf("interval %v: slept at %v under steady load", interval, sl.at)
 			}
 		}
-		if sw := s.p.switches.Load(); sw > 6 {
+		if sw := s.l.pol.switches.Load(); sw > 6 {
 			t.Errorf("interval %v: %d switches under steady load", interval, sw)
 		}
 	}
@@ -84,8 +25,8 @@ func TestPolicySteadyLoadKeepsPolling(t *testing.T) {
 
 // When the load stops, the loop sleeps within the longest spin.
 func TestPolicyIdleSleepsWithinSpell(t *testing.T) {
-	s := newSim(Hybrid, every(0, 100*time.Millisecond, 20*time.Microsecond))
-	s.run(200 * time.Millisecond)
+	s := newSim(t, Hybrid, every(0, 50*time.Millisecond, 20*time.Microsecond))
+	s.run(t, 100*time.Millisecond)
 	if len(s.sleeps) == 0 {
 		t.Fatal("never slept after the load stopped")
 	}
@@ -93,13 +34,13 @@ func TestPolicyIdleSleepsWithinSpell(t *testing.T) {
 	if idle := last.at - last.lastWork; idle > maxSpin+roundCost {
 		t.Fatalf("slept %v after the last frame; want within %v", idle, maxSpin)
 	}
-	if s.p.polling.Load() {
+	if s.l.pol.polling.Load() {
 		t.Fatal("still polling at the end")
 	}
 
 	// With no traffic at all it sleeps within the wake-up cost.
-	s = newSim(Hybrid, nil)
-	s.run(time.Second)
+	s = newSim(t, Hybrid, nil)
+	s.run(t, time.Second)
 	if len(s.sleeps) != 1 || s.sleeps[0].at > wakeCost+roundCost {
 		t.Fatalf("idle from the start: sleeps %v; want one within %v", s.sleeps, wakeCost)
 	}
@@ -108,19 +49,19 @@ func TestPolicyIdleSleepsWithinSpell(t *testing.T) {
 // A square wave, 1 ms of frames every 10 us then 10 ms of nothing, switches
 // at most twice per period: awake at the burst, asleep after it.
 func TestPolicySquareWave(t *testing.T) {
-	const periods = 100
+	const periods = 30
 	period := 11 * time.Millisecond
 	var arrivals []time.Duration
 	for i := 0; i < periods; i++ {
 		start := time.Duration(i) * period
 		arrivals = append(arrivals, every(start, start+time.Millisecond, 10*time.Microsecond)...)
 	}
-	s := newSim(Hybrid, arrivals)
-	s.run(periods * period)
-	if sw := s.p.switches.Load(); sw > 2*periods {
+	s := newSim(t, Hybrid, arrivals)
+	s.run(t, periods*period)
+	if sw := s.l.pol.switches.Load(); sw > 2*periods {
 		t.Fatalf("%d switches in %d periods; want at most %d", sw, periods, 2*periods)
 	}
-	if sw := s.p.switches.Load(); sw < 2*periods-2 {
+	if sw := s.l.pol.switches.Load(); sw < 2*periods-2 {
 		t.Fatalf("%d switches in %d periods: it should sleep in every off phase", sw, periods)
 	}
 }
@@ -128,28 +69,28 @@ func TestPolicySquareWave(t *testing.T) {
 // Sparse traffic, further apart than the longest spin, is not worth
 // spinning for: the loop sleeps within the wake-up cost, like interrupt.
 func TestPolicySparseLoadSleeps(t *testing.T) {
-	s := newSim(Hybrid, every(0, time.Second, 2*time.Millisecond))
-	s.run(time.Second)
+	s := newSim(t, Hybrid, every(0, time.Second, 2*time.Millisecond))
+	s.run(t, time.Second)
 	if got := len(s.sleeps); got < 490 {
 		t.Fatalf("%d sleeps for 500 sparse frames; want one after nearly each", got)
 	}
-	poll, _ := s.p.times(s.now)
+	poll, _ := s.l.pol.times(s.now)
 	if poll > 50*time.Millisecond {
 		t.Fatalf("polled %v of a second for sparse traffic", poll)
 	}
 }
 
 func TestPolicyBusyNeverSleeps(t *testing.T) {
-	s := newSim(Busy, every(0, 10*time.Millisecond, time.Millisecond))
-	s.run(100 * time.Millisecond)
-	if len(s.sleeps) != 0 || s.p.switches.Load() != 0 {
+	s := newSim(t, Busy, every(0, 10*time.Millisecond, time.Millisecond))
+	s.run(t, 20*time.Millisecond)
+	if len(s.sleeps) != 0 || s.l.pol.switches.Load() != 0 {
 		t.Fatalf("busy slept %d times", len(s.sleeps))
 	}
 }
 
 func TestPolicyInterruptSleepsWhenEmpty(t *testing.T) {
-	s := newSim(Interrupt, every(0, 10*time.Millisecond, 100*time.Microsecond))
-	s.run(20 * time.Millisecond)
+	s := newSim(t, Interrupt, every(0, 10*time.Millisecond, 100*time.Microsecond))
+	s.run(t, 20*time.Millisecond)
 	if got := len(s.sleeps); got != 100 {
 		t.Fatalf("interrupt slept %d times for 100 separate frames; want 100", got)
 	}
@@ -157,9 +98,9 @@ func TestPolicyInterruptSleepsWhenEmpty(t *testing.T) {
 
 // Time polling plus time sleeping is the time elapsed.
 func TestPolicyTimesAddUp(t *testing.T) {
-	s := newSim(Hybrid, every(0, 50*time.Millisecond, 3*time.Millisecond))
-	s.run(100 * time.Millisecond)
-	poll, sleep := s.p.times(s.now)
+	s := newSim(t, Hybrid, every(0, 50*time.Millisecond, 3*time.Millisecond))
+	s.run(t, 100*time.Millisecond)
+	poll, sleep := s.l.pol.times(s.now)
 	if poll+sleep != s.now {
 		t.Fatalf("polling %v + sleeping %v != %v elapsed", poll, sleep, s.now)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/xhttpd/xhttpd/internal/testchild"
 	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // napiChildEnv makes the test binary a process that sets the knobs on a
@@ -142,8 +143,7 @@ func napiValues(t *testing.T, nd *Netdev, ifindex int) map[uint32]NAPIValues {
 // knobs; napi-set takes each knob, and napi-get reads the values back; and
 // Restore puts back what was read.
 func TestNAPIKnobsVeth(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 2, Prefix: "xhnapi"})
+	tb := testbedtest.New(t, testbed.Options{Queues: 2, Prefix: "xhnapi"})
 	ifindex := withXDP(t, tb)
 	dir := t.TempDir()
 	err := tb.InServer(func() error {
@@ -211,8 +211,7 @@ func TestNAPIKnobsVeth(t *testing.T) {
 // set, its record stays, no longer held; the next start's RestoreNAPIKnobs
 // puts back the values from before and removes the record.
 func TestNAPIKnobsKilledVeth(t *testing.T) {
-	testbed.RequireRoot(t)
-	tb := testbed.NewT(t, testbed.Options{Queues: 2, Prefix: "xhnapk"})
+	tb := testbedtest.New(t, testbed.Options{Queues: 2, Prefix: "xhnapk"})
 	ifindex := withXDP(t, tb)
 	dir := t.TempDir()
 	var nd *Netdev

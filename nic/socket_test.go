@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -8,24 +9,43 @@ import (
 )
 
 // fakeSocket is a Socket whose rings live in Go memory; the test plays the
-// kernel's side of the fill and rx rings.
+// kernel's side of them. Like Open's, its UMEM holds frames for receive and
+// as many for transmit, and each ring has a slot per frame of its side.
 type fakeSocket struct {
 	*Socket
 	fillProd, fillCons, rxProd, rxCons, flags atomic.Uint32
 	pendingFill                               uint32
 	fillDescs                                 []uint64
 	rxDescs                                   []unix.XDPDesc
+
+	txProd, txCons, txFlags, compProd, compCons, compFlags atomic.Uint32
+	txDescs                                                []unix.XDPDesc
+	compDescs                                              []uint64
+	kernelTx                                               sync.Mutex // the kernel's side of the tx and completion rings
+	kicks                                                  int        // txKick calls, under txMu
 }
 
 func newFakeSocket(frames int) *fakeSocket {
 	const frameSize = 2048
-	f := &fakeSocket{fillDescs: make([]uint64, frames), rxDescs: make([]unix.XDPDesc, frames)}
+	f := &fakeSocket{
+		fillDescs: make([]uint64, frames), rxDescs: make([]unix.XDPDesc, frames),
+		txDescs: make([]unix.XDPDesc, frames), compDescs: make([]uint64, frames),
+	}
 	f.Socket = &Socket{
 		frameSize: frameSize,
-		umem:      make([]byte, frames*frameSize),
+		umem:      make([]byte, 2*frames*frameSize),
 		fill:      newProducerRing(&f.fillProd, &f.fillCons, &f.flags, f.fillDescs),
 		rx:        newConsumerRing(&f.rxProd, &f.rxCons, &f.flags, f.rxDescs),
 		refill:    make([]uint64, 0, frames),
+		tx:        newProducerRing(&f.txProd, &f.txCons, &f.txFlags, f.txDescs),
+		comp:      newConsumerRing(&f.compProd, &f.compCons, &f.compFlags, f.compDescs),
+		txFrames:  newFreeFrames(uint64(frames*frameSize), frames, frameSize),
+	}
+	f.txKick = func() error { // a kernel that sends nothing
+		if f.kicks++; f.kicks > 1000 {
+			panic("kicked a kernel that takes nothing 1000 times")
+		}
+		return nil
 	}
 	idx, _ := f.fill.Reserve(uint32(frames))
 	for i := 0; i < frames; i++ {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // Client is one client namespace. Without Bridge the testbed's only one
@@ -102,14 +101,9 @@ func (tb *Testbed) setupBridge(clients, mtu int) error {
 	}); err != nil {
 		return fmt.Errorf("testbed: disable IPv6 in %s: %w", tb.BridgeNS, err)
 	}
-	brNS, err := netns.GetFromName(tb.BridgeNS)
+	hb, err := handleIn(tb.BridgeNS)
 	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", tb.BridgeNS, err)
-	}
-	defer brNS.Close()
-	hb, err := netlink.NewHandleAt(brNS)
-	if err != nil {
-		return fmt.Errorf("testbed: netlink in %s: %w", tb.BridgeNS, err)
+		return err
 	}
 	defer hb.Close()
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: base + "-b", MTU: mtu}}
@@ -146,19 +140,14 @@ func (tb *Testbed) setupBridge(clients, mtu int) error {
 // plugIn makes a veth pair from ifname in ns to a port of the same name on
 // the bridge, and brings both ends up with ifname's addresses.
 func (tb *Testbed) plugIn(hb *netlink.Handle, br *netlink.Bridge, ns, ifname string, v4, v6 netip.Addr, mtu int, deadline time.Time) error {
-	fd, err := netns.GetFromName(ns)
+	h, err := handleIn(ns)
 	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", ns, err)
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
-	if err != nil {
-		return fmt.Errorf("testbed: netlink in %s: %w", ns, err)
+		return err
 	}
 	defer h.Close()
-	brNS, err := netns.GetFromName(tb.BridgeNS)
+	brNS, err := openNS(tb.BridgeNS)
 	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", tb.BridgeNS, err)
+		return err
 	}
 	defer brNS.Close()
 	veth := &netlink.Veth{

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // Three clients and the server on a bridge with MTU 9000: each client
@@ -20,8 +23,8 @@ import (
 // address, names fit, Sweep knows the new namespaces' names, and Close
 // leaves nothing.
 func TestBridge(t *testing.T) {
-	RequireRoot(t)
-	tb, err := New(Options{Bridge: true, Clients: 3, MTU: 9000})
+	testbedtest.RequireRoot(t)
+	tb, err := testbed.New(testbed.Options{Bridge: true, Clients: 3, MTU: 9000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func TestBridge(t *testing.T) {
 		if !slices.Contains(list, ns) {
 			t.Errorf("ip netns list = %v, missing %s", list, ns)
 		}
-		if !sweepRE("xh").MatchString(ns) {
+		if !testbed.SweepRE("xh").MatchString(ns) {
 			t.Errorf("Sweep would not know %s", ns)
 		}
 	}
@@ -97,15 +100,15 @@ func TestBridge(t *testing.T) {
 
 // A bridged New that fails half-way removes every namespace it made.
 func TestBridgeFailureTearsDown(t *testing.T) {
-	RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	before := ourNamespaces()
 	made := false
-	testHookSetup = func(tb *Testbed) error {
+	testbed.SetTestHookSetup(func(tb *testbed.Testbed) error {
 		made = tb.BridgeNS != "" && len(tb.Clients) == 3
 		return errors.New("injected failure")
-	}
-	defer func() { testHookSetup = nil }()
-	if tb, err := New(Options{Bridge: true, Clients: 3}); err == nil {
+	})
+	defer testbed.SetTestHookSetup(nil)
+	if tb, err := testbed.New(testbed.Options{Bridge: true, Clients: 3}); err == nil {
 		tb.Close()
 		t.Fatal("New succeeded despite the injected failure")
 	}
@@ -118,13 +121,13 @@ func TestBridgeFailureTearsDown(t *testing.T) {
 }
 
 func TestBridgeOptions(t *testing.T) {
-	RequireRoot(t)
-	for _, opts := range []Options{
+	testbedtest.RequireRoot(t)
+	for _, opts := range []testbed.Options{
 		{Clients: 2},
 		{Bridge: true, Clients: 1},
 		{Bridge: true, Clients: 10},
 	} {
-		if tb, err := New(opts); err == nil {
+		if tb, err := testbed.New(opts); err == nil {
 			tb.Close()
 			t.Errorf("New(%+v) succeeded", opts)
 		}

@@ -2,15 +2,11 @@ package testbed
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
-	"runtime"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // ServerCmd returns a command that runs name inside the server namespace
@@ -29,51 +25,19 @@ func nsCmd(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }
 
-// InServer runs fn on an OS thread switched into the server namespace and
-// waits for it. Sockets fn creates stay in that namespace for their life,
-// whatever thread uses them later. Goroutines that fn starts do not run in
-// the namespace.
+// InServer is InNamespace for the server namespace.
 func (tb *Testbed) InServer(fn func() error) error { return tb.in(tb.ServerNS, fn) }
 
 // InClient is InServer for the client namespace.
 func (tb *Testbed) InClient(fn func() error) error { return tb.in(tb.ClientNS, fn) }
 
 func (tb *Testbed) in(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Locked for the goroutine's whole life: if the thread cannot be
-		// switched back, it must not return to the scheduler's pool, and a
-		// goroutine that exits while locked takes its thread with it.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testbed: current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testbed: open namespace %s: %w", name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testbed: enter namespace %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("testbed: leave namespace %s: %w", name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	ns, err := openNS(name)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return InNamespace(ns, fn)
 }
 
 // ClientDialer returns a dial function, for http.Transport.DialContext and
@@ -133,21 +97,17 @@ func (tb *Testbed) ServerListen(network, addr string) (net.Listener, error) {
 // succeeds or ctx ends: a readiness wait for a server that is starting.
 func (tb *Testbed) WaitTCP(ctx context.Context, addr string) error {
 	dial := tb.ClientDialer()
-	delay := 5 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
-		c, err := dial(actx, "tcp", addr)
-		cancel()
+	err := retry(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := dial(ctx, "tcp", addr)
 		if err == nil {
-			return c.Close()
+			c.Close()
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("testbed: %s not accepting from %s: %w (last: %v)", addr, tb.ClientNS, ctx.Err(), err)
-		case <-t.C:
-		}
-		delay = min(2*delay, 100*time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("testbed: %s not accepting from %s: %w", addr, tb.ClientNS, err)
 	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // frame builds an Ethernet frame of the given type whose IPv4 protocol or
@@ -30,15 +33,22 @@ func frame(etherType uint16, proto byte) []byte {
 	return b
 }
 
-// TestLossVerdicts runs the programs through BPF_PROG_TEST_RUN on hand-built
-// frames: with a share of 1 every TCP frame is dropped, and nothing else.
-func TestLossVerdicts(t *testing.T) {
-	RequireRoot(t)
-	l, err := newLoss(LossOptions{Receive: 1, Send: 1})
+// loadLoss loads the programs without attaching them, until the test ends.
+func loadLoss(t *testing.T, opts testbed.LossOptions) *testbed.Loss {
+	t.Helper()
+	testbedtest.RequireRoot(t)
+	l, err := testbed.NewLoss(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestLossVerdicts runs the programs through BPF_PROG_TEST_RUN on hand-built
+// frames: with a share of 1 every TCP frame is dropped, and nothing else.
+func TestLossVerdicts(t *testing.T) {
+	l := loadLoss(t, testbed.LossOptions{Receive: 1, Send: 1})
 	cases := []struct {
 		name string
 		in   []byte
@@ -52,8 +62,7 @@ func TestLossVerdicts(t *testing.T) {
 		{"truncated IPv4 TCP", frame(0x0800, 6)[:23], false},
 	}
 	for _, c := range cases {
-		for i, p := range l.progs {
-			layout := []ctxLayout{xdpCtx, tcCtx}[i]
+		for i, p := range l.Programs() {
 			in := c.in
 			if i == 1 && len(in) < 64 {
 				continue // the kernel refuses sched_cls test runs this short
@@ -62,9 +71,9 @@ func TestLossVerdicts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s, %s: %v", c.name, p, err)
 			}
-			want := uint32(layout.pass)
+			want := p.Pass
 			if c.drop {
-				want = uint32(layout.drop)
+				want = p.Drop
 			}
 			if got != want {
 				t.Errorf("%s, program %d: verdict %d, want %d", c.name, i, got, want)
@@ -75,7 +84,7 @@ func TestLossVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != (LossCounts{ReceiveSeen: 2, ReceiveDropped: 2, SendSeen: 2, SendDropped: 2}) {
+	if n != (testbed.LossCounts{ReceiveSeen: 2, ReceiveDropped: 2, SendSeen: 2, SendDropped: 2}) {
 		t.Errorf("counts %+v, want 2 TCP frames seen and dropped each way", n)
 	}
 }
@@ -83,14 +92,9 @@ func TestLossVerdicts(t *testing.T) {
 // TestLossShare checks the share dropped over many runs, and that a share
 // of 0 drops nothing.
 func TestLossShare(t *testing.T) {
-	RequireRoot(t)
-	l, err := newLoss(LossOptions{Receive: 0.3, Send: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := loadLoss(t, testbed.LossOptions{Receive: 0.3, Send: 0})
 	const runs = 20000
-	for _, p := range l.progs {
+	for _, p := range l.Programs() {
 		if _, err := p.Run(&ebpf.RunOptions{Data: frame(0x0800, 6), Repeat: runs}); err != nil {
 			t.Fatal(err)
 		}
@@ -112,9 +116,8 @@ func TestLossShare(t *testing.T) {
 }
 
 func TestLossBadShare(t *testing.T) {
-	RequireRoot(t)
-	tb := NewT(t, Options{})
-	for _, o := range []LossOptions{{Receive: -0.1}, {Send: 1.5}, {Receive: nan()}} {
+	tb := testbedtest.New(t, testbed.Options{})
+	for _, o := range []testbed.LossOptions{{Receive: -0.1}, {Send: 1.5}, {Receive: nan()}} {
 		if l, err := tb.AddLoss(o); err == nil {
 			l.Close()
 			t.Errorf("AddLoss(%+v) accepted", o)
@@ -129,8 +132,7 @@ func nan() float64 { return math.NaN() }
 // lets a download from the kernel complete, bytes identical, and the
 // counters show the frames lost.
 func TestLossOnTestbed(t *testing.T) {
-	RequireRoot(t)
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	body := make([]byte, 2<<20)
 	rand.Read(body)
 	ln, err := tb.ServerListen("tcp", "198.18.0.1:8080")
@@ -144,7 +146,7 @@ func TestLossOnTestbed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err := tb.AddLoss(LossOptions{Send: 1})
+	l, err := tb.AddLoss(testbed.LossOptions{Send: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestLossOnTestbed(t *testing.T) {
 	}
 	l.Close()
 
-	l, err = tb.AddLoss(LossOptions{Receive: 0.03, Send: 0.03})
+	l, err = tb.AddLoss(testbed.LossOptions{Receive: 0.03, Send: 0.03})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,15 +4,19 @@
 // Options.Bridge, the server and several clients on a Linux bridge in a
 // namespace of its own.
 //
-// It owns the namespaces, veth pairs and bridge it creates, and nothing else: it
-// never touches an interface of the host, never changes checksum offloads
+// It owns the namespaces, veth pairs and bridge it creates, and the
+// servers it starts in them (StartServer: their output, the wait until
+// they answer, and stopping them in order), and nothing else: it never
+// touches an interface of the host, never changes checksum offloads
 // or other driver settings (the server must cope with veth's defaults), and
 // removes everything it made when Close is called, also after a failure.
 // Namespace names carry the pid of the process that made them, so Sweep can
 // remove what a crashed process left behind.
 //
-// It does not start servers or load generators; tests and cmd/testbed do,
-// through ServerCmd, ClientCmd, InServer, InClient and the dial helpers.
+// It does not choose the servers or run load generators; tests and
+// cmd/testbed do, through StartServer, ClientCmd, InServer, InClient and
+// the dial helpers. Package testbedtest has the helpers for tests, which
+// take a testing.TB.
 package testbed
 
 import (
@@ -27,11 +31,9 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -146,31 +148,6 @@ func New(opts Options) (*Testbed, error) {
 	return tb, nil
 }
 
-// NewT is New for tests: it fails the test on error and registers Close
-// with t.Cleanup.
-func NewT(t testing.TB, opts Options) *Testbed {
-	t.Helper()
-	tb, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tb.Close(); err != nil {
-			t.Errorf("testbed close: %v", err)
-		}
-	})
-	return tb
-}
-
-// RequireRoot fails (does not skip) the test when not running as root: CI
-// runs as root, and a privileged test that silently skips proves nothing.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root (network namespaces, veth); run it as root")
-	}
-}
-
 // nsName encodes the owner pid so that Sweep can tell leftovers of dead
 // processes from namespaces in use.
 func nsName(prefix string, pid int, id, role string) string {
@@ -225,25 +202,19 @@ func nsExists(name string) bool {
 }
 
 func (tb *Testbed) setup(mtu int) error {
-	srvNS, err := netns.GetFromName(tb.ServerNS)
+	cliNS, err := openNS(tb.ClientNS)
 	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", tb.ServerNS, err)
-	}
-	defer srvNS.Close()
-	cliNS, err := netns.GetFromName(tb.ClientNS)
-	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", tb.ClientNS, err)
+		return err
 	}
 	defer cliNS.Close()
-
-	hs, err := netlink.NewHandleAt(srvNS)
+	hs, err := handleIn(tb.ServerNS)
 	if err != nil {
-		return fmt.Errorf("testbed: netlink in %s: %w", tb.ServerNS, err)
+		return err
 	}
 	defer hs.Close()
-	hc, err := netlink.NewHandleAt(cliNS)
+	hc, err := handleIn(tb.ClientNS)
 	if err != nil {
-		return fmt.Errorf("testbed: netlink in %s: %w", tb.ClientNS, err)
+		return err
 	}
 	defer hc.Close()
 

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"bufio"
@@ -19,8 +19,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // TestMain fails the run if any namespace made by this process survives it.
@@ -29,7 +31,7 @@ func TestMain(m *testing.M) {
 	if left := ourNamespaces(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: namespaces left behind: %v\n", left)
 		for _, n := range left {
-			delNS(n)
+			testbed.DelNS(n)
 		}
 		code = 1
 	}
@@ -37,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 func ourNamespaces() []string {
-	entries, _ := os.ReadDir(netnsDir)
+	entries, _ := os.ReadDir(testbed.NetnsDir)
 	var ours []string
 	mark := "-" + strconv.Itoa(os.Getpid()) + "-"
 	for _, e := range entries {
@@ -66,12 +68,7 @@ func ipNetnsList(t *testing.T) []string {
 
 func handleIn(t *testing.T, ns string) *netlink.Handle {
 	t.Helper()
-	fd, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
+	h, err := testbed.HandleIn(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +77,8 @@ func handleIn(t *testing.T, ns string) *netlink.Handle {
 }
 
 func TestNewClose(t *testing.T) {
-	RequireRoot(t)
-	tb, err := New(Options{})
+	testbedtest.RequireRoot(t)
+	tb, err := testbed.New(testbed.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +111,7 @@ func TestNewClose(t *testing.T) {
 // subtest, with namespaces deleted behind its back) and then again from
 // t.Cleanup: every call must succeed.
 func TestCloseAfterFailedPath(t *testing.T) {
-	RequireRoot(t)
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	// Someone (a crashed helper, a human) removed one namespace already.
 	if out, err := exec.Command("ip", "netns", "del", tb.ClientNS).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns del: %v: %s", err, out)
@@ -133,15 +129,15 @@ func TestCloseAfterFailedPath(t *testing.T) {
 }
 
 func TestNewFailureTearsDown(t *testing.T) {
-	RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	before := ourNamespaces()
-	var made *Testbed
-	testHookSetup = func(tb *Testbed) error {
+	var made *testbed.Testbed
+	testbed.SetTestHookSetup(func(tb *testbed.Testbed) error {
 		made = tb
 		return errors.New("injected failure")
-	}
-	defer func() { testHookSetup = nil }()
-	tb, err := New(Options{Queues: 2})
+	})
+	defer testbed.SetTestHookSetup(nil)
+	tb, err := testbed.New(testbed.Options{Queues: 2})
 	if err == nil {
 		tb.Close()
 		t.Fatal("New succeeded despite the injected failure")
@@ -155,14 +151,14 @@ func TestNewFailureTearsDown(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
-	RequireRoot(t)
-	for _, opts := range []Options{
+	testbedtest.RequireRoot(t)
+	for _, opts := range []testbed.Options{
 		{Prefix: "has-dash"},
 		{Prefix: "muchtoolong"},
 		{Queues: -1},
 		{Queues: 100000},
 	} {
-		if tb, err := New(opts); err == nil {
+		if tb, err := testbed.New(opts); err == nil {
 			tb.Close()
 			t.Errorf("New(%+v) succeeded", opts)
 		}
@@ -170,9 +166,8 @@ func TestBadOptions(t *testing.T) {
 }
 
 func TestAddresses(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	for _, end := range []struct {
 		ns, ifname string
 		want       []string
@@ -220,9 +215,8 @@ func TestAddresses(t *testing.T) {
 }
 
 func TestInNamespace(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	hasIf := func(name string) func() error {
 		return func() error {
 			_, err := net.InterfaceByName(name)
@@ -247,10 +241,29 @@ func TestInNamespace(t *testing.T) {
 	}
 }
 
+// A namespace without a name, as the xdp tests make them: InNamespace sees
+// only its lo there and passes fn's error on.
+func TestNewNamespace(t *testing.T) {
+	ns := testbedtest.NewNamespace(t)
+	var ifs []net.Interface
+	err := testbed.InNamespace(ns, func() error {
+		var err error
+		ifs, err = net.Interfaces()
+		return err
+	})
+	if err != nil || len(ifs) != 1 || ifs[0].Name != "lo" {
+		t.Errorf("interfaces in the new namespace: %v, %v; want lo alone", ifs, err)
+	}
+	want := errors.New("from fn")
+	if err := testbed.InNamespace(ns, func() error { return want }); !errors.Is(err, want) {
+		t.Errorf("InNamespace returned %v, want fn's error", err)
+	}
+}
+
 // serveHTTP serves "hello from <addr>" on a kernel listener in the server
 // namespace and returns the listener's address. It fails the test if a
 // request comes from anywhere but the client's addresses.
-func serveHTTP(t *testing.T, tb *Testbed, addr string) string {
+func serveHTTP(t *testing.T, tb *testbed.Testbed, addr string) string {
 	t.Helper()
 	l, err := tb.ServerListen("tcp", addr)
 	if err != nil {
@@ -269,9 +282,8 @@ func serveHTTP(t *testing.T, tb *Testbed, addr string) string {
 }
 
 func TestReachable(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	for _, listen := range []string{"198.18.0.1:0", "[2001:2::1]:0"} {
 		t.Run(listen, func(t *testing.T) {
 			addr := serveHTTP(t, tb, listen)
@@ -318,9 +330,8 @@ func TestReachable(t *testing.T) {
 // TestNeighbours shows that ARP and ND work over the veth: after a TCP
 // connection each side has a neighbour entry with the other's MAC.
 func TestNeighbours(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	hs, hc := handleIn(t, tb.ServerNS), handleIn(t, tb.ClientNS)
 	sl, err := hs.LinkByName(tb.ServerIf)
 	if err != nil {
@@ -369,9 +380,8 @@ func TestNeighbours(t *testing.T) {
 }
 
 func TestWaitTCP(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 
 	// Nothing listens: WaitTCP gives up when its context ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -399,9 +409,8 @@ func TestWaitTCP(t *testing.T) {
 }
 
 func TestMultiQueue(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	tb := NewT(t, Options{Queues: 4})
+	tb := testbedtest.New(t, testbed.Options{Queues: 4})
 	for _, end := range []struct{ ns, ifname string }{{tb.ServerNS, tb.ServerIf}, {tb.ClientNS, tb.ClientIf}} {
 		link, err := handleIn(t, end.ns).LinkByName(end.ifname)
 		if err != nil {
@@ -428,9 +437,8 @@ func TestMultiQueue(t *testing.T) {
 }
 
 func TestCmd(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	tb := NewT(t, Options{})
+	tb := testbedtest.New(t, testbed.Options{})
 	out, err := tb.ClientCmd(context.Background(), "ip", "-br", "link", "show", "dev", tb.ClientIf).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), tb.ClientIf+"@") {
 		t.Errorf("ClientCmd ip link: %q, %v", out, err)
@@ -441,10 +449,9 @@ func TestCmd(t *testing.T) {
 }
 
 func TestParallelTestbeds(t *testing.T) {
-	RequireRoot(t)
 	t.Parallel()
-	a := NewT(t, Options{})
-	b := NewT(t, Options{})
+	a := testbedtest.New(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	if a.ServerNS == b.ServerNS || a.ServerIf == b.ServerIf {
 		t.Fatalf("two testbeds share names: %s/%s", a.ServerNS, a.ServerIf)
 	}
@@ -462,35 +469,35 @@ func TestParallelTestbeds(t *testing.T) {
 }
 
 func TestSweep(t *testing.T) {
-	RequireRoot(t)
+	testbedtest.RequireRoot(t)
 	// A pid that is certainly dead: a child that has been reaped.
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
 	dead := cmd.Process.Pid
-	if pidAlive(dead) {
+	if testbed.PidAlive(dead) {
 		t.Skipf("pid %d reused already", dead)
 	}
 	const prefix = "xhsweep"
-	deadNS := nsName(prefix, dead, "abcdef", "srv")
-	liveNS := nsName(prefix, os.Getpid(), "abcdef", "cli")
+	deadNS := testbed.NsName(prefix, dead, "abcdef", "srv")
+	liveNS := testbed.NsName(prefix, os.Getpid(), "abcdef", "cli")
 	other := "xhsweepx-" + strconv.Itoa(dead) + "-abcdef-srv" // another prefix
 	for _, n := range []string{deadNS, liveNS, other} {
 		if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
 			t.Fatalf("ip netns add %s: %v: %s", n, err, out)
 		}
-		t.Cleanup(func() { delNS(n) })
+		t.Cleanup(func() { testbed.DelNS(n) })
 	}
-	deleted, err := Sweep(prefix)
+	deleted, err := testbed.Sweep(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{deadNS}, deleted); diff != "" {
 		t.Errorf("Sweep deleted (-want +got):\n%s", diff)
 	}
-	if nsExists(deadNS) || !nsExists(liveNS) || !nsExists(other) {
+	if testbed.NsExists(deadNS) || !testbed.NsExists(liveNS) || !testbed.NsExists(other) {
 		t.Errorf("after Sweep: dead %v, live %v, other %v; want false true true",
-			nsExists(deadNS), nsExists(liveNS), nsExists(other))
+			testbed.NsExists(deadNS), testbed.NsExists(liveNS), testbed.NsExists(other))
 	}
 }

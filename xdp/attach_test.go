@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/internal/testchild"
+	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // childEnv makes the test binary an attaching child (see TestMain).
@@ -52,7 +54,7 @@ func attachChild(ifindex string) int {
 // attachIn attaches in ns (interface indexes are per namespace).
 func attachIn(ns netns.NsHandle, ifindex int, mode Mode) (*Steering, error) {
 	var s *Steering
-	err := inNetNS(ns, func() error {
+	err := testbed.InNamespace(ns, func() error {
 		var err error
 		s, err = Attach(ifindex, Config{Ports: testConfig.Ports, Addrs: testConfig.Addrs, Mode: mode})
 		return err
@@ -90,7 +92,7 @@ var netlinkMode = map[Mode]uint32{
 // TestAttach attaches to a veth in each mode, checks that the interface
 // shows the program, closes, and checks that it is gone.
 func TestAttach(t *testing.T) {
-	requireRoot(t)
+	testbedtest.RequireRoot(t)
 	for _, tc := range []struct {
 		mode, want Mode
 	}{
@@ -99,13 +101,7 @@ func TestAttach(t *testing.T) {
 		{ModeGeneric, ModeGeneric},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
-			ns := newNetNS(t)
-			ifindex := newVeth(t, ns, 1)
-			s, err := attachIn(ns, ifindex, tc.mode)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			ns, ifindex, s := attachedVeth(t, 1, tc.mode)
 			if s.Mode() != tc.want {
 				t.Errorf("Mode() = %v, want %v", s.Mode(), tc.want)
 			}
@@ -135,8 +131,7 @@ func TestAttach(t *testing.T) {
 // TestAttachFallback: a bridge has no native XDP, so ModeAuto
 // ends up in generic mode and says why, and ModeNative fails.
 func TestAttachFallback(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
+	ns := testbedtest.NewNamespace(t)
 	ifindex := newBridge(t, ns)
 
 	_, err := attachIn(ns, ifindex, ModeNative)
@@ -163,9 +158,7 @@ func TestAttachFallback(t *testing.T) {
 }
 
 func TestAttachErrors(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 
 	if _, err := Attach(0, testConfig); err == nil || !strings.Contains(err.Error(), "invalid ifindex 0") {
 		t.Errorf("Attach(0) = %v", err)
@@ -189,14 +182,7 @@ func TestAttachErrors(t *testing.T) {
 
 // TestAttachBusy: a second program cannot take an interface that has one.
 func TestAttachBusy(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
-	ifindex := newVeth(t, ns, 1)
-	s, err := attachIn(ns, ifindex, ModeNative)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ns, ifindex, _ := attachedVeth(t, 1, ModeNative)
 	if s2, err := attachIn(ns, ifindex, ModeNative); err == nil {
 		s2.Close()
 		t.Fatal("second Attach succeeded")
@@ -208,9 +194,7 @@ func TestAttachBusy(t *testing.T) {
 // TestDetachOnKill: the bpf_link dies with its process, even on SIGKILL,
 // so a crashed server leaves the host's traffic alone.
 func TestDetachOnKill(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 
 	// A duplicate: the os.File closes its fd when collected.
 	dup, err := unix.Dup(int(ns))

@@ -11,12 +11,15 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // sendFrames sends raw Ethernet frames out of the named interface in ns
 // with an AF_PACKET socket.
 func sendFrames(ns netns.NsHandle, ifname string, frames ...[]byte) error {
-	return inNetNS(ns, func() error {
+	return testbed.InNamespace(ns, func() error {
 		l, err := netlink.LinkByName(ifname)
 		if err != nil {
 			return err
@@ -57,21 +60,10 @@ func waitCounters(t *testing.T, s *Steering, cond func(Counters) bool) Counters 
 // program: the served one reaches the AF_XDP socket (which, with an empty
 // fill ring, can only count it), the others go to the kernel.
 func TestLive(t *testing.T) {
-	requireRoot(t)
+	testbedtest.RequireRoot(t)
 	for _, mode := range []Mode{ModeNative, ModeGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
-			ns := newNetNS(t)
-			ifindex := newVeth(t, ns, 1)
-			var s *Steering
-			err := inNetNS(ns, func() error {
-				var err error
-				s, err = Attach(ifindex, Config{Ports: testConfig.Ports, Addrs: testConfig.Addrs, Mode: mode})
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			ns, ifindex, s := attachedVeth(t, 1, mode)
 			x := newTestXSK(t, ns, ifindex, 0)
 			if err := s.Register(0, x.fd); err != nil {
 				t.Fatal(err)

@@ -12,6 +12,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/testbed"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // XDP actions (enum xdp_action).
@@ -50,7 +53,7 @@ type xdpMd struct {
 // loadTest loads the program with testConfig, unattached.
 func loadTest(t testing.TB) *Steering {
 	t.Helper()
-	requireRoot(t)
+	testbedtest.RequireRoot(t)
 	s, err := load(testConfig)
 	if err != nil {
 		t.Fatal(err)
@@ -199,8 +202,7 @@ func TestPassed(t *testing.T) {
 	}
 	t.Run("no socket", check)
 
-	ns := newNetNS(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 	x := newTestXSK(t, ns, ifindex, 0)
 	if err := s.Register(0, x.fd); err != nil {
 		t.Fatal(err)
@@ -228,8 +230,7 @@ func TestServedNoSocket(t *testing.T) {
 // performing the redirect.
 func TestServedRedirect(t *testing.T) {
 	s := loadTest(t)
-	ns := newNetNS(t)
-	ifindex := newVeth(t, ns, 1)
+	ns, ifindex := newVeth(t, 1)
 	x := newTestXSK(t, ns, ifindex, 0)
 
 	if err := s.Register(0, x.fd); err != nil {
@@ -263,19 +264,7 @@ func TestServedRedirect(t *testing.T) {
 // info BPF_PROG_TEST_RUN needs for rx_queue_index > 0, and the test runs in
 // the veth's namespace, where ingress_ifindex is resolved.
 func TestQueues(t *testing.T) {
-	requireRoot(t)
-	ns := newNetNS(t)
-	ifindex := newVeth(t, ns, 2)
-	var s *Steering
-	err := inNetNS(ns, func() error {
-		var err error
-		s, err = Attach(ifindex, Config{Ports: testConfig.Ports, Addrs: testConfig.Addrs, Mode: ModeNative})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	ns, ifindex, s := attachedVeth(t, 2, ModeNative)
 	x1 := newTestXSK(t, ns, ifindex, 1)
 	if err := s.Register(1, x1.fd); err != nil {
 		t.Fatal(err)
@@ -292,7 +281,7 @@ func TestQueues(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got verdict
-			err := inNetNS(ns, func() error {
+			err := testbed.InNamespace(ns, func() error {
 				got = runVerdict(t, s, frame, &xdpMd{IngressIfindex: uint32(ifindex), RxQueueIndex: tc.queue})
 				return nil
 			})

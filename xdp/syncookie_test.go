@@ -16,12 +16,14 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xhttpd/xhttpd/syncookie"
+
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
 
 // loadCookies loads the program with SYN cookies on.
 func loadCookies(t *testing.T, budget uint32, window time.Duration) (*Steering, syncookie.Key) {
 	t.Helper()
-	requireRoot(t)
+	testbedtest.RequireRoot(t)
 	k, err := syncookie.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +219,7 @@ func TestSYNCookieWindow(t *testing.T) {
 }
 
 func TestSYNCookieConfigChecked(t *testing.T) {
-	requireRoot(t)
+	testbedtest.RequireRoot(t)
 	for _, c := range []SYNCookies{
 		{Window: 0, MSS4: 1460, MSS6: 1440, RcvWnd: 1},
 		{Window: time.Second, MSS4: 100, MSS6: 1440, RcvWnd: 1},

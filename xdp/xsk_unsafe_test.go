@@ -9,6 +9,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xhttpd/xhttpd/testbed"
 )
 
 // testXSK is the least AF_XDP socket the kernel lets into an XSKMAP: a
@@ -97,7 +99,7 @@ func (x *testXSK) Close() {
 func newTestXSK(t *testing.T, ns netns.NsHandle, ifindex, queue int) *testXSK {
 	t.Helper()
 	var x *testXSK
-	err := inNetNS(ns, func() error {
+	err := testbed.InNamespace(ns, func() error {
 		var err error
 		x, err = newXSK(ifindex, queue)
 		return err

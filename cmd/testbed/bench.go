@@ -41,6 +41,39 @@ type serverSetup struct {
 	extra            []string // extra xhttpd flags, after ours so that they win
 }
 
+// serverFlags are the flags of the subcommands that start servers.
+type serverFlags struct {
+	xhttpd, nethttpd string
+	wait             time.Duration
+	verbose          bool
+}
+
+// register adds -xhttpd, -wait and -v to fs, and -nethttpd with nethttpd.
+func (f *serverFlags) register(fs *flag.FlagSet, nethttpd bool) {
+	fs.StringVar(&f.xhttpd, "xhttpd", "", "path to the xhttpd binary (required)")
+	if nethttpd {
+		fs.StringVar(&f.nethttpd, "nethttpd", "", "path to the net/http server, for the nethttp server")
+	}
+	fs.DurationVar(&f.wait, "wait", 30*time.Second, "how long to wait for a server to accept connections")
+	fs.BoolVar(&f.verbose, "v", false, "pass the servers' output through (by default only its tail, on failure)")
+}
+
+// setup finds the binaries and returns what every server's command line
+// starts from: queues, and the flags after -- for xhttpd.
+func (f *serverFlags) setup(fs *flag.FlagSet, queues int) (serverSetup, error) {
+	s := serverSetup{queues: queues, extra: fs.Args()}
+	var err error
+	if s.xhttpd, err = findBinary("-xhttpd", f.xhttpd); err != nil {
+		return s, err
+	}
+	if f.nethttpd != "" {
+		if s.nethttpd, err = findBinary("-nethttpd", f.nethttpd); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
 // serverCommand returns the binary and arguments that run server name.
 func serverCommand(name string, s serverSetup) (path string, args []string) {
 	if name == "nethttp" {
@@ -111,8 +144,8 @@ func parseConns(s string) ([]int, error) {
 
 func bench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
-	nethttpdBin := fs.String("nethttpd", "", "path to the net/http server, for the nethttp server")
+	var sf serverFlags
+	sf.register(fs, true)
 	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers, ", "))
 	connsFlag := fs.String("conns", "32", "wrk connections (keep-alive), comma-separated: one run per server and count")
 	duration := fs.Duration("duration", 10*time.Second, "length of each wrk run, whole seconds (1s to 10m)")
@@ -122,8 +155,6 @@ func bench(args []string) error {
 	v6 := fs.Bool("6", false, "request over IPv6 instead of IPv4")
 	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close) instead of keep-alive")
 	runs := fs.Int("runs", 1, "wrk runs back to back against each server start, one row each, to show what accumulates (1 to 10)")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
-	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+benchUsage)
 		fmt.Fprintln(fs.Output(), "Flags after -- go to every xhttpd run (not to nethttpd).")
@@ -132,7 +163,7 @@ func bench(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	servers, err := parseServers(*serversFlag, *nethttpdBin != "")
+	servers, err := parseServers(*serversFlag, sf.nethttpd != "")
 	if err != nil {
 		return err
 	}
@@ -148,14 +179,9 @@ func bench(args []string) error {
 	case *runs < 1 || *runs > 10:
 		return fmt.Errorf("-runs %d: want 1 to 10", *runs)
 	}
-	setup := serverSetup{queues: *queues, extra: fs.Args()}
-	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
+	setup, err := sf.setup(fs, *queues)
+	if err != nil {
 		return err
-	}
-	if *nethttpdBin != "" {
-		if setup.nethttpd, err = findBinary("-nethttpd", *nethttpdBin); err != nil {
-			return err
-		}
 	}
 	if err := needWrk(); err != nil {
 		return err
@@ -173,7 +199,7 @@ func bench(args []string) error {
 	var rows []benchRow
 	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
-		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
+		setup.addrs = tb.ServerAddrs(80)
 		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
 			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
 			return err
@@ -193,8 +219,8 @@ func bench(args []string) error {
 				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)/(*runs)+1, len(servers)*len(conns), name, c)
 				path, xargs := serverCommand(name, setup)
 				results, err := benchOne(ctx, tb, benchRun{
-					name: name, path: path, args: xargs, verbose: *verbose, runs: *runs,
-					url: url, checks: checks, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: *wait, duration: *duration,
+					name: name, path: path, args: xargs, verbose: sf.verbose, runs: *runs,
+					url: url, checks: checks, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: sf.wait, duration: *duration,
 				})
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, err)
@@ -329,7 +355,7 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkR
 		return nil, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
 		return nil, err
 	}
 	for _, u := range append([]string{b.url}, b.checks...) {
@@ -337,7 +363,7 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkR
 			return nil, err
 		}
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +413,7 @@ func wrkOnce(ctx context.Context, tb *testbed.Testbed, b benchRun, pid int) (wrk
 // otherwise its tail is kept and shown if it fails, because a server that
 // logs every request would flood the terminal and slow itself down.
 type quietServer struct {
-	*server
+	*testbed.Server
 	tail *tailWriter
 }
 
@@ -404,7 +430,7 @@ func startQuiet(tb *testbed.Testbed, name, path string, args []string, verbose b
 	if name == "nethttp" {
 		// Not ours: it need not shut down cleanly on SIGINT, and dying of
 		// it after the measurement does not spoil the measurement.
-		srv.sigintKills = true
+		srv.SIGINTKills = true
 	}
 	return &quietServer{srv, tail}, nil
 }
@@ -412,7 +438,7 @@ func startQuiet(tb *testbed.Testbed, name, path string, args []string, verbose b
 // stopAndTell stops the server and, if the run failed, shows the tail of
 // its output.
 func (q *quietServer) stopAndTell(err error) error {
-	err = errors.Join(err, q.stop())
+	err = errors.Join(err, q.Stop())
 	if err != nil {
 		os.Stderr.WriteString(q.tail.String())
 	}

@@ -83,11 +83,11 @@ func demo(args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, srv.stop()) }()
+	defer func() { err = errors.Join(err, srv.Stop()) }()
 
 	v4 := "http://" + tb.ServerV4.String() + "/"
 	v6 := "http://[" + tb.ServerV6.String() + "]/"
-	if err := srv.waitReady(ctx, tb, *wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+	if err := srv.WaitHTTP(ctx, *wait, tb.ServerAddrs(80)...); err != nil {
 		return err
 	}
 	var errs []error
@@ -117,8 +117,8 @@ func demo(args []string) (err error) {
 	case <-ctx.Done():
 		stop() // a second Ctrl-C is the shell's again
 		return nil
-	case <-srv.done:
-		return fmt.Errorf("xhttpd exited: %v", srv.err)
+	case <-srv.Done():
+		return fmt.Errorf("xhttpd exited: %v", srv.Wait())
 	}
 }
 

@@ -24,7 +24,8 @@ const downloadUsage = "testbed download -xhttpd PATH [-servers hybrid,kernel] [-
 // -timeout).
 func download(args []string) error {
 	fs := flag.NewFlagSet("download", flag.ContinueOnError)
-	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
+	var sf serverFlags
+	sf.register(fs, false)
 	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers[:4], ", "))
 	lossRx := fs.Float64("loss-rx", 0.03, "share of TCP frames from the server that the client end drops (0 to 1)")
 	lossTx := fs.Float64("loss-tx", 0, "share of TCP frames to the server that the client end drops (0 to 1)")
@@ -32,8 +33,6 @@ func download(args []string) error {
 	timeout := fs.Duration("timeout", 20*time.Second, "a download not done within this counts as stalled (1s to 10m)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
 	v6 := fs.Bool("6", false, "download over IPv6 instead of IPv4")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
-	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+downloadUsage)
 		fmt.Fprintln(fs.Output(), "Downloads the site's 5 MiB file with curl from the client namespace. Flags after -- go to every xhttpd run.")
@@ -56,8 +55,8 @@ func download(args []string) error {
 	if err := loss.Check(); err != nil {
 		return err
 	}
-	setup := serverSetup{queues: *queues, extra: fs.Args()}
-	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
+	setup, err := sf.setup(fs, *queues)
+	if err != nil {
 		return err
 	}
 
@@ -77,8 +76,8 @@ func download(args []string) error {
 			path, xargs := serverCommand(name, setup)
 			r := downloadRow{server: name}
 			r.times, r.stalls, r.lost, r.err = downloadOne(ctx, tb, benchRun{
-				name: name, path: path, args: xargs, verbose: *verbose,
-				url: "http://" + host + "/" + bulkFile, wait: *wait, duration: *timeout,
+				name: name, path: path, args: xargs, verbose: sf.verbose,
+				url: "http://" + host + "/" + bulkFile, wait: sf.wait, duration: *timeout,
 			}, loss, *n)
 			if r.err != nil {
 				fmt.Fprintf(os.Stderr, "testbed: %s: %v\n", name, r.err)
@@ -156,7 +155,7 @@ func downloadOne(ctx context.Context, tb *testbed.Testbed, b benchRun, loss test
 		return nil, 0, lost, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
 		return nil, 0, lost, err
 	}
 	if err := checkGet(ctx, tb, b.url, bulkSize); err != nil {

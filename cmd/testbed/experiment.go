@@ -93,8 +93,8 @@ const (
 
 func experiment(args []string) error {
 	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
-	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
-	nethttpdBin := fs.String("nethttpd", "", "path to the net/http server, for the nethttp server")
+	var sf serverFlags
+	sf.register(fs, true)
 	serversFlag := fs.String("servers", "interrupt,busy,hybrid,kernel,nginx,apache", "servers, comma-separated: "+strings.Join(experimentServers, ", ")+" ("+kernelBusy+": the kernel stack with the kernel's busy polling on the veth)")
 	file := fs.String("file", "1k.bin", "file requested: "+siteFileNames())
 	fractionsFlag := fs.String("fractions", defaultFractions, "offered loads as fractions of each server's saturation, comma-separated")
@@ -109,8 +109,6 @@ func experiment(args []string) error {
 	burstLow := fs.Float64("burst-low", 0.1, "with -pattern burst: the low rate as a share of the high one (0: silence)")
 	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close), for saturation (wrk) and the points, so that the sweep measures the connection path")
 	out := fs.String("out", "", "directory for results.json, results.csv and report.md (required; made if missing)")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
-	verbose := fs.Bool("v", false, "pass the servers' output through")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+experimentUsage)
 		fmt.Fprintln(fs.Output(), "For each server: find its saturation with wrk (closed loop), then offer open-loop Poisson loads (testbed loadgen) at fractions of it and at shared absolute rates; record latency from intended send times, the server's CPU, and the generator's lag and CPU. Flags after -- go to every xhttpd run.")
@@ -120,7 +118,7 @@ func experiment(args []string) error {
 		return err
 	}
 	servers, err := parseNames("-servers", *serversFlag, experimentServers)
-	if err == nil && slices.Contains(servers, "nethttp") && *nethttpdBin == "" {
+	if err == nil && slices.Contains(servers, "nethttp") && sf.nethttpd == "" {
 		err = fmt.Errorf("-servers %q: nethttp needs -nethttpd PATH", *serversFlag)
 	}
 	if err != nil {
@@ -164,14 +162,9 @@ func experiment(args []string) error {
 	if !ok {
 		return fmt.Errorf("-file %q: want one of %s", *file, siteFileNames())
 	}
-	setup := serverSetup{queues: 1, extra: fs.Args()}
-	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
+	setup, err := sf.setup(fs, 1)
+	if err != nil {
 		return err
-	}
-	if *nethttpdBin != "" {
-		if setup.nethttpd, err = findBinary("-nethttpd", *nethttpdBin); err != nil {
-			return err
-		}
 	}
 	if err := needWrk(); err != nil {
 		return err
@@ -200,7 +193,7 @@ func experiment(args []string) error {
 	perServer := serverTime(len(fractions)+len(shared), *reps, *duration, *satDuration)
 	err = withTestbed(1, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
-		setup.addrs = []string{tb.ServerV4.String() + ":80", "[" + tb.ServerV6.String() + "]:80"}
+		setup.addrs = tb.ServerAddrs(80)
 		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
 			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
 			return err
@@ -214,7 +207,7 @@ func experiment(args []string) error {
 			pts, err := measureServer(ctx, tb, expRun{
 				name: name, setup: setup, file: *file, size: size, self: self, conns: *conns,
 				fractions: fractions, shared: shared, reps: *reps, close: *closeEach, burst: burst, duration: *duration, satDuration: *satDuration,
-				wait: *wait, verbose: *verbose,
+				wait: sf.wait, verbose: sf.verbose,
 			})
 			res.Points = append(res.Points, pts...)
 			if err != nil {
@@ -291,7 +284,7 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 		return nil, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, r.wait, tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"); err != nil {
+	if err := srv.WaitHTTP(ctx, r.wait, tb.ServerAddrs(80)...); err != nil {
 		return nil, err
 	}
 	for _, u := range []string{"http://" + tb.ServerV4.String() + "/" + r.file, "http://[" + tb.ServerV6.String() + "]/" + r.file} {
@@ -299,7 +292,7 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 			return nil, err
 		}
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"flag"
 	"fmt"
+	"image"
 	"image/png"
 	"math"
 	"os"
@@ -124,24 +125,34 @@ func TestPlotsParse(t *testing.T) {
 		t.Fatalf("%d plots, want %d", len(names), len(figures))
 	}
 	for _, n := range names {
-		svg, err := os.ReadFile(filepath.Join(dir, n+".svg"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := xml.Unmarshal(svg, new(struct {
-			XMLName xml.Name `xml:"svg"`
-		})); err != nil {
-			t.Errorf("%s.svg: %v", n, err)
-		}
-		f, err := os.Open(filepath.Join(dir, n+".png"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := png.Decode(f); err != nil {
-			t.Errorf("%s.png: %v", n, err)
-		}
-		f.Close()
+		checkPlot(t, dir, n)
 	}
+}
+
+// checkPlot checks that plot name in dir parses as SVG and as PNG, and
+// returns the PNG's image (nil if it does not parse).
+func checkPlot(t *testing.T, dir, name string) image.Image {
+	t.Helper()
+	svg, err := os.ReadFile(filepath.Join(dir, name+".svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(svg, new(struct {
+		XMLName xml.Name `xml:"svg"`
+	})); err != nil {
+		t.Errorf("%s.svg: %v", name, err)
+	}
+	f, err := os.Open(filepath.Join(dir, name+".png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Errorf("%s.png: %v", name, err)
+		return nil
+	}
+	return img
 }
 
 // The loops' counters are read from xhttpd's own metrics and turned into
@@ -319,23 +330,7 @@ func TestCDFs(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"cdf-shared", "cdf-saturation"} {
-		svg, err := os.ReadFile(filepath.Join(dir, n+".svg"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := xml.Unmarshal(svg, new(struct {
-			XMLName xml.Name `xml:"svg"`
-		})); err != nil {
-			t.Errorf("%s.svg: %v", n, err)
-		}
-		f, err := os.Open(filepath.Join(dir, n+".png"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := png.Decode(f); err != nil {
-			t.Errorf("%s.png: %v", n, err)
-		}
-		f.Close()
+		checkPlot(t, dir, n)
 	}
 
 	// An old results.json: no cdf_us, no cdf_percentiles.
@@ -463,24 +458,7 @@ func TestTimelines(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"timeline-hybrid", "timeline-kernel"} {
-		svg, err := os.ReadFile(filepath.Join(dir, n+".svg"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := xml.Unmarshal(svg, new(struct {
-			XMLName xml.Name `xml:"svg"`
-		})); err != nil {
-			t.Errorf("%s.svg: %v", n, err)
-		}
-		f, err := os.Open(filepath.Join(dir, n+".png"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Errorf("%s.png: %v", n, err)
-		} else if n == "timeline-hybrid" && img.Bounds().Dy() <= 2*img.Bounds().Dx()/3 {
+		if img := checkPlot(t, dir, n); img != nil && n == "timeline-hybrid" && img.Bounds().Dy() <= 2*img.Bounds().Dx()/3 {
 			t.Errorf("%s.png is %v: want four panels, one above another", n, img.Bounds())
 		}
 	}

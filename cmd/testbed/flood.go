@@ -38,12 +38,11 @@ var floodLegends = map[string]string{
 // and then during one, side by side per server and flood.
 func flood(args []string) error {
 	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
-	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
+	var sf serverFlags
+	sf.register(fs, false)
 	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers[:4], ", "))
 	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3, IPv4), v6 (IPv6)")
 	d := fs.Duration("duration", 10*time.Second, "length of each phase, quiet and flooded (1s to 10m)")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a server to accept connections")
-	verbose := fs.Bool("v", false, "pass the servers' output through (by default only its tail, on failure)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+floodUsage)
 		fmt.Fprintln(fs.Output(), "Floods port 80 with SYNs while two clients measure; the client end runs in NAPI mode (testbed.ClientNAPI). Flags after -- go to every xhttpd run.")
@@ -68,8 +67,8 @@ func flood(args []string) error {
 			return errors.New("hping3 is missing: apt-get install hping3 (make tools)")
 		}
 	}
-	setup := serverSetup{queues: 1, extra: fs.Args()}
-	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
+	setup, err := sf.setup(fs, 1)
+	if err != nil {
 		return err
 	}
 
@@ -89,7 +88,7 @@ func flood(args []string) error {
 				}
 				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, flood %s\n", i*len(floods)+j+1, len(servers)*len(floods), name, kind)
 				path, xargs := serverCommand(name, setup)
-				r, err := floodOne(ctx, tb, benchRun{name: name, path: path, args: xargs, verbose: *verbose, wait: *wait, duration: *d}, kind)
+				r, err := floodOne(ctx, tb, benchRun{name: name, path: path, args: xargs, verbose: sf.verbose, wait: sf.wait, duration: *d}, kind)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "testbed: %s, flood %s: %v\n", name, kind, err)
 					r.err = err
@@ -185,18 +184,18 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, b benchRun, kind string)
 		return r, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	v4, v6 := tb.ServerV4.String()+":80", "["+tb.ServerV6.String()+"]:80"
-	if err := srv.waitReady(ctx, tb, b.wait, v4, v6); err != nil {
+	addrs := tb.ServerAddrs(80)
+	if err := srv.WaitHTTP(ctx, b.wait, addrs...); err != nil {
 		return r, err
 	}
-	addr := v4
+	addr := addrs[0]
 	if kind == "v6" {
-		addr = v6
+		addr = addrs[1]
 	}
 	if err := checkGet(ctx, tb, "http://"+addr+"/1k.bin", 1<<10); err != nil {
 		return r, err
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return r, err
 	}

@@ -28,12 +28,11 @@ func parseModes(s string) ([]string, error) { return parseNames("-modes", s, idl
 // idle measures the CPU each waiting mode costs with no traffic at all.
 func idle(args []string) error {
 	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
-	bin := fs.String("xhttpd", "", "path to the xhttpd binary (required)")
+	var sf serverFlags
+	sf.register(fs, false)
 	modesFlag := fs.String("modes", strings.Join(idleModes, ","), "xhttpd -mode values to measure, comma-separated")
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure each mode (1s to 10m)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for xhttpd to accept connections")
-	verbose := fs.Bool("v", false, "pass xhttpd's output through (by default only its tail, on failure)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+idleUsage)
 		fs.PrintDefaults()
@@ -48,8 +47,8 @@ func idle(args []string) error {
 	if *duration < time.Second || *duration > maxDuration {
 		return fmt.Errorf("-duration %v: want 1s to %v", *duration, maxDuration)
 	}
-	setup := serverSetup{queues: *queues, extra: fs.Args()}
-	if setup.xhttpd, err = findBinary("-xhttpd", *bin); err != nil {
+	setup, err := sf.setup(fs, *queues)
+	if err != nil {
 		return err
 	}
 
@@ -66,8 +65,8 @@ func idle(args []string) error {
 			path, xargs := serverCommand(mode, setup)
 			r := idleRow{mode: mode, queues: *queues}
 			r.share, r.err = idleOne(ctx, tb, benchRun{
-				name: mode, path: path, args: xargs, verbose: *verbose,
-				url: url, wait: *wait, duration: *duration,
+				name: mode, path: path, args: xargs, verbose: sf.verbose,
+				url: url, wait: sf.wait, duration: *duration,
 			})
 			if r.err != nil {
 				fmt.Fprintf(os.Stderr, "testbed: %s: %v\n", mode, r.err)
@@ -120,13 +119,13 @@ func idleOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (share float6
 		return 0, err
 	}
 	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.waitReady(ctx, tb, b.wait, tb.ServerV4.String()+":80"); err != nil {
+	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
 		return 0, err
 	}
 	if err := checkGet(ctx, tb, b.url, 1024); err != nil {
 		return 0, err
 	}
-	pid, err := srv.pid()
+	pid, err := srv.Pid()
 	if err != nil {
 		return 0, err
 	}

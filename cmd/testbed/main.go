@@ -34,9 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -219,155 +217,8 @@ func writeSite() (dir string, err error) {
 	return dir, nil
 }
 
-// server is an xhttpd (or any server) running in the server namespace, in
-// its own process group so that a terminal's Ctrl-C reaches only us and we
-// stop it in order.
-type server struct {
-	name string
-	path string
-	cmd  *exec.Cmd
-	out  *prefixWriter
-	done chan struct{}
-	err  error // from Wait; valid once done is closed
-
-	// sigintKills accepts death by the SIGINT that stop sends as a clean
-	// exit, for servers that do not handle it.
-	sigintKills bool
-}
-
-func startServer(tb *testbed.Testbed, name string, out io.Writer, path string, args ...string) (*server, error) {
-	cmd := tb.ServerCmd(context.Background(), path, args...)
-	pw := &prefixWriter{w: out, prefix: name + "| "}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// If this command is killed outright, the server must not outlive
-		// it in a namespace nobody can name any more.
-		Pdeathsig: syscall.SIGKILL,
-	}
-	cmd.WaitDelay = 2 * time.Second
+// startServer starts a server in the testbed's server namespace, saying so.
+func startServer(tb *testbed.Testbed, name string, out io.Writer, path string, args ...string) (*testbed.Server, error) {
 	fmt.Fprintf(os.Stderr, "testbed: starting in %s: %s %s\n", tb.ServerNS, path, strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	s := &server{name: name, path: path, cmd: cmd, out: pw, done: make(chan struct{})}
-	go func() {
-		s.err = cmd.Wait()
-		pw.Flush()
-		close(s.done)
-	}()
-	return s, nil
-}
-
-// waitReady waits until the server accepts TCP connections on every
-// address from the client namespace, failing early if the server exits.
-func (s *server) waitReady(ctx context.Context, tb *testbed.Testbed, timeout time.Duration, addrs ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	for _, a := range addrs {
-		if err := tb.WaitTCP(ctx, a); err != nil {
-			select {
-			case <-s.done:
-				return fmt.Errorf("%s exited before accepting on %s: %v", s.name, a, s.err)
-			default:
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// stop interrupts the server, gives it 5 s to exit, then kills it. A
-// server that had already exited, did not exit in time or exited with an
-// error is reported as a failure.
-func (s *server) stop() error {
-	select {
-	case <-s.done:
-		return fmt.Errorf("%s exited by itself: %v", s.name, s.err)
-	default:
-	}
-	pgid := s.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-s.done
-		return fmt.Errorf("%s did not exit within 5s of SIGINT; killed", s.name)
-	}
-	if s.err != nil {
-		if ws, ok := s.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && s.sigintKills &&
-			ws.Signaled() && ws.Signal() == syscall.SIGINT {
-			return nil
-		}
-		return fmt.Errorf("%s: %v", s.name, s.err)
-	}
-	return nil
-}
-
-// pid returns the server's process id, for its CPU time. `ip netns exec`
-// execs the server, so the started process is the server itself; pid makes
-// sure, because an ip that forked would have its own CPU time measured.
-func (s *server) pid() (int, error) {
-	pid := s.cmd.Process.Pid
-	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", s.name, err)
-	}
-	exe = strings.TrimSuffix(exe, " (deleted)") // rebuilt while it runs
-	want, err := filepath.EvalSymlinks(s.path)
-	if err != nil {
-		want = s.path
-	}
-	if exe != want {
-		return 0, fmt.Errorf("%s: pid %d runs %s, not %s: did ip netns exec fork?", s.name, pid, exe, want)
-	}
-	return pid, nil
-}
-
-// prefixWriter writes each line with a prefix, so that the server's logs
-// are told apart from ours.
-type prefixWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
-		p.buf = p.buf[i+1:]
-	}
-	if len(p.buf) > 64<<10 { // a very long line: do not hold it forever
-		p.flushLocked()
-	}
-	return len(b), nil
-}
-
-func (p *prefixWriter) Flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.flushLocked()
-}
-
-func (p *prefixWriter) flushLocked() {
-	if len(p.buf) > 0 {
-		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
-		p.buf = nil
-	}
+	return tb.StartServer(name, out, path, args...)
 }

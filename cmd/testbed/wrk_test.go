@@ -65,17 +65,6 @@ func TestParseWrkDuration(t *testing.T) {
 	}
 }
 
-func TestPrefixWriter(t *testing.T) {
-	var sb strings.Builder
-	p := &prefixWriter{w: &sb, prefix: "x| "}
-	p.Write([]byte("one\ntw"))
-	p.Write([]byte("o\nthree"))
-	p.Flush()
-	if want := "x| one\nx| two\nx| three\n"; sb.String() != want {
-		t.Errorf("got %q, want %q", sb.String(), want)
-	}
-}
-
 func TestWrkArgs(t *testing.T) {
 	const url = "http://198.18.0.1/1k.bin"
 	for _, tc := range []struct {
