@@ -163,15 +163,10 @@ func (p *parser) readRequest(br *bufio.Reader, lim limits, req *request) error {
 	p.fields = p.fields[:0]
 	budget := lim.headerBytes
 	for {
-		l, err := readLine(br, &p.long, budget)
-		if err == errLineTooLong {
-			return errHeaderTooLarge
-		}
+		line, err := p.headerLine(br, &budget)
 		if err != nil {
 			return err
 		}
-		budget -= len(l)
-		line := trimEOL(l)
 		if len(line) == 0 {
 			break
 		}
@@ -230,21 +225,32 @@ func transferCodings(v []byte) (final bool, n int) {
 	return final, n
 }
 
+// headerLine reads one line of a header or trailer section within what is
+// left of the section's byte budget, which it charges, and returns the line
+// without its end of line: empty at the end of the section.
+func (p *parser) headerLine(br *bufio.Reader, budget *int) ([]byte, error) {
+	l, err := readLine(br, &p.long, *budget)
+	if err == errLineTooLong {
+		return nil, errHeaderTooLarge
+	}
+	if err != nil {
+		return nil, err
+	}
+	*budget -= len(l)
+	return trimEOL(l), nil
+}
+
 // readTrailer reads and discards the trailer section that follows a
 // chunked body's last chunk, through the empty line that ends it, within
 // the header limits.
 func (p *parser) readTrailer(br *bufio.Reader, lim limits) error {
 	budget := lim.headerBytes
 	for n := 0; ; n++ {
-		l, err := readLine(br, &p.long, budget)
-		if err == errLineTooLong {
-			return errHeaderTooLarge
-		}
+		line, err := p.headerLine(br, &budget)
 		if err != nil {
 			return err
 		}
-		budget -= len(l)
-		if len(trimEOL(l)) == 0 {
+		if len(line) == 0 {
 			return nil
 		}
 		if n >= lim.headers {
