@@ -59,6 +59,21 @@ func write(t *testing.T, b *batcher, id byte, hash uint32) {
 	}
 }
 
+// writing returns a batcher over queues queues of a fakeLower that holds
+// each batch, once packet 0 (queue 0) is being written, and a channel
+// closed when that write returns.
+func writing(t *testing.T, queues int) (*fakeLower, *batcher, chan struct{}) {
+	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
+	b := newBatcher(f, queues)
+	done := make(chan struct{})
+	go func() {
+		write(t, b, 0, 0)
+		close(done)
+	}()
+	<-f.entered
+	return f, b, done
+}
+
 // A lone packet leaves at once: it is written by the caller, before
 // WritePacket returns, in a batch of its own.
 func TestBatcherLonePacketLeavesAtOnce(t *testing.T) {
@@ -76,14 +91,7 @@ func TestBatcherLonePacketLeavesAtOnce(t *testing.T) {
 // others wait, in order, and leave as one batch when that write returns;
 // the other goroutines do not wait for it.
 func TestBatcherStreamIsBatched(t *testing.T) {
-	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, 1)
-	done := make(chan struct{})
-	go func() {
-		write(t, b, 0, 0)
-		close(done)
-	}()
-	<-f.entered // packet 0's writer is in WritePackets
+	f, b, done := writing(t, 1) // packet 0's writer is in WritePackets
 	for i := byte(1); i <= 20; i++ {
 		write(t, b, i, 0) // returns at once: queued for the writer
 	}
@@ -109,14 +117,7 @@ func TestBatcherStreamIsBatched(t *testing.T) {
 // A backlog of more one-frame packets than maxBatchFrames leaves in batches
 // of maxBatchFrames.
 func TestBatcherBatchBound(t *testing.T) {
-	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, 1)
-	done := make(chan struct{})
-	go func() {
-		write(t, b, 0, 0)
-		close(done)
-	}()
-	<-f.entered
+	f, b, done := writing(t, 1)
 	for i := range maxBatchFrames + 5 {
 		write(t, b, byte(i), 0)
 	}
@@ -136,14 +137,7 @@ func TestBatcherBatchBound(t *testing.T) {
 // A writer sends at most maxTurn batches for others; a goroutine of its own
 // sends the rest, and the writer returns to its own work.
 func TestBatcherWriterHandsOff(t *testing.T) {
-	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, 1)
-	done := make(chan struct{})
-	go func() {
-		write(t, b, 0, 0)
-		close(done)
-	}()
-	<-f.entered
+	f, b, done := writing(t, 1)
 	for i := range maxTurn*maxBatchFrames + 10 {
 		write(t, b, byte(i), 0)
 	}
@@ -170,10 +164,7 @@ func TestBatcherWriterHandsOff(t *testing.T) {
 // Queues do not wait for each other: with queue 0's writer stuck, a packet
 // for queue 1 is written at once.
 func TestBatcherQueuesIndependent(t *testing.T) {
-	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, 2)
-	go write(t, b, 0, 0)
-	<-f.entered
+	f, b, _ := writing(t, 2)
 	go write(t, b, 1, 1)
 	select {
 	case <-f.entered: // queue 1's packet reached WritePackets while queue 0's is stuck
@@ -187,10 +178,7 @@ func TestBatcherQueuesIndependent(t *testing.T) {
 // A full backlog refuses packets, as a full NIC queue drops them; Close
 // releases what waits and refuses more.
 func TestBatcherFullAndClose(t *testing.T) {
-	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, 1)
-	go write(t, b, 0, 0)
-	<-f.entered
+	f, b, _ := writing(t, 1)
 	for i := range maxBacklogFrames {
 		write(t, b, byte(i), 0)
 	}

@@ -263,10 +263,7 @@ func TestBatcherCountsFrames(t *testing.T) {
 	seg := func(frames int) *gvstack.PacketBuffer {
 		return gsoPacket(ep, false, make([]byte, frames*testMSS), header.TCPFlagAck)
 	}
-	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, 1)
-	go write(t, b, 0, 0)
-	<-f.entered
+	f, b, _ := writing(t, 1)
 	// 30 + 30 + 4 frames, then one of 100 frames, then 1.
 	for _, n := range []int{30, 30, 4, 100, 1} {
 		p := seg(n)
