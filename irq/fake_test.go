@@ -24,10 +24,11 @@ var _ Queue = (*nic.Socket)(nil)
 type fakeQueue struct {
 	mu       sync.Mutex
 	frames   [][]byte
-	free     []int // frame indexes on the fill side
-	rx       []int // received, not yet taken by Receive
-	refill   []int // taken, not yet back on the fill side
-	holdFill bool  // the fill ring looks full: Refill leaves frames waiting
+	free     []int    // frame indexes on the fill side
+	rx       []int    // received, not yet taken by Receive
+	refill   []int    // taken, not yet back on the fill side
+	batch    [][]byte // Receive's, reused
+	holdFill bool     // the fill ring looks full: Refill leaves frames waiting
 	arrived  uint64
 	efd      int     // readable while rx holds frames, as the socket is
 	readable bool    // efd's counter is not 0
@@ -83,13 +84,22 @@ func (q *fakeQueue) arriveLocked(n int) int {
 	return n
 }
 
+// perFrame makes a loop's deliver of a function of one frame.
+func perFrame(f func(frame []byte)) func([][]byte) {
+	return func(frames [][]byte) {
+		for _, fr := range frames {
+			f(fr)
+		}
+	}
+}
+
 // seq is the arrival number a delivered frame carries.
 func seq(frame []byte) uint64 { return binary.LittleEndian.Uint64(frame) }
 
 func (q *fakeQueue) Queue() int { return 7 }
 func (q *fakeQueue) FD() int    { return q.efd }
 
-func (q *fakeQueue) Receive(budget int, deliver func([]byte)) int {
+func (q *fakeQueue) Receive(budget int, deliver func([][]byte)) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.sim != nil {
@@ -101,8 +111,12 @@ func (q *fakeQueue) Receive(budget int, deliver func([]byte)) int {
 		q.budget = -1
 	}
 	n := min(budget, len(q.rx))
+	q.batch = q.batch[:0]
 	for _, f := range q.rx[:n] {
-		deliver(q.frames[f])
+		q.batch = append(q.batch, q.frames[f])
+	}
+	if n > 0 {
+		deliver(q.batch)
 	}
 	q.refill = append(q.refill, q.rx[:n]...)
 	q.rx = q.rx[:copy(q.rx, q.rx[n:])]
@@ -200,7 +214,7 @@ func newSim(t *testing.T, mode Mode, arrivals []time.Duration) *sim {
 	t.Helper()
 	s := &sim{arrivals: arrivals, q: newFakeQueue(t, 4096)}
 	s.q.sim = s
-	deliver := func([]byte) { s.delivered = append(s.delivered, s.now) }
+	deliver := perFrame(func([]byte) { s.delivered = append(s.delivered, s.now) })
 	l, err := New(s.q, Config{Mode: mode, Budget: budget, WakeCost: wakeCost, MaxSpin: maxSpin}, deliver)
 	if err != nil {
 		t.Fatal(err)

@@ -59,17 +59,17 @@ const maxCPUs = 1024
 // Queue is what a loop uses of one NIC queue's AF_XDP socket, as
 // *nic.Socket has it: the receive side, the transmit side's upkeep, and the
 // descriptor it sleeps on. A loop calls it a few times a round, never per
-// frame (Receive calls deliver per frame).
+// frame (Receive calls deliver once, with its batch).
 type Queue interface {
 	// Queue is the NIC queue, for errors and Stats.
 	Queue() int
 	// FD is polled for POLLIN while the loop sleeps; poll(2) on it also
 	// does what need_wakeup asks, on both sides.
 	FD() int
-	// Receive hands up to budget received frames to deliver and returns
-	// how many; Refill returns how many received frames still wait for
-	// room in the fill ring.
-	Receive(budget int, deliver func(frame []byte)) int
+	// Receive hands up to budget received frames to deliver, in one
+	// call, and returns how many; Refill returns how many received frames
+	// still wait for room in the fill ring.
+	Receive(budget int, deliver func(frames [][]byte)) int
 	Refill() (waiting int)
 	// FillNeedsWakeup reports whether the driver waits for WakeRx before
 	// it takes more fill ring entries.
@@ -84,7 +84,7 @@ type Queue interface {
 // Loop moves frames from one queue to a deliver function.
 type Loop struct {
 	q       Queue
-	deliver func(frame []byte)
+	deliver func(frames [][]byte)
 	cfg     Config
 	pol     *policy
 	// clock is the time since New, and poll is poll(2), except in tests
@@ -104,9 +104,9 @@ type Loop struct {
 	rounds     roundHistogram
 }
 
-// New makes a loop for q. deliver gets every received frame and must copy
-// what it keeps.
-func New(q Queue, cfg Config, deliver func(frame []byte)) (*Loop, error) {
+// New makes a loop for q. deliver gets every round's received frames, in
+// one call, and must copy what it keeps.
+func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
 	if cfg.Budget == 0 {
 		cfg.Budget = DefaultBudget
 	}

@@ -10,7 +10,7 @@ import (
 // newTestLoop makes a loop on a fake queue.
 func newTestLoop(t *testing.T, cfg Config) *Loop {
 	t.Helper()
-	l, err := New(newFakeQueue(t, 1), cfg, func([]byte) {})
+	l, err := New(newFakeQueue(t, 1), cfg, perFrame(func([]byte) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestPin(t *testing.T) {
 
 func TestNewRefusesBadCPU(t *testing.T) {
 	for _, cpu := range []int{-1, maxCPUs} {
-		if l, err := New(newFakeQueue(t, 1), Config{Pin: true, CPU: cpu}, func([]byte) {}); err == nil {
+		if l, err := New(newFakeQueue(t, 1), Config{Pin: true, CPU: cpu}, perFrame(func([]byte) {})); err == nil {
 			l.Stop()
 			t.Errorf("Pin to CPU %d: no error", cpu)
 		}

@@ -139,7 +139,7 @@ func TestRunReturnsServiceError(t *testing.T) {
 // cost no more allocations than Run's start.
 func TestRunAllocatesNothingPerRound(t *testing.T) {
 	s := newSim(t, Hybrid, every(0, 2*time.Millisecond, 3*time.Microsecond))
-	s.l.deliver = func([]byte) {}
+	s.l.deliver = perFrame(func([]byte) {})
 	s.sleeps = make([]sleepAt, 0, 1<<12)
 	s.timeouts = make([]int, 0, 1<<12)
 	var before, after runtime.MemStats
@@ -204,7 +204,7 @@ func TestRunWakesAndStops(t *testing.T) {
 	for _, mode := range modes {
 		q := newFakeQueue(t, 4)
 		got := make(chan uint64, 1)
-		l, err := New(q, Config{Mode: mode, WakeCost: time.Microsecond}, func(f []byte) { got <- seq(f) })
+		l, err := New(q, Config{Mode: mode, WakeCost: time.Microsecond}, perFrame(func(f []byte) { got <- seq(f) }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,12 +237,12 @@ func TestRunConcurrentKeepsEveryFrame(t *testing.T) {
 		q := newFakeQueue(t, frames)
 		var delivered atomic.Uint64
 		var bad atomic.Bool
-		l, err := New(q, Config{Mode: mode, Budget: 8, WakeCost: time.Microsecond, MaxSpin: 50 * time.Microsecond}, func(f []byte) {
+		l, err := New(q, Config{Mode: mode, Budget: 8, WakeCost: time.Microsecond, MaxSpin: 50 * time.Microsecond}, perFrame(func(f []byte) {
 			if seq(f) != delivered.Load() {
 				bad.Store(true)
 			}
 			delivered.Add(1)
-		})
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}

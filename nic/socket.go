@@ -129,6 +129,7 @@ type Socket struct {
 	fill   *producerRing[uint64]
 	rx     *consumerRing[unix.XDPDesc]
 	refill []uint64 // received frames not yet back in the fill ring
+	batch  [][]byte // the frames of one Receive, reused
 
 	txMu     sync.Mutex
 	tx       *producerRing[unix.XDPDesc]
@@ -180,6 +181,7 @@ func (s *Socket) setup(cfg Config) error {
 	}
 	s.fill.Submit()
 	s.refill = make([]uint64, 0, half)
+	s.batch = make([][]byte, 0, half)
 	s.txFrames = newFreeFrames(uint64(half)*s.frameSize, half, s.frameSize)
 
 	flags := uint16(unix.XDP_USE_NEED_WAKEUP)
@@ -230,20 +232,26 @@ func (s *Socket) Queue() int { return s.queue }
 // ZeroCopy reports whether the driver bound the socket in zero-copy mode.
 func (s *Socket) ZeroCopy() bool { return s.zeroCopy }
 
-// Receive hands up to budget received frames to deliver, one call each, and
+// Receive hands up to budget received frames to deliver, in one call, and
 // then gives the frames back to the kernel through the fill ring. deliver
-// must copy what it keeps: the bytes are reused as soon as it returns.
-// Receive returns the number of frames delivered. It is for one goroutine.
-func (s *Socket) Receive(budget int, deliver func(frame []byte)) int {
+// must copy what it keeps: the bytes are reused as soon as it returns, and
+// so is the slice. Receive returns the number of frames delivered. It is
+// for one goroutine.
+func (s *Socket) Receive(budget int, deliver func(frames [][]byte)) int {
 	idx, got := s.rx.Peek(uint32(budget))
+	if got == 0 {
+		s.Refill()
+		return 0
+	}
+	s.batch = s.batch[:0]
 	for i := uint32(0); i < got; i++ {
 		d := s.rx.Get(idx + i)
-		deliver(s.umem[d.Addr : d.Addr+uint64(d.Len)])
+		s.batch = append(s.batch, s.umem[d.Addr:d.Addr+uint64(d.Len)])
 		s.refill = append(s.refill, d.Addr&^(s.frameSize-1))
 	}
-	if got > 0 {
-		s.rx.Release()
-	}
+	deliver(s.batch)
+	clear(s.batch) // hold no view of the UMEM between rounds
+	s.rx.Release()
 	s.Refill()
 	return int(got)
 }

@@ -79,7 +79,7 @@ func TestReceiveBeforeFillConsumerIsPublished(t *testing.T) {
 	f := newFakeSocket(8)
 	f.kernelReceive(8, false)
 	delivered := 0
-	if n := f.Receive(64, func([]byte) { delivered++ }); n != 8 || delivered != 8 {
+	if n := f.Receive(64, func(b [][]byte) { delivered += len(b) }); n != 8 || delivered != 8 {
 		t.Fatalf("Receive = %d, delivered %d; want 8", n, delivered)
 	}
 	if w := f.Refill(); w != 8 {
@@ -114,7 +114,7 @@ func TestReceiveKeepsEveryFrame(t *testing.T) {
 		if n := (round % 5) + 1; n <= inFill {
 			f.kernelReceive(n, round%3 != 0)
 		}
-		f.Receive(4, func([]byte) {})
+		f.Receive(4, func([][]byte) {})
 		held := int(f.rxProd.Load() - f.rxCons.Load())
 		total := int(f.fillProd.Load()-f.fillCons.Load()-f.pendingFill) + len(f.refill) + held
 		if total != 16 {
@@ -125,7 +125,7 @@ func TestReceiveKeepsEveryFrame(t *testing.T) {
 
 func BenchmarkReceive(b *testing.B) {
 	f := newFakeSocket(2048)
-	deliver := func([]byte) {}
+	deliver := func([][]byte) {}
 	b.ReportAllocs()
 	for b.Loop() {
 		f.kernelReceive(64, true)

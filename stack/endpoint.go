@@ -28,6 +28,7 @@ type endpoint struct {
 	// What only the endpoint knows; frames received and sent, and frames
 	// the tx ring had no room for, are counted per queue by irq and nic.
 	rxMalformed             atomic.Uint64
+	rxACKsCoalesced         atomic.Uint64 // bare ACKs a later one in their batch stood for (DeliverBatch)
 	txNoNeighbour, txNotTCP atomic.Uint64
 	txGSO, txGSOErrors      atomic.Uint64
 }
@@ -405,10 +406,11 @@ func (ep *endpoint) SetOnCloseAction(func())                        {}
 
 func (ep *endpoint) counters() Counters {
 	return Counters{
-		RxMalformed:   ep.rxMalformed.Load(),
-		TxNoNeighbour: ep.txNoNeighbour.Load(),
-		TxNoTCP:       ep.txNotTCP.Load(),
-		TxGSO:         ep.txGSO.Load(),
-		TxGSOErrors:   ep.txGSOErrors.Load(),
+		RxMalformed:     ep.rxMalformed.Load(),
+		RxACKsCoalesced: ep.rxACKsCoalesced.Load(),
+		TxNoNeighbour:   ep.txNoNeighbour.Load(),
+		TxNoTCP:         ep.txNotTCP.Load(),
+		TxGSO:           ep.txGSO.Load(),
+		TxGSOErrors:     ep.txGSOErrors.Load(),
 	}
 }

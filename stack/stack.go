@@ -238,6 +238,7 @@ func (st *Stack) Listen(network string, port uint16) (net.Listener, error) {
 // Counters is what the link endpoint has counted.
 type Counters struct {
 	RxMalformed            uint64
+	RxACKsCoalesced        uint64 // bare ACKs left out for a later one of their batch (DeliverBatch)
 	TxNoNeighbour, TxNoTCP uint64 // answers not sent: peer MAC unknown; not TCP (the kernel owns ICMP, ND, MLD)
 	TxGSO, TxGSOErrors     uint64 // segments handed to the GSO senders whole; refused ones (cut into frames instead)
 }

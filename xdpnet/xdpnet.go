@@ -323,7 +323,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 		if len(o.CPUs) > 0 {
 			cpu = o.CPUs[i%len(o.CPUs)]
 		}
-		l, err := irq.New(s, irq.Config{Mode: o.Mode, Budget: o.Budget, WakeCost: wake, MaxSpin: o.MaxSpin, Pin: cpu >= 0, CPU: cpu}, p.stack.Deliver)
+		l, err := irq.New(s, irq.Config{Mode: o.Mode, Budget: o.Budget, WakeCost: wake, MaxSpin: o.MaxSpin, Pin: cpu >= 0, CPU: cpu}, p.stack.DeliverBatch)
 		if err != nil {
 			return nil, err
 		}
@@ -466,7 +466,7 @@ func (p *Path) logCounters() {
 		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed, "syn_cookies", c.SYNCookies, "flood_rsts", c.FloodRSTs)
 	}
 	c := p.stack.Counters()
-	slog.Info("link counters", "rx_malformed", c.RxMalformed, "tx_gso", c.TxGSO, "tx_gso_errors", c.TxGSOErrors,
+	slog.Info("link counters", "rx_malformed", c.RxMalformed, "rx_acks_coalesced", c.RxACKsCoalesced, "tx_gso", c.TxGSO, "tx_gso_errors", c.TxGSOErrors,
 		"tx_no_neighbour", c.TxNoNeighbour, "tx_not_tcp", c.TxNoTCP)
 	for i, s := range p.socks {
 		st, err := s.Stats()
