@@ -360,23 +360,8 @@ func TestWatchDotFiles(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log output that a test reads meanwhile.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
+// count is how many times s is in what buf holds.
+func (buf *syncBuffer) count(s string) int { return strings.Count(buf.String(), s) }
 
 // At the watch limit the directories that could not be watched fall back
 // to what the cache did before watching: it serves what it read until a
@@ -395,7 +380,7 @@ func TestWatchLimit(t *testing.T) {
 		return add(fd, path, mask)
 	}
 	t.Cleanup(func() { inotifyAddWatch = add })
-	var logged lockedBuffer
+	var logged syncBuffer
 	s, addr := startServer(t, Config{Root: fx.root, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if n := s.watch.watched(); n != 1 {
 		t.Fatalf("%d directories watched, want root alone", n)
@@ -438,7 +423,7 @@ func TestWatchUnavailable(t *testing.T) {
 		inotifyInit = func() (int, error) { return -1, unix.ENOSYS }
 		t.Cleanup(func() { inotifyInit = init })
 		fx := newFixture(t)
-		var logged lockedBuffer
+		var logged syncBuffer
 		s, addr := startServer(t, Config{Root: fx.root, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 		if s.watch != nil {
 			t.Fatal("watching without inotify")
@@ -457,7 +442,7 @@ func TestWatchUnavailable(t *testing.T) {
 		inotifyAddWatch = func(int, string, uint32) (int, error) { return -1, unix.EOPNOTSUPP }
 		t.Cleanup(func() { inotifyAddWatch = add })
 		fx := newFixture(t)
-		var logged lockedBuffer
+		var logged syncBuffer
 		s, addr := startServer(t, Config{Root: fx.root, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 		writeOld(t, filepath.Join(fx.root, "docs/style.css"), []byte("changed"))
 		if err := s.Reload(); err != nil {
@@ -473,7 +458,7 @@ func TestWatchUnavailable(t *testing.T) {
 		fsType = func(string) (int64, error) { return unix.NFS_SUPER_MAGIC, nil }
 		t.Cleanup(func() { fsType = typ })
 		fx := newFixture(t)
-		var logged lockedBuffer
+		var logged syncBuffer
 		s, _ := startServer(t, Config{Root: fx.root, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 		if s.watch == nil || logged.count("network file system") != 1 {
 			t.Errorf("watching %v, logged:\n%s", s.watch != nil, logged.b.String())
@@ -511,7 +496,7 @@ func TestWatchShutdown(t *testing.T) {
 // watcher is driven by hand here, without its goroutine.
 func TestWatchOverflow(t *testing.T) {
 	fx := newFixture(t)
-	var logged lockedBuffer
+	var logged syncBuffer
 	s, addr := startServer(t, Config{Root: fx.root, NoWatch: true, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	w, err := newWatcher(s)
 	if err != nil {
