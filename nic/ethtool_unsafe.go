@@ -7,6 +7,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ifreqData is struct ifreq with its union as ethtool's data pointer.
+type ifreqData struct {
+	name [unix.IFNAMSIZ]byte
+	data unsafe.Pointer
+	_    [16]byte // the rest of the union
+}
+
 // ethtool issues one SIOCETHTOOL request on ifname whose data is buf: a
 // struct from include/uapi/linux/ethtool.h laid out in native byte order,
 // command first. The kernel reads and writes buf in place. The callers encode
