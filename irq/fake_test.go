@@ -183,7 +183,7 @@ func (q *fakeQueue) home() bool {
 // sim runs a real Loop on a fakeQueue and a fake clock, on the test's
 // goroutine: frames arrive at given times; a round takes what has arrived,
 // up to the budget, and costs roundCost plus frameCost per frame; a sleep
-// lasts until the next arrival (or poll's timeout) and costs wakeCost. Run
+// lasts until the next arrival (or the sleep's timeout) and costs wakeCost. Run
 // returns once the clock passes the end, or when it sleeps with nothing
 // left to arrive.
 type sim struct {
@@ -194,7 +194,7 @@ type sim struct {
 	arrivals  []time.Duration // sorted
 	next      int             // first arrival not yet received
 	sleeps    []sleepAt
-	timeouts  []int           // poll's timeout at each sleep
+	timeouts  []time.Duration // the timeout of each sleep
 	delivered []time.Duration // when each frame was delivered
 }
 
@@ -221,7 +221,8 @@ func newSim(t *testing.T, mode Mode, arrivals []time.Duration) *sim {
 	}
 	t.Cleanup(l.Stop)
 	l.clock = func() time.Duration { return s.now }
-	l.poll = s.poll
+	l.sleeper.close()
+	l.sleeper = s
 	s.l = l
 	return s
 }
@@ -252,25 +253,25 @@ func (s *sim) round(frames int) {
 	}
 }
 
-// poll is the loop's poll(2): it sleeps until the next arrival, or for
-// timeout, and stops the loop when nothing is left to come.
-func (s *sim) poll(fds []unix.PollFd, timeout int) (int, error) {
+// sleep is the loop's sleep: until the next arrival, or for timeout; it
+// stops the loop when nothing is left to come.
+func (s *sim) sleep(timeout time.Duration) (bool, error) {
 	s.sleeps = append(s.sleeps, sleepAt{s.now, s.l.pol.lastWork})
 	s.timeouts = append(s.timeouts, timeout)
 	if s.l.stop.Load() || s.next == len(s.arrivals) {
 		s.now = max(s.now, s.end)
-		fds[1].Revents = unix.POLLIN
-		return 1, nil
+		return true, nil
 	}
 	wake := max(s.now, s.arrivals[s.next])
-	if timeout >= 0 && wake > s.now+time.Duration(timeout)*time.Millisecond {
-		s.now += time.Duration(timeout) * time.Millisecond
-		return 0, nil
+	if timeout > 0 && wake > s.now+timeout {
+		s.now += timeout
+		return false, nil
 	}
 	s.now = wake + wakeCost
-	fds[0].Revents = unix.POLLIN
-	return 1, nil
+	return false, nil
 }
+
+func (s *sim) close() {}
 
 // every returns arrival times from start to end, one per interval.
 func every(start, end, interval time.Duration) []time.Duration {

@@ -11,7 +11,6 @@
 package irq
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -63,8 +62,8 @@ const maxCPUs = 1024
 type Queue interface {
 	// Queue is the NIC queue, for errors and Stats.
 	Queue() int
-	// FD is polled for POLLIN while the loop sleeps; poll(2) on it also
-	// does what need_wakeup asks, on both sides.
+	// FD is what the loop sleeps on, for POLLIN; poll(2) on it also does
+	// what need_wakeup asks, on both sides.
 	FD() int
 	// Receive hands up to budget received frames to deliver, in one
 	// call, and returns how many; Refill returns how many received frames
@@ -87,18 +86,17 @@ type Loop struct {
 	deliver func(frames [][]byte)
 	cfg     Config
 	pol     *policy
-	// clock is the time since New, and poll is poll(2), except in tests
-	// that run a loop on a fake clock.
-	clock func() time.Duration
-	poll  func(fds []unix.PollFd, timeout int) (int, error)
+	// clock is the time since New, and sleeper the netpoller on the
+	// queue's descriptor, except in tests that run a loop on a fake clock.
+	clock   func() time.Duration
+	sleeper sleeper
 
-	stopFD   int // eventfd: written by Stop, polled with the socket; closed by Stop
 	stop     atomic.Bool
 	stopOnce sync.Once
 	done     chan struct{} // closed when Run returns
 	started  atomic.Bool
 
-	wakeups    atomic.Uint64 // returns from poll(2)
+	wakeups    atomic.Uint64 // returns from sleep
 	emptyPolls atomic.Uint64 // rounds that found no frame
 	kicks      atomic.Uint64 // need_wakeup syscalls on the fill side
 	rounds     roundHistogram
@@ -122,9 +120,9 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
 	if cfg.Pin && (cfg.CPU < 0 || cfg.CPU >= maxCPUs) {
 		return nil, fmt.Errorf("irq: queue %d: CPU %d: want 0 to %d", q.Queue(), cfg.CPU, maxCPUs-1)
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	np, err := newNetpoller(q.FD())
 	if err != nil {
-		return nil, fmt.Errorf("irq: queue %d: eventfd: %w", q.Queue(), err)
+		return nil, fmt.Errorf("irq: queue %d: %w", q.Queue(), err)
 	}
 	epoch := time.Now()
 	return &Loop{
@@ -133,8 +131,7 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
 		cfg:     cfg,
 		pol:     newPolicy(cfg.Mode, cfg.WakeCost, cfg.MaxSpin),
 		clock:   func() time.Duration { return time.Since(epoch) },
-		poll:    unix.Poll,
-		stopFD:  efd,
+		sleeper: np,
 		done:    make(chan struct{}),
 	}, nil
 }
@@ -146,10 +143,6 @@ func (l *Loop) Run() error {
 	defer close(l.done)
 	if err := l.pin(); err != nil {
 		return err
-	}
-	fds := []unix.PollFd{
-		{Fd: int32(l.q.FD()), Events: unix.POLLIN},
-		{Fd: int32(l.stopFD), Events: unix.POLLIN},
 	}
 	l.pol.start(l.clock())
 	for !l.stop.Load() {
@@ -170,7 +163,7 @@ func (l *Loop) Run() error {
 			continue
 		}
 		l.emptyPolls.Add(1)
-		stopped, err := l.sleep(fds)
+		stopped, err := l.sleep()
 		if stopped || err != nil {
 			return err
 		}
@@ -196,8 +189,8 @@ func (l *Loop) pin() error {
 	return nil
 }
 
-// wakeFill does what need_wakeup asks of a loop that does not sleep in
-// poll(2): a syscall that lets the driver take more fill ring entries.
+// wakeFill does what need_wakeup asks of a loop that does not sleep: a
+// syscall that lets the driver take more fill ring entries.
 func (l *Loop) wakeFill() error {
 	if !l.q.FillNeedsWakeup() {
 		return nil
@@ -206,51 +199,34 @@ func (l *Loop) wakeFill() error {
 	return l.q.WakeRx()
 }
 
-// sleep blocks in poll(2) until the socket has frames or Stop is called.
-// poll(2) on an AF_XDP socket also does what need_wakeup asks: it wakes the
-// driver to take fill ring entries and, in copy mode, sends what the tx
-// ring holds. It returns at once if frames arrived since the ring was last
-// found empty. Frames still waiting for the fill ring, or in the tx ring
-// after a kick found the kernel busy, must not wait for traffic that may
-// never come, so then the sleep is short and the next round retries.
-func (l *Loop) sleep(fds []unix.PollFd) (stopped bool, err error) {
-	timeout := -1
+// sleep parks the loop until the socket has frames or Stop is called. It
+// returns at once if frames arrived since the ring was last found empty.
+// Frames still waiting for the fill ring, or in the tx ring after a kick
+// found the kernel busy, must not wait for traffic that may never come, so
+// then the sleep is short and the next round retries.
+func (l *Loop) sleep() (stopped bool, err error) {
+	var timeout time.Duration
 	if l.q.Refill() > 0 || l.q.TxPending() {
-		timeout = 1
+		timeout = time.Millisecond
 	}
-	for {
-		fds[0].Revents, fds[1].Revents = 0, 0
-		_, err := l.poll(fds, timeout)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("irq: queue %d: poll: %w", l.q.Queue(), err)
-		}
-		l.wakeups.Add(1)
-		if fds[1].Revents != 0 {
-			return true, nil
-		}
-		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			return false, fmt.Errorf("irq: queue %d: socket poll events %#x", l.q.Queue(), fds[0].Revents)
-		}
-		return false, nil
+	stopped, err = l.sleeper.sleep(timeout)
+	if err != nil {
+		return false, fmt.Errorf("irq: queue %d: %w", l.q.Queue(), err)
 	}
+	l.wakeups.Add(1)
+	return stopped, nil
 }
 
 // Stop makes Run return, waits for it, and releases the loop. It may be
 // called from any goroutine, whether or not Run was started, and more than
-// once: later calls wait for the first to finish and do nothing else (the
-// eventfd's number may by then be another's).
+// once: later calls wait for the first to finish and do nothing else.
 func (l *Loop) Stop() {
 	l.stopOnce.Do(func() {
 		l.stop.Store(true)
-		one := [8]byte{1} // an eventfd counter increment of 1, little-endian
-		unix.Write(l.stopFD, one[:])
+		l.sleeper.close()
 		if l.started.Load() {
 			<-l.done
 		}
-		unix.Close(l.stopFD)
 	})
 }
 
@@ -261,8 +237,8 @@ type Stats struct {
 	Polling      bool          // polling now, rather than sleeping
 	Switches     uint64        // changes between polling and sleeping
 	PollTime     time.Duration // time spent polling
-	SleepTime    time.Duration // time spent asleep in poll(2)
-	Wakeups      uint64        // returns from poll(2)
+	SleepTime    time.Duration // time spent asleep
+	Wakeups      uint64        // returns from sleeping
 	EmptyPolls   uint64        // rounds that found no frame
 	FillKicks    uint64        // need_wakeup syscalls for the fill ring
 	Spell        time.Duration // hybrid's current idle spell before sleeping

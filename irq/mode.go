@@ -6,7 +6,7 @@ import "github.com/xhttpd/xhttpd/internal/enum"
 type Mode int
 
 const (
-	// Interrupt sleeps in poll(2) whenever the rx ring is empty: no CPU
+	// Interrupt sleeps whenever the rx ring is empty: no CPU
 	// while idle, a wake-up's latency on every burst.
 	Interrupt Mode = iota
 	// Busy never sleeps: it spins on the rings, for the lowest latency at

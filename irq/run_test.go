@@ -11,8 +11,8 @@ import (
 )
 
 // Tests of Loop.Run itself over a fake queue: on the fake clock of sim for
-// what the loop decides, and on the real clock, with real poll(2) on the
-// fake's eventfd, for what runs concurrently.
+// what the loop decides, and on the real clock, with the real netpoller on
+// the fake's eventfd, for what runs concurrently.
 
 var modes = []Mode{Interrupt, Busy, Hybrid}
 
@@ -90,9 +90,9 @@ func TestRunHybridSwitches(t *testing.T) {
 	}
 }
 
-// A loop that does not sleep in poll(2) makes the syscall need_wakeup asks
-// for after each empty round, and only then; one that sleeps leaves it to
-// poll(2).
+// A loop that does not sleep makes the syscall need_wakeup asks for after
+// each empty round, and only then; one that sleeps leaves it to the poll(2)
+// before it parks.
 func TestRunWakesFillWhenAsked(t *testing.T) {
 	for _, c := range []struct {
 		mode      Mode
@@ -116,14 +116,14 @@ func TestRunShortSleepWhileFramesWait(t *testing.T) {
 	s := newSim(t, Interrupt, []time.Duration{time.Millisecond})
 	s.q.holdFill = true
 	s.run(t, 5*time.Millisecond)
-	if len(s.timeouts) < 2 || s.timeouts[0] != -1 || s.timeouts[1] != 1 {
-		t.Errorf("poll timeouts %v; want -1 before the frame, 1 while it waits for the fill ring", s.timeouts)
+	if len(s.timeouts) < 2 || s.timeouts[0] != 0 || s.timeouts[1] != time.Millisecond {
+		t.Errorf("sleep timeouts %v; want none before the frame, 1ms while it waits for the fill ring", s.timeouts)
 	}
 	s = newSim(t, Interrupt, nil)
 	s.q.txPending = true
 	s.run(t, time.Millisecond)
-	if len(s.timeouts) == 0 || s.timeouts[0] != 1 {
-		t.Errorf("poll timeouts %v with frames in the tx ring; want 1", s.timeouts)
+	if len(s.timeouts) == 0 || s.timeouts[0] != time.Millisecond {
+		t.Errorf("sleep timeouts %v with frames in the tx ring; want 1ms", s.timeouts)
 	}
 }
 
@@ -141,7 +141,7 @@ func TestRunAllocatesNothingPerRound(t *testing.T) {
 	s := newSim(t, Hybrid, every(0, 2*time.Millisecond, 3*time.Microsecond))
 	s.l.deliver = perFrame(func([]byte) {})
 	s.sleeps = make([]sleepAt, 0, 1<<12)
-	s.timeouts = make([]int, 0, 1<<12)
+	s.timeouts = make([]time.Duration, 0, 1<<12)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	s.run(t, 4*time.Millisecond)
@@ -198,7 +198,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// On the real clock: a loop asleep in poll(2) wakes for a lone frame, and
+// On the real clock: a loop asleep wakes for a lone frame, and
 // Stop ends Run, asleep or spinning, with nil.
 func TestRunWakesAndStops(t *testing.T) {
 	for _, mode := range modes {

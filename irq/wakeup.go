@@ -1,9 +1,7 @@
 package irq
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -11,15 +9,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MeasureWakeup measures what it costs a loop to sleep in poll(2) and be
-// woken: the time from an eventfd write on one thread to the return of
-// poll(2) on another, the same path a socket's wake-up takes. It returns
-// the median of n trials (n of 100 take about 10 ms).
-func MeasureWakeup(n int) (time.Duration, error) { return measureWakeup(n, unix.Poll) }
+// MeasureWakeup measures what it costs a loop to sleep and be woken: the
+// time from an eventfd write on one goroutine to the return of a sleep in
+// the netpoller on another, the same path a socket's wake-up takes. It
+// returns the median of n trials (n of 100 take about 10 ms).
+func MeasureWakeup(n int) (time.Duration, error) {
+	return measureWakeup(n, func(fd int) (sleeper, error) { return newNetpoller(fd) })
+}
 
-// measureWakeup is MeasureWakeup with the reader's poll(2) given, so that
+// measureWakeup is MeasureWakeup with the reader's sleeper given, so that
 // a test can make it fail.
-func measureWakeup(n int, poll func([]unix.PollFd, int) (int, error)) (time.Duration, error) {
+func measureWakeup(n int, newSleeper func(fd int) (sleeper, error)) (time.Duration, error) {
 	if n < 1 {
 		return 0, fmt.Errorf("irq: measure wake-up: %d trials: want 1 or more", n)
 	}
@@ -28,22 +28,24 @@ func measureWakeup(n int, poll func([]unix.PollFd, int) (int, error)) (time.Dura
 		return 0, fmt.Errorf("irq: measure wake-up: eventfd: %w", err)
 	}
 	defer unix.Close(efd)
+	sl, err := newSleeper(efd)
+	if err != nil {
+		return 0, fmt.Errorf("irq: measure wake-up: %w", err)
+	}
+	defer sl.close()
 
 	epoch := time.Now()
 	var sent atomic.Int64 // when the writer wrote, since epoch
 	samples := make([]time.Duration, 0, n)
 	// The reader's end: nil after n trials or when told to quit, else
-	// poll's error. Either side may stop early; the other learns of it
-	// here (the writer) or from quit (the reader), and never waits for a
-	// turn that will not come.
+	// the sleep's error. Either side may stop early; the other learns of
+	// it here (the writer) or from quit (the reader), and never waits for
+	// a turn that will not come.
 	errc := make(chan error, 1)
 	ready := make(chan struct{})
 	quit := make(chan struct{})
 	go func() {
 		errc <- func() error {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
 			var buf [8]byte
 			for i := 0; i < n; i++ {
 				select {
@@ -51,15 +53,8 @@ func measureWakeup(n int, poll func([]unix.PollFd, int) (int, error)) (time.Dura
 				case <-quit:
 					return nil
 				}
-				for {
-					_, err := poll(fds, 1000)
-					if errors.Is(err, unix.EINTR) {
-						continue
-					}
-					if err != nil {
-						return err
-					}
-					break
+				if _, err := sl.sleep(time.Second); err != nil {
+					return err
 				}
 				samples = append(samples, time.Since(epoch)-time.Duration(sent.Load()))
 				unix.Read(efd, buf[:])
@@ -72,21 +67,21 @@ func measureWakeup(n int, poll func([]unix.PollFd, int) (int, error)) (time.Dura
 		select {
 		case <-ready:
 		case err := <-errc:
-			return 0, fmt.Errorf("irq: measure wake-up: poll: %w", err)
+			return 0, fmt.Errorf("irq: measure wake-up: %w", err)
 		}
-		// Give the reader time to be asleep in poll(2), not on its way.
+		// Give the reader time to be asleep, not on its way.
 		time.Sleep(50 * time.Microsecond)
 		sent.Store(int64(time.Since(epoch)))
 		if _, err := unix.Write(efd, one[:]); err != nil {
-			// The reader polls efd until its timeout: it must be done
-			// with efd before efd is closed.
+			// The reader sleeps on efd until its timeout: it must be
+			// done with efd before efd is closed.
 			close(quit)
 			<-errc
 			return 0, fmt.Errorf("irq: measure wake-up: write: %w", err)
 		}
 	}
 	if err := <-errc; err != nil {
-		return 0, fmt.Errorf("irq: measure wake-up: poll: %w", err)
+		return 0, fmt.Errorf("irq: measure wake-up: %w", err)
 	}
 	slices.Sort(samples)
 	return samples[len(samples)/2], nil

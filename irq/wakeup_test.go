@@ -21,15 +21,25 @@ func TestMeasureWakeup(t *testing.T) {
 	}
 }
 
-// A poll(2) that fails in the reader reaches the caller as an error; the
+// failingSleeper is a netpoller whose third sleep fails.
+type failingSleeper struct {
+	*netpoller
+	calls int
+}
+
+func (f *failingSleeper) sleep(timeout time.Duration) (bool, error) {
+	if f.calls++; f.calls == 3 {
+		return false, unix.ENOMEM
+	}
+	return f.netpoller.sleep(timeout)
+}
+
+// A sleep that fails in the reader reaches the caller as an error; the
 // writer used to wait for the reader's next turn for ever.
-func TestMeasureWakeupPollFails(t *testing.T) {
-	calls := 0 // only the reader's goroutine polls
-	failThird := func(fds []unix.PollFd, timeout int) (int, error) {
-		if calls++; calls == 3 {
-			return 0, unix.ENOMEM
-		}
-		return unix.Poll(fds, timeout)
+func TestMeasureWakeupSleepFails(t *testing.T) {
+	failThird := func(fd int) (sleeper, error) {
+		n, err := newNetpoller(fd)
+		return &failingSleeper{netpoller: n}, err
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -42,6 +52,6 @@ func TestMeasureWakeupPollFails(t *testing.T) {
 			t.Errorf("error %v, want one wrapping ENOMEM", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("MeasureWakeup did not return after poll(2) failed")
+		t.Fatal("MeasureWakeup did not return after a sleep failed")
 	}
 }

@@ -223,7 +223,7 @@ func (s *Socket) setup(cfg Config) error {
 	return nil
 }
 
-// FD is the socket's file descriptor, for the XSKMAP and for poll(2).
+// FD is the socket's file descriptor, for the XSKMAP and for sleeping on.
 func (s *Socket) FD() int { return s.fd }
 
 // Queue is the NIC queue the socket is bound to.

@@ -456,7 +456,7 @@ func (p *Path) Steering() *xdp.Steering { return p.steer }
 // Stack is the path's netstack: its link and TCP counters.
 func (p *Path) Stack() *stack.Stack { return p.stack }
 
-// WakeCost is the cost of a wake-up from poll(2) measured at Open, which
+// WakeCost is the cost of a loop's wake-up measured at Open, which
 // hybrid loops spin at least.
 func (p *Path) WakeCost() time.Duration { return p.wakeCost }
 
