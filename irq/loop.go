@@ -38,6 +38,10 @@ const MaxBudget = 2048
 // mode's 80; 150 us, 24 % and 66 against 73 (docs/max-spin.md).
 const DefaultMaxSpin = 150 * time.Microsecond
 
+// MaxRun is the longest a loop runs rounds that find frames before it lets
+// other goroutines run, Linux's netdev_budget_usecs (2 ms).
+const MaxRun = 2 * time.Millisecond
+
 // Config configures a loop.
 type Config struct {
 	Mode   Mode
@@ -90,7 +94,9 @@ type Loop struct {
 	// queue's descriptor, except in tests that run a loop on a fake clock.
 	clock   func() time.Duration
 	sleeper sleeper
+	yield   func() // runtime.Gosched, except in tests
 
+	yielded  time.Duration // clock reading of the last yield to the scheduler
 	stop     atomic.Bool
 	stopOnce sync.Once
 	done     chan struct{} // closed when Run returns
@@ -132,6 +138,7 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
 		pol:     newPolicy(cfg.Mode, cfg.WakeCost, cfg.MaxSpin),
 		clock:   func() time.Duration { return time.Since(epoch) },
 		sleeper: np,
+		yield:   runtime.Gosched,
 		done:    make(chan struct{}),
 	}, nil
 }
@@ -157,8 +164,17 @@ func (l *Loop) Run() error {
 				if err := l.wakeFill(); err != nil {
 					return err
 				}
-				// Let the goroutines this loop feeds run on its P.
-				runtime.Gosched()
+			}
+			// Let the goroutines this loop feeds run on its P: when
+			// the ring is empty, and after MaxRun of rounds that all
+			// found frames, as Linux's net_rx_action yields after
+			// netdev_budget_usecs. With one P a queue (xhttpd's
+			// -procs), a loop that always finds frames would otherwise
+			// keep the netstack from them; one that yields after every
+			// round leaves the fill ring empty in a burst.
+			if now := l.clock(); n == 0 || now-l.yielded >= MaxRun {
+				l.yielded = now
+				l.yield()
 			}
 			continue
 		}

@@ -46,6 +46,7 @@ type options struct {
 	shutdownFor time.Duration
 	user        *account // serve as this user once started; nil: stay as started
 	version     bool     // -version: print the version and exit
+	procs       int      // -procs: GOMAXPROCS; 0 for Go's default
 }
 
 func main() {
@@ -103,6 +104,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.path.MaxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
 	fs.DurationVar(&o.path.NAPISuspend, "napi-suspend", 0, fmt.Sprintf("busy and hybrid mode: the kernel's irq-suspend-timeout for each queue's NAPI instance (Linux 6.13+), with defer-hard-irqs %d and gro-flush-timeout %v; restored at exit, or after a kill at the next start (0: off)", xdpnet.NAPIDeferHardIRQs, xdpnet.NAPIGROFlushTimeout))
 	fs.StringVar(&o.path.NAPIStateDir, "napi-state-dir", nic.DefaultNAPIStateDir, "where the NAPI settings -napi-suspend changes are recorded until restored")
+	fs.IntVar(&o.procs, "procs", 0, "CPUs that run Go code at once (GOMAXPROCS), like nginx's worker_processes (0: Go's default, every CPU the process may use)")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -123,6 +125,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.procs < 0 {
+		return o, fmt.Errorf("-procs %d: want 0 (the default) or more", o.procs)
 	}
 	if o.version {
 		return o, nil
@@ -355,6 +360,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if o.procs > 0 {
+		runtime.GOMAXPROCS(o.procs)
+	}
 	if path != nil {
 		defer path.Close()
 	}
@@ -375,7 +383,7 @@ func run(ctx context.Context, o options) error {
 		slog.Info("dropped privileges", "user", o.user.name, "uid", o.user.uid, "gid", o.user.gid)
 	}
 	go handleSignals(sigs, srv.Reload, o.accessLog)
-	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.path.Ports, "root", o.http.Root)
+	slog.Info("serving", "iface", o.iface, "stack", o.stack, "addrs", addrs, "ports", o.path.Ports, "root", o.http.Root, "procs", runtime.GOMAXPROCS(0))
 
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {

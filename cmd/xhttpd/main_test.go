@@ -40,6 +40,9 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.procs != 0 {
+		t.Errorf("-procs defaults to %d, want 0 (Go's default)", o.procs)
+	}
 	if p := o.path; p.Mode.String() != "hybrid" || o.stack != stackXDP || p.RxChecksum != nic.RxChecksumAuto || !slices.Equal(p.Ports, []uint16{80}) || p.Budget != 64 || p.NoGSO {
 		t.Errorf("defaults: mode %v stack %v rx checksum %v ports %v budget %d no GSO %v", p.Mode, o.stack, p.RxChecksum, p.Ports, p.Budget, p.NoGSO)
 	}
@@ -52,6 +55,7 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-mode", "poll"), "-mode"},
 		{append(base, "-stack", "dpdk"), "-stack"},
 		{append(base, "-queues", "-1"), "-queues"},
+		{append(base, "-procs", "-1"), "-procs -1"},
 		{append(base, "-budget", "0"), "-budget"},
 		{append(base, "-frames", "1000"), "-frames"},
 		{append(base, "-frames", "0"), "-frames"},
