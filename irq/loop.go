@@ -91,6 +91,9 @@ type Loop struct {
 	clock   func() time.Duration
 	sleeper sleeper
 	yield   func() // runtime.Gosched, except in tests
+	// yieldAlways: yield after rounds with frames too, when the process
+	// has one P at New.
+	yieldAlways bool
 
 	stop     atomic.Bool
 	stopOnce sync.Once
@@ -127,14 +130,15 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
 	}
 	epoch := time.Now()
 	return &Loop{
-		q:       q,
-		deliver: deliver,
-		cfg:     cfg,
-		pol:     newPolicy(cfg.Mode, cfg.WakeCost, cfg.MaxSpin),
-		clock:   func() time.Duration { return time.Since(epoch) },
-		sleeper: np,
-		yield:   runtime.Gosched,
-		done:    make(chan struct{}),
+		q:           q,
+		deliver:     deliver,
+		cfg:         cfg,
+		pol:         newPolicy(cfg.Mode, cfg.WakeCost, cfg.MaxSpin),
+		clock:       func() time.Duration { return time.Since(epoch) },
+		sleeper:     np,
+		yield:       runtime.Gosched,
+		yieldAlways: runtime.GOMAXPROCS(0) == 1,
+		done:        make(chan struct{}),
 	}, nil
 }
 
@@ -160,14 +164,17 @@ func (l *Loop) Run() error {
 					return err
 				}
 			}
-			// Let the goroutines this loop feeds run on its P after
-			// every round, as the budget bounds a round. Yielding only
-			// when the ring is empty kept them waiting: with one P a
-			// queue (xhttpd's -procs 1), 32 keep-alive connections
-			// got 38,000 to 40,000 requests/s yielding once per 2 ms of
-			// rounds with frames, 46,000 to 51,000 yielding after
-			// every round, and a burst of connects lost fewer frames.
-			l.yield()
+			// Let the goroutines this loop feeds run: when the ring is
+			// empty, and, on a single P (xhttpd -procs 1), after every
+			// round, since nothing else runs them. With one P, 32
+			// keep-alive connections got 38,000 to 40,000 requests/s
+			// yielding once per 2 ms of rounds with frames and 40,000 to
+			// 51,000 yielding after every round; with two, yielding
+			// after every round cost 5 % (43,000 to 45,400 against
+			// 46,000 to 47,100), as other Ps take those goroutines.
+			if n == 0 || l.yieldAlways {
+				l.yield()
+			}
 			continue
 		}
 		l.emptyPolls.Add(1)

@@ -277,15 +277,24 @@ func TestRunConcurrentKeepsEveryFrame(t *testing.T) {
 	}
 }
 
-// A loop yields its P after every round, with frames or without, so that
-// the goroutines it feeds run even while frames keep coming.
-func TestRunYieldsEveryRound(t *testing.T) {
-	s := newSim(t, Hybrid, every(0, 2*time.Millisecond, 500*time.Nanosecond))
-	yields := 0
-	s.l.yield = func() { yields++ }
-	s.run(t, 3*time.Millisecond)
-	st := s.l.Stats()
-	if rounds := int(st.RoundCount + st.EmptyPolls - st.Wakeups); st.RoundCount < 10 || yields != rounds {
-		t.Errorf("%d yields in %d rounds with work and %d without, %d of them ending in sleep", yields, st.RoundCount, st.EmptyPolls, st.Wakeups)
+// On a single P a loop yields after every round, with frames or without,
+// so that the goroutines it feeds run even while frames keep coming; on
+// more, other Ps run them, and it yields only when the ring is empty.
+func TestRunYields(t *testing.T) {
+	for _, always := range []bool{true, false} {
+		s := newSim(t, Hybrid, every(0, 2*time.Millisecond, 500*time.Nanosecond))
+		yields := 0
+		s.l.yield = func() { yields++ }
+		s.l.yieldAlways = always
+		s.run(t, 3*time.Millisecond)
+		st := s.l.Stats()
+		empty := int(st.EmptyPolls - st.Wakeups) // empty rounds that did not end in sleep
+		want := empty
+		if always {
+			want += int(st.RoundCount)
+		}
+		if st.RoundCount < 10 || yields != want {
+			t.Errorf("yield always %v: %d yields in %d rounds with work and %d empty ones", always, yields, st.RoundCount, empty)
+		}
 	}
 }

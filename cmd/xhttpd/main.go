@@ -344,6 +344,11 @@ func run(ctx context.Context, o options) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
+	// Before the loops start: each reads it (irq.Loop yields after every
+	// round on a single P).
+	if o.procs > 0 {
+		runtime.GOMAXPROCS(o.procs)
+	}
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack
 	if o.stack == stackKernel {
@@ -359,9 +364,6 @@ func run(ctx context.Context, o options) error {
 	}
 	if err != nil {
 		return err
-	}
-	if o.procs > 0 {
-		runtime.GOMAXPROCS(o.procs)
 	}
 	if path != nil {
 		defer path.Close()
