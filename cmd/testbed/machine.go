@@ -13,7 +13,11 @@ import (
 )
 
 // printMachine writes what a reader needs to compare a table with another:
-// the CPUs, the kernel and the date of the run.
+// the CPUs, the kernel, the kernel's TCP congestion control and the date of
+// the run. The congestion control is the host's default, which the
+// testbed's namespaces inherit when they are made; it decides how the
+// kernel stack's control answers loss (BBR ignores random loss that CUBIC
+// answers with smaller windows).
 func printMachine(w io.Writer, date time.Time) {
 	model := "unknown CPU"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -28,6 +32,11 @@ func printMachine(w io.Writer, date time.Time) {
 	}
 	fmt.Fprintf(w, "machine: %d CPUs (nproc), %s\n", runtime.NumCPU(), model)
 	fmt.Fprintf(w, "kernel: %s\n", kernel)
+	cc := "unknown"
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control"); err == nil {
+		cc = strings.TrimSpace(string(b))
+	}
+	fmt.Fprintf(w, "kernel TCP congestion control: %s (the host's default, inherited by the testbed's namespaces)\n", cc)
 	fmt.Fprintf(w, "date: %s\n", date.Format("2006-01-02 15:04:05 MST"))
 }
 

@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestCPUModel(t *testing.T) {
 	for _, tc := range []struct{ name, cpuinfo, want string }{
@@ -12,6 +16,18 @@ func TestCPUModel(t *testing.T) {
 	} {
 		if got := cpuModel(tc.cpuinfo); got != tc.want {
 			t.Errorf("%s: cpuModel = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// The header of every table names the machine, the kernel, the kernel's
+// congestion control (what its control answers loss with) and the date.
+func TestPrintMachine(t *testing.T) {
+	var b strings.Builder
+	printMachine(&b, time.Unix(0, 0).UTC())
+	for _, want := range []string{"machine: ", "\nkernel: ", "\nkernel TCP congestion control: ", "\ndate: 1970-01-01 00:00:00 UTC\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no %q in:\n%s", want, b.String())
 		}
 	}
 }
