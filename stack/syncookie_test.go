@@ -1,8 +1,10 @@
 package stack
 
 import (
+	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -16,14 +18,143 @@ import (
 // ack builds the ACK that completes a handshake: sequence number 1001 (the
 // client's ISN was 1000), acknowledging cookie.
 func ack(src, dst netip.Addr, cookie uint32) []byte {
-	tcp := make([]byte, header.TCPMinimumSize)
+	return cookieSegment(src, dst, 40000, 1000, cookie, nil, 0)
+}
+
+// cookieSegment builds a segment of the connection from the client's port
+// whose SYN (ISN isn) the XDP program answered with cookie: the first
+// sequence number after the SYN, acknowledging the cookie, with payload and
+// flags beside ACK.
+func cookieSegment(src, dst netip.Addr, port uint16, isn, cookie uint32, payload []byte, flags header.TCPFlags) []byte {
+	tcp := make([]byte, header.TCPMinimumSize+len(payload))
 	header.TCP(tcp).Encode(&header.TCPFields{
-		SrcPort: 40000, DstPort: 80, SeqNum: 1001, AckNum: cookie + 1, DataOffset: header.TCPMinimumSize,
-		Flags: header.TCPFlagAck, WindowSize: 65535,
+		SrcPort: port, DstPort: 80, SeqNum: isn + 1, AckNum: cookie + 1, DataOffset: header.TCPMinimumSize,
+		Flags: header.TCPFlagAck | flags, WindowSize: 65535,
 	})
+	copy(tcp[header.TCPMinimumSize:], payload)
 	s, d := tcpip.AddrFromSlice(src.AsSlice()), tcpip.AddrFromSlice(dst.AsSlice())
 	header.TCP(tcp).SetChecksum(^checksum.Checksum(tcp, header.PseudoHeaderChecksum(header.TCPProtocolNumber, s, d, uint16(len(tcp)))))
 	return ether(src, dst, tcp, header.TCPProtocolNumber)
+}
+
+// cookieStack is a server stack that takes the XDP program's SYN cookies
+// made with key, listening on port 80 over IPv4. What it sends is dropped.
+func cookieStack(t *testing.T, key *syncookie.Key) (*Stack, net.Listener) {
+	t.Helper()
+	q := newFakeQueue()
+	q.forward = func([][]byte) {}
+	return serverStack(t, q, Config{MTU: 1500, TrustRXChecksum: true, SYNCookies: key}, "tcp4")
+}
+
+// readRequest accepts a connection from l and reads want from it.
+func readRequest(t *testing.T, l net.Listener, want string) net.Conn {
+	t.Helper()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := l.Accept()
+		done <- result{c, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Second):
+		l.Close() // ends the Accept
+		t.Fatal("no connection accepted within 5 s")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	b := make([]byte, len(want))
+	if _, err := io.ReadFull(r.c, b); err != nil || string(b) != want {
+		r.c.Close()
+		t.Fatalf("connection from %s read %q, %v; want %q", r.c.RemoteAddr(), b, err, want)
+	}
+	return r.c
+}
+
+// A request right behind the ACK that completes a cookie handshake reaches
+// the listener before the connection exists, and the listener hands it on.
+// Upstream gVisor kept charging the listener for each segment it handed on,
+// and once that charge passed its receive buffer, every request queued to
+// it was dropped: a client waited for its retransmission, 200 ms. One P
+// makes the race certain: both segments are queued before either is
+// handled.
+func TestSYNCookieDataBehindACK(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	key, err := syncookie.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, l := cookieStack(t, &key)
+	req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	for i := range 500 {
+		port := uint16(20000 + i)
+		tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
+		cookie := key.Make(tu, 1000, syncookie.Period(), syncookie.MSSIndex(1460))
+		st.DeliverBatch([][]byte{
+			cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0),
+			cookieSegment(clientV4, serverV4, port, 1000, cookie, req, header.TCPFlagPsh),
+		})
+		readRequest(t, l, string(req)).Close()
+	}
+}
+
+// A client may reuse the port of a connection the server keeps in
+// TIME-WAIT. The kernel's listener takes the new SYN and ends the
+// TIME-WAIT; when the XDP program answered that SYN with a cookie, the
+// first the netstack sees is the ACK, and it must do the same for a good
+// cookie instead of answering with the old connection's ACK for ever.
+func TestSYNCookieACKEndsTimeWait(t *testing.T) {
+	key, err := syncookie.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newFakeQueue()
+	st, l := serverStack(t, q, Config{MTU: 1500, TrustRXChecksum: true, SYNCookies: &key}, "tcp4")
+	const port = 40000
+	tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
+
+	// The first connection: the server answers and closes first.
+	cookie := key.Make(tu, 1000, syncookie.Period(), syncookie.MSSIndex(1460))
+	st.DeliverBatch([][]byte{
+		cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0),
+		cookieSegment(clientV4, serverV4, port, 1000, cookie, []byte("one"), header.TCPFlagPsh),
+	})
+	c := readRequest(t, l, "one")
+	c.Close()
+	var fin header.TCP
+	for fin == nil || fin.Flags()&header.TCPFlagFin == 0 {
+		fin = header.TCP(payloadOf(q.next(t)))
+	}
+	// The client acknowledges the FIN with its own: the server is in
+	// TIME-WAIT.
+	end := cookieSegment(clientV4, serverV4, port, 1000+3, fin.SequenceNumber(), nil, header.TCPFlagFin)
+	st.Deliver(end)
+	for deadline := time.Now().Add(5 * time.Second); st.TCPCounters().TimeWait != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server is not in TIME-WAIT: %+v", st.TCPCounters())
+		}
+	}
+
+	// A wrong cookie on the same port leaves the TIME-WAIT alone.
+	cookie2 := key.Make(tu, 7000, syncookie.Period(), syncookie.MSSIndex(1460))
+	st.Deliver(cookieSegment(clientV4, serverV4, port, 7000, cookie2+999, []byte("bad"), header.TCPFlagPsh))
+	time.Sleep(50 * time.Millisecond)
+	if n := st.TCPCounters().TimeWait; n != 1 {
+		t.Fatalf("after a wrong cookie: %d in TIME-WAIT, want 1", n)
+	}
+
+	// A new connection from the same port, its SYN answered with a cookie.
+	st.DeliverBatch([][]byte{
+		cookieSegment(clientV4, serverV4, port, 7000, cookie2, nil, 0),
+		cookieSegment(clientV4, serverV4, port, 7000, cookie2, []byte("two"), header.TCPFlagPsh),
+	})
+	readRequest(t, l, "two").Close()
 }
 
 // A handshake whose SYN-ACK the XDP program sent (the netstack never saw the

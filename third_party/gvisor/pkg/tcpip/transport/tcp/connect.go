@@ -1556,35 +1556,35 @@ func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()
 		if s == nil {
 			break
 		}
-		extTW, newSyn := e.rcv.handleTimeWaitSegment(s)
-		if newSyn {
-			info := e.TransportEndpointInfo
-			newID := info.ID
-			newID.RemoteAddress = tcpip.Address{}
-			newID.RemotePort = 0
-			netProtos := []tcpip.NetworkProtocolNumber{info.NetProto}
-			// If the local address is an IPv4 address then also
-			// look for IPv6 dual stack endpoints that might be
-			// listening on the local address.
-			if newID.LocalAddress.To4() != (tcpip.Address{}) {
-				netProtos = []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber}
+		// xhttpd: the ACK of a new connection from the same port whose
+		// SYN was answered with a SYN cookie before the netstack saw it
+		// (xhttpd's XDP program does this under a flood) ends the
+		// TIME-WAIT as that SYN would have, below. Without this, the old
+		// connection's ACK answered it, and the new one hung.
+		newConn := false
+		if s.flags.Contains(header.TCPFlagAck) && !s.flags.Contains(header.TCPFlagSyn) && !s.flags.Contains(header.TCPFlagRst) && s.sequenceNumber != e.rcv.RcvNxt {
+			if l := e.timeWaitListener(s); l != nil && l.listenCtx != nil {
+				data, ok := l.listenCtx.isCookieValid(s.id, s.ackNumber-1, s.sequenceNumber-1)
+				newConn = ok && int(data) < len(mssTable)
 			}
-			for _, netProto := range netProtos {
-				if listenEP := e.stack.FindTransportEndpoint(netProto, info.TransProto, newID, s.pkt.NICID); listenEP != nil {
-					tcpEP := listenEP.(*Endpoint)
-					if EndpointState(tcpEP.State()) == StateListen {
-						reuseTW = func() {
-							if !tcpEP.enqueueSegment(s) {
-								return
-							}
-							tcpEP.notifyProcessor()
-							s.DecRef()
-						}
-						// We explicitly do not DecRef the segment as it's still valid and
-						// being reflected to a listening endpoint.
-						return false, reuseTW
+		}
+		extTW, newSyn := false, newConn
+		if !newConn {
+			extTW, newSyn = e.rcv.handleTimeWaitSegment(s)
+		}
+		if newSyn {
+			if tcpEP := e.timeWaitListener(s); tcpEP != nil {
+				reuseTW = func() {
+					if !tcpEP.enqueueSegment(s) {
+						s.DecRef()
+						return
 					}
+					tcpEP.notifyProcessor()
+					s.DecRef()
 				}
+				// We explicitly do not DecRef the segment as it's still valid and
+				// being reflected to a listening endpoint.
+				return false, reuseTW
 			}
 		}
 		if extTW {
@@ -1593,6 +1593,31 @@ func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()
 		s.DecRef()
 	}
 	return extendTimeWait, nil
+}
+
+// timeWaitListener returns the listening endpoint that a segment for e,
+// which is in TIME-WAIT, would reach if e were gone, or nil.
+func (e *Endpoint) timeWaitListener(s *segment) *Endpoint {
+	info := e.TransportEndpointInfo
+	newID := info.ID
+	newID.RemoteAddress = tcpip.Address{}
+	newID.RemotePort = 0
+	netProtos := []tcpip.NetworkProtocolNumber{info.NetProto}
+	// If the local address is an IPv4 address then also
+	// look for IPv6 dual stack endpoints that might be
+	// listening on the local address.
+	if newID.LocalAddress.To4() != (tcpip.Address{}) {
+		netProtos = []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber}
+	}
+	for _, netProto := range netProtos {
+		if listenEP := e.stack.FindTransportEndpoint(netProto, info.TransProto, newID, s.pkt.NICID); listenEP != nil {
+			tcpEP := listenEP.(*Endpoint)
+			if EndpointState(tcpEP.State()) == StateListen {
+				return tcpEP
+			}
+		}
+	}
+	return nil
 }
 
 // +checklocks:e.mu

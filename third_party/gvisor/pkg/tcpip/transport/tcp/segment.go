@@ -186,6 +186,16 @@ func (s *segment) merge(oth *segment) {
 // to be called to ensure memory accounting for receive/send buffer
 // queues is done properly.
 func (s *segment) setOwner(ep *Endpoint, qFlags queueFlags) {
+	// xhttpd: a segment queued to a listener and then handed on to the
+	// connection it belongs to (the ACK completing a SYN-cookie handshake
+	// and the data right behind it) changes owner here; its memory leaves
+	// the old owner's account as it enters the new one's. Upstream charged
+	// the listener for it for good, and once a listener's account passed
+	// its receive buffer, every segment with data queued to it was
+	// dropped.
+	if s.ep != nil && s.qFlags == recvQ {
+		s.ep.updateReceiveMemUsed(-s.segMemSize())
+	}
 	switch qFlags {
 	case recvQ:
 		ep.updateReceiveMemUsed(s.segMemSize())
