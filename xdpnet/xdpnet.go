@@ -221,18 +221,14 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	}()
 	p.restoreNAPI(ifc, o)
 
-	nq, err := nic.RxQueues(ifc.Name)
+	nq, err := ServedQueues(ifc.Name, o.Queues)
 	if err != nil {
 		return nil, err
 	}
-	if o.Queues > nq {
-		return nil, fmt.Errorf("-queues %d: %s has %d rx queues", o.Queues, ifc.Name, nq)
-	}
-	if o.Queues > 0 && o.Queues < nq {
-		if err := checkUnservedQueues(ifc.Name, o.Queues, nq); err != nil {
+	if all, err := nic.RxQueues(ifc.Name); err == nil && nq < all {
+		if err := checkUnservedQueues(ifc.Name, nq, all); err != nil {
 			return nil, err
 		}
-		nq = o.Queues
 	}
 	trust, err := trustChecksum(ifc.Name, o.RxChecksum)
 	if err != nil {
@@ -374,6 +370,22 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 		slog.Info("queue", "queue", s.Queue(), "zero_copy", s.ZeroCopy(), "need_wakeup", true, "busy_poll", p.busyPoll[i])
 	}
 	return p, nil
+}
+
+// ServedQueues is how many queues Open serves on the interface named for
+// Options.Queues: that many, or all its rx queues for 0.
+func ServedQueues(ifname string, queues int) (int, error) {
+	nq, err := nic.RxQueues(ifname)
+	if err != nil {
+		return 0, err
+	}
+	if queues > nq {
+		return 0, fmt.Errorf("-queues %d: %s has %d rx queues", queues, ifname, nq)
+	}
+	if queues > 0 {
+		return queues, nil
+	}
+	return nq, nil
 }
 
 // checkUnservedQueues refuses to serve fewer queues than the interface has

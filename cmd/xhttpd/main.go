@@ -46,7 +46,7 @@ type options struct {
 	shutdownFor time.Duration
 	user        *account // serve as this user once started; nil: stay as started
 	version     bool     // -version: print the version and exit
-	procs       int      // -procs: GOMAXPROCS; 0 for Go's default
+	procs       int      // -procs: GOMAXPROCS; 0 for one per served queue (procsFor)
 }
 
 func main() {
@@ -104,7 +104,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.path.MaxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
 	fs.DurationVar(&o.path.NAPISuspend, "napi-suspend", 0, fmt.Sprintf("busy and hybrid mode: the kernel's irq-suspend-timeout for each queue's NAPI instance (Linux 6.13+), with defer-hard-irqs %d and gro-flush-timeout %v; restored at exit, or after a kill at the next start (0: off)", xdpnet.NAPIDeferHardIRQs, xdpnet.NAPIGROFlushTimeout))
 	fs.StringVar(&o.path.NAPIStateDir, "napi-state-dir", nic.DefaultNAPIStateDir, "where the NAPI settings -napi-suspend changes are recorded until restored")
-	fs.IntVar(&o.procs, "procs", 0, "CPUs that run Go code at once (GOMAXPROCS), like nginx's worker_processes (0: Go's default, every CPU the process may use)")
+	fs.IntVar(&o.procs, "procs", 0, "CPUs that run Go code at once (GOMAXPROCS), like nginx's worker_processes (0: one per served queue, at most every CPU the process may use; with -stack kernel, every CPU)")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -346,9 +346,11 @@ func run(ctx context.Context, o options) error {
 	defer signal.Stop(sigs)
 	// Before the loops start: each reads it (irq.Loop yields after every
 	// round on a single P).
-	if o.procs > 0 {
-		runtime.GOMAXPROCS(o.procs)
+	procs, err := procsFor(o, xdpnet.ServedQueues, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return err
 	}
+	runtime.GOMAXPROCS(procs)
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack
 	if o.stack == stackKernel {
@@ -453,4 +455,25 @@ func listenKernel(addrs []netip.Prefix, ports []uint16) ([]net.Listener, error) 
 		}
 	}
 	return ls, nil
+}
+
+// procsFor is the GOMAXPROCS to serve with: -procs when given; otherwise,
+// over AF_XDP, one per served queue, at most cpus (Go's default, the CPUs
+// the process may use). A queue's frames go from its loop through gVisor's
+// TCP processors to httpd's goroutines; on more Ps than queues Go wakes an
+// idle P's thread for each goroutine one of them makes runnable, and a
+// request crosses threads several times (README, "One P a queue"). The
+// kernel stack keeps cpus: its softirqs are not Go's to schedule.
+func procsFor(o options, servedQueues func(ifname string, queues int) (int, error), cpus int) (int, error) {
+	if o.procs > 0 {
+		return o.procs, nil
+	}
+	if o.stack == stackKernel {
+		return cpus, nil
+	}
+	n, err := servedQueues(o.iface, o.path.Queues)
+	if err != nil {
+		return 0, err
+	}
+	return max(1, min(n, cpus)), nil
 }

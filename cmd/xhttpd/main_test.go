@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -41,7 +42,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.procs != 0 {
-		t.Errorf("-procs defaults to %d, want 0 (Go's default)", o.procs)
+		t.Errorf("-procs defaults to %d, want 0 (one per served queue)", o.procs)
 	}
 	if p := o.path; p.Mode.String() != "hybrid" || o.stack != stackXDP || p.RxChecksum != nic.RxChecksumAuto || !slices.Equal(p.Ports, []uint16{80}) || p.Budget != 64 || p.NoGSO {
 		t.Errorf("defaults: mode %v stack %v rx checksum %v ports %v budget %d no GSO %v", p.Mode, o.stack, p.RxChecksum, p.Ports, p.Budget, p.NoGSO)
@@ -178,5 +179,44 @@ func TestBuildInfo(t *testing.T) {
 	}
 	if o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv"}); err != nil || o.http.ServerVersion != build.product() {
 		t.Errorf("Config.ServerVersion %q (%v), want %q", o.http.ServerVersion, err, build.product())
+	}
+}
+
+// -procs 0 runs one P per served queue over AF_XDP, never more than the
+// CPUs; -procs N is N; the kernel stack keeps every CPU.
+func TestProcsFor(t *testing.T) {
+	queues := func(n int) func(string, int) (int, error) {
+		return func(_ string, q int) (int, error) {
+			if q > 0 {
+				return q, nil
+			}
+			return n, nil
+		}
+	}
+	for _, c := range []struct {
+		name       string
+		args       []string
+		nicQueues  int
+		cpus, want int
+	}{
+		{"one queue", nil, 1, 2, 1},
+		{"all four queues", nil, 4, 8, 4},
+		{"more queues than CPUs", nil, 16, 4, 4},
+		{"-queues 2 of 8", []string{"-queues", "2"}, 8, 8, 2},
+		{"-procs 3", []string{"-procs", "3"}, 1, 2, 3},
+		{"kernel stack", []string{"-stack", "kernel"}, 1, 2, 2},
+	} {
+		o, err := parseFlags(append([]string{"-iface", "eth0", "-root", "/srv"}, c.args...))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got, err := procsFor(o, queues(c.nicQueues), c.cpus)
+		if err != nil || got != c.want {
+			t.Errorf("%s: procs %d (%v), want %d", c.name, got, err, c.want)
+		}
+	}
+	o, _ := parseFlags([]string{"-iface", "eth0", "-root", "/srv"})
+	if _, err := procsFor(o, func(string, int) (int, error) { return 0, errors.New("no rx queues") }, 2); err == nil {
+		t.Error("an interface whose queues cannot be counted gave no error")
 	}
 }
