@@ -282,7 +282,9 @@ func TestRunConcurrentKeepsEveryFrame(t *testing.T) {
 // more, other Ps run them, and it yields only when the ring is empty.
 func TestRunYields(t *testing.T) {
 	for _, always := range []bool{true, false} {
-		s := newSim(t, Hybrid, every(0, 2*time.Millisecond, 500*time.Nanosecond))
+		// A frame costs the loop 1 us: arriving every 2 us, they make
+		// rounds that are not full.
+		s := newSim(t, Hybrid, every(0, 2*time.Millisecond, 2*time.Microsecond))
 		yields := 0
 		s.l.yield = func() { yields++ }
 		s.l.yieldAlways = always
@@ -296,5 +298,24 @@ func TestRunYields(t *testing.T) {
 		if st.RoundCount < 10 || yields != want {
 			t.Errorf("yield always %v: %d yields in %d rounds with work and %d empty ones", always, yields, st.RoundCount, empty)
 		}
+	}
+}
+
+// On a single P, a loop in a burst (full rounds, one after the other)
+// takes maxFullRounds of them before it yields, and then yields again; a
+// round that is not full is followed by a yield at once.
+func TestRunDrainsBurstOnOneP(t *testing.T) {
+	const rounds = 4096 / budget // the fake queue's frames, all at time 0
+	s := newSim(t, Hybrid, make([]time.Duration, rounds*budget))
+	var yieldsAt []uint64 // rounds with frames before each yield
+	s.l.yield = func() { yieldsAt = append(yieldsAt, s.l.Stats().RoundCount) }
+	s.l.yieldAlways = true
+	s.run(t, 10*time.Millisecond)
+	var want []uint64
+	for r := uint64(maxFullRounds + 1); r < rounds; r += maxFullRounds + 1 {
+		want = append(want, r)
+	}
+	if len(yieldsAt) < len(want) || !slices.Equal(yieldsAt[:len(want)], want) {
+		t.Errorf("yields after rounds %v of a burst of %d full rounds, want first after %v", yieldsAt, rounds, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/xhttpd/xhttpd/syncookie"
 )
@@ -81,11 +82,15 @@ func readRequest(t *testing.T, l net.Listener, want string) net.Conn {
 // the listener before the connection exists, and the listener hands it on.
 // Upstream gVisor kept charging the listener for each segment it handed on,
 // and once that charge passed its receive buffer, every request queued to
-// it was dropped: a client waited for its retransmission, 200 ms. One P
-// makes the race certain: both segments are queued before either is
-// handled.
+// it was dropped: a client waited for its retransmission, 200 ms (gVisor
+// patch 0011). One P makes the race certain: both segments are queued
+// before either is handled.
 func TestSYNCookieDataBehindACK(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	// The listener's own bound (patch 0013, 16 MiB) would hide the leak
+	// for a long time: a bound of 64 KiB shows it within 100 connections.
+	defer func(b int64) { tcp.ListenQueueBytes = b }(tcp.ListenQueueBytes)
+	tcp.ListenQueueBytes = 64 << 10
 	key, err := syncookie.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +144,19 @@ func TestSYNCookieACKEndsTimeWait(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the server is not in TIME-WAIT: %+v", st.TCPCounters())
 		}
+	}
+
+	// The old connection's ACK and request again (a delayed duplicate, or a
+	// replay): their cookie still checks, but they belong to the old
+	// connection, and the TIME-WAIT stays.
+	opens := st.TCPCounters().PassiveOpens
+	st.DeliverBatch([][]byte{
+		cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0),
+		cookieSegment(clientV4, serverV4, port, 1000, cookie, []byte("one"), header.TCPFlagPsh),
+	})
+	time.Sleep(50 * time.Millisecond)
+	if c := st.TCPCounters(); c.TimeWait != 1 || c.PassiveOpens != opens {
+		t.Fatalf("after the old connection's segments again: %d in TIME-WAIT, %d connections opened; want 1 and none", c.TimeWait, c.PassiveOpens-opens)
 	}
 
 	// A wrong cookie on the same port leaves the TIME-WAIT alone.

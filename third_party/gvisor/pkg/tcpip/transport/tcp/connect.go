@@ -1559,10 +1559,14 @@ func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()
 		// xhttpd: the ACK of a new connection from the same port whose
 		// SYN was answered with a SYN cookie before the netstack saw it
 		// (xhttpd's XDP program does this under a flood) ends the
-		// TIME-WAIT as that SYN would have, below. Without this, the old
-		// connection's ACK answered it, and the new one hung.
+		// TIME-WAIT as that SYN would have, below, and on the same
+		// condition: the SYN's sequence number (one before the ACK's) is
+		// beyond any of the old connection's. That also refuses the old
+		// connection's own ACK and first data, whose cookie may still
+		// check. Without this, the old connection's ACK answered the new
+		// one's, and the new one hung.
 		newConn := false
-		if s.flags.Contains(header.TCPFlagAck) && !s.flags.Contains(header.TCPFlagSyn) && !s.flags.Contains(header.TCPFlagRst) && s.sequenceNumber != e.rcv.RcvNxt {
+		if s.flags.Contains(header.TCPFlagAck) && !s.flags.Contains(header.TCPFlagSyn) && !s.flags.Contains(header.TCPFlagRst) && e.rcv.RcvNxt.LessThan(s.sequenceNumber-1) {
 			if l := e.timeWaitListener(s); l != nil && l.listenCtx != nil {
 				data, ok := l.listenCtx.isCookieValid(s.id, s.ackNumber-1, s.sequenceNumber-1)
 				newConn = ok && int(data) < len(mssTable)

@@ -2796,6 +2796,14 @@ func (e *Endpoint) listen(backlog int) tcpip.Error {
 		return &tcpip.ErrInvalidEndpointState{}
 	}
 
+	// Initialize the listening context.
+	//
+	// xhttpd: before the endpoint is reachable through the demuxer, so that
+	// an endpoint in TIME-WAIT that finds it there can check a SYN cookie
+	// with it (handleTimeWaitSegments).
+	rcvWnd := seqnum.Size(e.receiveBufferAvailable())
+	e.listenCtx = newListenContext(e.stack, e.protocol, e, rcvWnd, e.ops.GetV6Only(), e.NetProto)
+
 	// Setting this state after RegisterTransportEndpoint will result in a
 	// race where the endpoint is in Bound but reachable via the demuxer. Instead
 	// we set it to listen so that incoming packets will just be queued to the
@@ -2821,9 +2829,6 @@ func (e *Endpoint) listen(backlog int) tcpip.Error {
 	}
 	e.acceptMu.Unlock()
 
-	// Initialize the listening context.
-	rcvWnd := seqnum.Size(e.receiveBufferAvailable())
-	e.listenCtx = newListenContext(e.stack, e.protocol, e, rcvWnd, e.ops.GetV6Only(), e.NetProto)
 
 	return nil
 }

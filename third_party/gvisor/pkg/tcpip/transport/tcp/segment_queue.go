@@ -42,7 +42,7 @@ func (q *segmentQueue) empty() bool {
 	return q.emptyLocked()
 }
 
-// listenQueueBytes (xhttpd) bounds the memory of the segments queued to a
+// ListenQueueBytes (xhttpd) bounds the memory of the segments queued to a
 // listening endpoint, in place of its receive buffer (which its connections
 // inherit as theirs). The segments a listener waits on in a burst of
 // connections are the ACKs completing handshakes, which are always queued,
@@ -51,8 +51,10 @@ func (q *segmentQueue) empty() bool {
 // default), a burst of 5,000 connects lost 2,400 of its requests to it, and
 // the last was answered 1.3 to 2.8 s after it was first sent, when the
 // client's retransmissions got through (the kernel's: 0.2 to 0.3 s). Linux's
-// listeners queue nothing: they run in the softirq, without a lock.
-const listenQueueBytes = 16 << 20
+// listeners queue nothing: they run in the softirq, without a lock. Only
+// segments with data count, by their payload's size: the memory they hold
+// may be up to twice this. A variable so that tests can lower it.
+var ListenQueueBytes int64 = 16 << 20
 
 // enqueue adds the given segment to the queue.
 //
@@ -63,7 +65,7 @@ const listenQueueBytes = 16 << 20
 func (q *segmentQueue) enqueue(s *segment) bool {
 	bufSz := q.ep.ops.GetReceiveBufferSize()
 	if q.ep.EndpointState() == StateListen {
-		bufSz = listenQueueBytes
+		bufSz = ListenQueueBytes
 	}
 	used := q.ep.receiveMemUsed()
 
