@@ -2829,7 +2829,6 @@ func (e *Endpoint) listen(backlog int) tcpip.Error {
 	}
 	e.acceptMu.Unlock()
 
-
 	return nil
 }
 
