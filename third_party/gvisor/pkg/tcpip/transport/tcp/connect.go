@@ -1559,37 +1559,28 @@ func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()
 		// xhttpd: the ACK of a new connection from the same port whose
 		// SYN was answered with a SYN cookie before the netstack saw it
 		// (xhttpd's XDP program does this under a flood) ends the
-		// TIME-WAIT as that SYN would have, below, and on the same
-		// condition: the SYN's sequence number (one before the ACK's) is
-		// beyond any of the old connection's. That also refuses the old
-		// connection's own ACK and first data, whose cookie may still
-		// check. Without this, the old connection's ACK answered the new
-		// one's, and the new one hung.
-		newConn := false
-		if s.flags.Contains(header.TCPFlagAck) && !s.flags.Contains(header.TCPFlagSyn) && !s.flags.Contains(header.TCPFlagRst) && e.rcv.RcvNxt.LessThan(s.sequenceNumber-1) {
-			if l := e.timeWaitListener(s); l != nil && l.listenCtx != nil {
-				data, ok := l.listenCtx.isCookieValid(s.id, s.ackNumber-1, s.sequenceNumber-1)
-				newConn = ok && int(data) < len(mssTable)
-			}
-		}
-		extTW, newSyn := false, newConn
-		if !newConn {
+		// TIME-WAIT as that SYN would have (cookieACKListener).
+		tcpEP := e.cookieACKListener(s)
+		extTW := false
+		if tcpEP == nil {
+			var newSyn bool
 			extTW, newSyn = e.rcv.handleTimeWaitSegment(s)
-		}
-		if newSyn {
-			if tcpEP := e.timeWaitListener(s); tcpEP != nil {
-				reuseTW = func() {
-					if !tcpEP.enqueueSegment(s) {
-						s.DecRef()
-						return
-					}
-					tcpEP.notifyProcessor()
-					s.DecRef()
-				}
-				// We explicitly do not DecRef the segment as it's still valid and
-				// being reflected to a listening endpoint.
-				return false, reuseTW
+			if newSyn {
+				tcpEP = e.timeWaitListener(s)
 			}
+		}
+		if tcpEP != nil {
+			reuseTW = func() {
+				if !tcpEP.enqueueSegment(s) {
+					s.DecRef()
+					return
+				}
+				tcpEP.notifyProcessor()
+				s.DecRef()
+			}
+			// We explicitly do not DecRef the segment as it's still valid and
+			// being reflected to a listening endpoint.
+			return false, reuseTW
 		}
 		if extTW {
 			extendTimeWait = true
@@ -1597,6 +1588,27 @@ func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()
 		s.DecRef()
 	}
 	return extendTimeWait, nil
+}
+
+// cookieACKListener (xhttpd) returns the listener that a segment for e, in
+// TIME-WAIT, opens a new connection on, or nil: an ACK whose SYN cookie
+// checks there, on the condition RFC 1122 sets for a SYN in TIME-WAIT, that
+// the SYN's sequence number (one before the ACK's) lies beyond the old
+// connection's. That condition also refuses the old connection's own ACK
+// and first data, whose cookie may still check. Without this, the old
+// connection's ACK answered the new one's, and the new one hung.
+func (e *Endpoint) cookieACKListener(s *segment) *Endpoint {
+	if !s.flags.Contains(header.TCPFlagAck) || s.flags.Contains(header.TCPFlagSyn) || s.flags.Contains(header.TCPFlagRst) || !e.rcv.RcvNxt.LessThan(s.sequenceNumber-1) {
+		return nil
+	}
+	l := e.timeWaitListener(s)
+	if l == nil || l.listenCtx == nil {
+		return nil
+	}
+	if data, ok := l.listenCtx.isCookieValid(s.id, s.ackNumber-1, s.sequenceNumber-1); !ok || int(data) >= len(mssTable) {
+		return nil
+	}
+	return l
 }
 
 // timeWaitListener returns the listening endpoint that a segment for e,
