@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func write(t *testing.T, b *batcher, id byte, hash uint32) {
 // closed when that write returns.
 func writing(t *testing.T, queues int) (*fakeLower, *batcher, chan struct{}) {
 	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, queues)
+	b := newBatcher(f, queues, false)
 	done := make(chan struct{})
 	go func() {
 		write(t, b, 0, 0)
@@ -76,14 +77,45 @@ func writing(t *testing.T, queues int) (*fakeLower, *batcher, chan struct{}) {
 
 // A lone packet leaves at once: it is written by the caller, before
 // WritePacket returns, in a batch of its own.
+// So it does on a single P, where the writer first yields.
 func TestBatcherLonePacketLeavesAtOnce(t *testing.T) {
-	f := &fakeLower{}
-	b := newBatcher(f, 1)
-	for i := range 3 {
-		write(t, b, byte(i), 0)
-		if got := f.got(); len(got) != i+1 || len(got[i]) != 1 || got[i][0] != byte(i) {
-			t.Fatalf("after packet %d: batches %v; want each packet written at once, alone", i, got)
+	for _, yield := range []bool{false, true} {
+		f := &fakeLower{}
+		b := newBatcher(f, 1, yield)
+		for i := range 3 {
+			write(t, b, byte(i), 0)
+			if got := f.got(); len(got) != i+1 || len(got[i]) != 1 || got[i][0] != byte(i) {
+				t.Fatalf("yield %v, after packet %d: batches %v; want each packet written at once, alone", yield, i, got)
+			}
 		}
+	}
+}
+
+// On a single P a writer yields before it writes, so the goroutines that
+// are runnable then (other connections with a response ready) queue their
+// packets behind its own, and they all leave in one batch with one kick:
+// without the yield no other goroutine runs during the writer's sendto(2),
+// and every packet would be a kick of its own.
+func TestBatcherOnePYieldBatches(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	f := &fakeLower{}
+	b := newBatcher(f, 1, true)
+	const writers = 20
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() { write(t, b, byte(i), 0) })
+	}
+	wg.Wait()
+	got := f.got()
+	n := 0
+	for _, batch := range got {
+		n += len(batch)
+	}
+	// The scheduler takes a goroutine from the global queue, where the
+	// writer waits, once in 61 turns even when others are runnable; so
+	// allow a second batch.
+	if n != writers || len(got) > 2 {
+		t.Fatalf("batches %v; want the %d packets in one batch (two at most)", got, writers)
 	}
 }
 
@@ -197,7 +229,7 @@ func TestBatcherFullAndClose(t *testing.T) {
 // An idle queue's packet is written without allocating in the batcher.
 func BenchmarkBatcherIdle(b *testing.B) {
 	f := &countingLower{}
-	bt := newBatcher(f, 1)
+	bt := newBatcher(f, 1, false)
 	pkt := testPacket(0, 0)
 	defer pkt.DecRef()
 	b.ReportAllocs()

@@ -135,9 +135,13 @@ type deadlineTimer struct {
 	// +checklocks:mu
 	readCancelCh chan struct{}
 	// +checklocks:mu
+	readDeadline time.Time
+	// +checklocks:mu
 	writeTimer *time.Timer
 	// +checklocks:mu
 	writeCancelCh chan struct{}
+	// +checklocks:mu
+	writeDeadline time.Time
 }
 
 func newDeadlineTimer() deadlineTimer {
@@ -165,19 +169,22 @@ func (d *deadlineTimer) writeCancel() <-chan struct{} {
 
 // setDeadline contains the shared logic for setting a deadline.
 //
-// cancelCh and timer must point to d.readCancelCh and d.readTimer, or to
-// d.writeCancelCh and d.writeTimer. checklocks verifies that d.mu is held,
-// but cannot prove that the arguments identify the matching fields of d.
+// cancelCh, timer and deadline must point to d.readCancelCh, d.readTimer
+// and d.readDeadline, or to the write ones. checklocks verifies that d.mu is
+// held, but cannot prove that the arguments identify the matching fields of
+// d.
+//
+// (xhttpd) Each direction has one timer, made on its first deadline and
+// reset for every later one, and a cancel channel replaced only once it has
+// been closed: a server that sets a deadline per request allocates nothing
+// for it. A firing for a deadline since moved or cleared finds the deadline
+// it knows no longer passed (expire) and does nothing.
 //
 // +checklocks:d.mu
-func (d *deadlineTimer) setDeadline(cancelCh *chan struct{}, timer **time.Timer, t time.Time) {
-	if *timer != nil && !(*timer).Stop() {
-		*cancelCh = make(chan struct{})
-	}
+func (d *deadlineTimer) setDeadline(cancelCh *chan struct{}, timer **time.Timer, deadline *time.Time, t time.Time) {
+	*deadline = t
 
-	// Create a new channel if we already closed it due to setting an already
-	// expired time. We won't race with the timer because we already handled
-	// that above.
+	// Create a new channel if the old one was closed by an expired deadline.
 	select {
 	case <-*cancelCh:
 		*cancelCh = make(chan struct{})
@@ -187,7 +194,9 @@ func (d *deadlineTimer) setDeadline(cancelCh *chan struct{}, timer **time.Timer,
 	// "A zero value for t means I/O operations will not time out."
 	// - net.Conn.SetDeadline
 	if t.IsZero() {
-		*timer = nil
+		if *timer != nil {
+			(*timer).Stop()
+		}
 		return
 	}
 
@@ -196,15 +205,34 @@ func (d *deadlineTimer) setDeadline(cancelCh *chan struct{}, timer **time.Timer,
 		close(*cancelCh)
 		return
 	}
+	if *timer == nil {
+		*timer = time.AfterFunc(timeout, func() { d.expire(cancelCh, timer, deadline) })
+		return
+	}
+	(*timer).Reset(timeout)
+}
 
-	// Timer.Stop returns whether or not the AfterFunc has started, but
-	// does not indicate whether or not it has completed. Make a copy of
-	// the cancel channel to prevent this code from racing with the next
-	// call of setDeadline replacing *cancelCh.
-	ch := *cancelCh
-	*timer = time.AfterFunc(timeout, func() {
-		close(ch)
-	})
+// expire (xhttpd) is a deadline timer's function: it closes the cancel
+// channel if the deadline set now has passed, and otherwise (the timer fired
+// for an earlier deadline while a later one was being set) waits for the
+// deadline set now.
+//
+// +checklocksexclude:d.mu
+func (d *deadlineTimer) expire(cancelCh *chan struct{}, timer **time.Timer, deadline *time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if deadline.IsZero() {
+		return
+	}
+	if left := time.Until(*deadline); left > 0 {
+		(*timer).Reset(left)
+		return
+	}
+	select {
+	case <-*cancelCh:
+	default:
+		close(*cancelCh)
+	}
 }
 
 // SetReadDeadline implements net.Conn.SetReadDeadline and
@@ -213,7 +241,7 @@ func (d *deadlineTimer) setDeadline(cancelCh *chan struct{}, timer **time.Timer,
 // +checklocksexclude:d.mu
 func (d *deadlineTimer) SetReadDeadline(t time.Time) error {
 	d.mu.Lock()
-	d.setDeadline(&d.readCancelCh, &d.readTimer, t)
+	d.setDeadline(&d.readCancelCh, &d.readTimer, &d.readDeadline, t)
 	d.mu.Unlock()
 	return nil
 }
@@ -224,7 +252,7 @@ func (d *deadlineTimer) SetReadDeadline(t time.Time) error {
 // +checklocksexclude:d.mu
 func (d *deadlineTimer) SetWriteDeadline(t time.Time) error {
 	d.mu.Lock()
-	d.setDeadline(&d.writeCancelCh, &d.writeTimer, t)
+	d.setDeadline(&d.writeCancelCh, &d.writeTimer, &d.writeDeadline, t)
 	d.mu.Unlock()
 	return nil
 }
@@ -234,8 +262,8 @@ func (d *deadlineTimer) SetWriteDeadline(t time.Time) error {
 // +checklocksexclude:d.mu
 func (d *deadlineTimer) SetDeadline(t time.Time) error {
 	d.mu.Lock()
-	d.setDeadline(&d.readCancelCh, &d.readTimer, t)
-	d.setDeadline(&d.writeCancelCh, &d.writeTimer, t)
+	d.setDeadline(&d.readCancelCh, &d.readTimer, &d.readDeadline, t)
+	d.setDeadline(&d.writeCancelCh, &d.writeTimer, &d.writeDeadline, t)
 	d.mu.Unlock()
 	return nil
 }
@@ -260,6 +288,43 @@ type TCPConn struct {
 	//
 	// +checklocks:readMu
 	read []byte
+
+	// (xhttpd) What a read needs and would otherwise allocate each time.
+	//
+	// +checklocks:readMu
+	reading readState
+
+	// (xhttpd) writeMu serializes writes, as Go's own net.Conn does, so
+	// that the writes of two goroutines do not interleave and one writer
+	// can keep what a write would otherwise allocate each time.
+	writeMu sync.Mutex
+	// +checklocks:writeMu
+	writeReader bytes.Reader
+	// +checklocks:writeMu
+	writeWait waitChannel
+}
+
+// waitChannel (xhttpd) is a waiter entry and the channel it notifies, made
+// once and registered each time a goroutine has to wait. A notification left
+// in the channel from an earlier wait only makes a later one try again.
+type waitChannel struct {
+	entry waiter.Entry
+	ch    <-chan struct{}
+}
+
+func (w *waitChannel) get(mask waiter.EventMask) (*waiter.Entry, <-chan struct{}) {
+	if w.ch == nil {
+		w.entry, w.ch = waiter.NewChannelEntry(mask)
+	}
+	return &w.entry, w.ch
+}
+
+// readState (xhttpd) is what commonRead would otherwise allocate for each
+// call: the writer over the caller's buffer, which escapes into the
+// endpoint's Read, and the wait.
+type readState struct {
+	w    tcpip.SliceWriter
+	wait waitChannel
 }
 
 // NewTCPConn creates a new TCPConn.
@@ -323,24 +388,30 @@ type opErrorer interface {
 
 // commonRead implements the common logic between net.Conn.Read and
 // net.PacketConn.ReadFrom.
-func commonRead(b []byte, ep tcpip.Endpoint, wq *waiter.Queue, deadline <-chan struct{}, addr *tcpip.FullAddress, errorer opErrorer) (int, error) {
+//
+// (xhttpd) rs, if not nil, is the caller's, kept from one read to the next.
+func commonRead(b []byte, ep tcpip.Endpoint, wq *waiter.Queue, deadline <-chan struct{}, addr *tcpip.FullAddress, errorer opErrorer, rs *readState) (int, error) {
 	select {
 	case <-deadline:
 		return 0, errorer.newOpError("read", &timeoutError{})
 	default:
 	}
 
-	w := tcpip.SliceWriter(b)
+	if rs == nil {
+		rs = new(readState)
+	}
+	rs.w = tcpip.SliceWriter(b)
+	defer func() { rs.w = nil }()
 	opts := tcpip.ReadOptions{NeedRemoteAddr: addr != nil}
-	res, err := ep.Read(&w, opts)
+	res, err := ep.Read(&rs.w, opts)
 
 	if _, ok := err.(*tcpip.ErrWouldBlock); ok {
 		// Create wait queue entry that notifies a channel.
-		waitEntry, notifyCh := waiter.NewChannelEntry(waiter.ReadableEvents)
-		wq.EventRegister(&waitEntry)
-		defer wq.EventUnregister(&waitEntry)
+		waitEntry, notifyCh := rs.wait.get(waiter.ReadableEvents)
+		wq.EventRegister(waitEntry)
+		defer wq.EventUnregister(waitEntry)
 		for {
-			res, err = ep.Read(&w, opts)
+			res, err = ep.Read(&rs.w, opts)
 			if _, ok := err.(*tcpip.ErrWouldBlock); !ok {
 				break
 			}
@@ -376,7 +447,7 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 
 	deadline := c.readCancel()
 
-	n, err := commonRead(b, c.ep, c.wq, deadline, nil, c)
+	n, err := commonRead(b, c.ep, c.wq, deadline, nil, c, &c.reading)
 	if n != 0 {
 		c.ep.ModerateRecvBuf(n)
 	}
@@ -387,6 +458,8 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 //
 // +checklocksexclude:c.deadlineTimer.mu
 func (c *TCPConn) Write(b []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	deadline := c.writeCancel()
 
 	// Check if deadlineTimer has already expired.
@@ -408,22 +481,23 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 	// There is no guarantee that all of the condition #1s will occur before
 	// all of the condition #2s or visa-versa.
 	var (
-		r      bytes.Reader
+		r      = &c.writeReader
 		nbytes int
-		entry  waiter.Entry
+		entry  *waiter.Entry
 		ch     <-chan struct{}
 	)
+	defer r.Reset(nil)
 	for nbytes != len(b) {
 		r.Reset(b[nbytes:])
-		n, err := c.ep.Write(&r, tcpip.WriteOptions{})
+		n, err := c.ep.Write(r, tcpip.WriteOptions{})
 		nbytes += int(n)
 		switch err.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
 			if ch == nil {
-				entry, ch = waiter.NewChannelEntry(waiter.WritableEvents)
-				c.wq.EventRegister(&entry)
-				defer c.wq.EventUnregister(&entry)
+				entry, ch = c.writeWait.get(waiter.WritableEvents)
+				c.wq.EventRegister(entry)
+				defer c.wq.EventUnregister(entry)
 			} else {
 				// Don't wait immediately after registration in case more data
 				// became available between when we last checked and when we setup
@@ -668,7 +742,7 @@ func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	deadline := c.readCancel()
 
 	var addr tcpip.FullAddress
-	n, err := commonRead(b, c.ep, c.wq, deadline, &addr, c)
+	n, err := commonRead(b, c.ep, c.wq, deadline, &addr, c, nil)
 	if err != nil {
 		return 0, nil, err
 	}
