@@ -155,6 +155,7 @@ func bench(args []string) error {
 	v6 := fs.Bool("6", false, "request over IPv6 instead of IPv4")
 	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close) instead of keep-alive")
 	runs := fs.Int("runs", 1, "wrk runs back to back against each server start, one row each, to show what accumulates (1 to 10)")
+	napi := fs.Bool("napi", true, "run the client end in NAPI mode (testbed.ClientNAPI), as a NIC's receive runs: without it veth drops the SYN-ACKs xhttpd's XDP program sends back (XDP_TX) when it answers SYNs beyond -syn-rate; -napi=false for figures comparable with builds before 2026-11-30")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+benchUsage)
 		fmt.Fprintln(fs.Output(), "Flags after -- go to every xhttpd run (not to nethttpd).")
@@ -200,6 +201,13 @@ func bench(args []string) error {
 	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = tb.ServerAddrs(80)
+		if *napi {
+			l, err := tb.ClientNAPI()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+		}
 		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
 			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
 			return err
@@ -245,8 +253,9 @@ func bench(args []string) error {
 	if *closeEach {
 		conn = "-H 'Connection: close' (a new connection per request)"
 	}
-	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes) over %s, %d queue(s), veth between namespaces.\n",
-		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues)
+	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes) over %s, %d queue(s), veth between namespaces, the client end %s.\n",
+		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues,
+		map[bool]string{false: "not in NAPI mode (-napi=false)", true: "in NAPI mode"}[*napi])
 	fmt.Println("CPU: the server's user+system time (/proc/PID/stat, summed over its processes: nginx's worker, Apache's children) from just before to just after wrk's run, per 10,000 requests wrk completed.")
 	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
@@ -261,7 +270,7 @@ func bench(args []string) error {
 	return errors.Join(err, writeBenchTable(os.Stdout, rows))
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1] [-napi=true] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {
