@@ -21,17 +21,21 @@ import (
 // batch themselves, with no timer and no goroutine of their own (flat
 // combining), and the batch grows with the load, as NAPI's budget does.
 //
-// On a single P (GOMAXPROCS 1, the default with one queue) no other
-// goroutine runs while the writer is in its sendto(2), so nothing would ever
-// queue behind it: every packet would be a kick of its own. There the writer
-// first yields the P (runtime.Gosched), once; the goroutines runnable at
-// that moment, other connections with a response ready, queue their packets
-// behind its own, and all leave in its batch. With nothing else runnable the
-// yield returns at once, and a lone packet leaves as before. Measured on
-// 1 KiB keep-alive over 32 connections, three runs each, alternating: 70,400
-// to 72,700 req/s against 57,900 to 59,300 without the yield, at 0.106 to
-// 0.126 CPU-seconds per 10,000 requests against 0.166 to 0.170; one
-// connection alone is unchanged (p50 23 us).
+// The writer first yields its P (runtime.Gosched), once. The sendto(2) of a
+// kick is a raw syscall that keeps the P, so no goroutine of that P runs
+// while it lasts: on a single P (the default with one queue) nothing would
+// ever queue behind the writer and every packet would be a kick of its own,
+// and on more Ps the connections its own loop just made runnable would
+// still wait for it. After the yield, the goroutines runnable at that
+// moment, other connections with a response ready, have queued their
+// packets behind its own, and all leave in its batch. With nothing else
+// runnable the yield returns at once, and a lone packet leaves as before.
+// Measured on 1 KiB keep-alive over 32 connections, alternating runs: on
+// one P 70,400 to 72,700 req/s against 57,900 to 59,300 without the yield,
+// at 0.106 to 0.126 CPU-seconds per 10,000 requests against 0.166 to
+// 0.170; on two Ps 66,130 and 66,477 against 47,370 and 48,872; with two
+// queues 57,487 and 55,205 against 41,309 and 42,504. One connection alone
+// is unchanged.
 //
 // A writer sends at most maxTurn batches for others; if the backlog is not
 // empty by then, a goroutine of its own takes over, so that the writer (a
@@ -40,7 +44,6 @@ import (
 type batcher struct {
 	lower  gvstack.LinkWriter
 	queues []txBacklog // indexed like the endpoint's queues: by packet hash
-	yield  bool        // yield the P before writing: set on a single P
 }
 
 // txBacklog is one tx queue's packets waiting for its writer.
@@ -67,8 +70,8 @@ const (
 	maxTurn = 4
 )
 
-func newBatcher(lower gvstack.LinkWriter, queues int, yield bool) *batcher {
-	return &batcher{lower: lower, queues: make([]txBacklog, queues), yield: yield}
+func newBatcher(lower gvstack.LinkWriter, queues int) *batcher {
+	return &batcher{lower: lower, queues: make([]txBacklog, queues)}
 }
 
 var _ gvstack.QueueingDiscipline = (*batcher)(nil)
@@ -98,12 +101,10 @@ func (b *batcher) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error {
 	// Only the writer touches q.batch. The caller learns whether its own
 	// packet went out; the others' fate is counted by the endpoint.
 	q.batch.PushBack(pkt.IncRef())
-	if b.yield {
-		runtime.Gosched()
-		q.mu.Lock()
-		b.takeWaiting(q)
-		q.mu.Unlock()
-	}
+	runtime.Gosched()
+	q.mu.Lock()
+	b.takeWaiting(q)
+	q.mu.Unlock()
 	n, err := b.lower.WritePackets(q.batch)
 	q.batch.Reset() // drops the batch's references
 	if n > 0 {

@@ -65,7 +65,7 @@ func write(t *testing.T, b *batcher, id byte, hash uint32) {
 // closed when that write returns.
 func writing(t *testing.T, queues int) (*fakeLower, *batcher, chan struct{}) {
 	f := &fakeLower{hold: make(chan struct{}), entered: make(chan struct{}, 10)}
-	b := newBatcher(f, queues, false)
+	b := newBatcher(f, queues)
 	done := make(chan struct{})
 	go func() {
 		write(t, b, 0, 0)
@@ -77,29 +77,27 @@ func writing(t *testing.T, queues int) (*fakeLower, *batcher, chan struct{}) {
 
 // A lone packet leaves at once: it is written by the caller, before
 // WritePacket returns, in a batch of its own.
-// So it does on a single P, where the writer first yields.
 func TestBatcherLonePacketLeavesAtOnce(t *testing.T) {
-	for _, yield := range []bool{false, true} {
-		f := &fakeLower{}
-		b := newBatcher(f, 1, yield)
-		for i := range 3 {
-			write(t, b, byte(i), 0)
-			if got := f.got(); len(got) != i+1 || len(got[i]) != 1 || got[i][0] != byte(i) {
-				t.Fatalf("yield %v, after packet %d: batches %v; want each packet written at once, alone", yield, i, got)
-			}
+	f := &fakeLower{}
+	b := newBatcher(f, 1)
+	for i := range 3 {
+		write(t, b, byte(i), 0)
+		if got := f.got(); len(got) != i+1 || len(got[i]) != 1 || got[i][0] != byte(i) {
+			t.Fatalf("after packet %d: batches %v; want each packet written at once, alone", i, got)
 		}
 	}
 }
 
-// On a single P a writer yields before it writes, so the goroutines that
-// are runnable then (other connections with a response ready) queue their
-// packets behind its own, and they all leave in one batch with one kick:
-// without the yield no other goroutine runs during the writer's sendto(2),
-// and every packet would be a kick of its own.
-func TestBatcherOnePYieldBatches(t *testing.T) {
+// A writer yields before it writes, so the goroutines that are runnable
+// then (other connections with a response ready) queue their packets behind
+// its own, and they all leave in one batch with one kick: without the yield
+// no other goroutine of its P runs during the writer's sendto(2), and on
+// one P every packet would be a kick of its own. One P makes the test
+// deterministic.
+func TestBatcherYieldBatches(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	f := &fakeLower{}
-	b := newBatcher(f, 1, true)
+	b := newBatcher(f, 1)
 	const writers = 20
 	var wg sync.WaitGroup
 	for i := range writers {
@@ -229,7 +227,7 @@ func TestBatcherFullAndClose(t *testing.T) {
 // An idle queue's packet is written without allocating in the batcher.
 func BenchmarkBatcherIdle(b *testing.B) {
 	f := &countingLower{}
-	bt := newBatcher(f, 1, false)
+	bt := newBatcher(f, 1)
 	pkt := testPacket(0, 0)
 	defer pkt.DecRef()
 	b.ReportAllocs()

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -112,7 +111,7 @@ func New(cfg Config) (*Stack, error) {
 	ep := newEndpoint(cfg)
 	// The batcher decides when packets reach the endpoint: at once when
 	// their queue is idle, in batches when it is busy.
-	if err := s.CreateNICWithOptions(nicID, ep, gvstack.NICOptions{QDisc: newBatcher(ep, len(cfg.Queues), runtime.GOMAXPROCS(0) == 1)}); err != nil {
+	if err := s.CreateNICWithOptions(nicID, ep, gvstack.NICOptions{QDisc: newBatcher(ep, len(cfg.Queues))}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack: create NIC: %s", err)
 	}
