@@ -221,11 +221,15 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	}()
 	p.restoreNAPI(ifc, o)
 
-	nq, err := ServedQueues(ifc.Name, o.Queues)
+	all, err := nic.RxQueues(ifc.Name)
 	if err != nil {
 		return nil, err
 	}
-	if all, err := nic.RxQueues(ifc.Name); err == nil && nq < all {
+	nq, err := servedOf(ifc.Name, all, o.Queues)
+	if err != nil {
+		return nil, err
+	}
+	if nq < all {
 		if err := checkUnservedQueues(ifc.Name, nq, all); err != nil {
 			return nil, err
 		}
@@ -375,17 +379,22 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 // ServedQueues is how many queues Open serves on the interface named for
 // Options.Queues: that many, or all its rx queues for 0.
 func ServedQueues(ifname string, queues int) (int, error) {
-	nq, err := nic.RxQueues(ifname)
+	all, err := nic.RxQueues(ifname)
 	if err != nil {
 		return 0, err
 	}
-	if queues > nq {
-		return 0, fmt.Errorf("-queues %d: %s has %d rx queues", queues, ifname, nq)
+	return servedOf(ifname, all, queues)
+}
+
+// servedOf is ServedQueues for an interface with all rx queues.
+func servedOf(ifname string, all, queues int) (int, error) {
+	if queues > all {
+		return 0, fmt.Errorf("-queues %d: %s has %d rx queues", queues, ifname, all)
 	}
 	if queues > 0 {
 		return queues, nil
 	}
-	return nq, nil
+	return all, nil
 }
 
 // checkUnservedQueues refuses to serve fewer queues than the interface has
