@@ -2,11 +2,7 @@
 
 package stack
 
-import (
-	"testing"
-
-	"gvisor.dev/gvisor/pkg/tcpip/header"
-)
+import "testing"
 
 // A frame lost inside a GSO segment is resent alone: the netstack's loss
 // recovery sees the segment as the MSS-sized pieces the endpoint sent
@@ -27,12 +23,7 @@ func TestLossInsideGSOSegment(t *testing.T) {
 			var highest uint32
 			var started bool
 			drop := func(f []byte) bool {
-				var tcp header.TCP
-				if header.Ethernet(f).Type() == header.IPv4ProtocolNumber {
-					tcp = header.TCP(header.IPv4(f[header.EthernetMinimumSize:]).Payload())
-				} else {
-					tcp = header.TCP(header.IPv6(f[header.EthernetMinimumSize:]).Payload())
-				}
+				tcp := frameTCP(f)
 				end := tcp.SequenceNumber() + uint32(len(tcp.Payload()))
 				if len(tcp.Payload()) == 0 || (started && int32(end-highest) <= 0) {
 					return false // not data, or a retransmission

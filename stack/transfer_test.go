@@ -112,6 +112,15 @@ func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func(), d
 	return cs
 }
 
+// frameTCP is the TCP header and payload of an Ethernet frame from the
+// server, over IPv4 or IPv6.
+func frameTCP(f []byte) header.TCP {
+	if header.Ethernet(f).Type() == header.IPv4ProtocolNumber {
+		return header.TCP(header.IPv4(f[header.EthernetMinimumSize:]).Payload())
+	}
+	return header.TCP(header.IPv6(f[header.EthernetMinimumSize:]).Payload())
+}
+
 // dialServer connects the client's netstack to port 80 of server.
 func dialServer(ctx context.Context, cs *gvstack.Stack, server netip.Addr) (*gonet.TCPConn, error) {
 	proto := ipv4.ProtocolNumber

@@ -479,7 +479,19 @@ func (rc *rackControl) reorderTimerExpired() tcpip.Error {
 		fastRetransmit = true
 	}
 
+	// xhttpd: recover as an ACK that found the loss would
+	// (handleRcvdSegment): count the pipe, without the segments already
+	// SACKed, before retransmitting, then send new data as far as the
+	// window allows. Upstream retransmitted against the count from before
+	// recovery, SACKed segments included, and sent nothing new: when the
+	// timer found the loss after the last ACK had come in, the resent
+	// segment was all that was in flight, and if it was lost too no later
+	// segment could be delivered for RACK to notice, so the connection
+	// waited for the retransmission timeout (200 ms and more; 1 download
+	// in 4 of 5 MiB under 3 % loss).
+	rc.snd.SetPipe()
 	rc.DoRecovery(nil, fastRetransmit)
+	rc.snd.sendData()
 	return nil
 }
 
