@@ -51,6 +51,11 @@ const stopTimeout = 10 * time.Second
 // when a goroutine exits while locked to it.
 func (tb *Testbed) StartServer(name string, out io.Writer, path string, args ...string) (*Server, error) {
 	cmd := tb.ServerCmd(context.Background(), path, args...)
+	if tb.ServerCPUs != "" {
+		// taskset sets the affinity and execs path: the same process,
+		// and its threads and children inherit the affinity.
+		cmd = tb.ServerCmd(context.Background(), "taskset", append([]string{"-c", tb.ServerCPUs, path}, args...)...)
+	}
 	pw := &prefixWriter{w: out, prefix: name + "| "}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

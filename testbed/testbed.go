@@ -92,6 +92,9 @@ type Testbed struct {
 	// Bridge, each on the bridge in BridgeNS with its own veth pair.
 	Clients  []*Client
 	BridgeNS string // "" without Bridge
+	// ServerCPUs, if set, is the CPU list (taskset -c) StartServer runs
+	// servers on.
+	ServerCPUs string
 
 	mu   sync.Mutex
 	live []string // namespaces created and not yet deleted

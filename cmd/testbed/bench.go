@@ -155,6 +155,7 @@ func bench(args []string) error {
 	v6 := fs.Bool("6", false, "request over IPv6 instead of IPv4")
 	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close) instead of keep-alive")
 	runs := fs.Int("runs", 1, "wrk runs back to back against each server start, one row each, to show what accumulates (1 to 10)")
+	pinFlag := fs.String("pin", "", "SERVER/CLIENT: run every server on the first CPU list and wrk on the second, e.g. 0/1 (taskset; default: no pinning)")
 	napi := fs.Bool("napi", true, "run the client end in NAPI mode (testbed.ClientNAPI), as a NIC's receive runs: without it veth drops the SYN-ACKs xhttpd's XDP program sends back (XDP_TX) when it answers SYNs beyond -syn-rate; -napi=false for figures comparable with builds before 2026-11-30")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+benchUsage)
@@ -169,6 +170,10 @@ func bench(args []string) error {
 		return err
 	}
 	conns, err := parseConns(*connsFlag)
+	if err != nil {
+		return err
+	}
+	pin, err := parsePin(*pinFlag)
 	if err != nil {
 		return err
 	}
@@ -201,6 +206,7 @@ func bench(args []string) error {
 	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
 		setup.iface, setup.root = tb.ServerIf, site
 		setup.addrs = tb.ServerAddrs(80)
+		tb.ServerCPUs = pin.server
 		if *napi {
 			l, err := tb.ClientNAPI()
 			if err != nil {
@@ -227,7 +233,7 @@ func bench(args []string) error {
 				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)/(*runs)+1, len(servers)*len(conns), name, c)
 				path, xargs := serverCommand(name, setup)
 				results, err := benchOne(ctx, tb, benchRun{
-					name: name, path: path, args: xargs, verbose: sf.verbose, runs: *runs,
+					name: name, path: path, args: xargs, verbose: sf.verbose, runs: *runs, wrkCPUs: pin.client,
 					url: url, checks: checks, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: sf.wait, duration: *duration,
 				})
 				if err != nil {
@@ -256,6 +262,7 @@ func bench(args []string) error {
 	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes) over %s, %d queue(s), veth between namespaces, the client end %s.\n",
 		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues,
 		map[bool]string{false: "not in NAPI mode (-napi=false)", true: "in NAPI mode"}[*napi])
+	fmt.Printf("Placement: %s.\n", pin.describe())
 	fmt.Println("CPU: the server's user+system time (/proc/PID/stat, summed over its processes: nginx's worker, Apache's children) from just before to just after wrk's run, per 10,000 requests wrk completed.")
 	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
@@ -270,7 +277,7 @@ func bench(args []string) error {
 	return errors.Join(err, writeBenchTable(os.Stdout, rows))
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1] [-napi=true] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1] [-pin SERVER/CLIENT] [-napi=true] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {
@@ -344,6 +351,7 @@ type benchRun struct {
 	checks     []string // URLs checked with one GET each first; url alone if empty
 	size       int      // the body's size
 	wrk        []string // wrk's arguments
+	wrkCPUs    string   // the CPUs wrk runs on (-pin); "" for any
 	wait       time.Duration
 	duration   time.Duration
 }
@@ -392,7 +400,8 @@ func wrkOnce(ctx context.Context, tb *testbed.Testbed, b benchRun, pid int) (wrk
 	// its final report, the deadline a wrk that hangs.
 	wctx, cancel := context.WithTimeout(ctx, b.duration+30*time.Second)
 	defer cancel()
-	cmd := tb.ClientCmd(wctx, "wrk", b.wrk...)
+	wrkPath, wrkArgs := wrap(b.wrkCPUs, "wrk", b.wrk)
+	cmd := tb.ClientCmd(wctx, wrkPath, wrkArgs...)
 	cmd.Stderr = os.Stderr
 	var report strings.Builder
 	cmd.Stdout = &report
