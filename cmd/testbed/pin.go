@@ -12,11 +12,11 @@ import (
 // runs on, as taskset(1) lists. The zero value pins nothing.
 //
 // On a machine this small the load generator and the server share the
-// cores, and where the scheduler puts wrk's threads moves the figures:
-// xhttpd's new connections per request measured 5,400 to 9,200 req/s in
-// runs minutes apart, 9,600 to 9,700 with the server on CPU 0 and wrk on
-// CPU 1. Pinned, each server has one core of its own: requests per second
-// per core, with the load's own CPU kept off it.
+// cores; pinned, each server has a core of its own and wrk's threads stay
+// off it: requests per second per core. It does not steady the figures
+// where the machine itself is unsteady: xhttpd's new connections per
+// request measured 5,300 to 5,900 or 8,300 to 9,000 req/s in alternating
+// runs, pinned or not, and the kernel stack's moved with them.
 type pinning struct {
 	server, client string
 }
