@@ -487,8 +487,8 @@ func (rc *rackControl) reorderTimerExpired() tcpip.Error {
 	// timer found the loss after the last ACK had come in, the resent
 	// segment was all that was in flight, and if it was lost too no later
 	// segment could be delivered for RACK to notice, so the connection
-	// waited for the retransmission timeout (200 ms and more; 1 download
-	// in 4 of 5 MiB under 3 % loss).
+	// waited for the retransmission timeout (200 ms and more; 3 to 6 of
+	// 12 downloads of 5 MiB between two netstacks under 3 % loss).
 	rc.snd.SetPipe()
 	rc.DoRecovery(nil, fastRetransmit)
 	rc.snd.sendData()
