@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/xhttpd/xhttpd/internal/cpulist"
 )
 
 // pinning is bench's -pin: the CPUs the server runs on and the CPUs wrk
@@ -21,8 +21,8 @@ type pinning struct {
 	server, client string
 }
 
-// parsePin reads "SERVER/CLIENT", each a comma-separated list of CPUs this
-// process may use, the two lists disjoint; "" pins nothing.
+// parsePin reads "SERVER/CLIENT", each a CPU list (cpulist), the two
+// disjoint; "" pins nothing.
 func parsePin(s string) (pinning, error) {
 	if s == "" {
 		return pinning{}, nil
@@ -31,29 +31,33 @@ func parsePin(s string) (pinning, error) {
 	if !ok {
 		return pinning{}, fmt.Errorf("-pin %q: want SERVER/CLIENT CPU lists, e.g. 0/1", s)
 	}
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return pinning{}, fmt.Errorf("-pin: %w", err)
-	}
-	seen := map[int]string{}
-	var lists [2]string
+	var lists [2][]int
 	for i, l := range []string{srv, cli} {
-		var cpus []string
-		for _, f := range strings.Split(l, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 0 || n >= 1024 || !allowed.IsSet(n) {
-				return pinning{}, fmt.Errorf("-pin %q: %q is not a CPU this process may use", s, f)
-			}
-			side := [2]string{"server", "client"}[i]
-			if other, dup := seen[n]; dup && other != side {
-				return pinning{}, fmt.Errorf("-pin %q: CPU %d is on both sides", s, n)
-			}
-			seen[n] = side
-			cpus = append(cpus, strconv.Itoa(n))
+		cpus, err := cpulist.Parse("-pin", l)
+		if err != nil {
+			return pinning{}, err
 		}
-		lists[i] = strings.Join(cpus, ",")
+		if cpus == nil {
+			return pinning{}, fmt.Errorf("-pin %q: want CPUs on both sides of the /", s)
+		}
+		lists[i] = cpus
 	}
-	return pinning{server: lists[0], client: lists[1]}, nil
+	for _, a := range lists[0] {
+		for _, b := range lists[1] {
+			if a == b {
+				return pinning{}, fmt.Errorf("-pin %q: CPU %d is on both sides", s, a)
+			}
+		}
+	}
+	return pinning{server: join(lists[0]), client: join(lists[1])}, nil
+}
+
+func join(cpus []int) string {
+	s := make([]string, len(cpus))
+	for i, c := range cpus {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
 }
 
 // wrap returns the command that runs path with args on cpus: taskset, which

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 
+	"github.com/xhttpd/xhttpd/internal/cpulist"
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/xdpnet"
 )
@@ -57,7 +58,7 @@ func doctor(args []string, w io.Writer) (failed bool, err error) {
 	if *iface == "" || fs.NArg() > 0 {
 		return false, errors.New(doctorUsage)
 	}
-	cpus, err := parseCPUs(*cpuList)
+	cpus, err := cpulist.Parse("-cpus", *cpuList)
 	if err != nil {
 		return false, err
 	}

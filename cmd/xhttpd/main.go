@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/xhttpd/xhttpd/internal/enum"
 	"io"
 	"log/slog"
 	"net"
@@ -23,9 +22,9 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xhttpd/xhttpd/httpd"
+	"github.com/xhttpd/xhttpd/internal/cpulist"
+	"github.com/xhttpd/xhttpd/internal/enum"
 	"github.com/xhttpd/xhttpd/irq"
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/stack"
@@ -170,7 +169,7 @@ func parseFlags(args []string) (options, error) {
 	if err := xdpnet.CheckNAPISuspend(p.NAPISuspend); err != nil {
 		return o, fmt.Errorf("-napi-suspend %w", err)
 	}
-	if p.CPUs, err = parseCPUs(*cpus); err != nil {
+	if p.CPUs, err = cpulist.Parse("-cpus", *cpus); err != nil {
 		return o, err
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -296,26 +295,6 @@ func parsePorts(s string) ([]uint16, error) {
 		}
 	}
 	return ports, nil
-}
-
-// parseCPUs reads a -cpus list; each CPU must be one this process may run on.
-func parseCPUs(s string) ([]int, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return nil, fmt.Errorf("-cpus: %w", err)
-	}
-	var cpus []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 0 || n >= 1024 || !allowed.IsSet(n) {
-			return nil, fmt.Errorf("-cpus %q: %q is not a CPU this process may use", s, f)
-		}
-		cpus = append(cpus, n)
-	}
-	return cpus, nil
 }
 
 func run(ctx context.Context, o options) error {
