@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xhttpd/xhttpd/testbed"
 	"github.com/xhttpd/xhttpd/testbed/testbedtest"
 )
@@ -89,5 +91,36 @@ func TestServerSIGINTKills(t *testing.T) {
 		if err := srv.Stop(); (err == nil) != kills {
 			t.Errorf("SIGINTKills %v: Stop returned %v", kills, err)
 		}
+	}
+}
+
+// With ServerCPUs a server runs on those CPUs only, and Pid still finds the
+// program itself (taskset execs it).
+func TestServerCPUs(t *testing.T) {
+	t.Parallel()
+	tb := testbedtest.New(t, testbed.Options{})
+	tb.ServerCPUs = "0"
+	srv, err := tb.StartServer("sleep", &strings.Builder{}, "/bin/sleep", "60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SIGINTKills = true
+	defer srv.Stop()
+	// Until ip, then taskset, have exec'd sleep.
+	var pid int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if pid, err = srv.Pid(); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(pid, &set); err != nil {
+		t.Fatal(err)
+	}
+	if set.Count() != 1 || !set.IsSet(0) {
+		t.Errorf("the server may run on %d CPUs (CPU 0: %v), want CPU 0 only", set.Count(), set.IsSet(0))
 	}
 }
