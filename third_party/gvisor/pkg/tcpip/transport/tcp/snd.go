@@ -433,7 +433,7 @@ func (s *sender) updateMaxPayloadSize(mtu, count int) {
 			nextSeg = seg
 		}
 
-		if seg.acked {
+		if seg.sackedOut {
 			// Update sackedOut for new maximum payload size.
 			s.SackedOut -= s.pCount(seg, oldMSS)
 			s.SackedOut += s.pCount(seg, s.MaxPayloadSize)
@@ -675,7 +675,7 @@ func (s *sender) retransmitTimerExpired() tcpip.Error {
 	// xhttpd: and what walkSACK counted from it.
 	s.SackedOut = 0
 	for seg := s.writeList.Front(); seg != nil; seg = seg.Next() {
-		seg.acked = false
+		seg.sackedOut = false
 	}
 	s.updateWriteNext(s.writeList.Front())
 
@@ -1507,6 +1507,7 @@ func (s *sender) walkSACK(rcvdSeg *segment) bool {
 				s.rc.update(seg, rcvdSeg)
 				s.rc.detectReorder(seg)
 				seg.acked = true
+				seg.sackedOut = true
 				s.SackedOut += s.pCount(seg, s.MaxPayloadSize)
 			}
 			seg = seg.Next()
@@ -1831,13 +1832,14 @@ func (s *sender) handleRcvdSegment(rcvdSeg *segment) {
 			// already been accounted for in SetPipe(). xhttpd: that
 			// holds in recovery only; outside it, Outstanding counts
 			// SACKed segments too (leaveRecovery). SackedOut counts
-			// the segments walkSACK marked acked, and nothing else:
-			// upstream took off those the scoreboard held, which
-			// after a reset (enterRecovery, RTO) drove it negative.
+			// the segments walkSACK marked (sackedOut), and nothing
+			// else: upstream took off those the scoreboard held,
+			// which after a reset (enterRecovery, RTO) drove it
+			// negative.
 			if !s.ep.SACKPermitted || !s.ep.scoreboard.IsSACKED(seg.sackBlock()) || !s.FastRecovery.Active {
 				s.Outstanding -= s.pCount(seg, s.MaxPayloadSize)
 			}
-			if seg.acked {
+			if seg.sackedOut {
 				s.SackedOut -= s.pCount(seg, s.MaxPayloadSize)
 			}
 			seg.DecRef()
