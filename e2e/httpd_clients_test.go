@@ -180,7 +180,7 @@ func TestHTTPDGoClient(t *testing.T) {
 
 // ab with keep-alive: every request a 200 over kept-alive connections.
 func TestHTTPDAb(t *testing.T) {
-	tb, _, _ := serve(t)
+	tb, _, _ := serve(t, "-admin", adminAddr)
 	const n = 5000
 	report := clientRun(t, tb, "ab", "-k", "-n", strconv.Itoa(n), "-c", "16", "-s", "10", "http://198.18.0.1/1k.bin")
 	for _, want := range []string{
@@ -205,7 +205,7 @@ func TestHTTPDAb(t *testing.T) {
 // h2load over HTTP/1.1 with 16 requests in flight per connection: the
 // pipelined answers come back in order and whole.
 func TestHTTPDH2loadPipelined(t *testing.T) {
-	tb, _, _ := serve(t)
+	tb, _, _ := serve(t, "-admin", adminAddr)
 	const n = 10000
 	report := clientRun(t, tb, "h2load", "--h1", "-n", strconv.Itoa(n), "-c", "8", "-m", "16", "http://198.18.0.1/1k.bin")
 	for _, want := range []string{
@@ -220,13 +220,15 @@ func TestHTTPDH2loadPipelined(t *testing.T) {
 }
 
 // clientRun runs name in the client namespace, for up to a minute, and
-// returns its output; its failure fails the test.
+// returns its output; its failure fails the test, after logStall (the
+// server needs -admin at adminAddr for all of it).
 func clientRun(t *testing.T, tb *testbed.Testbed, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := tb.ClientCmd(ctx, name, args...).CombinedOutput()
 	if err != nil {
+		logStall(t, tb)
 		t.Fatalf("%s: %v\n%s", name, err, out)
 	}
 	return string(out)

@@ -135,38 +135,3 @@ func curlGet(tb *testbed.Testbed, url, dir string, want []byte) (time.Duration, 
 	}
 	return took, nil
 }
-
-// logStall logs what tells a stalled download's cause apart, while the
-// server still runs: the server's TCP, queue and link counters and its
-// goroutines (from -admin at adminAddr), and the client's neighbour table
-// and sockets. A download under loss stalled once in CI (2026-11-30, over
-// IPv6, every transfer at once) and never again when run alone.
-func logStall(t *testing.T, tb *testbed.Testbed) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, c := range []struct {
-		server, counters bool // run in the server's namespace; keep only lines of counters above 0
-		argv             []string
-	}{
-		{true, true, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/metrics"}},
-		{true, false, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/debug/pprof/goroutine?debug=1"}},
-		{false, false, []string{"ip", "neigh"}},
-		{false, false, []string{"ip", "-6", "neigh"}},
-		{false, false, []string{"ss", "-tin"}},
-	} {
-		cmd := tb.ClientCmd(ctx, c.argv[0], c.argv[1:]...)
-		if c.server {
-			cmd = tb.ServerCmd(ctx, c.argv[0], c.argv[1:]...)
-		}
-		out, err := cmd.CombinedOutput()
-		var keep []string
-		for _, l := range strings.Split(string(out), "\n") {
-			if c.counters && (strings.HasPrefix(l, "#") || strings.HasSuffix(l, " 0") || strings.Contains(l, "_bucket{")) {
-				continue
-			}
-			keep = append(keep, l)
-		}
-		t.Logf("stall: %s (%v):\n%s", strings.Join(c.argv, " "), err, strings.Join(keep, "\n"))
-	}
-}

@@ -5,12 +5,14 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,4 +140,41 @@ func clientNAPI(t *testing.T, tb *testbed.Testbed) {
 func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string) *testbedtest.Server {
 	t.Helper()
 	return testbedtest.StartServer(t, tb, xhttpdBin, append([]string{"-iface", tb.ServerIf, "-root", root}, args...)...)
+}
+
+// logStall logs what tells a stall's cause apart, while the server still
+// runs: the server's TCP, queue and link counters and its goroutines with
+// how long each has waited (from -admin at adminAddr), and the client's
+// neighbour table and sockets. Two
+// stalls of every connection at once were seen in CI and never when run
+// alone: downloads under loss over IPv6 (2026-11-29, 55e829b) and h2load's
+// pipelined requests (2026-11-30, cff8864, at 40 % of 10,000).
+func logStall(t *testing.T, tb *testbed.Testbed) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		server, counters bool // run in the server's namespace; keep only lines of counters above 0
+		argv             []string
+	}{
+		{true, true, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/metrics"}},
+		{true, false, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/debug/pprof/goroutine?debug=2"}},
+		{false, false, []string{"ip", "neigh"}},
+		{false, false, []string{"ip", "-6", "neigh"}},
+		{false, false, []string{"ss", "-tin"}},
+	} {
+		cmd := tb.ClientCmd(ctx, c.argv[0], c.argv[1:]...)
+		if c.server {
+			cmd = tb.ServerCmd(ctx, c.argv[0], c.argv[1:]...)
+		}
+		out, err := cmd.CombinedOutput()
+		var keep []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if c.counters && (strings.HasPrefix(l, "#") || strings.HasSuffix(l, " 0") || strings.Contains(l, "_bucket{")) {
+				continue
+			}
+			keep = append(keep, l)
+		}
+		t.Logf("stall: %s (%v):\n%s", strings.Join(c.argv, " "), err, strings.Join(keep, "\n"))
+	}
 }
