@@ -220,15 +220,24 @@ func TestHTTPDH2loadPipelined(t *testing.T) {
 }
 
 // clientRun runs name in the client namespace, for up to a minute, and
-// returns its output; its failure fails the test, after logStall (the
-// server needs -admin at adminAddr for all of it).
+// returns its output; its failure fails the test. A client still running
+// after 45 s has stalled: logStall then shows the server and the client's
+// sockets while they are still connected (the server needs -admin at
+// adminAddr for all of it).
 func clientRun(t *testing.T, tb *testbed.Testbed, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := tb.ClientCmd(ctx, name, args...).CombinedOutput()
-	if err != nil {
+	logged := make(chan struct{})
+	stalled := time.AfterFunc(45*time.Second, func() {
+		defer close(logged)
 		logStall(t, tb)
+	})
+	out, err := tb.ClientCmd(ctx, name, args...).CombinedOutput()
+	if !stalled.Stop() {
+		<-logged // it ran: let it finish before the test does
+	}
+	if err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, out)
 	}
 	return string(out)
