@@ -11,8 +11,8 @@ import (
 // finds that and resends without waiting for the retransmission timeout
 // (200 ms at least). RACK can tell a resent segment was lost only when a
 // segment sent after it is delivered, so the sender must keep sending new
-// data in recovery (third_party/gvisor-patches/0015) and while RACK waits
-// out its reordering window (0016). Upstream, one 5 MiB download in three
+// data in recovery, also when RACK's timer, not an ACK, found the loss
+// (third_party/gvisor-patches/0015). Upstream, one 5 MiB download in three
 // here waited for a timeout (3 to 6 in each run of twelve).
 //
 // Only data frames are dropped, and none in the last 100 KiB: a lost
