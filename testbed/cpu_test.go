@@ -85,14 +85,21 @@ func TestTreeCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Wait()
-	time.Sleep(500 * time.Millisecond)
-	own, err := ProcessCPU(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := TreeCPU(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
+	// Until the busy child has run for 200 ms: on a loaded machine (the
+	// whole suite twice at once) 500 ms gave it 180.
+	var own, tree time.Duration
+	for start := time.Now(); time.Since(start) < 1300*time.Millisecond; {
+		time.Sleep(100 * time.Millisecond)
+		var err error
+		if own, err = ProcessCPU(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if tree, err = TreeCPU(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if tree >= own+200*time.Millisecond {
+			break
+		}
 	}
 	if n := len(descendants(cmd.Process.Pid)); n != 2 {
 		t.Errorf("descendants: %v, want the two children", descendants(cmd.Process.Pid))
