@@ -82,6 +82,12 @@ type segment struct {
 	// acked indicates if the segment has already been SACKed.
 	acked bool
 
+	// sackedOut says that sender.SackedOut counts this segment (xhttpd):
+	// set with acked by walkSACK, cleared when a retransmission timeout
+	// expunges what SACKs said, copied by clone so that the pieces of a
+	// counted segment take off what it added.
+	sackedOut bool
+
 	// dataMemSize is the memory used by pkt initially. The value is used for
 	// memory accounting in the receive buffer instead of pkt.MemSize() because
 	// packet contents can be modified, so relying on the computed memory size
@@ -161,6 +167,7 @@ func (s *segment) clone() *segment {
 	t.rcvdTime = s.rcvdTime
 	t.xmitTime = s.xmitTime
 	t.xmitCount = s.xmitCount
+	t.sackedOut = s.sackedOut // xhttpd
 	t.ep = s.ep
 	t.qFlags = s.qFlags
 	t.dataMemSize = s.dataMemSize

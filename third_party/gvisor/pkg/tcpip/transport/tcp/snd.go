@@ -433,7 +433,7 @@ func (s *sender) updateMaxPayloadSize(mtu, count int) {
 			nextSeg = seg
 		}
 
-		if s.ep.SACKPermitted && s.ep.scoreboard.IsSACKED(seg.sackBlock()) {
+		if seg.sackedOut {
 			// Update sackedOut for new maximum payload size.
 			s.SackedOut -= s.pCount(seg, oldMSS)
 			s.SackedOut += s.pCount(seg, s.MaxPayloadSize)
@@ -672,6 +672,11 @@ func (s *sender) retransmitTimerExpired() tcpip.Error {
 	// information as we lack more rigorous checks to validate if the SACK
 	// information is usable after an RTO.
 	s.ep.scoreboard.Reset()
+	// xhttpd: and what walkSACK counted from it.
+	s.SackedOut = 0
+	for seg := s.writeList.Front(); seg != nil; seg = seg.Next() {
+		seg.sackedOut = false
+	}
 	s.updateWriteNext(s.writeList.Front())
 
 	// RFC 1122 4.2.2.17: Start sending zero window probes when we still see a
@@ -1127,6 +1132,7 @@ func (s *sender) postXmit(dataSent bool, shouldScheduleProbe bool) {
 			}
 		}
 	}
+	s.checkAccounting("transmit") // xhttpd
 }
 
 // sendData sends new data segments. It is called when data becomes available or
@@ -1150,10 +1156,21 @@ func (s *sender) sendData() {
 		}
 	}
 
+	// xhttpd: what is in flight leaves out the segments the receiver has
+	// SACKed, in recovery (the pipe, in Outstanding) and out of it, as
+	// Linux's tcp_packets_in_flight does. Upstream counted SACKed segments
+	// out of recovery: while RACK waited out its reordering window before
+	// marking a hole lost, every SACK that came in left the window full,
+	// and the sender sent nothing (on a link with a delay of microseconds,
+	// it waited idle for most of each such window).
+	inFlight := s.Outstanding
+	if !s.FastRecovery.Active {
+		inFlight -= s.SackedOut
+	}
 	var dataSent bool
-	for seg := s.writeNext; seg != nil && s.Outstanding < s.SndCwnd; seg = seg.Next() {
+	for seg := s.writeNext; seg != nil && inFlight < s.SndCwnd; seg = seg.Next() {
 		// NOTE(gvisor.dev/issue/11632): Use uint64 to avoid overflow.
-		cwndLimit := uint64(s.SndCwnd-s.Outstanding) * uint64(s.MaxPayloadSize)
+		cwndLimit := uint64(s.SndCwnd-inFlight) * uint64(s.MaxPayloadSize)
 		if cwndLimit < uint64(limit) {
 			limit = int(cwndLimit)
 		}
@@ -1168,6 +1185,7 @@ func (s *sender) sendData() {
 		}
 		dataSent = true
 		s.Outstanding += s.pCount(seg, s.MaxPayloadSize)
+		inFlight += s.pCount(seg, s.MaxPayloadSize)
 		// xhttpd: what went out as one GSO segment stays one in the
 		// write list until a SACK or a timer needs its pieces.
 		if seg.payloadSize() > s.MaxPayloadSize {
@@ -1245,7 +1263,6 @@ func (s *sender) enterRecovery() {
 	// We inflate the cwnd by 3 to account for the 3 packets which triggered
 	// the 3 duplicate ACKs and are now not in flight.
 	s.SndCwnd = s.Ssthresh + 3
-	s.SackedOut = 0
 	s.DupAckCount = 0
 	s.FastRecovery.First = s.SndUna
 	s.FastRecovery.Last = s.SndNxt - 1
@@ -1281,7 +1298,26 @@ func (s *sender) leaveRecovery() {
 
 	// Deflate cwnd. It had been artificially inflated when new dups arrived.
 	s.SndCwnd = s.Ssthresh
+	// xhttpd: out of recovery, Outstanding counts what was sent and not
+	// cumulatively acknowledged (FlightSize), SACKed or not. Recovery's
+	// pipe left the SACKed segments out, and the lost ones not yet resent,
+	// and counted resent ones twice: adding SackedOut to it left a count
+	// short by the lost segments, the ACKs that then took them off drove
+	// it to 0 with data in flight, and postXmit armed no timer.
+	s.Outstanding = s.flightSize()
 	s.cc.PostRecovery()
+}
+
+// flightSize counts the packets sent and not cumulatively acknowledged
+// (RFC 5681's FlightSize). xhttpd.
+//
+// +checklocks:s.ep.mu
+func (s *sender) flightSize() int {
+	n := 0
+	for seg := s.writeList.Front(); seg != nil && s.isAssignedSequenceNumber(seg) && seg.sequenceNumber.LessThan(s.SndNxt); seg = seg.Next() {
+		n += s.pCount(seg, s.MaxPayloadSize)
+	}
+	return n
 }
 
 // isAssignedSequenceNumber relies on the fact that we only set flags once a
@@ -1487,6 +1523,7 @@ func (s *sender) walkSACK(rcvdSeg *segment) bool {
 				s.rc.update(seg, rcvdSeg)
 				s.rc.detectReorder(seg)
 				seg.acked = true
+				seg.sackedOut = true
 				s.SackedOut += s.pCount(seg, s.MaxPayloadSize)
 			}
 			seg = seg.Next()
@@ -1632,6 +1669,7 @@ func (s *sender) inRecovery() bool {
 // +checklocks:s.ep.mu
 // +checklocksexclude:s.rtt.rttMutex
 func (s *sender) handleRcvdSegment(rcvdSeg *segment) {
+	defer s.checkAccounting("ACK") // xhttpd
 	bestRTT := unknownRTT
 	if len(rcvdSeg.parsedOptions.SACKBlocks) > 0 {
 		s.splitInFlight() // xhttpd
@@ -1808,10 +1846,17 @@ func (s *sender) handleRcvdSegment(rcvdSeg *segment) {
 
 			// If SACK is enabled then only reduce outstanding if
 			// the segment was not previously SACKED as these have
-			// already been accounted for in SetPipe().
-			if !s.ep.SACKPermitted || !s.ep.scoreboard.IsSACKED(seg.sackBlock()) {
+			// already been accounted for in SetPipe(). xhttpd: that
+			// holds in recovery only; outside it, Outstanding counts
+			// SACKed segments too (leaveRecovery). SackedOut counts
+			// the segments walkSACK marked (sackedOut), and nothing
+			// else: upstream took off those the scoreboard held,
+			// which after a reset (enterRecovery, RTO) drove it
+			// negative.
+			if !s.ep.SACKPermitted || !s.ep.scoreboard.IsSACKED(seg.sackBlock()) || !s.FastRecovery.Active {
 				s.Outstanding -= s.pCount(seg, s.MaxPayloadSize)
-			} else {
+			}
+			if seg.sackedOut {
 				s.SackedOut -= s.pCount(seg, s.MaxPayloadSize)
 			}
 			seg.DecRef()
@@ -1911,6 +1956,7 @@ func (s *sender) handleRcvdSegment(rcvdSeg *segment) {
 	}
 	s.sendData()
 }
+
 
 // sendSegment sends the specified segment.
 // +checklocks:s.ep.mu
