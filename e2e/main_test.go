@@ -143,31 +143,35 @@ func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string)
 }
 
 // logStall logs what tells a stall's cause apart, while the server still
-// runs: the server's TCP, queue and link counters and its goroutines with
-// how long each has waited (from -admin at adminAddr), and the client's
-// neighbour table and sockets. Two
-// stalls of every connection at once were seen in CI and never when run
-// alone: downloads under loss over IPv6 (2026-11-29, 55e829b) and h2load's
-// pipelined requests (2026-11-30, cff8864, at 40 % of 10,000).
+// runs: its goroutines with how long each has waited and its TCP, queue and
+// link counters (from -admin at adminAddr), and the client's neighbour
+// table and sockets. A server that does not answer at all has its threads
+// logged (state, CPU time, kernel stack, and their stacks in gdb) and is
+// then sent SIGQUIT, for the Go runtime's goroutine dump: that is how
+// gVisor's processor was found spinning on a locked endpoint, on the one P,
+// in the stalls of every connection at once that CI showed now and then
+// (third_party/gvisor-patches/0017).
 func logStall(t *testing.T, tb *testbed.Testbed) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	for _, c := range []struct {
 		server, counters bool // run in the server's namespace; keep only lines of counters above 0
 		argv             []string
 	}{
-		{true, true, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/metrics"}},
 		{true, false, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/debug/pprof/goroutine?debug=2"}},
+		{true, true, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/metrics"}},
 		{false, false, []string{"ip", "neigh"}},
 		{false, false, []string{"ip", "-6", "neigh"}},
 		{false, false, []string{"ss", "-tin"}},
 	} {
+		// Each its own time: a server that does not answer must not
+		// cost the client's sockets their turn.
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 		cmd := tb.ClientCmd(ctx, c.argv[0], c.argv[1:]...)
 		if c.server {
 			cmd = tb.ServerCmd(ctx, c.argv[0], c.argv[1:]...)
 		}
 		out, err := cmd.CombinedOutput()
+		cancel()
 		var keep []string
 		for _, l := range strings.Split(string(out), "\n") {
 			if c.counters && (strings.HasPrefix(l, "#") || strings.HasSuffix(l, " 0") || strings.Contains(l, "_bucket{")) {
@@ -176,5 +180,19 @@ func logStall(t *testing.T, tb *testbed.Testbed) {
 			keep = append(keep, l)
 		}
 		t.Logf("stall: %s (%v):\n%s", strings.Join(c.argv, " "), err, strings.Join(keep, "\n"))
+		if c.server && !c.counters && err != nil {
+			// The server does not answer even for its goroutines:
+			// SIGQUIT makes the Go runtime write every goroutine's
+			// stack to stderr, which the test logs, and end it.
+			// First each of its threads twice, a second apart: state,
+			// user and system ticks, CPU, where it waits in the kernel.
+			threads := `for i in 1 2; do for p in $(pgrep -f -- "-iface $0 "); do for t in /proc/$p/task/*; do echo "$t $(cut -d' ' -f3,14,15,39 $t/stat) $(cat $t/wchan)"; [ $i = 2 ] && cat $t/stack; done; done; sleep 1; done`
+			out, err := exec.Command("sh", "-c", threads, tb.ServerIf).CombinedOutput()
+			t.Logf("stall: the server's threads (%v):\n%s", err, out)
+			out, err = exec.Command("sh", "-c", `for p in $(pgrep -f -- "-iface $0 "); do timeout 20 gdb -p $p -batch -ex 'info threads' -ex 'thread apply all bt 25'; done`, tb.ServerIf).CombinedOutput()
+			t.Logf("stall: the server's threads in gdb (%v):\n%s", err, out)
+			out, err = exec.Command("pkill", "-QUIT", "-f", "--", "-iface "+tb.ServerIf+" ").CombinedOutput()
+			t.Logf("stall: the server does not answer; SIGQUIT (%v) %s", err, out)
+		}
 	}
 }

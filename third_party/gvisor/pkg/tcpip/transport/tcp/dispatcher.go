@@ -18,6 +18,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand"
+	"runtime"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -153,10 +154,11 @@ func deliverAccepted(ep *Endpoint) bool {
 //
 // +checklocksexclude:ep.segmentQueue.mu
 // +checklocksexclude:ep.pendingProcessingMu
-func handleConnecting(ep *Endpoint) {
+func handleConnecting(ep *Endpoint) (locked bool) {
 	if !ep.TryLock() {
-		return
+		return false
 	}
+	locked = true // xhttpd
 	cleanup := func() {
 		ep.mu.Unlock()
 		ep.drainClosingSegmentQueue()
@@ -192,16 +194,18 @@ func handleConnecting(ep *Endpoint) {
 		}
 	}
 	ep.mu.Unlock()
+	return // xhttpd
 }
 
 // handleConnected is responsible for TCP processing for an endpoint in one of
 // the connected states(StateEstablished, StateFinWait1 etc.)
 //
 // +checklocksexclude:ep.segmentQueue.mu
-func handleConnected(ep *Endpoint) {
+func handleConnected(ep *Endpoint) (locked bool) {
 	if !ep.TryLock() {
-		return
+		return false
 	}
+	locked = true // xhttpd
 
 	if !ep.EndpointState().connected() {
 		// If the endpoint has already transitioned out of a connected
@@ -234,6 +238,7 @@ func handleConnected(ep *Endpoint) {
 		}
 	}
 	ep.mu.Unlock()
+	return // xhttpd
 }
 
 // MaxTimeWait (xhttpd) bounds the connections in TIME-WAIT, as Linux's
@@ -273,10 +278,11 @@ func startTimeWait(ep *Endpoint) bool {
 // state.
 //
 // +checklocksexclude:ep.segmentQueue.mu
-func handleTimeWait(ep *Endpoint) {
+func handleTimeWait(ep *Endpoint) (locked bool) {
 	if !ep.TryLock() {
-		return
+		return false
 	}
+	locked = true // xhttpd
 
 	if ep.EndpointState() != StateTimeWait {
 		// If the endpoint has already transitioned out of a TIME-WAIT
@@ -299,6 +305,7 @@ func handleTimeWait(ep *Endpoint) {
 		ep.timeWaitTimer.Reset(ep.getTimeWaitDuration())
 	}
 	ep.mu.Unlock()
+	return // xhttpd
 }
 
 var warnRateLimiter = rate.NewLimiter(rate.Every(time.Second), 1)
@@ -307,10 +314,11 @@ var warnRateLimiter = rate.NewLimiter(rate.Every(time.Second), 1)
 // state.
 //
 // +checklocksexclude:ep.segmentQueue.mu
-func handleListen(ep *Endpoint) {
+func handleListen(ep *Endpoint) (locked bool) {
 	if !ep.TryLock() {
-		return
+		return false
 	}
+	locked = true // xhttpd
 	defer ep.mu.Unlock()
 
 	if ep.EndpointState() != StateListen {
@@ -333,6 +341,7 @@ func handleListen(ep *Endpoint) {
 		}
 		s.DecRef()
 	}
+	return // xhttpd
 }
 
 // start runs the main loop for a processor which is responsible for all TCP
@@ -363,15 +372,16 @@ func (p *processor) start(wg *sync.WaitGroup) {
 				if ep.segmentQueue.empty() {
 					continue
 				}
+				locked := true // xhttpd
 				switch state := ep.EndpointState(); {
 				case state.connecting():
-					handleConnecting(ep)
+					locked = handleConnecting(ep)
 				case state.connected() && state != StateTimeWait:
-					handleConnected(ep)
+					locked = handleConnected(ep)
 				case state == StateTimeWait:
-					handleTimeWait(ep)
+					locked = handleTimeWait(ep)
 				case state == StateListen:
-					handleListen(ep)
+					locked = handleListen(ep)
 				case state == StateError || state == StateClose:
 					// Try to redeliver any still queued
 					// packets to another endpoint or send a
@@ -389,6 +399,19 @@ func (p *processor) start(wg *sync.WaitGroup) {
 				// requeue this endpoint for processing.
 				if !ep.segmentQueue.empty() && !ep.isOwnedByUser() {
 					p.epQ.enqueue(ep)
+					// xhttpd: another goroutine holds ep, and
+					// it may be one that is runnable but not
+					// running: a mutex in starvation mode hands
+					// itself to the waiter before the waiter
+					// runs (a timer handler, which then marks
+					// ep owned, patch 0010). Yield to it rather
+					// than spin: on a single P, with sysmon in
+					// its deep sleep and so preempting nothing,
+					// the processor spun on this endpoint for
+					// good and the whole server stopped.
+					if !locked {
+						runtime.Gosched()
+					}
 				}
 			}
 		}
