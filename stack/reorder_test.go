@@ -122,9 +122,7 @@ func reorderedPipelined(t *testing.T, network string, seed int64) {
 }
 
 // serveSizes answers each line, a decimal size, with that many bytes.
-func serveSizes(l interface {
-	Accept() (net.Conn, error)
-}) {
+func serveSizes(l net.Listener) {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
