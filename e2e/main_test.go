@@ -181,18 +181,24 @@ func logStall(t *testing.T, tb *testbed.Testbed) {
 		}
 		t.Logf("stall: %s (%v):\n%s", strings.Join(c.argv, " "), err, strings.Join(keep, "\n"))
 		if c.server && !c.counters && err != nil {
-			// The server does not answer even for its goroutines:
-			// SIGQUIT makes the Go runtime write every goroutine's
-			// stack to stderr, which the test logs, and end it.
-			// First each of its threads twice, a second apart: state,
-			// user and system ticks, CPU, where it waits in the kernel.
-			threads := `for i in 1 2; do for p in $(pgrep -f -- "-iface $0 "); do for t in /proc/$p/task/*; do echo "$t $(cut -d' ' -f3,14,15,39 $t/stat) $(cat $t/wchan)"; [ $i = 2 ] && cat $t/stack; done; done; sleep 1; done`
-			out, err := exec.Command("sh", "-c", threads, tb.ServerIf).CombinedOutput()
-			t.Logf("stall: the server's threads (%v):\n%s", err, out)
-			out, err = exec.Command("sh", "-c", `for p in $(pgrep -f -- "-iface $0 "); do timeout 20 gdb -p $p -batch -ex 'info threads' -ex 'thread apply all bt 25'; done`, tb.ServerIf).CombinedOutput()
-			t.Logf("stall: the server's threads in gdb (%v):\n%s", err, out)
-			out, err = exec.Command("pkill", "-QUIT", "-f", "--", "-iface "+tb.ServerIf+" ").CombinedOutput()
-			t.Logf("stall: the server does not answer; SIGQUIT (%v) %s", err, out)
+			logHungServer(t, tb) // it does not answer even for its goroutines
 		}
+	}
+}
+
+// logHungServer logs what shows where a server that answers nothing is
+// stuck: each of its threads twice, a second apart (state, user and system
+// ticks, CPU, where it waits in the kernel, then its kernel stack), their
+// stacks in gdb, and the Go runtime's dump of every goroutine, which
+// SIGQUIT makes the server write to stderr (the test logs it) as it ends.
+func logHungServer(t *testing.T, tb *testbed.Testbed) {
+	t.Helper()
+	for _, c := range []struct{ what, script string }{
+		{"threads", `for i in 1 2; do for p in $(pgrep -f -- "-iface $0 "); do for t in /proc/$p/task/*; do echo "$t $(cut -d' ' -f3,14,15,39 $t/stat) $(cat $t/wchan)"; [ $i = 2 ] && cat $t/stack; done; done; sleep 1; done`},
+		{"threads in gdb", `for p in $(pgrep -f -- "-iface $0 "); do timeout 20 gdb -p $p -batch -ex 'info threads' -ex 'thread apply all bt 25'; done`},
+		{"SIGQUIT", `pkill -QUIT -f -- "-iface $0 "`},
+	} {
+		out, err := exec.Command("sh", "-c", c.script, tb.ServerIf).CombinedOutput()
+		t.Logf("stall: the server does not answer; its %s (%v):\n%s", c.what, err, out)
 	}
 }
