@@ -232,6 +232,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	workers   workers // the goroutines connections are served on
 
 	stats counters
 }
@@ -292,6 +293,7 @@ func New(cfg Config) (*Server, error) {
 		root:    root,
 		log:     cfg.Logger.With("component", "httpd"),
 		started: time.Now(),
+		workers: workers{handle: (*conn).serve, now: time.Now},
 
 		serverDate: "Server: " + cfg.ServerVersion + "\r\nDate: ",
 
@@ -343,7 +345,8 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// Serve accepts connections on l and serves each on its own goroutine. It
+// Serve accepts connections on l and serves each on a goroutine of its own
+// while it lasts (workers.go). It
 // returns nil once l is closed, whether by Shutdown or by the caller (for a
 // listener whose Accept reports net.ErrClosed; gonet's does not, so close a
 // netstack listener through Shutdown). Transient accept errors (out of file
@@ -377,7 +380,7 @@ func (s *Server) Serve(l net.Listener) error {
 		c := newConn(s, nc)
 		switch s.addConn(c) {
 		case connAdded:
-			go c.serve()
+			s.workers.serve(c)
 		case connShutdown:
 			// Shutdown began after Accept returned.
 			nc.Close()
@@ -451,6 +454,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // the access log is written out, upstream connections and Root closed.
 func (s *Server) stop() {
 	s.cancel()
+	s.workers.close()
 	s.watch.close()
 	s.reloadMu.Lock()
 	if s.settleTimer != nil {
