@@ -81,7 +81,8 @@
 //     of a spell is logged. Shutdown writes out what is queued.
 //
 // Hot-path cost: a connection's buffers come from a sync.Pool and are reused
-// for every request on it; parsing a request head, finding a cached file
+// for every request on it, and it is served on a pooled goroutine whose
+// stack has already grown (workers.go); parsing a request head, finding a cached file
 // and writing its response allocate nothing. A small response leaves in one
 // write (its body copied behind its head in the write buffer); a bigger
 // body starts in the same writev as its head and goes on in writes of
