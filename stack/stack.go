@@ -152,14 +152,19 @@ const DefaultDelayedACK = 40 * time.Millisecond
 // (gVisor patch 0007), as Linux's net.ipv4.tcp_max_tw_buckets bounds its
 // own. A server that closes first keeps each connection there for 60 s,
 // and gVisor keeps a whole endpoint and a timer for it where Linux keeps a
-// small timewait socket: a heap profile after a run of new connections per
-// request held 83 MB with 14,000 in TIME-WAIT, about 6 KB each. Without a
-// bound, clients that open and close connections from many addresses hold
-// the server's memory in proportion to their rate (10,000 a second: 600,000
-// endpoints, 3.5 GB). With it, about 100 MB; past it a connection closes at
-// once, as Linux's do when the table is full, and a retransmitted FIN from
-// its peer gets a reset.
-const DefaultMaxTimeWait = 16384
+// timewait socket of about 200 bytes: a heap profile after a run of new
+// connections per request held 81 MB with 16,384 in TIME-WAIT, 5 KB each.
+// They also cost the connections that follow: a SYN whose ports match one
+// goes through its endpoint before the listener, and every collection
+// marks them all. With 16,384, a new connection per request (wrk, 32 at a
+// time) cost 90 to 168 us of server CPU, with a p99 of 12 to 17 ms; with
+// 2,048 or 1,024, 63 to 77 us in most runs and 4.4 to 8 ms, level with the
+// kernel stack's rate (alternating runs, README "New connection per
+// request"). Linux's own default on these machines, 131,072 timewait
+// sockets, is about 26 MB, the memory of 5,000 of these endpoints. Past
+// the bound a connection closes at once, as Linux's do when the table is
+// full, and a retransmitted FIN from its peer gets a reset.
+const DefaultMaxTimeWait = 2048
 
 func setTCPOptions(s *gvstack.Stack) error {
 	opts := []tcpip.SettableTransportProtocolOption{
