@@ -82,12 +82,12 @@
 //
 // Hot-path cost: a connection's buffers come from a sync.Pool and are reused
 // for every request on it, and it is served on a pooled goroutine whose
-// stack has already grown (workers.go); parsing a request head, finding a cached file
-// and writing its response allocate nothing. A small response leaves in one
-// write (its body copied behind its head in the write buffer); a bigger
-// body starts in the same writev as its head and goes on in writes of
-// 64 KiB. A file from disk costs opening and stat'ing it (os.Root, os.File,
-// fs.FileInfo); the proxy allocates freely.
+// stack has already grown (workers.go); parsing a request head, finding a
+// cached file and writing its response allocate nothing. A small response
+// leaves in one write (its body copied behind its head in the write buffer);
+// a bigger body starts in the same writev as its head and goes on in writes
+// of 64 KiB. A file from disk costs opening and stat'ing it (os.Root,
+// os.File, fs.FileInfo); the proxy allocates freely.
 package httpd
 
 import (
@@ -347,13 +347,13 @@ func setDefault[T comparable](v *T, def T) {
 }
 
 // Serve accepts connections on l and serves each on a goroutine of its own
-// while it lasts (workers.go). It
-// returns nil once l is closed, whether by Shutdown or by the caller (for a
-// listener whose Accept reports net.ErrClosed; gonet's does not, so close a
-// netstack listener through Shutdown). Transient accept errors (out of file
-// descriptors, aborted handshakes) are logged and retried with a backoff;
-// any other accept error ends Serve and is returned, wrapped. Serve after
-// Shutdown closes l and returns ErrServerClosed.
+// while it lasts (workers.go). It returns nil once l is closed, whether by
+// Shutdown or by the caller (for a listener whose Accept reports
+// net.ErrClosed; gonet's does not, so close a netstack listener through
+// Shutdown). Transient accept errors (out of file descriptors, aborted
+// handshakes) are logged and retried with a backoff; any other accept error
+// ends Serve and is returned, wrapped. Serve after Shutdown closes l and
+// returns ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
 	if !s.track(l) {
 		l.Close()
