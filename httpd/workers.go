@@ -9,9 +9,9 @@ import (
 // that serves a connection grows its stack: on the netstack, Close sends
 // the FIN through gVisor's whole send path down to the NIC's kick on the
 // caller's goroutine. A new goroutine per connection grew its stack again
-// every time, from 8 KiB to 32 (copystack was 5.6 % of xhttpd's CPU under
-// a new connection per request, newproc another 1.3 %). A worker keeps its
-// stack from one connection to the next.
+// every time (copystack was 5.6 % of xhttpd's CPU under a new connection
+// per request, newproc another 1.3 %). A worker keeps its stack from one
+// connection to the next.
 //
 // Idle workers wait newest first (a stack, as fasthttp's pool does), so
 // that a steady load keeps reusing the same few and the rest age out: a
