@@ -83,15 +83,6 @@ func (tw *testWorkers) idle() int {
 	return len(tw.w.idle)
 }
 
-func waitUntil(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !f(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // A connection that comes after another has ended runs on the same
 // goroutine, the newest idle one first.
 func TestWorkersReuseNewestFirst(t *testing.T) {
@@ -102,9 +93,9 @@ func TestWorkersReuseNewestFirst(t *testing.T) {
 		t.Fatal("two connections at once ran on one goroutine")
 	}
 	tw.end(a)
-	waitUntil(t, "a's worker to go idle", func() bool { return tw.idle() == 1 })
+	waitFor(t, 5*time.Second, "a's worker to go idle", func() bool { return tw.idle() == 1 })
 	tw.end(b)
-	waitUntil(t, "b's worker to go idle", func() bool { return tw.idle() == 2 })
+	waitFor(t, 5*time.Second, "b's worker to go idle", func() bool { return tw.idle() == 2 })
 
 	c := tw.serve(t)
 	if tw.servedOn[c] != tw.servedOn[b] {
@@ -129,13 +120,13 @@ func TestWorkersExpire(t *testing.T) {
 	before := runtime.NumGoroutine()
 	a, b, c := tw.serve(t), tw.serve(t), tw.serve(t)
 	tw.end(a)
-	waitUntil(t, "a idle", func() bool { return tw.idle() == 1 })
+	waitFor(t, 5*time.Second, "a idle", func() bool { return tw.idle() == 1 })
 	tw.advance(workerIdleMax / 2)
 	tw.end(b)
-	waitUntil(t, "b idle", func() bool { return tw.idle() == 2 })
+	waitFor(t, 5*time.Second, "b idle", func() bool { return tw.idle() == 2 })
 	tw.advance(workerIdleMax / 2)
 	tw.end(c)
-	waitUntil(t, "c idle", func() bool { return tw.idle() == 3 })
+	waitFor(t, 5*time.Second, "c idle", func() bool { return tw.idle() == 3 })
 
 	// a has waited workerIdleMax, b half of it, c not at all.
 	if !tw.w.expire() {
@@ -149,13 +140,13 @@ func TestWorkersExpire(t *testing.T) {
 		t.Errorf("served on %s, want c's worker %s", tw.servedOn[next], tw.servedOn[c])
 	}
 	tw.end(next)
-	waitUntil(t, "c's worker idle again", func() bool { return tw.idle() == 2 })
+	waitFor(t, 5*time.Second, "c's worker idle again", func() bool { return tw.idle() == 2 })
 
 	tw.advance(workerIdleMax)
 	if tw.w.expire() {
 		t.Error("expire reports workers idle after every one's time ran out")
 	}
-	waitUntil(t, "every worker and the cleaner to leave", func() bool { return runtime.NumGoroutine() <= before })
+	waitFor(t, 5*time.Second, "every worker and the cleaner to leave", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // At most workerIdleCap workers wait; the rest of a burst leave at once.
@@ -170,7 +161,7 @@ func TestWorkersIdleCap(t *testing.T) {
 	for _, c := range conns {
 		tw.end(c)
 	}
-	waitUntil(t, "the burst to end", func() bool {
+	waitFor(t, 5*time.Second, "the burst to end", func() bool {
 		return tw.idle() == workerIdleCap && runtime.NumGoroutine() <= before+workerIdleCap+1 // the cleaner
 	})
 }
@@ -182,10 +173,10 @@ func TestWorkersClose(t *testing.T) {
 	before := runtime.NumGoroutine()
 	a, b := tw.serve(t), tw.serve(t)
 	tw.end(a)
-	waitUntil(t, "a idle", func() bool { return tw.idle() == 1 })
+	waitFor(t, 5*time.Second, "a idle", func() bool { return tw.idle() == 1 })
 	tw.w.close()
 	tw.end(b)
-	waitUntil(t, "every worker to leave", func() bool { return runtime.NumGoroutine() <= before })
+	waitFor(t, 5*time.Second, "every worker to leave", func() bool { return runtime.NumGoroutine() <= before })
 	if n := tw.idle(); n != 0 {
 		t.Errorf("%d idle after close", n)
 	}
