@@ -1,10 +1,12 @@
 package testbed
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -21,7 +23,11 @@ import (
 // This kernel has no netem; the programs are built from Go with cilium/ebpf,
 // without C. Only TCP over IPv4 and IPv6 is dropped: ARP, ND and ICMP pass,
 // so neighbour resolution never adds its own multi-second retries to a
-// measurement. The native XDP program on the client end also makes the
+// measurement. The receive side also drops every TCP frame addressed to
+// anyone but the client, counted as foreign: a server's answers to a SYN
+// flood's forged sources, which on a network leave the server and never
+// reach the client, here arrive at the client's end and would cost the
+// machine that runs both a skb each. The native XDP program on the client end also makes the
 // server's veth end segment before sending (veth does not hand GSO packets
 // to a peer's XDP), so each dropped frame is one wire-sized segment, as on
 // a real link, for the kernel stack and xhttpd alike. The send side is not
@@ -56,15 +62,19 @@ func (o LossOptions) Check() error {
 type LossCounts struct {
 	ReceiveSeen, ReceiveDropped uint64
 	SendSeen, SendDropped       uint64
+	// ReceiveForeign are the TCP frames to another address than the
+	// client's, all dropped; ReceiveSeen does not count them.
+	ReceiveForeign uint64
 }
 
 // Counter slots in the counts map: receive seen, receive dropped, send
-// seen, send dropped.
+// seen, send dropped, received foreign.
 const (
 	slotRecvSeen = iota
 	slotRecvDropped
 	slotSendSeen
 	slotSendDropped
+	slotRecvForeign
 	numSlots
 )
 
@@ -75,7 +85,7 @@ func (tb *Testbed) AddLoss(opts LossOptions) (*Loss, error) {
 	if err := opts.Check(); err != nil {
 		return nil, err
 	}
-	l, err := newLoss(opts)
+	l, err := newLoss(opts, tb.ClientV4, tb.ClientV6)
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +113,11 @@ func (tb *Testbed) AddLoss(opts LossOptions) (*Loss, error) {
 	return l, nil
 }
 
-// newLoss loads the two programs without attaching them.
-func newLoss(opts LossOptions) (*Loss, error) {
+// newLoss loads the two programs without attaching them. The receive side
+// drops TCP frames to addresses of the families of own other than own's;
+// with no address of a family, it takes that family's frames as the
+// client's.
+func newLoss(opts LossOptions, own ...netip.Addr) (*Loss, error) {
 	counts, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name:       "loss_counts",
 		Type:       ebpf.Array,
@@ -121,14 +134,14 @@ func newLoss(opts LossOptions) (*Loss, error) {
 			Name:         "loss_rx",
 			Type:         ebpf.XDP,
 			License:      "GPL",
-			Instructions: lossProgram(xdpCtx, threshold(opts.Receive), counts.FD(), slotRecvSeen),
+			Instructions: lossProgram(xdpCtx, threshold(opts.Receive), counts.FD(), slotRecvSeen, own),
 		},
 		{
 			Name:         "loss_tx",
 			Type:         ebpf.SchedCLS,
 			AttachType:   ebpf.AttachTCXEgress,
 			License:      "GPL",
-			Instructions: lossProgram(tcCtx, threshold(opts.Send), counts.FD(), slotSendSeen),
+			Instructions: lossProgram(tcCtx, threshold(opts.Send), counts.FD(), slotSendSeen, nil),
 		},
 	}
 	for _, s := range specs {
@@ -162,13 +175,17 @@ var (
 )
 
 // lossProgram returns a program that, for an Ethernet frame carrying TCP
-// over IPv4 or IPv6, counts it in slot seen, drops it when a random u32 is
-// below limit, and counts the drop in slot seen+1. Everything else passes.
-func lossProgram(c ctxLayout, limit int64, countsFD int, seen int32) asm.Instructions {
+// over IPv4 or IPv6, drops it if its destination is not the address of its
+// family in own (when own has one) and counts it in slotRecvForeign;
+// otherwise counts it in slot seen, drops it when a random u32 is below
+// limit, and counts the drop in slot seen+1. Everything else passes.
+func lossProgram(c ctxLayout, limit int64, countsFD int, seen int32, own []netip.Addr) asm.Instructions {
 	const (
 		ethType    = 12
 		ipv4Proto  = 14 + 9
+		ipv4Dst    = 14 + 16
 		ipv6Next   = 14 + 6
+		ipv6Dst    = 14 + 24
 		needed     = ipv4Proto + 1
 		tcp        = 6
 		etherIPv4  = 0x0008 // 0x0800 as the little-endian u16 load sees it
@@ -199,10 +216,51 @@ func lossProgram(c ctxLayout, limit int64, countsFD int, seen int32) asm.Instruc
 		asm.JEq.Imm(asm.R5, etherIPv6, "ipv6"),
 		asm.JNE.Imm(asm.R5, etherIPv4, "pass"),
 		asm.LoadMem(asm.R5, asm.R2, ipv4Proto, asm.Byte),
-		asm.Ja.Label("proto"),
-		asm.LoadMem(asm.R5, asm.R2, ipv6Next, asm.Byte).WithSymbol("ipv6"),
-		asm.JNE.Imm(asm.R5, tcp, "pass").WithSymbol("proto"),
+		asm.JNE.Imm(asm.R5, tcp, "pass"),
 	)
+	foreign := false // whether a jump to "foreign" was made
+	// ours compares the len bytes at off (a whole number of u64s, or one
+	// u32) with a's; the packet's bytes load little-endian.
+	ours := func(off int16, a []byte) {
+		foreign = true
+		insns = append(insns,
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, int32(off)+int32(len(a))),
+			asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		)
+		if len(a) == 4 {
+			insns = append(insns,
+				asm.LoadMem(asm.R5, asm.R2, off, asm.Word),
+				asm.LoadImm(asm.R1, int64(binary.LittleEndian.Uint32(a)), asm.DWord),
+				asm.JNE.Reg(asm.R5, asm.R1, "foreign"),
+			)
+			return
+		}
+		for i := 0; i < len(a); i += 8 {
+			insns = append(insns,
+				asm.LoadMem(asm.R5, asm.R2, off+int16(i), asm.DWord),
+				asm.LoadImm(asm.R1, int64(binary.LittleEndian.Uint64(a[i:])), asm.DWord),
+				asm.JNE.Reg(asm.R5, asm.R1, "foreign"),
+			)
+		}
+	}
+	for _, a := range own {
+		if a.Is4() {
+			b := a.As4()
+			ours(ipv4Dst, b[:])
+		}
+	}
+	insns = append(insns,
+		asm.Ja.Label("seen"),
+		asm.LoadMem(asm.R5, asm.R2, ipv6Next, asm.Byte).WithSymbol("ipv6"),
+		asm.JNE.Imm(asm.R5, tcp, "pass"),
+	)
+	for _, a := range own {
+		if a.Is6() && !a.Is4In6() {
+			b := a.As16()
+			ours(ipv6Dst, b[:])
+		}
+	}
 	insns = append(insns, count(seen, "seen")...)
 	insns = append(insns,
 		asm.FnGetPrandomU32.Call(),
@@ -216,6 +274,10 @@ func lossProgram(c ctxLayout, limit int64, countsFD int, seen int32) asm.Instruc
 		asm.Mov.Imm(asm.R0, c.pass).WithSymbol("pass"),
 		asm.Return(),
 	)
+	if foreign {
+		insns = append(insns, count(slotRecvForeign, "foreign")...)
+		insns = append(insns, asm.Mov.Imm(asm.R0, c.drop), asm.Return())
+	}
 	return insns
 }
 
@@ -230,6 +292,7 @@ func (l *Loss) Counts() (LossCounts, error) {
 	return LossCounts{
 		ReceiveSeen: v[slotRecvSeen], ReceiveDropped: v[slotRecvDropped],
 		SendSeen: v[slotSendSeen], SendDropped: v[slotSendDropped],
+		ReceiveForeign: v[slotRecvForeign],
 	}, nil
 }
 

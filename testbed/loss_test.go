@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -34,10 +35,10 @@ func frame(etherType uint16, proto byte) []byte {
 }
 
 // loadLoss loads the programs without attaching them, until the test ends.
-func loadLoss(t *testing.T, opts testbed.LossOptions) *testbed.Loss {
+func loadLoss(t *testing.T, opts testbed.LossOptions, own ...netip.Addr) *testbed.Loss {
 	t.Helper()
 	testbedtest.RequireRoot(t)
-	l, err := testbed.NewLoss(opts)
+	l, err := testbed.NewLoss(opts, own...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +87,62 @@ func TestLossVerdicts(t *testing.T) {
 	}
 	if n != (testbed.LossCounts{ReceiveSeen: 2, ReceiveDropped: 2, SendSeen: 2, SendDropped: 2}) {
 		t.Errorf("counts %+v, want 2 TCP frames seen and dropped each way", n)
+	}
+}
+
+// to returns f, a frame from package frame's helper, addressed to dst.
+func to(f []byte, dst netip.Addr) []byte {
+	if dst.Is4() {
+		a := dst.As4()
+		copy(f[14+16:], a[:])
+	} else {
+		a := dst.As16()
+		copy(f[14+24:], a[:])
+	}
+	return f
+}
+
+// TestLossForeign checks that the receive side drops TCP frames addressed
+// to anyone but the client, counted apart, and passes the rest: the
+// client's own TCP (at a share of 0), and ARP, ND and UDP to anyone.
+func TestLossForeign(t *testing.T) {
+	me4, me6 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:2::2")
+	l := loadLoss(t, testbed.LossOptions{}, me4, me6)
+	cases := []struct {
+		name string
+		in   []byte
+		drop bool
+	}{
+		{"IPv4 TCP to the client", to(frame(0x0800, 6), me4), false},
+		{"IPv6 TCP to the client", to(frame(0x86dd, 6), me6), false},
+		{"IPv4 TCP to another", to(frame(0x0800, 6), netip.MustParseAddr("198.18.7.9")), true},
+		{"IPv4 TCP to one off by its last byte", to(frame(0x0800, 6), netip.MustParseAddr("198.18.0.3")), true},
+		{"IPv6 TCP to another", to(frame(0x86dd, 6), netip.MustParseAddr("2001:2:0:0:1::2")), true},
+		{"IPv6 TCP to one off in its first half", to(frame(0x86dd, 6), netip.MustParseAddr("2001:3::2")), true},
+		{"IPv4 UDP to another", to(frame(0x0800, 17), netip.MustParseAddr("198.18.7.9")), false},
+		{"ND to another", to(frame(0x86dd, 58), netip.MustParseAddr("2001:2::7")), false},
+		{"truncated IPv6 TCP", frame(0x86dd, 6)[:50], false},
+	}
+	rx := l.Programs()[0]
+	for _, c := range cases {
+		got, err := rx.Run(&ebpf.RunOptions{Data: c.in})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		want := rx.Pass
+		if c.drop {
+			want = rx.Drop
+		}
+		if got != want {
+			t.Errorf("%s: verdict %d, want %d", c.name, got, want)
+		}
+	}
+	n, err := l.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != (testbed.LossCounts{ReceiveSeen: 2, ReceiveForeign: 4}) {
+		t.Errorf("counts %+v, want the client's 2 TCP frames seen and 4 foreign", n)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -212,3 +213,53 @@ func fold(s uint32) uint16 {
 // the kernel drops them and counts xdp_tx_errors on the sending end. A real
 // NIC has no such condition. Close undoes it.
 func (tb *Testbed) ClientNAPI() (*Loss, error) { return tb.AddLoss(LossOptions{}) }
+
+// RouteThroughClient gives the server end default routes through the
+// client end, as a real server's lead to its gateway, until the returned
+// undo runs. With them the kernel stack answers a SYN flood's forged
+// sources as it would on a network, as xhttpd's XDP program does
+// regardless; without them it has no route there and sends nothing, which
+// on one small machine spares it and the client end the cost of every
+// answer. The testbed does not keep them for good: with a default route, a
+// name lookup in the server namespace waits for a resolver that is not
+// there instead of failing at once (Python's http.server looks its own
+// address up).
+func (tb *Testbed) RouteThroughClient() (undo func() error, err error) {
+	h, err := handleIn(tb.ServerNS)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(tb.ServerIf)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: find %s: %w", tb.ServerIf, err)
+	}
+	var routes []*netlink.Route
+	undo = func() error {
+		h, err := handleIn(tb.ServerNS)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		var errs []error
+		for _, r := range routes {
+			if err := h.RouteDel(r); err != nil {
+				errs = append(errs, fmt.Errorf("testbed: delete route %s: %w", r, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, gw := range []netip.Addr{tb.ClientV4, tb.ClientV6} {
+		all := netip.IPv6Unspecified()
+		if gw.Is4() {
+			all = netip.IPv4Unspecified()
+		}
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(all, 0), Gw: gw.AsSlice()}
+		if err := h.RouteAdd(r); err != nil {
+			undo()
+			return nil, fmt.Errorf("testbed: default route via %s on %s: %w", gw, tb.ServerIf, err)
+		}
+		routes = append(routes, r)
+	}
+	return undo, nil
+}

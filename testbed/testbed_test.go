@@ -501,3 +501,42 @@ func TestSweep(t *testing.T) {
 			testbed.NsExists(deadNS), testbed.NsExists(liveNS), testbed.NsExists(other))
 	}
 }
+
+// RouteThroughClient sends everything off the link through the client end
+// until undone, and undo leaves the server end as it was: no route there.
+func TestRouteThroughClient(t *testing.T) {
+	t.Parallel()
+	tb := testbedtest.New(t, testbed.Options{})
+	h := handleIn(t, tb.ServerNS)
+	far := map[string]netip.Addr{"203.0.113.9": tb.ClientV4, "198.19.200.1": tb.ClientV4, "2001:db8::9": tb.ClientV6}
+	for dst := range far {
+		if routes, err := h.RouteGet(net.ParseIP(dst)); err == nil {
+			t.Fatalf("server end, before: route to %s: %+v, want none", dst, routes)
+		}
+	}
+	undo, err := tb.RouteThroughClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dst, gw := range far {
+		routes, err := h.RouteGet(net.ParseIP(dst))
+		if err != nil {
+			t.Errorf("server end, route to %s: %v", dst, err)
+			continue
+		}
+		if len(routes) != 1 || !routes[0].Gw.Equal(gw.AsSlice()) {
+			t.Errorf("server end, route to %s: %+v, want via %s", dst, routes, gw)
+		}
+	}
+	if routes, err := h.RouteGet(net.ParseIP("198.18.0.2")); err != nil || len(routes) != 1 || routes[0].Gw != nil {
+		t.Errorf("server end, route to the client: %+v, %v; want on the link", routes, err)
+	}
+	if err := undo(); err != nil {
+		t.Fatal(err)
+	}
+	for dst := range far {
+		if routes, err := h.RouteGet(net.ParseIP(dst)); err == nil {
+			t.Errorf("server end, after undo: route to %s: %+v, want none", dst, routes)
+		}
+	}
+}

@@ -80,6 +80,11 @@ func flood(args []string) error {
 			return err
 		}
 		defer napi.Close()
+		unroute, err := tb.RouteThroughClient()
+		if err != nil {
+			return err
+		}
+		defer unroute()
 		setup.iface, setup.root = tb.ServerIf, site
 		for i, name := range servers {
 			for j, kind := range floods {
@@ -88,7 +93,7 @@ func flood(args []string) error {
 				}
 				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, flood %s\n", i*len(floods)+j+1, len(servers)*len(floods), name, kind)
 				path, xargs := serverCommand(name, setup)
-				r, err := floodOne(ctx, tb, benchRun{name: name, path: path, args: xargs, verbose: sf.verbose, wait: sf.wait, duration: *d}, kind)
+				r, err := floodOne(ctx, tb, napi, benchRun{name: name, path: path, args: xargs, verbose: sf.verbose, wait: sf.wait, duration: *d}, kind)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "testbed: %s, flood %s: %v\n", name, kind, err)
 					r.err = err
@@ -103,7 +108,9 @@ func flood(args []string) error {
 	printMachine(os.Stdout, started)
 	fmt.Printf("\nEach server and flood: %v without a flood, then %v during one. A client in the client namespace opens a new connection for each GET of 1k.bin, "+
 		"one after the other (20 ms apart), over the flood's address family; one counts as served when its GET is answered within 1 s. A keep-alive client GETs 1k.bin "+
-		"over one connection, one request after the other. CPU is the server process's share of one core during the flood.\n\n", *d, *d)
+		"over one connection, one request after the other. Answers are the SYN-ACKs to forged sources a second, counted where the client end drops them as a network would carry them off "+
+		"(the server end routes everything through the client end, as a server does through its gateway); under flood own the forged source is the client, which answers each with a RST. "+
+		"CPU is the server process's share of one core during the flood.\n\n", *d, *d)
 	for _, name := range dedup(servers) {
 		fmt.Printf("- %s: %s\n", name, serverLegend(name))
 	}
@@ -121,6 +128,7 @@ func flood(args []string) error {
 type floodRow struct {
 	server, flood  string
 	synRate        float64 // SYNs per second the flooder sent
+	answerRate     float64 // the server's SYN-ACKs per second to forged sources other than the client
 	quiet, flooded probes
 	cpuShare       float64 // the server's, during the flood
 	err            error
@@ -135,16 +143,20 @@ type probes struct {
 }
 
 func writeFloodTable(w io.Writer, rows []floodRow) error {
-	fmt.Fprintln(w, "| server | flood | SYNs/s | new conns within 1 s, quiet | flooded | new conn p50 / p99, quiet | flooded | keep-alive p99, quiet | flooded | keep-alive failed | server CPU, flooded |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| server | flood | SYNs/s | answers/s | new conns within 1 s, quiet | flooded | new conn p50 / p99, quiet | flooded | keep-alive p99, quiet | flooded | keep-alive failed | server CPU, flooded |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var errs []error
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %s | %s | failed | | | | | | | | |\n", r.server, r.flood)
+			fmt.Fprintf(w, "| %s | %s | failed | | | | | | | | | |\n", r.server, r.flood)
 			errs = append(errs, fmt.Errorf("%s, flood %s: %w", r.server, r.flood, r.err))
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %d | %.0f%% |\n", r.server, r.flood, r.synRate,
+		answers := fmt.Sprintf("%.0f", r.answerRate)
+		if r.flood == "own" {
+			answers = "-"
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% |\n", r.server, r.flood, r.synRate, answers,
 			r.quiet.servedShare(), r.flooded.servedShare(),
 			p50p99(r.quiet.newConn), p50p99(r.flooded.newConn),
 			fmtLatency(quantile(r.quiet.keepAlive, 0.99)), fmtLatency(quantile(r.flooded.keepAlive, 0.99)),
@@ -177,7 +189,7 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 
 // floodOne starts a fresh server, checks it, measures a quiet phase and a
 // flooded one, and stops it.
-func floodOne(ctx context.Context, tb *testbed.Testbed, b benchRun, kind string) (r floodRow, err error) {
+func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b benchRun, kind string) (r floodRow, err error) {
 	r = floodRow{server: b.name, flood: kind}
 	srv, err := startQuiet(tb, b.name, b.path, b.args, b.verbose)
 	if err != nil {
@@ -219,13 +231,23 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, b benchRun, kind string)
 	if err != nil {
 		return r, err
 	}
+	n0, err := napi.Counts()
+	if err != nil {
+		return r, err
+	}
 	start := time.Now()
 	r.flooded = probe(ctx, tb, addr, b.duration)
 	cpu1, err := testbed.ProcessCPU(pid)
 	if err != nil {
 		return r, fmt.Errorf("%w (did the server exit during the flood?)", err)
 	}
-	r.cpuShare = (cpu1 - cpu0).Seconds() / time.Since(start).Seconds()
+	n1, err := napi.Counts()
+	if err != nil {
+		return r, err
+	}
+	took := time.Since(start).Seconds()
+	r.cpuShare = (cpu1 - cpu0).Seconds() / took
+	r.answerRate = float64(n1.ReceiveForeign-n0.ReceiveForeign) / took
 	stop()
 	res := <-flooded
 	if res.err != nil {

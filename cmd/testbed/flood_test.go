@@ -34,7 +34,7 @@ func TestQuantile(t *testing.T) {
 func TestWriteFloodTable(t *testing.T) {
 	var b strings.Builder
 	err := writeFloodTable(&b, []floodRow{
-		{server: "hybrid", flood: "own", synRate: 90000,
+		{server: "hybrid", flood: "random", synRate: 90000, answerRate: 88000,
 			quiet:    probes{served: 10, tries: 10, newConn: []time.Duration{time.Millisecond}, keepAlive: []time.Duration{50 * time.Microsecond}},
 			flooded:  probes{served: 9, tries: 10, newConn: []time.Duration{2 * time.Millisecond}, keepAlive: []time.Duration{80 * time.Microsecond}},
 			cpuShare: 0.125},
@@ -44,7 +44,7 @@ func TestWriteFloodTable(t *testing.T) {
 		t.Errorf("error %v, want the failed row's", err)
 	}
 	out := b.String()
-	for _, want := range []string{"| hybrid", "90000", "10 of 10", "9 of 10", "12%", "| kernel | v6 | failed |"} {
+	for _, want := range []string{"| hybrid", "90000 | 88000 |", "10 of 10", "9 of 10", "12%", "| kernel | v6 | failed |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
