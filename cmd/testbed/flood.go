@@ -43,6 +43,7 @@ func flood(args []string) error {
 	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers[:4], ", "))
 	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3, IPv4), v6 (IPv6)")
 	d := fs.Duration("duration", 10*time.Second, "length of each phase, quiet and flooded (1s to 10m)")
+	v6Rate := fs.Int("v6-rate", 0, "SYNs a second of flood v6, 0 for as fast as one thread sends: to compare servers at one rate (hping3's floods always go at full rate)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+floodUsage)
 		fmt.Fprintln(fs.Output(), "Floods port 80 with SYNs while two clients measure; the client end runs in NAPI mode (testbed.ClientNAPI). Flags after -- go to every xhttpd run.")
@@ -61,6 +62,9 @@ func flood(args []string) error {
 	}
 	if *d < time.Second || *d > maxDuration {
 		return fmt.Errorf("-duration %v: want 1s to %v", *d, maxDuration)
+	}
+	if *v6Rate < 0 || *v6Rate > 10_000_000 {
+		return fmt.Errorf("-v6-rate %d: want 0 to 10000000", *v6Rate)
 	}
 	if slices.ContainsFunc(floods, func(f string) bool { return f != "v6" }) {
 		if _, err := exec.LookPath("hping3"); err != nil {
@@ -93,7 +97,7 @@ func flood(args []string) error {
 				}
 				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, flood %s\n", i*len(floods)+j+1, len(servers)*len(floods), name, kind)
 				path, xargs := serverCommand(name, setup)
-				r, err := floodOne(ctx, tb, napi, benchRun{name: name, path: path, args: xargs, verbose: sf.verbose, wait: sf.wait, duration: *d}, kind)
+				r, err := floodOne(ctx, tb, napi, benchRun{name: name, path: path, args: xargs, verbose: sf.verbose, wait: sf.wait, duration: *d}, kind, *v6Rate)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "testbed: %s, flood %s: %v\n", name, kind, err)
 					r.err = err
@@ -116,6 +120,9 @@ func flood(args []string) error {
 	}
 	for _, kind := range floods {
 		fmt.Printf("- flood %s: %s\n", kind, floodLegends[kind])
+		if kind == "v6" && *v6Rate > 0 {
+			fmt.Printf("  paced at %d SYNs a second\n", *v6Rate)
+		}
 	}
 	if len(setup.extra) > 0 {
 		fmt.Printf("- extra xhttpd flags: %s\n", shellJoin(setup.extra))
@@ -189,7 +196,7 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 
 // floodOne starts a fresh server, checks it, measures a quiet phase and a
 // flooded one, and stops it.
-func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b benchRun, kind string) (r floodRow, err error) {
+func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b benchRun, kind string, v6Rate int) (r floodRow, err error) {
 	r = floodRow{server: b.name, flood: kind}
 	srv, err := startQuiet(tb, b.name, b.path, b.args, b.verbose)
 	if err != nil {
@@ -223,7 +230,7 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 	flooded := make(chan result, 1)
 	go func() {
 		start := time.Now()
-		n, err := synFlood(fctx, tb, kind)
+		n, err := synFlood(fctx, tb, kind, v6Rate)
 		flooded <- result{n, time.Since(start), err}
 	}()
 	time.Sleep(500 * time.Millisecond) // the flood is on
@@ -257,10 +264,11 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 	return r, ctx.Err()
 }
 
-// synFlood floods port 80 until ctx ends and returns the SYNs sent.
-func synFlood(ctx context.Context, tb *testbed.Testbed, kind string) (uint64, error) {
+// synFlood floods port 80 until ctx ends and returns the SYNs sent; flood
+// v6 at v6Rate SYNs a second if positive.
+func synFlood(ctx context.Context, tb *testbed.Testbed, kind string, v6Rate int) (uint64, error) {
 	if kind == "v6" {
-		return tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true})
+		return tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6Rate})
 	}
 	args := []string{"--flood", "--syn", "-p", "80", tb.ServerV4.String()}
 	if kind == "random" {
