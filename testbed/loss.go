@@ -27,13 +27,14 @@ import (
 // anyone but the client, counted as foreign: a server's answers to a SYN
 // flood's forged sources, which on a network leave the server and never
 // reach the client, here arrive at the client's end and would cost the
-// machine that runs both a skb each. The native XDP program on the client end also makes the
-// server's veth end segment before sending (veth does not hand GSO packets
-// to a peer's XDP), so each dropped frame is one wire-sized segment, as on
-// a real link, for the kernel stack and xhttpd alike. The send side is not
-// so fine-grained: tcx egress runs before the client's stack segments, so a
-// dropped send is a whole GSO packet (up to 64 KiB of an upload) and counts
-// once. The client here sends requests and ACKs, one frame each.
+// machine that runs both a sk_buff each. The native XDP program on the
+// client end also makes the server's veth end segment before sending
+// (veth does not hand GSO packets to a peer's XDP), so each dropped frame
+// is one wire-sized segment, as on a real link, for the kernel stack and
+// xhttpd alike. The send side is not so fine-grained: tcx egress runs
+// before the client's stack segments, so a dropped send is a whole GSO
+// packet (up to 64 KiB of an upload) and counts once. The client here
+// sends requests and ACKs, one frame each.
 type Loss struct {
 	counts *ebpf.Map
 	progs  []*ebpf.Program
@@ -114,9 +115,8 @@ func (tb *Testbed) AddLoss(opts LossOptions) (*Loss, error) {
 }
 
 // newLoss loads the two programs without attaching them. The receive side
-// drops TCP frames to addresses of the families of own other than own's;
-// with no address of a family, it takes that family's frames as the
-// client's.
+// drops TCP frames to any address but own's (at most one per family); a
+// family without an address in own is not checked.
 func newLoss(opts LossOptions, own ...netip.Addr) (*Loss, error) {
 	counts, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name:       "loss_counts",
@@ -219,8 +219,9 @@ func lossProgram(c ctxLayout, limit int64, countsFD int, seen int32, own []netip
 		asm.JNE.Imm(asm.R5, tcp, "pass"),
 	)
 	foreign := false // whether a jump to "foreign" was made
-	// ours compares the len bytes at off (a whole number of u64s, or one
-	// u32) with a's; the packet's bytes load little-endian.
+	// ours jumps to "foreign" unless the bytes at off are a's: one u32 for
+	// IPv4, two u64s for IPv6, loaded little-endian as the packet holds
+	// them.
 	ours := func(off int16, a []byte) {
 		foreign = true
 		insns = append(insns,

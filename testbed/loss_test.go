@@ -90,7 +90,8 @@ func TestLossVerdicts(t *testing.T) {
 	}
 }
 
-// to returns f, a frame from package frame's helper, addressed to dst.
+// to sets the destination address of f, a frame from frame, to dst and
+// returns f.
 func to(f []byte, dst netip.Addr) []byte {
 	if dst.Is4() {
 		a := dst.As4()
