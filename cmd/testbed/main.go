@@ -125,7 +125,15 @@ func findBinary(flagName, path string) (string, error) {
 // withTestbed runs fn with what bench and idle share: a context that ends
 // on SIGINT or SIGTERM, the generated site and a fresh testbed, and removes
 // both afterwards.
-func withTestbed(queues int, fn func(ctx context.Context, tb *testbed.Testbed, site string) error) (err error) {
+func withTestbed(queues int, fn func(ctx context.Context, tb *testbed.Testbed, site string) error) error {
+	return withTestbeds(1, queues, func(ctx context.Context, tbs []*testbed.Testbed, site string) error {
+		return fn(ctx, tbs[0], site)
+	})
+}
+
+// withTestbeds is withTestbed with n testbeds side by side, for servers
+// that run at once (download -interleave).
+func withTestbeds(n, queues int, fn func(ctx context.Context, tbs []*testbed.Testbed, site string) error) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	defer func() {
@@ -138,14 +146,22 @@ func withTestbed(queues int, fn func(ctx context.Context, tb *testbed.Testbed, s
 		return fmt.Errorf("site: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	tb, err := testbed.New(testbed.Options{Queues: queues})
-	if err != nil {
-		return err
+	var tbs []*testbed.Testbed
+	defer func() {
+		for _, tb := range tbs {
+			err = errors.Join(err, tb.Close())
+		}
+	}()
+	for range n {
+		tb, err := testbed.New(testbed.Options{Queues: queues})
+		if err != nil {
+			return err
+		}
+		tbs = append(tbs, tb)
+		fmt.Fprintf(os.Stderr, "testbed: server %s in %s, client %s in %s, %d queue(s)\n",
+			tb.ServerIf, tb.ServerNS, tb.ClientIf, tb.ClientNS, tb.Queues)
 	}
-	defer func() { err = errors.Join(err, tb.Close()) }()
-	fmt.Fprintf(os.Stderr, "testbed: server %s in %s, client %s in %s, %d queue(s)\n",
-		tb.ServerIf, tb.ServerNS, tb.ClientIf, tb.ClientNS, tb.Queues)
-	return fn(ctx, tb, dir)
+	return fn(ctx, tbs, dir)
 }
 
 // The site's files beyond index.html: a 1 KiB file for requests/s, a 64 KiB
