@@ -155,6 +155,7 @@ func bench(args []string) error {
 	v6 := fs.Bool("6", false, "request over IPv6 instead of IPv4")
 	closeEach := fs.Bool("close", false, "a new connection per request (Connection: close) instead of keep-alive")
 	runs := fs.Int("runs", 1, "wrk runs back to back against each server start, one row each, to show what accumulates (1 to 10)")
+	turns := fs.Int("alternate", 0, "run every server at once, each on a testbed of its own, and take this many turns, one wrk run against each server in turn, so that the machine's spells fall on all alike; prints the medians over the turns (0: one server after the other; 2 to 20; one -conns, not with busy, whose spinning takes a core from the others)")
 	pinFlag := fs.String("pin", "", "SERVER/CLIENT: run every server on the first CPU list and wrk on the second, e.g. 0/1 (taskset; default: no pinning)")
 	napi := fs.Bool("napi", true, "run the client end in NAPI mode (testbed.ClientNAPI), as a NIC's receive runs: without it veth drops the SYN-ACKs xhttpd's XDP program sends back (XDP_TX) when it answers SYNs beyond -syn-rate; -napi=false for figures comparable with builds before 2026-11-30")
 	fs.Usage = func() {
@@ -184,6 +185,12 @@ func bench(args []string) error {
 		return fmt.Errorf("-threads %d: want at least 1", *threads)
 	case *runs < 1 || *runs > 10:
 		return fmt.Errorf("-runs %d: want 1 to 10", *runs)
+	case *turns != 0 && (*turns < 2 || *turns > 20):
+		return fmt.Errorf("-alternate %d: want 2 to 20 turns", *turns)
+	case *turns != 0 && (len(conns) > 1 || *runs > 1):
+		return errors.New("-alternate takes one -conns and no -runs")
+	case *turns != 0 && slices.Contains(servers, "busy"):
+		return errors.New("-alternate: busy spins on a core the idle servers' turns need; measure it without -alternate")
 	}
 	setup, err := sf.setup(fs, *queues)
 	if err != nil {
@@ -203,55 +210,88 @@ func bench(args []string) error {
 
 	started := time.Now()
 	var rows []benchRow
-	err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
-		setup.iface, setup.root = tb.ServerIf, site
-		setup.addrs = tb.ServerAddrs(80)
+	// prepare readies tb for the servers: the client end's mode, the
+	// servers' CPUs, and the peers' configurations (the same on every
+	// testbed: the addresses are). It returns the URL wrk requests, the
+	// URLs checked first (every server's content over both families), and
+	// what undoes it.
+	prepare := func(tb *testbed.Testbed, site string) (url string, checks []string, undo func(), err error) {
+		setup.root, setup.addrs = site, tb.ServerAddrs(80)
 		tb.ServerCPUs = pin.server
+		undo = func() {}
 		if *napi {
 			l, err := tb.ClientNAPI()
 			if err != nil {
-				return err
+				return "", nil, nil, err
 			}
-			defer l.Close()
+			undo = func() { l.Close() }
 		}
 		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
 			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
-			return err
+			undo()
+			return "", nil, nil, err
 		}
-		// Every server's content is checked over both families first.
-		checks := []string{"http://" + tb.ServerV4.String() + "/" + *file, "http://[" + tb.ServerV6.String() + "]/" + *file}
+		checks = []string{"http://" + tb.ServerV4.String() + "/" + *file, "http://[" + tb.ServerV6.String() + "]/" + *file}
 		host := tb.ServerV4.String()
 		if *v6 {
 			host = "[" + tb.ServerV6.String() + "]"
 		}
-		url := "http://" + host + "/" + *file
-		for _, name := range servers {
-			for _, c := range conns {
-				if ctx.Err() != nil {
-					return nil
-				}
-				fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)/(*runs)+1, len(servers)*len(conns), name, c)
-				path, xargs := serverCommand(name, setup)
-				results, err := benchOne(ctx, tb, benchRun{
-					name: name, path: path, args: xargs, verbose: sf.verbose, runs: *runs, wrkCPUs: pin.client,
-					url: url, checks: checks, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), wait: sf.wait, duration: *duration,
-				})
+		return "http://" + host + "/" + *file, checks, undo, nil
+	}
+	run := func(name, url string, checks []string, c int) benchRun {
+		path, xargs := serverCommand(name, setup)
+		return benchRun{
+			name: name, path: path, args: xargs, verbose: sf.verbose, runs: *runs, wrkCPUs: pin.client,
+			url: url, checks: checks, size: size, wrk: wrkArgs(*threads, c, *duration, url, *closeEach), conns: c, wait: sf.wait, duration: *duration,
+		}
+	}
+	if *turns > 0 {
+		err = withTestbeds(len(servers), *queues, func(ctx context.Context, tbs []*testbed.Testbed, site string) error {
+			var bs []benchRun
+			for i, name := range servers {
+				url, checks, undo, err := prepare(tbs[i], site)
 				if err != nil {
-					fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, err)
+					return err
 				}
-				for i := range *runs {
-					r := benchRow{server: name, conns: c, size: size, err: err}
-					// A failure after the last run (the server did not stop
-					// cleanly) fails the last row.
-					if i < len(results) && (i < *runs-1 || err == nil) {
-						r.res, r.cpu, r.err = results[i].res, results[i].cpu, nil
+				defer undo()
+				setup.iface = tbs[i].ServerIf
+				bs = append(bs, run(name, url, checks, conns[0]))
+			}
+			rows = alternate(ctx, tbs, bs, *turns)
+			return nil
+		})
+	} else {
+		err = withTestbed(*queues, func(ctx context.Context, tb *testbed.Testbed, site string) error {
+			url, checks, undo, err := prepare(tb, site)
+			if err != nil {
+				return err
+			}
+			defer undo()
+			setup.iface = tb.ServerIf
+			for _, name := range servers {
+				for _, c := range conns {
+					if ctx.Err() != nil {
+						return nil
 					}
-					rows = append(rows, r)
+					fmt.Fprintf(os.Stderr, "testbed: [%d/%d] %s, -c %d\n", len(rows)/(*runs)+1, len(servers)*len(conns), name, c)
+					results, err := benchOne(ctx, tb, run(name, url, checks, c))
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "testbed: %s, -c %d: %v\n", name, c, err)
+					}
+					for i := range *runs {
+						r := benchRow{server: name, conns: c, size: size, err: err}
+						// A failure after the last run (the server did not stop
+						// cleanly) fails the last row.
+						if i < len(results) && (i < *runs-1 || err == nil) {
+							r.res, r.cpu, r.err = results[i].res, results[i].cpu, nil
+						}
+						rows = append(rows, r)
+					}
 				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 
 	fmt.Println()
 	printMachine(os.Stdout, started)
@@ -273,11 +313,19 @@ func bench(args []string) error {
 	if len(setup.extra) > 0 {
 		fmt.Printf("- extra xhttpd flags: %s\n", shellJoin(setup.extra))
 	}
+	if *turns > 0 {
+		fmt.Printf("Every server up at once on a testbed of its own; %d turns, one run against each server in turn (-alternate).\n", *turns)
+	}
 	fmt.Println()
-	return errors.Join(err, writeBenchTable(os.Stdout, rows))
+	err = errors.Join(err, writeBenchTable(os.Stdout, rows))
+	if *turns > 0 {
+		fmt.Println()
+		writeTurnMedians(os.Stdout, rows, servers)
+	}
+	return err
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1] [-pin SERVER/CLIENT] [-napi=true] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1 | -alternate N] [-pin SERVER/CLIENT] [-napi=true] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {
@@ -351,6 +399,7 @@ type benchRun struct {
 	checks     []string // URLs checked with one GET each first; url alone if empty
 	size       int      // the body's size
 	wrk        []string // wrk's arguments
+	conns      int      // wrk's -c
 	wrkCPUs    string   // the CPUs wrk runs on (-pin); "" for any
 	wait       time.Duration
 	duration   time.Duration
@@ -367,20 +416,10 @@ type wrkRun struct {
 // the server's CPU time just before and just after each, and stops it. It
 // returns the runs that succeeded, up to the first failure.
 func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkRun, err error) {
-	srv, err := startQuiet(tb, b.name, b.path, b.args, b.verbose)
-	if err != nil {
-		return nil, err
+	srv, pid, err := startChecked(ctx, tb, b)
+	if srv != nil {
+		defer func() { err = srv.stopAndTell(err) }()
 	}
-	defer func() { err = srv.stopAndTell(err) }()
-	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
-		return nil, err
-	}
-	for _, u := range append([]string{b.url}, b.checks...) {
-		if err := checkGet(ctx, tb, u, b.size); err != nil {
-			return nil, err
-		}
-	}
-	pid, err := srv.Pid()
 	if err != nil {
 		return nil, err
 	}
@@ -392,6 +431,111 @@ func benchOne(ctx context.Context, tb *testbed.Testbed, b benchRun) (runs []wrkR
 		runs = append(runs, r)
 	}
 	return runs, nil
+}
+
+// startChecked starts a fresh server, waits until it answers and checks that
+// it serves the file. It returns the server (nil if it did not start; the
+// caller stops it) and its pid.
+func startChecked(ctx context.Context, tb *testbed.Testbed, b benchRun) (*quietServer, int, error) {
+	srv, err := startQuiet(tb, b.name, b.path, b.args, b.verbose)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := srv.WaitHTTP(ctx, b.wait, tb.ServerAddrs(80)...); err != nil {
+		return srv, 0, err
+	}
+	for _, u := range append([]string{b.url}, b.checks...) {
+		if err := checkGet(ctx, tb, u, b.size); err != nil {
+			return srv, 0, err
+		}
+	}
+	pid, err := srv.Pid()
+	return srv, pid, err
+}
+
+// alternate starts every server of bs at once, each on its testbed of tbs,
+// and runs wrk once against each in turn, turns times: a row per run, turn
+// by turn. A server that fails drops out of the turns that follow; one that
+// does not stop cleanly fails its last row.
+func alternate(ctx context.Context, tbs []*testbed.Testbed, bs []benchRun, turns int) []benchRow {
+	srvs := make([]*quietServer, len(bs))
+	pids := make([]int, len(bs))
+	failed := make([]error, len(bs))
+	for i, b := range bs {
+		srvs[i], pids[i], failed[i] = startChecked(ctx, tbs[i], b)
+	}
+	var rows []benchRow
+	last := make([]int, len(bs)) // each server's last row
+	for t := 0; t < turns && ctx.Err() == nil; t++ {
+		for i, b := range bs {
+			fmt.Fprintf(os.Stderr, "testbed: turn %d of %d, %s\n", t+1, turns, b.name)
+			r := benchRow{server: b.name, conns: b.conns, size: b.size, err: failed[i]}
+			if failed[i] == nil {
+				var w wrkRun
+				w, failed[i] = wrkOnce(ctx, tbs[i], b, pids[i])
+				r.res, r.cpu, r.err = w.res, w.cpu, failed[i]
+			}
+			last[i] = len(rows)
+			rows = append(rows, r)
+		}
+	}
+	for i, srv := range srvs {
+		if srv == nil {
+			continue
+		}
+		if err := srv.stopAndTell(failed[i]); err != nil && len(rows) > 0 && rows[last[i]].err == nil {
+			rows[last[i]].err = err
+		}
+	}
+	return rows
+}
+
+// writeTurnMedians prints, per server, the medians over its turns of the
+// rate, the p99 and the CPU per request, and of its ratios to the first
+// server's in the same turn.
+func writeTurnMedians(w io.Writer, rows []benchRow, servers []string) {
+	fmt.Fprintf(w, "| server | turns | req/s | p99 | CPU s per 10k req | req/s ÷ %s's, by turn | CPU ÷ %s's, by turn |\n", servers[0], servers[0])
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	n := len(servers)
+	for i, name := range servers {
+		var rate, cpu, rateRatio, cpuRatio []float64
+		var p99 []time.Duration
+		for t := 0; t+i < len(rows); t += n {
+			r, first := rows[t+i], rows[t]
+			if r.err != nil {
+				continue
+			}
+			rate = append(rate, r.res.ReqPerSec)
+			p99 = append(p99, r.res.P99)
+			c := cpuPer10k(r.cpu, r.res.Requests)
+			cpu = append(cpu, c)
+			if first.err == nil && first.res.ReqPerSec > 0 {
+				rateRatio = append(rateRatio, r.res.ReqPerSec/first.res.ReqPerSec)
+				if fc := cpuPer10k(first.cpu, first.res.Requests); fc > 0 {
+					cpuRatio = append(cpuRatio, c/fc)
+				}
+			}
+		}
+		if len(rate) == 0 {
+			fmt.Fprintf(w, "| %s | 0 | | | | | |\n", name)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %.3f | %.2f | %.2f |\n", name, len(rate), medianOf(rate), fmtLatency(median(p99)),
+			medianOf(cpu), medianOf(rateRatio), medianOf(cpuRatio))
+	}
+}
+
+// medianOf is the median of xs, 0 for none.
+func medianOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // wrkOnce runs wrk once against the server with pid.

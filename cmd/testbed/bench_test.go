@@ -103,3 +103,32 @@ func TestCPUPer10k(t *testing.T) {
 		t.Errorf("cpuPer10k(1s, 0) = %v, want 0", got)
 	}
 }
+
+// Medians over turns: per server, of its own figures and of its ratios to
+// the first server's in the same turn; a failed run counts in neither.
+func TestWriteTurnMedians(t *testing.T) {
+	row := func(server string, rate float64, cpu time.Duration, err error) benchRow {
+		return benchRow{server: server, conns: 32, err: err, cpu: cpu,
+			res: wrkResult{ReqPerSec: rate, Requests: int64(rate * 10), P99: time.Duration(rate) * time.Microsecond}}
+	}
+	rows := []benchRow{
+		row("hybrid", 1000, time.Second, nil), row("kernel", 2000, time.Second, nil),
+		row("hybrid", 3000, time.Second, nil), row("kernel", 3000, 3*time.Second, nil),
+		row("hybrid", 2000, time.Second, nil), row("kernel", 0, 0, errExample),
+	}
+	var sb strings.Builder
+	writeTurnMedians(&sb, rows, []string{"hybrid", "kernel"})
+	out := sb.String()
+	// hybrid: rates 1000, 3000, 2000; CPU per 10k 1.0, 0.333, 0.5; ratios
+	// to itself 1. kernel: two turns, rates 2000 and 3000 (median 2500),
+	// ratios 2 and 1 (1.5), CPU per 10k 0.5 and 1.0 (0.75), against
+	// hybrid's 1.0 and 0.333: 0.5 and 3 (1.75).
+	for _, want := range []string{
+		"| hybrid | 3 | 2000 | 2.00 ms | 0.500 | 1.00 | 1.00 |",
+		"| kernel | 2 | 2500 | 2.50 ms | 0.750 | 1.50 | 1.75 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("medians lack %q:\n%s", want, out)
+		}
+	}
+}
