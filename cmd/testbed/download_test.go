@@ -4,16 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestWriteDownloadTable(t *testing.T) {
-	ms := func(v ...int) (ds []time.Duration) {
-		for _, x := range v {
-			ds = append(ds, time.Duration(x)*time.Millisecond)
-		}
-		return ds
-	}
 	var b strings.Builder
 	err := writeDownloadTable(&b, []downloadRow{
 		{server: "hybrid", times: ms(4, 2, 3), connect: ms(1, 1, 1), firstByte: ms(2, 1, 2)},

@@ -7,13 +7,15 @@ import (
 	"time"
 )
 
-func TestQuantile(t *testing.T) {
-	ms := func(v ...int) (ds []time.Duration) {
-		for _, x := range v {
-			ds = append(ds, time.Duration(x)*time.Millisecond)
-		}
-		return ds
+// ms is the durations of v milliseconds each.
+func ms(v ...int) (ds []time.Duration) {
+	for _, x := range v {
+		ds = append(ds, time.Duration(x)*time.Millisecond)
 	}
+	return ds
+}
+
+func TestQuantile(t *testing.T) {
 	for _, c := range []struct {
 		ds   []time.Duration
 		q    float64
