@@ -9,7 +9,7 @@ TOOLS   := wrk:wrk setpriv:util-linux ab:apache2-utils h2load:nghttp2-client hpi
 # The peers `make bench` compares with, from Debian's packages.
 PEERS   := nginx:nginx apache2:apache2
 
-.PHONY: all build test stress demo bench bench-quick generate tools peers clean install
+.PHONY: all build test stress demo bench bench-quick compare generate tools peers clean install
 
 # Where `make bench` and `make bench-quick` write results.json, results.csv
 # and report.md.
@@ -71,6 +71,22 @@ bench: tools peers build
 	$(BENCH) -servers $(BENCH_SERVERS) -file 64k.bin -fractions 0.1,0.25,0.5,0.7 -rates 1000,3000 -duration 1s -reps 2 -out $(OUT)/64k
 	$(BENCH) -servers interrupt,hybrid,kernel,nginx -close -file 1k.bin -fractions 0.1,0.5 -rates 1000 -duration 1s -reps 3 -out $(OUT)/close
 	$(BENCH) -servers interrupt,busy,hybrid,kernel -pattern burst -file 1k.bin -fractions 0.25 -rates 5000 -duration 3s -reps 1 -out $(OUT)/burst
+
+# compare prints the README's "Where it stands": xhttpd (hybrid) beside the
+# kernel stack and nginx, every server up at once and the runs taking turns
+# (the machine's spells then fall on all alike), about 15 minutes.
+TB := ./$(BIN)/testbed
+ALT := $(TB) bench -xhttpd ./$(BIN)/xhttpd -servers kernel,hybrid,nginx -duration 5s -alternate 8
+compare: tools peers build
+	$(ALT) -conns 1
+	$(ALT) -conns 32
+	$(ALT) -conns 32 -close
+	$(ALT) -conns 32 -file 64k.bin
+	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 9 -loss-rx 0
+	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 30 -bytes 1048576 -loss-rx 0 -napi=false
+	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 9
+	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 9 -6
+	$(TB) flood -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel
 
 # bench-quick is a short one, for CI: fewer servers, points and seconds,
 # one run each; OUT/close-burst is a new connection per request in bursts.
