@@ -95,15 +95,7 @@ func (w *workers) clean() {
 	}
 }
 
-// expire lets the workers idle for workerIdleMax go and reports whether
-// any is still idle.
-func (w *workers) expire() (more bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.expireLocked()
-	return len(w.idle) > 0
-}
-
+// expireLocked lets the workers idle for workerIdleMax go.
 func (w *workers) expireLocked() {
 	cut := w.now().Add(-workerIdleMax)
 	n := 0

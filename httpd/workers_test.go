@@ -83,6 +83,15 @@ func (tw *testWorkers) idle() int {
 	return len(tw.w.idle)
 }
 
+// expire runs what the cleaner runs at each tick, and reports whether any
+// worker is still idle.
+func (w *workers) expire() (more bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.expireLocked()
+	return len(w.idle) > 0
+}
+
 // A connection that comes after another has ended runs on the same
 // goroutine, the newest idle one first.
 func TestWorkersReuseNewestFirst(t *testing.T) {

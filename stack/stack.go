@@ -160,8 +160,9 @@ const DefaultDelayedACK = 40 * time.Millisecond
 // time) cost 90 to 168 us of server CPU, with a p99 of 12 to 17 ms; with
 // 2,048 or 1,024, 63 to 129 us (77 or less in half the runs, level with
 // the kernel stack) and 4.4 to 8 ms (alternating runs, README "New
-// connection per request"). Linux's own default on these machines, 131,072 timewait
-// sockets, is about 26 MB, the memory of 5,000 of these endpoints. Past
+// connection per request"). Linux's own default on these machines,
+// 131,072 timewait sockets, is about 26 MB, the memory of 5,000 of these
+// endpoints. Past
 // the bound a connection closes at once, as Linux's do when the table is
 // full, and a retransmitted FIN from its peer gets a reset.
 const DefaultMaxTimeWait = 2048

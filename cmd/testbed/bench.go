@@ -520,22 +520,9 @@ func writeTurnMedians(w io.Writer, rows []benchRow, servers []string) {
 			fmt.Fprintf(w, "| %s | 0 | | | | | |\n", name)
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %.3f | %.2f | %.2f |\n", name, len(rate), medianOf(rate), fmtLatency(median(p99)),
-			medianOf(cpu), medianOf(rateRatio), medianOf(cpuRatio))
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %.3f | %.2f | %.2f |\n", name, len(rate), median(rate), fmtLatency(median(p99)),
+			median(cpu), median(rateRatio), median(cpuRatio))
 	}
-}
-
-// medianOf is the median of xs, 0 for none.
-func medianOf(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // wrkOnce runs wrk once against the server with pid.

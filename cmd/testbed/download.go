@@ -293,8 +293,13 @@ func writeDownloadTable(w io.Writer, rows []downloadRow, size int) error {
 	return errors.Join(errs...)
 }
 
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
+// median is the median of xs (the mean of the middle two of an even
+// count), 0 for none.
+func median[T time.Duration | float64](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
 		return s[len(s)/2]
