@@ -144,8 +144,9 @@ func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string)
 
 // logStall logs what tells a stall's cause apart, while the server still
 // runs: its goroutines with how long each has waited and its TCP, queue and
-// link counters (from -admin at adminAddr), and the client's neighbour
-// table and sockets. A server that does not answer at all has its threads
+// link counters (from -admin at adminAddr), the client's neighbour
+// table and sockets, both veth ends' counters, and the server kernel's
+// neighbours (it answers ARP and ND for the served addresses). A server that does not answer at all has its threads
 // logged (state, CPU time, kernel stack, and their stacks in gdb) and is
 // then sent SIGQUIT, for the Go runtime's goroutine dump: that is how
 // gVisor's processor was found spinning on a locked endpoint, on the one P,
@@ -155,13 +156,17 @@ func logStall(t *testing.T, tb *testbed.Testbed) {
 	t.Helper()
 	for _, c := range []struct {
 		server, counters bool // run in the server's namespace; keep only lines of counters above 0
+		admin            bool // asks the server itself: failing, it answers nothing
 		argv             []string
 	}{
-		{true, false, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/debug/pprof/goroutine?debug=2"}},
-		{true, true, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/metrics"}},
-		{false, false, []string{"ip", "neigh"}},
-		{false, false, []string{"ip", "-6", "neigh"}},
-		{false, false, []string{"ss", "-tin"}},
+		{true, false, true, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/debug/pprof/goroutine?debug=2"}},
+		{true, true, false, []string{"curl", "-sS", "--max-time", "5", "http://" + adminAddr + "/metrics"}},
+		{false, false, false, []string{"ip", "neigh"}},
+		{false, false, false, []string{"ip", "-6", "neigh"}},
+		{false, false, false, []string{"ss", "-tin"}},
+		{false, false, false, []string{"ip", "-s", "link", "show", tb.ClientIf}},
+		{true, false, false, []string{"ip", "-s", "link", "show", tb.ServerIf}},
+		{true, false, false, []string{"ip", "neigh"}},
 	} {
 		// Each its own time: a server that does not answer must not
 		// cost the client's sockets their turn.
@@ -180,9 +185,32 @@ func logStall(t *testing.T, tb *testbed.Testbed) {
 			keep = append(keep, l)
 		}
 		t.Logf("stall: %s (%v):\n%s", strings.Join(c.argv, " "), err, strings.Join(keep, "\n"))
-		if c.server && !c.counters && err != nil {
+		if c.admin && err != nil {
 			logHungServer(t, tb) // it does not answer even for its goroutines
 		}
+	}
+}
+
+// watchStall runs logStall once if the client still waits after the given
+// time, while it waits: a stall's sockets and counters are gone by the time
+// the client gives up (a failed SYN shows as SYN-SENT in ss only then).
+// stop ends the watch and waits for a log in progress.
+func watchStall(t *testing.T, tb *testbed.Testbed, after time.Duration) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		select {
+		case <-done:
+		case <-time.After(after):
+			t.Logf("stall: the client still waits after %v", after)
+			logStall(t, tb)
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
 	}
 }
 
