@@ -110,17 +110,36 @@ func (mt MonotonicTime) After(u MonotonicTime) bool {
 }
 
 // Add returns the monotonic clock reading mt+d.
+//
+// (xhttpd) In int64 arithmetic that saturates, with the results of the
+// time.Time round trip it replaces (time.Unix(0, mt).Add(d) less
+// time.Unix(0, 0)), which cost about 3 % of the CPU of a keep-alive load:
+// every clock reading and timer goes through here.
 func (mt MonotonicTime) Add(d time.Duration) MonotonicTime {
-	return MonotonicTime{
-		nanoseconds: time.Unix(0, mt.nanoseconds).Add(d).Sub(time.Unix(0, 0)).Nanoseconds(),
+	s := mt.nanoseconds + int64(d)
+	switch {
+	case d > 0 && s < mt.nanoseconds:
+		s = math.MaxInt64
+	case d < 0 && s > mt.nanoseconds:
+		s = math.MinInt64
 	}
+	return MonotonicTime{nanoseconds: s}
 }
 
 // Sub returns the duration mt-u. If the result exceeds the maximum (or minimum)
 // value that can be stored in a Duration, the maximum (or minimum) duration
 // will be returned. To compute t-d for a duration d, use t.Add(-d).
+//
+// (xhttpd) In int64 arithmetic, as Add.
 func (mt MonotonicTime) Sub(u MonotonicTime) time.Duration {
-	return time.Unix(0, mt.nanoseconds).Sub(time.Unix(0, u.nanoseconds))
+	d := mt.nanoseconds - u.nanoseconds
+	switch {
+	case u.nanoseconds < 0 && d < mt.nanoseconds:
+		d = math.MaxInt64
+	case u.nanoseconds > 0 && d > mt.nanoseconds:
+		d = math.MinInt64
+	}
+	return time.Duration(d)
 }
 
 // Milliseconds returns the time in milliseconds.
