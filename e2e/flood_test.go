@@ -18,12 +18,13 @@ const floodFor = 5 * time.Second
 // v6FloodRate paces TestSYNFlood's IPv6 flood: about what the one thread
 // of the testbed's flooder sent on the AMD machines the test was written
 // on, 12 times the 20,000 SYNs a second the netstack takes on a 2-CPU
-// machine before the XDP program answers them (-syn-rate). On the Intel machines the same thread
-// sends 450,000 to 700,000 a second, more than the server end's veth ring
-// takes: the ring overflows before the XDP program sees a frame (the
-// client end's TX dropped counter), and up to 5 % of the client's SYNs
-// were lost with the flood's: the test measured the flooder's machine.
-// The full-rate figures are in the README ("Where it stands").
+// machine before the XDP program answers them (-syn-rate). On the Intel
+// machines the same thread sends 450,000 to 700,000 a second, more than
+// the server end's veth ring takes: the ring overflows before the XDP
+// program sees a frame (the client end's TX dropped counter), and up to
+// 5 % of the client's SYNs were lost with the flood's: the test measured
+// the flooder's machine. The full-rate figures are in the README ("Where
+// it stands").
 const v6FloodRate = 250_000
 
 // A SYN flood at full rate on port 80, while a client opens new connections

@@ -144,9 +144,10 @@ func startServer(t *testing.T, tb *testbed.Testbed, root string, args ...string)
 
 // logStall logs what tells a stall's cause apart, while the server still
 // runs: its goroutines with how long each has waited and its TCP, queue and
-// link counters (from -admin at adminAddr), the client's neighbour
-// table and sockets, both veth ends' counters, and the server kernel's
-// neighbours (it answers ARP and ND for the served addresses). A server that does not answer at all has its threads
+// link counters (from -admin at adminAddr), the client's neighbour table
+// and sockets, both veth ends' counters, and the server kernel's
+// neighbours (it answers ARP and ND for the served addresses). A server
+// that does not answer at all has its threads
 // logged (state, CPU time, kernel stack, and their stacks in gdb) and is
 // then sent SIGQUIT, for the Go runtime's goroutine dump: that is how
 // gVisor's processor was found spinning on a locked endpoint, on the one P,
@@ -192,8 +193,8 @@ func logStall(t *testing.T, tb *testbed.Testbed) {
 }
 
 // watchStall runs logStall once if the client still waits after the given
-// time, while it waits: a stall's sockets and counters are gone by the time
-// the client gives up (a failed SYN shows as SYN-SENT in ss only then).
+// time, while it waits: once the client gives up, its sockets are gone (a
+// handshake that keeps failing shows in ss as SYN-SENT only until then).
 // stop ends the watch and waits for a log in progress.
 func watchStall(t *testing.T, tb *testbed.Testbed, after time.Duration) (stop func()) {
 	t.Helper()
