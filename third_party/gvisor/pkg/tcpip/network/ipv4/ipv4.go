@@ -583,7 +583,7 @@ func (e *endpoint) writePacket(r *stack.Route, pkt *stack.PacketBuffer) tcpip.Er
 	stk := e.protocol.stack
 
 	// iptables filtering. All packets that reach here are locally generated.
-	outNicName := stk.FindNICNameFromID(e.nic.ID())
+	outNicName := e.nic.Name() // (xhttpd) not the stack-wide lookup FindNICNameFromID takes a lock for
 	if ok := stk.IPTables().CheckOutput(pkt, r, outNicName); !ok {
 		// iptables is telling us to drop the packet.
 		e.stats.ip.IPTablesOutputDropped.Increment()
@@ -663,7 +663,7 @@ func (e *endpoint) writePacketPostRouting(r *stack.Route, pkt *stack.PacketBuffe
 	stk := e.protocol.stack
 	// Postrouting NAT can only change the source address, and does not alter the
 	// route or outgoing interface of the packet.
-	outNicName := stk.FindNICNameFromID(e.nic.ID())
+	outNicName := e.nic.Name() // (xhttpd) not the stack-wide lookup FindNICNameFromID takes a lock for
 	if ok := stk.IPTables().CheckPostrouting(pkt, r, e, outNicName); !ok {
 		// iptables is telling us to drop the packet.
 		e.stats.ip.IPTablesPostroutingDropped.Increment()
@@ -988,7 +988,7 @@ func (e *endpoint) HandlePacket(pkt *stack.PacketBuffer) {
 
 		nicID := e.nic.ID()
 		// Loopback traffic skips the prerouting chain.
-		inNicName := stk.FindNICNameFromID(nicID)
+		inNicName := e.nic.Name() // (xhttpd) as outNicName in writePacket
 		pkt.InputNICID = nicID
 		if ok := stk.IPTables().CheckPrerouting(pkt, e, inNicName); !ok {
 			// iptables is telling us to drop the packet.
