@@ -182,8 +182,14 @@ func (w *connWriter) Write(p []byte) (int, error) {
 	first := tail[:min(len(tail), writeChunk)]
 	w.arm()
 	w.bufs = [2][]byte{p, first}
-	w.vec = w.bufs[:]
-	n, err := w.vec.WriteTo(w.c.nc)
+	var n int64
+	var err error
+	if bw, ok := w.c.nc.(buffersWriter); ok {
+		n, err = bw.WriteBuffers(w.bufs[:])
+	} else {
+		w.vec = w.bufs[:]
+		n, err = w.vec.WriteTo(w.c.nc)
+	}
 	w.bufs = [2][]byte{}
 	w.c.srv.stats.bytesOut.Add(uint64(n))
 	if err == nil && n < int64(len(p)+len(first)) {
@@ -530,6 +536,15 @@ func (c *conn) handle(req *request) closeMode {
 		c.cork()
 	}
 	return c.serveStatic(req, t, head, mode)
+}
+
+// buffersWriter is a connection that writes several buffers as one write,
+// as writev(2) does: the netstack's. net.Buffers' WriteTo does that on the
+// kernel's sockets only, and on any other connection writes each buffer
+// alone, which on the netstack sent a response's head in a segment of its
+// own before the body (three segments for a 64 KiB file instead of two).
+type buffersWriter interface {
+	WriteBuffers([][]byte) (int64, error)
 }
 
 // corker is a connection that can hold back data that does not fill a

@@ -299,7 +299,9 @@ type TCPConn struct {
 	// can keep what a write would otherwise allocate each time.
 	writeMu sync.Mutex
 	// +checklocks:writeMu
-	writeReader bytes.Reader
+	writeReader buffersReader
+	// +checklocks:writeMu
+	writeOne [1][]byte // Write's buffer, for writeLocked
 	// +checklocks:writeMu
 	writeWait waitChannel
 }
@@ -460,6 +462,33 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 func (c *TCPConn) Write(b []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	c.writeOne[0] = b
+	n, err := c.writeLocked(c.writeOne[:], len(b))
+	c.writeOne[0] = nil
+	return int(n), err
+}
+
+// WriteBuffers (xhttpd) writes the buffers one after the other as one
+// write, as writev(2) does on a kernel socket: what each holds can share a
+// segment with the next one's, where a Write each would send a small first
+// buffer (a response's head before its body) in a segment of its own.
+//
+// +checklocksexclude:c.deadlineTimer.mu
+func (c *TCPConn) WriteBuffers(bufs [][]byte) (int64, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	return c.writeLocked(bufs, total)
+}
+
+// writeLocked writes the total bytes of bufs.
+//
+// +checklocks:c.writeMu
+// +checklocksexclude:c.deadlineTimer.mu
+func (c *TCPConn) writeLocked(bufs [][]byte, total int) (int64, error) {
 	deadline := c.writeCancel()
 
 	// Check if deadlineTimer has already expired.
@@ -486,9 +515,9 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 		entry  *waiter.Entry
 		ch     <-chan struct{}
 	)
-	defer r.Reset(nil)
-	for nbytes != len(b) {
-		r.Reset(b[nbytes:])
+	defer r.reset(nil, 0)
+	for nbytes != total {
+		r.reset(bufs, nbytes)
 		n, err := c.ep.Write(r, tcpip.WriteOptions{})
 		nbytes += int(n)
 		switch err.(type) {
@@ -504,17 +533,66 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 				// the notification.
 				select {
 				case <-deadline:
-					return nbytes, c.newOpError("write", &timeoutError{})
+					return int64(nbytes), c.newOpError("write", &timeoutError{})
 				case <-ch:
 					continue
 				}
 			}
 		default:
-			return nbytes, c.newOpError("write", errors.New(err.String()))
+			return int64(nbytes), c.newOpError("write", errors.New(err.String()))
 		}
 	}
-	return nbytes, nil
+	return int64(nbytes), nil
 }
+
+// buffersReader (xhttpd) reads buffers one after the other, for the
+// endpoint's Write: a tcpip.Payloader over them all. It never writes to the
+// caller's slice of buffers, which a write that takes less than it read
+// resets it over again.
+type buffersReader struct {
+	first []byte   // the unread part of the buffer being read
+	rest  [][]byte // the buffers after it
+	left  int      // bytes in first and rest
+}
+
+// reset makes r read bufs from offset skip on.
+func (r *buffersReader) reset(bufs [][]byte, skip int) {
+	r.first, r.rest, r.left = nil, nil, 0
+	for i, b := range bufs {
+		if skip >= len(b) {
+			skip -= len(b)
+			continue
+		}
+		r.first, r.rest = b[skip:], bufs[i+1:]
+		r.left = len(r.first)
+		for _, b := range r.rest {
+			r.left += len(b)
+		}
+		return
+	}
+}
+
+// Read implements io.Reader.Read.
+func (r *buffersReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for len(p) > 0 && r.left > n {
+		if len(r.first) == 0 {
+			r.first, r.rest = r.rest[0], r.rest[1:]
+			continue
+		}
+		k := copy(p, r.first)
+		n += k
+		p, r.first = p[k:], r.first[k:]
+	}
+	r.left -= n
+	return n, nil
+}
+
+// Len implements tcpip.Payloader.Len.
+func (r *buffersReader) Len() int { return r.left }
 
 // Close implements net.Conn.Close.
 func (c *TCPConn) Close() error {
