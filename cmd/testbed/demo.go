@@ -26,8 +26,9 @@ func demo(args []string) (err error) {
 	var loss testbed.LossOptions
 	fs.Float64Var(&loss.Receive, "loss-rx", 0, "with -keep: share of TCP frames from the server that the client end drops (0 to 1; testbed.AddLoss)")
 	fs.Float64Var(&loss.Send, "loss-tx", 0, "with -keep: share of TCP frames to the server that the client end drops (0 to 1)")
+	napi := fs.Bool("napi", true, "with -keep: run the client end in NAPI mode (testbed.ClientNAPI), as a NIC's receive runs and as testbed bench does: without it veth drops the SYN-ACKs xhttpd's XDP program sends back (XDP_TX) when SYNs pass -syn-rate, and each client so answered waits out a 1 s SYN retransmission; -loss-rx and -loss-tx imply it")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: testbed demo -xhttpd PATH [-root DIR] [-queues N] [-keep [-loss-rx P] [-loss-tx P]] [-- extra xhttpd flags]")
+		fmt.Fprintln(fs.Output(), "usage: testbed demo -xhttpd PATH [-root DIR] [-queues N] [-keep [-napi=false] [-loss-rx P] [-loss-tx P]] [-- extra xhttpd flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -99,13 +100,13 @@ func demo(args []string) (err error) {
 	if err := errors.Join(errs...); err != nil || !*keep {
 		return err
 	}
-	if lossy {
+	if lossy || *napi {
 		l, err := tb.AddLoss(loss)
 		if err != nil {
 			return err
 		}
 		defer l.Close()
-		fmt.Printf("\nThe client end drops %.1f%% of the TCP frames it receives and %.1f%% of those it sends.\n", 100*loss.Receive, 100*loss.Send)
+		fmt.Printf("\nThe client end runs in NAPI mode and drops %.1f%% of the TCP frames it receives and %.1f%% of those it sends.\n", 100*loss.Receive, 100*loss.Send)
 	}
 	fmt.Printf("\nThe testbed stays up until Ctrl-C. From another shell, as root:\n"+
 		"  ip netns exec %s curl -sS %s\n"+
