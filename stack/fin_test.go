@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,19 @@ type serverFrame struct {
 // server's frames and drops the ones it returns true for.
 func closeAfter(t *testing.T, answer []byte, cork bool, drop func(serverFrame) bool) ([]byte, []serverFrame) {
 	t.Helper()
+	return serveOnce(t, func(c net.Conn) {
+		if cork {
+			c.(interface{ SetCork(bool) error }).SetCork(true)
+		}
+		c.Write(answer)
+	}, drop)
+}
+
+// serveOnce serves one connection with serve, closes it, and returns what
+// the client read and the server's frames from the first with data on,
+// as closeAfter.
+func serveOnce(t *testing.T, serve func(net.Conn), drop func(serverFrame) bool) ([]byte, []serverFrame) {
+	t.Helper()
 	q := newFakeQueue()
 	st, l := serverStack(t, q, Config{MTU: 1500}, "tcp4")
 	go func() {
@@ -31,10 +45,7 @@ func closeAfter(t *testing.T, answer []byte, cork bool, drop func(serverFrame) b
 		if err != nil {
 			return
 		}
-		if cork {
-			c.(interface{ SetCork(bool) error }).SetCork(true)
-		}
-		c.Write(answer)
+		serve(c)
 		c.Close()
 	}()
 	var mu sync.Mutex

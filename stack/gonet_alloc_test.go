@@ -5,6 +5,8 @@ package stack
 import (
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 )
 
 // Not under the race detector: there sync.Pool drops some of what it is
@@ -18,26 +20,7 @@ func TestGonetExchangeAllocatesNothing(t *testing.T) {
 	client, server := localConns(t)
 	req, resp := []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 1024)
 	buf := make([]byte, 2048)
-	exchange := func() {
-		server.SetReadDeadline(time.Now().Add(time.Minute))
-		if _, err := client.Write(req); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := server.Read(buf); err != nil {
-			t.Fatal(err)
-		}
-		server.SetReadDeadline(time.Time{})
-		if _, err := server.Write(resp); err != nil {
-			t.Fatal(err)
-		}
-		for n := 0; n < len(resp); {
-			k, err := client.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n += k
-		}
-	}
+	exchange := func() { gonetExchange(t, client, server, req, resp, buf) }
 	exchange() // the first makes the timers and waiters kept after
 	if a := testing.AllocsPerRun(200, exchange); a > 0.5 {
 		t.Errorf("%.1f allocations per exchange; want none", a)
@@ -53,23 +36,29 @@ func BenchmarkGonetExchange(b *testing.B) {
 	buf := make([]byte, 2048)
 	b.ReportAllocs()
 	for b.Loop() {
-		server.SetReadDeadline(time.Now().Add(time.Minute))
-		if _, err := client.Write(req); err != nil {
-			b.Fatal(err)
+		gonetExchange(b, client, server, req, resp, buf)
+	}
+}
+
+// gonetExchange sends req from client to server and resp back, with the
+// read deadline httpd sets and clears around the request; buf takes both.
+func gonetExchange(tb testing.TB, client, server *gonet.TCPConn, req, resp, buf []byte) {
+	server.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := client.Write(req); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := server.Read(buf); err != nil {
+		tb.Fatal(err)
+	}
+	server.SetReadDeadline(time.Time{})
+	if _, err := server.Write(resp); err != nil {
+		tb.Fatal(err)
+	}
+	for n := 0; n < len(resp); {
+		k, err := client.Read(buf)
+		if err != nil {
+			tb.Fatal(err)
 		}
-		if _, err := server.Read(buf); err != nil {
-			b.Fatal(err)
-		}
-		server.SetReadDeadline(time.Time{})
-		if _, err := server.Write(resp); err != nil {
-			b.Fatal(err)
-		}
-		for n := 0; n < len(resp); {
-			k, err := client.Read(buf)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n += k
-		}
+		n += k
 	}
 }

@@ -2,15 +2,13 @@ package stack
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"math/rand/v2"
-	"sync"
+	"net"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 // These tests are for gonet's WriteBuffers (third_party/gvisor-patches/0020),
@@ -21,42 +19,20 @@ import (
 // Write each sent the head alone.
 func TestWriteBuffersShareSegments(t *testing.T) {
 	head, body := bytes.Repeat([]byte("h"), 200), bytes.Repeat([]byte("b"), 2900)
-	q := newFakeQueue()
-	st, l := serverStack(t, q, Config{MTU: 1500}, "tcp4")
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
+	got, frames := serveOnce(t, func(c net.Conn) {
 		if _, err := c.(*gonet.TCPConn).WriteBuffers([][]byte{head, body}); err != nil {
 			t.Error(err)
 		}
-		c.Close()
-	}()
-	var mu sync.Mutex
+	}, nil)
+	if !bytes.Equal(got, append(head, body...)) {
+		t.Fatalf("read %d bytes; want the head and the body, %d", len(got), len(head)+len(body))
+	}
 	var sizes []int
-	cs := clientStack(t, st, q, 1500, nil, func(f []byte) bool {
-		if n := len(header.TCP(header.IPv4(f[header.EthernetMinimumSize:]).Payload()).Payload()); n > 0 {
-			mu.Lock()
-			sizes = append(sizes, n)
-			mu.Unlock()
+	for _, f := range frames {
+		if f.payload > 0 {
+			sizes = append(sizes, f.payload)
 		}
-		return false
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := dialServer(ctx, cs, serverV4)
-	if err != nil {
-		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || !bytes.Equal(got, append(head, body...)) {
-		t.Fatalf("read %d bytes (%v); want the head and the body, %d", len(got), err, len(head)+len(body))
-	}
-	mu.Lock()
-	defer mu.Unlock()
 	total := len(head) + len(body)
 	if len(sizes) == 0 || sizes[0] <= len(head) || len(sizes) != (total+sizes[0]-1)/sizes[0] {
 		t.Errorf("data segments of %v bytes; want the head in a full first one, and as few as %d bytes take", sizes, total)
