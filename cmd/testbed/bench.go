@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -158,6 +159,7 @@ func bench(args []string) error {
 	turns := fs.Int("alternate", 0, "run every server at once, each on a testbed of its own, and take this many turns, one wrk run against each server in turn, so that the machine's spells fall on all alike; prints the medians over the turns (0: one server after the other; 2 to 20; one -conns, not with busy, whose spinning takes a core from the others)")
 	pinFlag := fs.String("pin", "", "SERVER/CLIENT: run every server on the first CPU list and wrk on the second, e.g. 0/1 (taskset; default: no pinning)")
 	napi := fs.Bool("napi", true, "run the client end in NAPI mode (testbed.ClientNAPI), as a NIC's receive runs: without it veth drops the SYN-ACKs xhttpd's XDP program sends back (XDP_TX) when it answers SYNs beyond -syn-rate; -napi=false for figures comparable with builds before 2026-11-30")
+	threaded := fs.Bool("threaded", false, "with -napi: the client end's NAPI polls in a kernel thread of its own (its sysfs threaded), so that the client's receive of each response runs there, not inside the server's send as it otherwise does on veth: on one machine, the nearest to a client on another")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+benchUsage)
 		fmt.Fprintln(fs.Output(), "Flags after -- go to every xhttpd run (not to nethttpd).")
@@ -191,6 +193,8 @@ func bench(args []string) error {
 		return errors.New("-alternate takes one -conns and no -runs")
 	case *turns != 0 && slices.Contains(servers, "busy"):
 		return errors.New("-alternate: busy spins on a core the idle servers' turns need; measure it without -alternate")
+	case *threaded && !*napi:
+		return errors.New("-threaded goes with -napi: without NAPI mode the client end has no NAPI to thread")
 	}
 	setup, err := sf.setup(fs, *queues)
 	if err != nil {
@@ -225,6 +229,13 @@ func bench(args []string) error {
 				return "", nil, nil, err
 			}
 			undo = func() { l.Close() }
+			if *threaded {
+				if err := threadClientNAPI(tb, true); err != nil {
+					undo()
+					return "", nil, nil, err
+				}
+				undo = func() { threadClientNAPI(tb, false); l.Close() }
+			}
 		}
 		if err := writePeerConfigs(servers, peerConfig{Dir: setup.peerDir, Root: site,
 			V4: tb.ServerV4.String(), V6: tb.ServerV6.String(), User: "www-data", Group: "www-data"}); err != nil {
@@ -301,10 +312,14 @@ func bench(args []string) error {
 	}
 	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes) over %s, %d queue(s), veth between namespaces, the client end %s.\n",
 		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues,
-		map[bool]string{false: "not in NAPI mode (-napi=false)", true: "in NAPI mode"}[*napi])
+		map[bool]string{false: "not in NAPI mode (-napi=false)", true: "in NAPI mode"}[*napi]+map[bool]string{false: "", true: ", its NAPI in a thread of its own (-threaded)"}[*threaded])
 	fmt.Printf("Placement: %s.\n", pin.describe())
 	fmt.Println("CPU: the server's user+system time (/proc/PID/stat, summed over its processes: nginx's worker, Apache's children) from just before to just after wrk's run, per 10,000 requests wrk completed.")
-	fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
+	if *threaded {
+		fmt.Println("The client's receive of the responses runs in the client end's NAPI thread, charged to no server;")
+	} else {
+		fmt.Println("On veth, softirq work mostly runs on the sending thread: the server is charged for the client's receive of its responses,")
+	}
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
 	fmt.Println()
 	for _, name := range dedup(servers) {
@@ -325,7 +340,7 @@ func bench(args []string) error {
 	return err
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1 | -alternate N] [-pin SERVER/CLIENT] [-napi=true] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1 | -alternate N] [-pin SERVER/CLIENT] [-napi=true [-threaded]] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {
@@ -643,4 +658,17 @@ func (t *tailWriter) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.Join(t.lines, "")
+}
+
+// threadClientNAPI sets (or clears) threaded NAPI on the client end, through
+// its sysfs, which `ip netns exec` mounts for the namespace: with it a
+// kernel thread polls the end, and a frame a server sends is received there
+// instead of in the softirq that veth runs at the end of the server's send.
+func threadClientNAPI(tb *testbed.Testbed, on bool) error {
+	v := map[bool]string{false: "0", true: "1"}[on]
+	path := "/sys/class/net/" + tb.ClientIf + "/threaded"
+	if out, err := tb.ClientCmd(context.Background(), "sh", "-c", "echo "+v+" > "+path).CombinedOutput(); err != nil {
+		return fmt.Errorf("write %s to %s: %w: %s", v, path, err, bytes.TrimSpace(out))
+	}
+	return nil
 }

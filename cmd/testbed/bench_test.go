@@ -132,3 +132,12 @@ func TestWriteTurnMedians(t *testing.T) {
 		}
 	}
 }
+
+// -threaded threads the client end's NAPI, which it has only in NAPI mode:
+// without -napi it is refused before anything is set up.
+func TestBenchThreadedNeedsNAPI(t *testing.T) {
+	err := bench([]string{"-xhttpd", "/nonexistent", "-napi=false", "-threaded"})
+	if err == nil || !strings.Contains(err.Error(), "-threaded goes with -napi") {
+		t.Errorf("bench -napi=false -threaded: %v; want the refusal", err)
+	}
+}
