@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,62 +66,114 @@ func TestSYNFlood(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			answered := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
-			ctx, cancel := context.WithTimeout(context.Background(), floodFor)
-			defer cancel()
-			flooded := make(chan error, 1)
-			go func() { flooded <- c.flood(ctx) }()
-			time.Sleep(500 * time.Millisecond) // the flood is on
-
-			// Four clients connect one after another each, so that the
-			// 99 % below rests on a few hundred connections, not on the
-			// one SYN in 66 that a single client could lose to chance.
-			dial := tb.ClientDialer()
-			var mu sync.Mutex
-			var ok, tries int
-			var worst time.Duration
-			var wg sync.WaitGroup
-			for range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for ctx.Err() == nil {
-						start := time.Now()
-						err := testbed.ProbeHTTP(context.Background(), dial, c.target)
-						took := time.Since(start)
-						if ctx.Err() != nil && err != nil {
-							return // cut short by the end of the flood's window
-						}
-						mu.Lock()
-						tries++
-						worst = max(worst, took)
-						if err == nil && took <= time.Second {
-							ok++
-						} else {
-							t.Logf("connection %d: %v after %v", tries, err, took)
-						}
-						mu.Unlock()
-						time.Sleep(20 * time.Millisecond)
-					}
-				}()
-			}
-			wg.Wait()
-			if err := <-flooded; err != nil {
-				t.Fatalf("flood: %v", err)
-			}
-			byXDP := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
-			t.Logf("%d of %d connections answered within 1 s, the slowest in %v; the XDP program answered %v SYNs", ok, tries, worst, byXDP)
-			if tries < 20 {
-				t.Fatalf("only %d connections tried in %v", tries, floodFor)
-			}
-			if ok*100 < tries*99 {
-				t.Errorf("%d of %d connections answered within 1 s under the flood, want 99%%", ok, tries)
-			}
-			if byXDP < 10000 {
-				t.Errorf("the XDP program answered %v SYNs: the flood did not reach it, or it left the flood to the netstack", byXDP)
+			// A phase that misses the 99 % while veth dropped frames
+			// before any program saw them (vethDrops) runs once more:
+			// hping3 from the client's own address overflows the server
+			// end's ring on the Intel machines (the client end's
+			// tx_dropped grew by 17,000 to 924,000 in a phase), and the
+			// client's segments go with the flood's, outside xhttpd.
+			// A miss without such drops, or a second miss, fails. (A CI
+			// run at 9e41816 missed 15 of 1,066 under the random-source
+			// flood, before these counters were logged; alone and
+			// beside a CPU hog that flood has shown no veth drop.)
+			for attempt := 1; ; attempt++ {
+				ok, tries, drops := floodPhase(t, tb, c.target, c.flood)
+				if ok*100 >= tries*99 {
+					break
+				}
+				if drops == 0 || attempt == 2 {
+					t.Fatalf("%d of %d connections answered within 1 s under the flood, want 99%% (veth dropped %d frames meanwhile)", ok, tries, drops)
+				}
+				t.Logf("%d of %d connections answered within 1 s while veth dropped %d frames before any program saw them: once more", ok, tries, drops)
 			}
 		})
 	}
+}
+
+// floodPhase floods for floodFor while four clients make connections, and
+// returns how many connections were answered within 1 s, how many were
+// tried, and the frames veth dropped meanwhile.
+func floodPhase(t *testing.T, tb *testbed.Testbed, target string, flood func(ctx context.Context) error) (ok, tries int, drops uint64) {
+	t.Helper()
+	answered := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
+	dropped := vethDrops(t, tb)
+	ctx, cancel := context.WithTimeout(context.Background(), floodFor)
+	defer cancel()
+	flooded := make(chan error, 1)
+	go func() { flooded <- flood(ctx) }()
+	time.Sleep(500 * time.Millisecond) // the flood is on
+
+	// Four clients connect one after another each, so that the 99 %
+	// rests on a few hundred connections, not on the one SYN in 66 that
+	// a single client could lose to chance.
+	dial := tb.ClientDialer()
+	var mu sync.Mutex
+	var worst time.Duration
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				start := time.Now()
+				err := testbed.ProbeHTTP(context.Background(), dial, target)
+				took := time.Since(start)
+				if ctx.Err() != nil && err != nil {
+					return // cut short by the end of the flood's window
+				}
+				mu.Lock()
+				tries++
+				worst = max(worst, took)
+				if err == nil && took <= time.Second {
+					ok++
+				} else {
+					t.Logf("connection %d: %v after %v", tries, err, took)
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := <-flooded; err != nil {
+		t.Fatalf("flood: %v", err)
+	}
+	byXDP := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
+	drops = vethDrops(t, tb) - dropped
+	t.Logf("%d of %d connections answered within 1 s, the slowest in %v; the XDP program answered %v SYNs; veth dropped %d frames", ok, tries, worst, byXDP, drops)
+	if tries < 20 {
+		t.Fatalf("only %d connections tried in %v", tries, floodFor)
+	}
+	if byXDP < 10000 {
+		t.Errorf("the XDP program answered %v SYNs: the flood did not reach it, or it left the flood to the netstack", byXDP)
+	}
+	return ok, tries, drops
+}
+
+// vethDrops is what both ends of the testbed's veth pair have dropped so
+// far (tx_dropped and rx_dropped): frames lost in veth itself, a ring full
+// before the receiving end's XDP program or stack saw them.
+func vethDrops(t *testing.T, tb *testbed.Testbed) uint64 {
+	t.Helper()
+	var sum uint64
+	for _, end := range []struct {
+		cmd func(context.Context, string, ...string) *exec.Cmd
+		ifc string
+	}{{tb.ClientCmd, tb.ClientIf}, {tb.ServerCmd, tb.ServerIf}} {
+		for _, c := range []string{"tx_dropped", "rx_dropped"} {
+			// `ip netns exec` mounts the namespace's sysfs.
+			out, err := end.cmd(context.Background(), "cat", "/sys/class/net/"+end.ifc+"/statistics/"+c).Output()
+			if err != nil {
+				t.Fatalf("%s %s: %v", end.ifc, c, err)
+			}
+			n, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64)
+			if err != nil {
+				t.Fatalf("%s %s: %q", end.ifc, c, out)
+			}
+			sum += n
+		}
+	}
+	return sum
 }
 
 // hping3 returns a flood by hping3 at full rate on port 80 of 198.18.0.1
