@@ -74,7 +74,9 @@ bench: tools peers build
 
 # compare prints the README's "Where it stands": xhttpd (hybrid) beside the
 # kernel stack and nginx, every server up at once and the runs taking turns
-# (the machine's spells then fall on all alike), about 15 minutes.
+# (the machine's spells then fall on all alike), about 17 minutes. The
+# -threaded runs receive on the client end in a NAPI thread of its own, not
+# inside each server's sends (testbed bench -h).
 TB := ./$(BIN)/testbed
 ALT := $(TB) bench -xhttpd ./$(BIN)/xhttpd -servers kernel,hybrid,nginx -duration 5s -alternate 8
 compare: tools peers build
@@ -82,6 +84,8 @@ compare: tools peers build
 	$(ALT) -conns 32
 	$(ALT) -conns 32 -close
 	$(ALT) -conns 32 -file 64k.bin
+	$(ALT) -conns 1 -threaded
+	$(ALT) -conns 32 -threaded
 	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 9 -loss-rx 0
 	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 30 -bytes 1048576 -loss-rx 0 -napi=false
 	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 9
