@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -310,9 +309,15 @@ func bench(args []string) error {
 	if *closeEach {
 		conn = "-H 'Connection: close' (a new connection per request)"
 	}
+	clientEnd := "not in NAPI mode (-napi=false)"
+	switch {
+	case *threaded:
+		clientEnd = "in NAPI mode, its NAPI in a thread of its own (-threaded)"
+	case *napi:
+		clientEnd = "in NAPI mode"
+	}
 	fmt.Printf("\nwrk -t min(%d, conns) -c conns -d %v --timeout 2s --latency: %s, GET /%s (%d bytes) over %s, %d queue(s), veth between namespaces, the client end %s.\n",
-		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues,
-		map[bool]string{false: "not in NAPI mode (-napi=false)", true: "in NAPI mode"}[*napi]+map[bool]string{false: "", true: ", its NAPI in a thread of its own (-threaded)"}[*threaded])
+		*threads, *duration, conn, *file, size, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], *queues, clientEnd)
 	fmt.Printf("Placement: %s.\n", pin.describe())
 	fmt.Println("CPU: the server's user+system time (/proc/PID/stat, summed over its processes: nginx's worker, Apache's children) from just before to just after wrk's run, per 10,000 requests wrk completed.")
 	if *threaded {
@@ -660,15 +665,14 @@ func (t *tailWriter) String() string {
 	return strings.Join(t.lines, "")
 }
 
-// threadClientNAPI sets (or clears) threaded NAPI on the client end, through
-// its sysfs, which `ip netns exec` mounts for the namespace: with it a
-// kernel thread polls the end, and a frame a server sends is received there
-// instead of in the softirq that veth runs at the end of the server's send.
+// threadClientNAPI sets (or clears) threaded NAPI on the client end: with
+// it a kernel thread polls the end, and a frame a server sends is received
+// there instead of in the softirq that veth runs at the end of the server's
+// send.
 func threadClientNAPI(tb *testbed.Testbed, on bool) error {
-	v := map[bool]string{false: "0", true: "1"}[on]
-	path := "/sys/class/net/" + tb.ClientIf + "/threaded"
-	if out, err := tb.ClientCmd(context.Background(), "sh", "-c", "echo "+v+" > "+path).CombinedOutput(); err != nil {
-		return fmt.Errorf("write %s to %s: %w: %s", v, path, err, bytes.TrimSpace(out))
+	v := "0"
+	if on {
+		v = "1"
 	}
-	return nil
+	return writeSysfs(tb.ClientCmd, "/sys/class/net/"+tb.ClientIf+"/threaded", v)
 }

@@ -95,12 +95,7 @@ func prepareBusyPoll(ctx context.Context, tb *testbed.Testbed) (restore func() e
 			return restore, fmt.Errorf("read %s: %w", path, err)
 		}
 		was := strings.TrimSpace(string(out))
-		write := func(v string) error {
-			if out, err := tb.ServerCmd(context.Background(), "sh", "-c", "echo "+v+" > "+path).CombinedOutput(); err != nil {
-				return fmt.Errorf("write %s to %s: %w: %s", v, path, err, bytes.TrimSpace(out))
-			}
-			return nil
-		}
+		write := func(v string) error { return writeSysfs(tb.ServerCmd, path, v) }
 		if _, err := strconv.Atoi(was); err != nil {
 			return restore, fmt.Errorf("%s holds %q", path, was)
 		}
@@ -233,4 +228,15 @@ func netstatValue(b []byte, group, name string) (int64, error) {
 		return 0, fmt.Errorf("netstat: no %s in %s", name, group)
 	}
 	return 0, fmt.Errorf("netstat: no %s group", group)
+}
+
+// writeSysfs writes v to the sysfs file path of a namespace, through cmd
+// (tb.ServerCmd or tb.ClientCmd): `ip netns exec` mounts the namespace's
+// sysfs, where a thread that only entered the namespace would see the
+// host's.
+func writeSysfs(cmd func(context.Context, string, ...string) *exec.Cmd, path, v string) error {
+	if out, err := cmd(context.Background(), "sh", "-c", "echo "+v+" > "+path).CombinedOutput(); err != nil {
+		return fmt.Errorf("write %s to %s: %w: %s", v, path, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
