@@ -1003,10 +1003,10 @@ func sendTCP(r *stack.Route, tf tcpFields, pkt *stack.PacketBuffer, gso stack.GS
 	return nil
 }
 
-// makeOptions makes an options slice.
+// makeOptions makes an options slice; the timestamp option, if any, says now.
 //
 // +checklocks:e.mu
-func (e *Endpoint) makeOptions(sackBlocks []header.SACKBlock) []byte {
+func (e *Endpoint) makeOptions(now tcpip.MonotonicTime, sackBlocks []header.SACKBlock) []byte {
 	options := getOptions()
 	offset := 0
 
@@ -1028,7 +1028,7 @@ func (e *Endpoint) makeOptions(sackBlocks []header.SACKBlock) []byte {
 		// Ref: https://tools.ietf.org/html/rfc7323#section-5.4.
 		offset += header.EncodeNOP(options[offset:])
 		offset += header.EncodeNOP(options[offset:])
-		offset += header.EncodeTSOption(e.tsValNow(), e.recentTimestamp(), options[offset:])
+		offset += header.EncodeTSOption(e.tsVal(now), e.recentTimestamp(), options[offset:])
 	}
 	if e.SACKPermitted && len(sackBlocks) > 0 {
 		offset += header.EncodeNOP(options[offset:])
@@ -1048,23 +1048,31 @@ func (e *Endpoint) makeOptions(sackBlocks []header.SACKBlock) []byte {
 //
 // +checklocks:e.mu
 func (e *Endpoint) sendEmptyRaw(flags header.TCPFlags, seq, ack seqnum.Value, rcvWnd seqnum.Size) tcpip.Error {
+	return e.sendEmptyRawAt(e.stack.Clock().NowMonotonic(), flags, seq, ack, rcvWnd)
+}
+
+// sendEmptyRawAt is sendEmptyRaw sent at now, the caller's clock reading.
+//
+// +checklocks:e.mu
+func (e *Endpoint) sendEmptyRawAt(now tcpip.MonotonicTime, flags header.TCPFlags, seq, ack seqnum.Value, rcvWnd seqnum.Size) tcpip.Error {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
 		Mark: e.ops.GetMark(),
 	})
 	defer pkt.DecRef()
-	return e.sendRaw(pkt, flags, seq, ack, rcvWnd)
+	return e.sendRaw(now, pkt, flags, seq, ack, rcvWnd)
 }
 
 // sendRaw sends a TCP segment to the endpoint's peer. This method takes
-// ownership of pkt. pkt must not have any headers set.
+// ownership of pkt. pkt must not have any headers set. now is the time of
+// sending, for the timestamp option.
 //
 // +checklocks:e.mu
-func (e *Endpoint) sendRaw(pkt *stack.PacketBuffer, flags header.TCPFlags, seq, ack seqnum.Value, rcvWnd seqnum.Size) tcpip.Error {
+func (e *Endpoint) sendRaw(now tcpip.MonotonicTime, pkt *stack.PacketBuffer, flags header.TCPFlags, seq, ack seqnum.Value, rcvWnd seqnum.Size) tcpip.Error {
 	var sackBlocks []header.SACKBlock
 	if e.EndpointState() == StateEstablished && e.rcv.pendingRcvdSegments.Len() > 0 && (flags&header.TCPFlagAck != 0) {
 		sackBlocks = e.sack.Blocks[:e.sack.NumBlocks]
 	}
-	options := e.makeOptions(sackBlocks)
+	options := e.makeOptions(now, sackBlocks)
 	defer putOptions(options)
 	hdrSize := header.TCPMinimumSize + int(e.route.MaxHeaderLength()) + len(options)
 	expOptVal := e.getExperimentOptionValue(e.route)

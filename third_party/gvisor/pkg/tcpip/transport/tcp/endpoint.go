@@ -1688,7 +1688,7 @@ func (e *Endpoint) queueSegment(p tcpip.Payloader, opts tcpip.WriteOptions) (*se
 
 	// Add data to the send queue.
 	size := int(buf.Size())
-	s := newOutgoingSegment(e.TransportEndpointInfo.ID, e.stack.Clock(), buf, e.ops.GetMark())
+	s := newOutgoingSegment(e.TransportEndpointInfo.ID, buf, e.ops.GetMark())
 	e.sndQueueInfo.SndBufUsed += size
 	e.snd.writeList.PushBack(s)
 
@@ -2689,7 +2689,7 @@ func (e *Endpoint) shutdownLocked(flags tcpip.ShutdownFlags) tcpip.Error {
 			// Queue FIN and transition to the closing state immediately,
 			// matching Linux tcp_close_state(): the FIN may be queued but
 			// not yet transmitted when the write queue is blocked.
-			s := newOutgoingSegment(e.TransportEndpointInfo.ID, e.stack.Clock(), buffer.Buffer{}, e.ops.GetMark())
+			s := newOutgoingSegment(e.TransportEndpointInfo.ID, buffer.Buffer{}, e.ops.GetMark())
 			e.snd.writeList.PushBack(s)
 			e.updateConnDirectionState(connDirectionStateSndClosed)
 			switch e.EndpointState() {
@@ -3296,7 +3296,7 @@ func (e *Endpoint) maybeEnableSACKPermitted(synOpts header.TCPSynOptions) {
 // +checklocks:e.mu
 func (e *Endpoint) maxOptionSize() (size int) {
 	var maxSackBlocks [header.TCPMaxSACKBlocks]header.SACKBlock
-	options := e.makeOptions(maxSackBlocks[:])
+	options := e.makeOptions(tcpip.MonotonicTime{}, maxSackBlocks[:])
 	size = len(options)
 	putOptions(options)
 

@@ -145,10 +145,11 @@ func newIncomingSegment(id stack.TransportEndpointID, clock tcpip.Clock, pkt *st
 	return s, nil
 }
 
-func newOutgoingSegment(id stack.TransportEndpointID, clock tcpip.Clock, buf buffer.Buffer, mark uint32) *segment {
+// xhttpd: without a clock reading; rcvdTime is read for received segments
+// only.
+func newOutgoingSegment(id stack.TransportEndpointID, buf buffer.Buffer, mark uint32) *segment {
 	s := newSegment()
 	s.id = id
-	s.rcvdTime = clock.NowMonotonic()
 	s.pkt = stack.NewPacketBuffer(stack.PacketBufferOptions{
 		Payload: buf,
 		Mark:    mark,

@@ -1074,7 +1074,7 @@ func (s *sender) sendZeroWindowProbe() {
 		Mark:    s.ep.ops.GetMark(),
 	})
 	defer pkt.DecRef()
-	s.sendSegmentFromPacketBuffer(pkt, header.TCPFlagAck, s.SndUna-1)
+	s.sendSegmentFromPacketBuffer(s.ep.stack.Clock().NowMonotonic(), pkt, header.TCPFlagAck, s.SndUna-1)
 
 	// Rearm the timer to continue probing.
 	s.resendTimer.enable(s.RTO)
@@ -1971,7 +1971,7 @@ func (s *sender) sendSegment(seg *segment) tcpip.Error {
 	seg.xmitCount++
 	seg.lost = false
 
-	err := s.sendSegmentFromPacketBuffer(seg.pkt, seg.flags, seg.sequenceNumber)
+	err := s.sendSegmentFromPacketBuffer(seg.xmitTime, seg.pkt, seg.flags, seg.sequenceNumber)
 
 	// Every time a packet containing data is sent (including a
 	// retransmission), if SACK is enabled and we are retransmitting data
@@ -1992,9 +1992,12 @@ func (s *sender) sendSegment(seg *segment) tcpip.Error {
 
 // sendSegmentFromPacketBuffer sends a new segment containing the given payload,
 // flags and sequence number.
+//
+// xhttpd: now is the time of sending, read once by the caller for all that
+// needs it (the segment's xmitTime, LastSendTime, the timestamp option).
 // +checklocks:s.ep.mu
-func (s *sender) sendSegmentFromPacketBuffer(pkt *stack.PacketBuffer, flags header.TCPFlags, seq seqnum.Value) tcpip.Error {
-	s.LastSendTime = s.ep.stack.Clock().NowMonotonic()
+func (s *sender) sendSegmentFromPacketBuffer(now tcpip.MonotonicTime, pkt *stack.PacketBuffer, flags header.TCPFlags, seq seqnum.Value) tcpip.Error {
+	s.LastSendTime = now
 	if seq == s.RTTMeasureSeqNum {
 		s.RTTMeasureTime = s.LastSendTime
 	}
@@ -2009,13 +2012,14 @@ func (s *sender) sendSegmentFromPacketBuffer(pkt *stack.PacketBuffer, flags head
 	pkt = pkt.Clone()
 	defer pkt.DecRef()
 
-	return s.ep.sendRaw(pkt, flags, seq, rcvNxt, rcvWnd)
+	return s.ep.sendRaw(now, pkt, flags, seq, rcvNxt, rcvWnd)
 }
 
 // sendEmptySegment sends a new empty segment, flags and sequence number.
 // +checklocks:s.ep.mu
 func (s *sender) sendEmptySegment(flags header.TCPFlags, seq seqnum.Value) tcpip.Error {
-	s.LastSendTime = s.ep.stack.Clock().NowMonotonic()
+	now := s.ep.stack.Clock().NowMonotonic()
+	s.LastSendTime = now
 	if seq == s.RTTMeasureSeqNum {
 		s.RTTMeasureTime = s.LastSendTime
 	}
@@ -2025,7 +2029,7 @@ func (s *sender) sendEmptySegment(flags header.TCPFlags, seq seqnum.Value) tcpip
 	// Remember the max sent ack.
 	s.MaxSentAck = rcvNxt
 
-	return s.ep.sendEmptyRaw(flags, seq, rcvNxt, rcvWnd)
+	return s.ep.sendEmptyRawAt(now, flags, seq, rcvNxt, rcvWnd)
 }
 
 // maybeSendOutOfWindowAck sends an ACK if we are not being rate limited
