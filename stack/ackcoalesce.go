@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"time"
 )
 
 // A client that acknowledges every second segment of a download sends the
@@ -100,9 +101,11 @@ const maxCoalesce = 64
 // leaving out each bare ACK that a later bare ACK of the same connection in
 // the batch moves past (above). Like Deliver it copies what it keeps.
 func (st *Stack) DeliverBatch(frames [][]byte) {
+	now := time.Now().UnixNano()
+	deliver := func(f []byte) { st.ep.deliver(f, now) }
 	for len(frames) > 0 {
 		n := min(len(frames), maxCoalesce)
-		st.ep.rxACKsCoalesced.Add(uint64(coalesce(frames[:n], st.ep.deliver)))
+		st.ep.rxACKsCoalesced.Add(uint64(coalesce(frames[:n], deliver)))
 		frames = frames[n:]
 	}
 }

@@ -62,7 +62,9 @@ func newEndpoint(cfg Config) *endpoint {
 	return ep
 }
 
-func (ep *endpoint) deliver(frame []byte) {
+// deliver hands one received frame to the netstack; now is the time it
+// came (Unix nanoseconds), for the neighbour table.
+func (ep *endpoint) deliver(frame []byte, now int64) {
 	if len(frame) < header.EthernetMinimumSize {
 		ep.rxMalformed.Add(1)
 		return
@@ -94,7 +96,7 @@ func (ep *endpoint) deliver(frame []byte) {
 	if ref == nil {
 		return
 	}
-	ep.neigh.learn(src, frame[6:12])
+	ep.neigh.learn(src, frame[6:12], now)
 
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
 		Payload: buffer.MakeWithData(frame),

@@ -264,7 +264,7 @@ func TestNeighboursBounded(t *testing.T) {
 		return tcpip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
 	}
 	for i := uint32(0); i < maxNeighbours+10; i++ {
-		n.learn(addr(i), mac)
+		n.learn(addr(i), mac, int64(i))
 	}
 	if len(n.m) != maxNeighbours {
 		t.Fatalf("%d entries; want the bound, %d: a full table evicts one entry, not all", len(n.m), maxNeighbours)
@@ -308,7 +308,7 @@ func BenchmarkDeliverSYN(b *testing.B) {
 func TestWritePacketsMixedBatch(t *testing.T) {
 	q := newFakeQueue()
 	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{q}})
-	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC)
+	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC, time.Now().UnixNano())
 	packet := func(proto tcpip.TransportProtocolNumber, to netip.Addr) *gvstack.PacketBuffer {
 		pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
 			ReserveHeaderBytes: header.EthernetMinimumSize,

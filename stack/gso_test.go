@@ -65,8 +65,8 @@ func gsoPacket(ep *endpoint, v6 bool, payload []byte, flags header.TCPFlags) *gv
 
 func gsoEndpoint(q TxQueue) *endpoint {
 	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{q}})
-	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC)
-	ep.neigh.learn(tcpip.AddrFrom16(clientV6.As16()), clientMAC)
+	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC, time.Now().UnixNano())
+	ep.neigh.learn(tcpip.AddrFrom16(clientV6.As16()), clientMAC, time.Now().UnixNano())
 	return ep
 }
 
@@ -333,8 +333,8 @@ func gsoSenderEndpoint(t *testing.T) (*endpoint, *gsoRecorder, *[]string) {
 	q.forward = func(frames [][]byte) { *log = append(*log, fmt.Sprintf("frames:%d", len(frames))) }
 	g := &gsoRecorder{log: log}
 	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{q}, GSO: []GSOSender{g}})
-	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC)
-	ep.neigh.learn(tcpip.AddrFrom16(clientV6.As16()), clientMAC)
+	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC, time.Now().UnixNano())
+	ep.neigh.learn(tcpip.AddrFrom16(clientV6.As16()), clientMAC, time.Now().UnixNano())
 	return ep, g, log
 }
 
@@ -415,7 +415,7 @@ func (nopGSO) SendGSO(bool, int, int, int, int, [][]byte) error { return nil }
 // Handing a 64 KiB segment to the GSO sender allocates nothing.
 func TestGSOSenderNoAllocs(t *testing.T) {
 	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{newStaticQueue()}, GSO: []GSOSender{nopGSO{}}})
-	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC)
+	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC, time.Now().UnixNano())
 	var pkts gvstack.PacketBufferList
 	pkts.PushBack(gsoPacket(ep, false, make([]byte, 45*testMSS+255), header.TCPFlagAck|header.TCPFlagPsh))
 	pkts.PushBack(gsoPacket(ep, false, nil, header.TCPFlagAck))

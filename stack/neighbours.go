@@ -28,9 +28,8 @@ const neighbourLock = 30 * time.Second
 // back to it (the peer itself, or the router it lies behind) without ARP or
 // ND, which stay with the kernel.
 type neighbours struct {
-	mu  sync.RWMutex
-	m   map[tcpip.Address]*neighbour
-	now func() time.Time // time.Now; tests set their own
+	mu sync.RWMutex
+	m  map[tcpip.Address]*neighbour
 }
 
 type neighbour struct {
@@ -40,15 +39,14 @@ type neighbour struct {
 
 func (n *neighbours) init() {
 	n.m = make(map[tcpip.Address]*neighbour)
-	n.now = time.Now
 }
 
-// learn records that a frame from addr came from mac. The common case, a
-// known peer on its known MAC, takes only the read lock and allocates
+// learn records that a frame from addr came from mac at now (Unix
+// nanoseconds; one clock reading serves a batch of frames). The common case,
+// a known peer on its known MAC, takes only the read lock and allocates
 // nothing. A different MAC replaces the known one only once the known one
 // has been silent for neighbourLock.
-func (n *neighbours) learn(addr tcpip.Address, mac []byte) {
-	now := n.now().UnixNano()
+func (n *neighbours) learn(addr tcpip.Address, mac []byte, now int64) {
 	n.mu.RLock()
 	e, ok := n.m[addr]
 	n.mu.RUnlock()

@@ -16,26 +16,25 @@ func TestNeighbourLock(t *testing.T) {
 	var n neighbours
 	n.init()
 	now := time.Unix(1000, 0)
-	n.now = func() time.Time { return now }
 	addr := tcpip.AddrFrom4([4]byte{198, 18, 0, 2})
 	owner, forger := []byte{2, 0, 0, 0, 0, 2}, []byte{2, 0, 0, 0, 0, 66}
 
-	n.learn(addr, owner)
+	n.learn(addr, owner, now.UnixNano())
 	now = now.Add(neighbourLock - time.Second)
-	n.learn(addr, forger)
+	n.learn(addr, forger, now.UnixNano())
 	if got := n.lookup(addr); !bytes.Equal([]byte(got), owner) {
 		t.Fatalf("after a forged frame: %v, want the owner's %v", got, net.HardwareAddr(owner))
 	}
 	// The owner talks on: the lock runs from its last frame.
-	n.learn(addr, owner)
+	n.learn(addr, owner, now.UnixNano())
 	now = now.Add(neighbourLock - time.Second)
-	n.learn(addr, forger)
+	n.learn(addr, forger, now.UnixNano())
 	if got := n.lookup(addr); !bytes.Equal([]byte(got), owner) {
 		t.Fatalf("owner heard %v ago, forged frame: %v, want the owner's", neighbourLock-time.Second, got)
 	}
 	// Silent for the lock: the address may move.
 	now = now.Add(2 * time.Second)
-	n.learn(addr, forger)
+	n.learn(addr, forger, now.UnixNano())
 	if got := n.lookup(addr); !bytes.Equal([]byte(got), forger) {
 		t.Fatalf("owner silent for %v: %v, want the new MAC", neighbourLock+time.Second, got)
 	}

@@ -208,7 +208,7 @@ func ptr[T any](v T) *T { return &v }
 // Deliver hands one received Ethernet frame to the netstack. It copies the
 // bytes, so the frame can go back to the fill ring when it returns. It is
 // safe to call from every queue's loop at once.
-func (st *Stack) Deliver(frame []byte) { st.ep.deliver(frame) }
+func (st *Stack) Deliver(frame []byte) { st.ep.deliver(frame, time.Now().UnixNano()) }
 
 // Listen listens on a TCP port of the interface's addresses. network is
 // "tcp4" or "tcp6"; an IPv6 listener takes only IPv6.
