@@ -85,7 +85,7 @@ type conn struct {
 	disk    entry            // the head of a file from disk, formatted in place
 
 	// What the access log says of the current request.
-	start  time.Time // its first byte, when Server.timed
+	start  time.Time // when its first byte was seen; also the Date of a static response
 	status int       // the response's status; 0 when none was sent
 	sent   int64     // body bytes sent
 	from   Outcome   // where the answer came from (see outcome)
@@ -117,8 +117,28 @@ var connPool = sync.Pool{New: func() any {
 // connWriter), not a request head that timed out.
 type connReader struct {
 	c           *conn
-	noFlush     bool // while a proxied body is read on another goroutine
-	flushFailed bool // a flush before a read failed: nothing more can be written
+	noFlush     bool  // while a proxied body is read on another goroutine
+	flushFailed bool  // a flush before a read failed: nothing more can be written
+	deadline    int64 // the read deadline in force, Unix nanoseconds
+}
+
+// setDeadline sets the conn's read deadline, and remembers it for idle.
+func (r *connReader) setDeadline(d time.Time) {
+	r.deadline = d.UnixNano()
+	r.c.nc.SetReadDeadline(d)
+}
+
+// idle makes sure that the read deadline in force while the conn waits for
+// its next request, now, is between IdleTimeout and 1.125 times it away.
+// Like connWriter.arm it leaves a deadline alone that already is: setting
+// one costs a timer update, which a busy keep-alive connection then pays
+// once per IdleTimeout/8 instead of once per request.
+func (r *connReader) idle(now time.Time) {
+	to := r.c.srv.cfg.IdleTimeout
+	if left := r.deadline - now.UnixNano(); left >= int64(to) && left <= int64(to+to/8) {
+		return
+	}
+	r.setDeadline(now.Add(to + to/8))
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
@@ -288,7 +308,7 @@ func (c *conn) release() {
 	c.br.Reset(nil)
 	c.bw.Reset(nil)
 	c.out.tail, c.out.deadline, c.out.pinned = nil, 0, false
-	c.in.noFlush, c.in.flushFailed = false, false
+	c.in.noFlush, c.in.flushFailed, c.in.deadline = false, false, 0
 	c.req = request{}
 	c.body = io.LimitedReader{}
 	c.remote = c.remote[:0]
@@ -332,13 +352,14 @@ func (c *conn) serve() {
 		c.release()
 	}()
 
+	now := time.Now() // the clock as read when the last response was answered
 	for {
 		if c.br.Buffered() == 0 {
 			if s.inShutdown.Load() {
 				return
 			}
 			c.state.Store(stateIdle)
-			c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			c.in.idle(now)
 			if _, err := c.br.Peek(1); err != nil {
 				if isTimeout(err) {
 					s.stats.idleTimeouts.Add(1)
@@ -351,11 +372,9 @@ func (c *conn) serve() {
 		} else {
 			c.state.Store(stateReading)
 		}
-		if s.timed {
-			c.start = time.Now()
-		}
+		c.start = time.Now()
 		if !headBuffered(c.br) {
-			c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+			c.in.setDeadline(c.start.Add(s.cfg.ReadHeaderTimeout))
 		}
 		c.status, c.sent, c.from = 0, 0, OutcomeError
 		err := c.p.readRequest(c.br, s.lim, &c.req)
@@ -375,7 +394,7 @@ func (c *conn) serve() {
 		if mode != keepOpen || c.br.Buffered() == 0 {
 			err = c.bw.Flush()
 		}
-		c.answered()
+		now = c.answered()
 		if mode != keepOpen {
 			c.finish(mode)
 			return
@@ -461,7 +480,7 @@ func (c *conn) finish(mode closeMode) {
 			return
 		}
 	}
-	c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	c.in.setDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, c.nc, lingerBytes)
 }
 
@@ -527,7 +546,7 @@ func (c *conn) handle(req *request) closeMode {
 			c.writeError(errBodyTooLarge, head, true, req.minor)
 			return closeLinger
 		}
-		c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+		c.in.setDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 		if _, err := io.CopyN(io.Discard, c.br, req.contentLength); err != nil {
 			return closeNow
 		}

@@ -137,11 +137,22 @@ func churn(addr string, rng *rand.Rand, sent *atomic.Int64, buf []byte, fx *fixt
 	return nil
 }
 
-// deadlineConn records whether the deadlines were cleared before Close.
+// deadlineConn records whether the deadlines were cleared before Close, and
+// counts the read and write deadlines set.
 type deadlineConn struct {
 	net.Conn
-	cleared, closedCleared *atomic.Int64
-	zero                   atomic.Bool
+	cleared, closedCleared, reads, writes *atomic.Int64
+	zero                                  atomic.Bool
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.reads.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.writes.Add(1)
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *deadlineConn) SetDeadline(t time.Time) error {
@@ -161,7 +172,7 @@ func (c *deadlineConn) Close() error {
 
 type deadlineListener struct {
 	net.Listener
-	cleared, closedCleared atomic.Int64
+	cleared, closedCleared, reads, writes atomic.Int64
 }
 
 func (l *deadlineListener) Accept() (net.Conn, error) {
@@ -169,7 +180,7 @@ func (l *deadlineListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &deadlineConn{Conn: c, cleared: &l.cleared, closedCleared: &l.closedCleared}, nil
+	return &deadlineConn{Conn: c, cleared: &l.cleared, closedCleared: &l.closedCleared, reads: &l.reads, writes: &l.writes}, nil
 }
 
 // A connection's deadlines are cleared just before it is closed: on the
@@ -197,5 +208,30 @@ func TestDeadlinesClearedBeforeClose(t *testing.T) {
 	}
 	if got := dl.closedCleared.Load(); got != n {
 		t.Fatalf("%d of %d connections were closed with their deadlines cleared", got, n)
+	}
+}
+
+// A busy keep-alive connection does not set its deadlines anew for each
+// request: setting one costs a timer update (on gonet, a runtime timer of
+// its own). The read deadline of the wait for the next request, and the
+// write deadline, are renewed only when less than IdleTimeout or
+// WriteTimeout is left (connReader.idle, connWriter.arm).
+func TestKeepAliveSetsDeadlinesRarely(t *testing.T) {
+	fx := newFixture(t)
+	var dl *deadlineListener
+	_, addr := startServerWith(t, Config{Root: fx.root}, func(l net.Listener) net.Listener {
+		dl = &deadlineListener{Listener: l}
+		return dl
+	}, nil)
+	c := dialRaw(t, addr)
+	const n = 200
+	for range n {
+		c.write("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := c.read("GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if r, w := dl.reads.Load(), dl.writes.Load(); r > 2 || w > 2 {
+		t.Errorf("%d requests set the read deadline %d times and the write deadline %d times; want at most twice each", n, r, w)
 	}
 }

@@ -327,7 +327,7 @@ func (w *proxyWriter) WriteHeader(code int) {
 	w.wrote = true
 	c := w.c
 	minor := c.req.minor
-	c.startHead(code)
+	c.startHead(code, time.Now())
 	c.from = OutcomeProxied
 	bw := c.bw
 	for k, vs := range w.header {
@@ -496,7 +496,7 @@ func (b *proxyBody) Read(p []byte) (int, error) {
 	}
 	// Each read must make progress within ReadHeaderTimeout: a slow body
 	// holds a connection as surely as a slow head.
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadHeaderTimeout))
+	c.in.setDeadline(time.Now().Add(c.srv.cfg.ReadHeaderTimeout))
 	var n int
 	var err error
 	if b.chunked != nil {
@@ -552,7 +552,7 @@ func (b *proxyBody) finish() bool {
 		return false // broken, or never started: the client may still be waiting to send it
 	}
 	c := b.c
-	c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	c.in.setDeadline(time.Now().Add(lingerTimeout))
 	if b.chunked != nil {
 		n, err := io.CopyN(io.Discard, b.chunked, maxDrain)
 		if err != io.EOF || n >= maxDrain {

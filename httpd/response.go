@@ -60,8 +60,11 @@ func statusText(code int) string {
 }
 
 // startHead writes the status line and the headers every response has,
-// counts the response and remembers its status for the access log.
-func (c *conn) startHead(code int) {
+// counts the response and remembers its status for the access log. date
+// is the response's Date: a static response, written microseconds after
+// its request was read, takes the request's time (c.start) and saves a
+// clock reading; the proxy's and the errors' take the time of writing.
+func (c *conn) startHead(code int, date time.Time) {
 	c.srv.stats.response(code)
 	c.status = code
 	bw := c.bw
@@ -79,7 +82,7 @@ func (c *conn) startHead(code int) {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString(c.srv.serverDate)
-	bw.Write(c.srv.date.get(time.Now()))
+	bw.Write(c.srv.date.get(date))
 	bw.WriteString("\r\n")
 }
 
@@ -107,14 +110,14 @@ func (c *conn) writeContentLength(n int64) {
 // writeEntryHead writes the 200 head of a file: the prepared lines of its
 // entry between the per-request ones.
 func (c *conn) writeEntryHead(e *entry, close bool, minor int) {
-	c.startHead(200)
+	c.startHead(200, c.start)
 	c.bw.Write(e.head)
 	c.endHead(close, minor)
 }
 
 // writePartialHead writes the 206 head for the range r of e.
 func (c *conn) writePartialHead(e *entry, r byteRange, close bool, minor int) {
-	c.startHead(206)
+	c.startHead(206, c.start)
 	c.bw.Write(e.noLength)
 	c.bw.WriteString("Content-Range: bytes ")
 	s := strconv.AppendInt(c.scratch[:0], r.start, 10)
@@ -132,7 +135,7 @@ func (c *conn) writePartialHead(e *entry, r byteRange, close bool, minor int) {
 // writeNotModified writes a 304: the validators a 200 would have carried,
 // and no body.
 func (c *conn) writeNotModified(e *entry, close bool, minor int) {
-	c.startHead(304)
+	c.startHead(304, c.start)
 	c.bw.Write(e.validators)
 	c.endHead(close, minor)
 }
@@ -140,7 +143,7 @@ func (c *conn) writeNotModified(e *entry, close bool, minor int) {
 // writeError writes an error response: the status as a short text body
 // (its head only for HEAD), Allow for 405 and Retry-After for 503.
 func (c *conn) writeError(he *httpError, head, close bool, minor int) {
-	c.startHead(he.code)
+	c.startHead(he.code, time.Now())
 	switch he.code {
 	case 405:
 		c.bw.WriteString("Allow: GET, HEAD\r\n")
@@ -152,7 +155,7 @@ func (c *conn) writeError(he *httpError, head, close bool, minor int) {
 
 // writeRangeNotSatisfiable writes a 416 for a file of size bytes.
 func (c *conn) writeRangeNotSatisfiable(size int64, close bool, minor int) {
-	c.startHead(416)
+	c.startHead(416, time.Now())
 	c.bw.WriteString("Content-Range: bytes */")
 	c.scratch = strconv.AppendInt(c.scratch[:0], size, 10)
 	c.bw.Write(c.scratch)
@@ -182,7 +185,7 @@ func (c *conn) writeTextBody(code int, head, close bool, minor int) {
 // from the request: "//evil.example" must not become a redirect off site.
 func (c *conn) writeRedirect(t target, head, close bool, minor int) {
 	const body = "301 Moved Permanently\n"
-	c.startHead(301)
+	c.startHead(301, time.Now())
 	c.bw.WriteString("Location: /")
 	if string(t.name) != "." {
 		c.scratch = appendEscapedPath(c.scratch[:0], t.name)

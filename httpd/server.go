@@ -67,7 +67,9 @@
 //     Connection: close. Errors about a well-formed request (a bad path,
 //     404, 405 without a body) keep the connection. Connections over
 //     MaxConns get 503 and are closed; idle ones are closed after
-//     IdleTimeout, and those whose client stops reading after WriteTimeout
+//     IdleTimeout (up to 1.125 times it, so that a busy connection need
+//     not renew its deadline per request), and those whose client stops
+//     reading after WriteTimeout
 //     (up to 1.5 times it; a body goes out in writes of 64 KiB, each of
 //     which has WriteTimeout). An error answer to a bad request head has at
 //     most 5 seconds, or WriteTimeout if that is shorter. Every limit hit
@@ -135,7 +137,7 @@ type Config struct {
 	MaxHeaderBytes    int           // default 16 KiB for the whole header block; more gets 431
 	MaxHeaders        int           // default 100 header fields; more gets 431
 	ReadHeaderTimeout time.Duration // default 10s from a request's first byte to its end; then 408 and close
-	IdleTimeout       time.Duration // default 60s waiting for the next request on a keep-alive connection; then close
+	IdleTimeout       time.Duration // default 60s waiting for the next request on a keep-alive connection; then close (within 1.125 times it)
 	WriteTimeout      time.Duration // default 60s for each write to the client (64 KiB of body at most) to complete; then close
 	MaxConns          int           // default 10000 open connections; more get 503 and close
 

@@ -152,13 +152,14 @@ func (c *conn) outcome() Outcome {
 }
 
 // answered records the request just answered, its response flushed: in
-// the access log and to Config.Observe, when there are.
-func (c *conn) answered() {
+// the access log and to Config.Observe, when there are. It returns the time
+// it did, for the idle deadline that follows.
+func (c *conn) answered() time.Time {
 	s := c.srv
-	if !s.timed && s.alog == nil {
-		return
-	}
 	now := time.Now()
+	if !s.timed && s.alog == nil {
+		return now
+	}
 	var d time.Duration
 	if s.timed {
 		d = now.Sub(c.start)
@@ -169,4 +170,5 @@ func (c *conn) answered() {
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(c.outcome(), c.status, d)
 	}
+	return now
 }

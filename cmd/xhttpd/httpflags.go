@@ -31,7 +31,7 @@ func httpFlags(fs *flag.FlagSet) func() (httpd.Config, *logFile, error) {
 	maxHeaderBytes := fs.Int("max-header-bytes", d.MaxHeaderBytes, "largest header block in bytes; larger gets 431")
 	maxHeaders := fs.Int("max-headers", d.MaxHeaders, "most header fields; more gets 431")
 	headerTimeout := fs.Duration("header-timeout", d.ReadHeaderTimeout, "time from a request's first byte to the end of its head (and between reads of a proxied body); then 408")
-	idleTimeout := fs.Duration("idle-timeout", d.IdleTimeout, "time a keep-alive connection may wait for its next request; then it is closed")
+	idleTimeout := fs.Duration("idle-timeout", d.IdleTimeout, "time a keep-alive connection may wait for its next request; then it is closed (within 1.125 times it)")
 	writeTimeout := fs.Duration("write-timeout", d.WriteTimeout, "time each write to a client (at most 64 KiB of a body) may take; a client that takes nothing is closed after 1 to 1.5 times this")
 	maxConns := fs.Int("max-conns", d.MaxConns, "most open HTTP connections; more get 503 and are closed")
 	accessLog := fs.String("access-log", "", "append a line per request to this file, - for stdout (default: none); SIGUSR1 reopens the file")
