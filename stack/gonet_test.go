@@ -22,19 +22,7 @@ import (
 // stack that delivers packets to its own address itself (HandleLocal).
 func localConns(t testing.TB) (client, server *gonet.TCPConn) {
 	t.Helper()
-	s := gvstack.New(gvstack.Options{
-		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol},
-		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
-		HandleLocal:        true,
-	})
-	t.Cleanup(func() { s.Close(); s.Wait() })
-	if err := s.CreateNIC(1, channel.New(16, 1500, "")); err != nil {
-		t.Fatal(err)
-	}
-	addr := tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
-	s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr.WithPrefix()}, gvstack.AddressProperties{})
-	s.SetRouteTable([]tcpip.Route{{Destination: addr.WithPrefix().Subnet(), NIC: 1}})
-	full := tcpip.FullAddress{NIC: 1, Addr: addr, Port: 80}
+	s, full := localStack(t)
 	l, err := gonet.ListenTCP(s, full, ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +43,25 @@ func localConns(t testing.TB) (client, server *gonet.TCPConn) {
 	server = (<-accepted).(*gonet.TCPConn)
 	t.Cleanup(func() { client.Close(); server.Close() })
 	return client, server
+}
+
+// localStack is a plain gVisor stack that delivers packets to its own
+// address itself (HandleLocal), and that address's port 80.
+func localStack(t testing.TB) (*gvstack.Stack, tcpip.FullAddress) {
+	t.Helper()
+	s := gvstack.New(gvstack.Options{
+		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
+		HandleLocal:        true,
+	})
+	t.Cleanup(func() { s.Close(); s.Wait() })
+	if err := s.CreateNIC(1, channel.New(16, 1500, "")); err != nil {
+		t.Fatal(err)
+	}
+	addr := tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
+	s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr.WithPrefix()}, gvstack.AddressProperties{})
+	s.SetRouteTable([]tcpip.Route{{Destination: addr.WithPrefix().Subnet(), NIC: 1}})
+	return s, tcpip.FullAddress{NIC: 1, Addr: addr, Port: 80}
 }
 
 // Deadlines keep net.Conn's meaning with one timer reused: one that passes

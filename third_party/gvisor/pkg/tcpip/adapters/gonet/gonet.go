@@ -324,9 +324,15 @@ func (w *waitChannel) get(mask waiter.EventMask) (*waiter.Entry, <-chan struct{}
 // readState (xhttpd) is what commonRead would otherwise allocate for each
 // call: the writer over the caller's buffer, which escapes into the
 // endpoint's Read, and the wait.
+//
+// waited says the last read had to wait. A server's read after its answer
+// usually does, the next request coming only after the answer, so then the
+// next read registers for the wakeup before it tries, and tries once
+// before it waits instead of twice.
 type readState struct {
-	w    tcpip.SliceWriter
-	wait waitChannel
+	w      tcpip.SliceWriter
+	wait   waitChannel
+	waited bool
 }
 
 // NewTCPConn creates a new TCPConn.
@@ -405,18 +411,24 @@ func commonRead(b []byte, ep tcpip.Endpoint, wq *waiter.Queue, deadline <-chan s
 	rs.w = tcpip.SliceWriter(b)
 	defer func() { rs.w = nil }()
 	opts := tcpip.ReadOptions{NeedRemoteAddr: addr != nil}
-	res, err := ep.Read(&rs.w, opts)
+	var res tcpip.ReadResult
+	var err tcpip.Error = &tcpip.ErrWouldBlock{}
+	if !rs.waited {
+		res, err = ep.Read(&rs.w, opts)
+	}
 
 	if _, ok := err.(*tcpip.ErrWouldBlock); ok {
 		// Create wait queue entry that notifies a channel.
 		waitEntry, notifyCh := rs.wait.get(waiter.ReadableEvents)
 		wq.EventRegister(waitEntry)
 		defer wq.EventUnregister(waitEntry)
+		rs.waited = false
 		for {
 			res, err = ep.Read(&rs.w, opts)
 			if _, ok := err.(*tcpip.ErrWouldBlock); !ok {
 				break
 			}
+			rs.waited = true
 			select {
 			case <-deadline:
 				return 0, errorer.newOpError("read", &timeoutError{})

@@ -1246,7 +1246,7 @@ func (e *endpoint) handleValidatedPacket(h header.IPv4, pkt *stack.PacketBuffer,
 	// broadcast address has every host bit set, and only subnets of /30 or
 	// wider have one (Subnet.IsBroadcast), so any other source cannot be
 	// one. The lookup misses the address table for every remote source and
-	// then tries each address in turn, under three locks: it was 3 % of a
+	// then tries each address in turn, under three locks: 1.5 % of a
 	// keep-alive server's CPU, on every segment received.
 	if srcAddr.As4()[3]&3 == 3 {
 		if addressEndpoint := e.AcquireAssignedAddress(srcAddr, false /* createTemp */, stack.NeverPrimaryEndpoint, true /* readOnly */); addressEndpoint != nil {
