@@ -175,6 +175,18 @@ type deadlineListener struct {
 	cleared, closedCleared, reads, writes atomic.Int64
 }
 
+// startDeadlineServer starts a server whose connections record their
+// deadlines in the listener it returns.
+func startDeadlineServer(t *testing.T) (*deadlineListener, string) {
+	fx := newFixture(t)
+	var dl *deadlineListener
+	_, addr := startServerWith(t, Config{Root: fx.root}, func(l net.Listener) net.Listener {
+		dl = &deadlineListener{Listener: l}
+		return dl
+	}, nil)
+	return dl, addr
+}
+
 func (l *deadlineListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -188,12 +200,7 @@ func (l *deadlineListener) Accept() (net.Conn, error) {
 // at thousands of connections a second their upkeep took a quarter of the
 // CPU.
 func TestDeadlinesClearedBeforeClose(t *testing.T) {
-	fx := newFixture(t)
-	var dl *deadlineListener
-	_, addr := startServerWith(t, Config{Root: fx.root}, func(l net.Listener) net.Listener {
-		dl = &deadlineListener{Listener: l}
-		return dl
-	}, nil)
+	dl, addr := startDeadlineServer(t)
 	const n = 20
 	for range n {
 		resp, _, c := roundTrip(t, addr, "GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -217,12 +224,7 @@ func TestDeadlinesClearedBeforeClose(t *testing.T) {
 // write deadline, are renewed only when less than IdleTimeout or
 // WriteTimeout is left (connReader.idle, connWriter.arm).
 func TestKeepAliveSetsDeadlinesRarely(t *testing.T) {
-	fx := newFixture(t)
-	var dl *deadlineListener
-	_, addr := startServerWith(t, Config{Root: fx.root}, func(l net.Listener) net.Listener {
-		dl = &deadlineListener{Listener: l}
-		return dl
-	}, nil)
+	dl, addr := startDeadlineServer(t)
 	c := dialRaw(t, addr)
 	const n = 200
 	for range n {
