@@ -27,13 +27,19 @@ const maxConns = 10000
 
 // Servers bench knows, in the order the legend lists them. The waiting
 // modes run xhttpd over AF_XDP; kernel runs the same httpd on the kernel's
-// sockets; nethttp is Go's net/http FileServer, nginx and apache (prefork)
-// are Debian's, all on the kernel's sockets (peers.go).
-var benchServers = []string{"interrupt", "busy", "hybrid", "kernel", "nethttp", "nginx", "apache"}
+// sockets; base runs another build of xhttpd (-base) in hybrid mode, to
+// compare two builds side by side; nethttp is Go's net/http FileServer,
+// nginx and apache (prefork) are Debian's, all on the kernel's sockets
+// (peers.go).
+var benchServers = []string{"interrupt", "busy", "hybrid", "kernel", "base", "nethttp", "nginx", "apache"}
+
+// xhttpdServers are the servers download and flood know: xhttpd's.
+var xhttpdServers = benchServers[:5]
 
 // serverSetup is what a server's command line is made from.
 type serverSetup struct {
 	xhttpd, nethttpd string   // binaries; nethttpd may be ""
+	base             string   // another xhttpd binary, for server base; may be ""
 	iface, root      string   // the server's veth end and the site
 	queues           int      // passed on as xhttpd -queues
 	addrs            []string // host:port to serve, for nethttpd
@@ -43,14 +49,16 @@ type serverSetup struct {
 
 // serverFlags are the flags of the subcommands that start servers.
 type serverFlags struct {
-	xhttpd, nethttpd string
-	wait             time.Duration
-	verbose          bool
+	xhttpd, nethttpd, base string
+	wait                   time.Duration
+	verbose                bool
 }
 
-// register adds -xhttpd, -wait and -v to fs, and -nethttpd with nethttpd.
+// register adds -xhttpd, -base, -wait and -v to fs, and -nethttpd with
+// nethttpd.
 func (f *serverFlags) register(fs *flag.FlagSet, nethttpd bool) {
 	fs.StringVar(&f.xhttpd, "xhttpd", "", "path to the xhttpd binary (required)")
+	fs.StringVar(&f.base, "base", "", "path to another build of xhttpd, for the base server: it runs in hybrid mode with the same flags, to compare two builds side by side (best with -alternate)")
 	if nethttpd {
 		fs.StringVar(&f.nethttpd, "nethttpd", "", "path to the net/http server, for the nethttp server")
 	}
@@ -71,6 +79,11 @@ func (f *serverFlags) setup(fs *flag.FlagSet, queues int) (serverSetup, error) {
 			return s, err
 		}
 	}
+	if f.base != "" {
+		if s.base, err = findBinary("-base", f.base); err != nil {
+			return s, err
+		}
+	}
 	return s, nil
 }
 
@@ -82,22 +95,28 @@ func serverCommand(name string, s serverSetup) (path string, args []string) {
 	if path, args, ok := peerCommand(name, s.peerDir); ok {
 		return path, args
 	}
+	path = s.xhttpd
 	args = []string{"-iface", s.iface, "-root", s.root, "-queues", strconv.Itoa(s.queues)}
-	if name == "kernel" {
+	switch name {
+	case "kernel":
 		args = append(args, "-stack", "kernel")
-	} else {
+	case "base":
+		path, args = s.base, append(args, "-stack", "xdp", "-mode", "hybrid")
+	default:
 		args = append(args, "-stack", "xdp", "-mode", name)
 	}
-	return s.xhttpd, append(args, s.extra...)
+	return path, append(args, s.extra...)
 }
 
 // serverLegend says in a few words what a table's server name ran.
-func serverLegend(name string) string {
+func serverLegend(name string, s serverSetup) string {
 	switch name {
 	case "nethttp":
 		return "Go net/http FileServer (-nethttpd) on the kernel's sockets"
 	case "kernel":
 		return "xhttpd -stack kernel: the same httpd on the kernel's sockets"
+	case "base":
+		return "xhttpd -stack xdp -mode hybrid, the build " + s.base + " (-base): the one compared with"
 	case "nginx":
 		return "nginx, one worker, epoll, sendfile, open_file_cache, no access log (cmd/testbed/peers/nginx.conf)"
 	case "apache":
@@ -106,12 +125,16 @@ func serverLegend(name string) string {
 	return "xhttpd -stack xdp -mode " + name + ": AF_XDP and the netstack"
 }
 
-// parseServers reads -servers: known names, comma-separated. nethttp needs
-// its binary.
-func parseServers(s string, haveNethttpd bool) ([]string, error) {
-	names, err := parseNames("-servers", s, benchServers)
-	if err == nil && slices.Contains(names, "nethttp") && !haveNethttpd {
+// parseServers reads -servers: names from known, comma-separated. nethttp
+// and base need their binaries.
+func parseServers(s string, known []string, sf serverFlags) ([]string, error) {
+	names, err := parseNames("-servers", s, known)
+	switch {
+	case err != nil:
+	case slices.Contains(names, "nethttp") && sf.nethttpd == "":
 		err = fmt.Errorf("-servers %q: nethttp needs -nethttpd PATH", s)
+	case slices.Contains(names, "base") && sf.base == "":
+		err = fmt.Errorf("-servers %q: base needs -base PATH", s)
 	}
 	return names, err
 }
@@ -167,7 +190,7 @@ func bench(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	servers, err := parseServers(*serversFlag, sf.nethttpd != "")
+	servers, err := parseServers(*serversFlag, benchServers, sf)
 	if err != nil {
 		return err
 	}
@@ -328,7 +351,7 @@ func bench(args []string) error {
 	fmt.Println("wrk for the server side's receive of requests (the XDP program and the AF_XDP copy included).")
 	fmt.Println()
 	for _, name := range dedup(servers) {
-		fmt.Printf("- %s: %s\n", name, serverLegend(name))
+		fmt.Printf("- %s: %s\n", name, serverLegend(name, setup))
 	}
 	if len(setup.extra) > 0 {
 		fmt.Printf("- extra xhttpd flags: %s\n", shellJoin(setup.extra))
@@ -345,7 +368,7 @@ func bench(args []string) error {
 	return err
 }
 
-const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1 | -alternate N] [-pin SERVER/CLIENT] [-napi=true [-threaded]] [-nethttpd PATH] [-v] [-- extra xhttpd flags]"
+const benchUsage = "testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-threads 2] [-queues 1] [-file 1k.bin] [-6] [-close] [-runs 1 | -alternate N] [-pin SERVER/CLIENT] [-napi=true [-threaded]] [-nethttpd PATH] [-base PATH] [-v] [-- extra xhttpd flags]"
 
 // benchRow is one server at one connection count.
 type benchRow struct {

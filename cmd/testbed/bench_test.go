@@ -9,23 +9,27 @@ import (
 )
 
 func TestParseServers(t *testing.T) {
-	got, err := parseServers(" interrupt,busy ,hybrid,kernel,nethttp", true)
-	if want := []string{"interrupt", "busy", "hybrid", "kernel", "nethttp"}; err != nil || !cmp.Equal(want, got) {
+	both := serverFlags{nethttpd: "nethttpd", base: "xhttpd.old"}
+	got, err := parseServers(" interrupt,busy ,hybrid,kernel,base,nethttp", benchServers, both)
+	if want := []string{"interrupt", "busy", "hybrid", "kernel", "base", "nethttp"}; err != nil || !cmp.Equal(want, got) {
 		t.Errorf("parseServers = %q, %v; want %q", got, err, want)
 	}
 	for _, tc := range []struct {
 		in       string
-		nethttpd bool
+		known    []string
+		sf       serverFlags
 		errWants string
 	}{
-		{"xdp", true, `"xdp" is not one of`},
-		{"hybrid,", true, `"" is not one of`},
-		{"", true, `"" is not one of`},
-		{"kernel,nethttp", false, "needs -nethttpd"},
+		{"xdp", benchServers, both, `"xdp" is not one of`},
+		{"hybrid,", benchServers, both, `"" is not one of`},
+		{"", benchServers, both, `"" is not one of`},
+		{"kernel,nethttp", benchServers, serverFlags{base: "xhttpd.old"}, "needs -nethttpd"},
+		{"base,hybrid", benchServers, serverFlags{nethttpd: "nethttpd"}, "needs -base"},
+		{"hybrid,nginx", xhttpdServers, both, `"nginx" is not one of`},
 	} {
-		_, err := parseServers(tc.in, tc.nethttpd)
+		_, err := parseServers(tc.in, tc.known, tc.sf)
 		if err == nil || !strings.Contains(err.Error(), tc.errWants) {
-			t.Errorf("parseServers(%q, %v) = %v, want an error with %q", tc.in, tc.nethttpd, err, tc.errWants)
+			t.Errorf("parseServers(%q, %q, %+v) = %v, want an error with %q", tc.in, tc.known, tc.sf, err, tc.errWants)
 		}
 	}
 }
@@ -44,7 +48,7 @@ func TestParseConns(t *testing.T) {
 
 func TestServerCommand(t *testing.T) {
 	s := serverSetup{
-		xhttpd: "/bin/xhttpd", nethttpd: "/bin/nethttpd",
+		xhttpd: "/bin/xhttpd", nethttpd: "/bin/nethttpd", base: "/old/xhttpd",
 		iface: "xh1-s", root: "/site", queues: 2,
 		addrs: []string{"198.18.0.1:80", "[2001:2::1]:80"},
 		extra: []string{"-cpus", "1"},
@@ -55,6 +59,7 @@ func TestServerCommand(t *testing.T) {
 	}{
 		{"busy", []string{"/bin/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "xdp", "-mode", "busy", "-cpus", "1"}},
 		{"kernel", []string{"/bin/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "kernel", "-cpus", "1"}},
+		{"base", []string{"/old/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "xdp", "-mode", "hybrid", "-cpus", "1"}},
 		{"nethttp", []string{"/bin/nethttpd", "-addr", "198.18.0.1:80,[2001:2::1]:80", "-root", "/site"}},
 	} {
 		path, args := serverCommand(tc.name, s)

@@ -15,7 +15,7 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-const downloadUsage = "testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-bytes 5242880] [-interleave=true] [-napi=true] [-timeout 20s] [-queues 1] [-6] [-v] [-- extra xhttpd flags]"
+const downloadUsage = "testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-bytes 5242880] [-interleave=true] [-napi=true] [-timeout 20s] [-queues 1] [-6] [-base PATH] [-v] [-- extra xhttpd flags]"
 
 // download measures single large downloads with curl, side by side per
 // server, with a share of the frames lost on the client end: how long each
@@ -31,7 +31,7 @@ func download(args []string) error {
 	fs := flag.NewFlagSet("download", flag.ContinueOnError)
 	var sf serverFlags
 	sf.register(fs, false)
-	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers[:4], ", "))
+	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(xhttpdServers, ", "))
 	lossRx := fs.Float64("loss-rx", 0.03, "share of TCP frames from the server that the client end drops (0 to 1)")
 	lossTx := fs.Float64("loss-tx", 0, "share of TCP frames to the server that the client end drops (0 to 1)")
 	n := fs.Int("n", 6, "downloads per server (1 to 1000)")
@@ -49,7 +49,7 @@ func download(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	servers, err := parseNames("-servers", *serversFlag, benchServers[:4])
+	servers, err := parseServers(*serversFlag, xhttpdServers, sf)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func download(args []string) error {
 		"times are curl's own (connect, first byte and total from its start of the connection; the start of curl itself excluded); a download not done within %v counts as stalled.\n\n",
 		what, map[bool]string{false: "IPv4", true: "IPv6"}[*v6], dl.n, turns, *queues, clientEnd, dl.timeout)
 	for _, name := range dedup(servers) {
-		fmt.Printf("- %s: %s\n", name, serverLegend(name))
+		fmt.Printf("- %s: %s\n", name, serverLegend(name, setup))
 	}
 	if len(setup.extra) > 0 {
 		fmt.Printf("- extra xhttpd flags: %s\n", shellJoin(setup.extra))

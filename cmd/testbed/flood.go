@@ -21,7 +21,7 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6] [-duration 10s] [-v] [-- extra xhttpd flags]"
+const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6] [-duration 10s] [-base PATH] [-v] [-- extra xhttpd flags]"
 
 // floodKinds are the SYN floods flood knows.
 var floodKinds = []string{"own", "random", "v6"}
@@ -40,7 +40,7 @@ func flood(args []string) error {
 	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
 	var sf serverFlags
 	sf.register(fs, false)
-	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(benchServers[:4], ", "))
+	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(xhttpdServers, ", "))
 	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3, IPv4), v6 (IPv6)")
 	d := fs.Duration("duration", 10*time.Second, "length of each phase, quiet and flooded (1s to 10m)")
 	v6Rate := fs.Int("v6-rate", 0, "SYNs a second of flood v6, 0 for as fast as one thread sends: to compare servers at one rate (hping3's floods always go at full rate)")
@@ -52,7 +52,7 @@ func flood(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	servers, err := parseNames("-servers", *serversFlag, benchServers[:4])
+	servers, err := parseServers(*serversFlag, xhttpdServers, sf)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func flood(args []string) error {
 		"(the server end routes everything through the client end, as a server does through its gateway); under flood own the forged source is the client, which answers each with a RST. "+
 		"CPU is the server process's share of one core during the flood.\n\n", *d, *d)
 	for _, name := range dedup(servers) {
-		fmt.Printf("- %s: %s\n", name, serverLegend(name))
+		fmt.Printf("- %s: %s\n", name, serverLegend(name, setup))
 	}
 	for _, kind := range floods {
 		fmt.Printf("- flood %s: %s\n", kind, floodLegends[kind])
