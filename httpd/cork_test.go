@@ -19,41 +19,25 @@ func (c *corkConn) SetCork(on bool) error {
 	return nil
 }
 
-type corkListener struct {
-	net.Listener
-	corked atomic.Int64
-}
-
-func (l *corkListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &corkConn{Conn: c, corked: &l.corked}, nil
-}
-
 // A static response on a connection that closes after it is corked, so
 // that the netstack sends its tail with the FIN; keep-alive responses are
 // not.
 func TestCorkBeforeClose(t *testing.T) {
 	f := newFixture(t)
-	var cl *corkListener
-	_, addr := startServerWith(t, Config{Root: f.root}, func(l net.Listener) net.Listener {
-		cl = &corkListener{Listener: l}
-		return cl
-	}, nil)
+	var corked atomic.Int64
+	addr := startServerWrapping(t, Config{Root: f.root}, func(c net.Conn) net.Conn { return &corkConn{Conn: c, corked: &corked} })
 	resp, body, c := roundTrip(t, addr, "GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp.StatusCode != 200 || string(body) != string(f.small) {
 		t.Fatalf("keep-alive: %d, %d bytes", resp.StatusCode, len(body))
 	}
-	if n := cl.corked.Load(); n != 0 {
+	if n := corked.Load(); n != 0 {
 		t.Errorf("keep-alive response corked %d times", n)
 	}
 	c.write("GET /small.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if resp, body := c.read("GET"); resp.StatusCode != 200 || string(body) != string(f.small) {
 		t.Fatalf("closing: %d, %d bytes", resp.StatusCode, len(body))
 	}
-	if n := cl.corked.Load(); n != 1 {
+	if n := corked.Load(); n != 1 {
 		t.Errorf("the response before the close corked %d times, want 1", n)
 	}
 }

@@ -84,6 +84,29 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 	return startServerWith(t, cfg, nil, nil)
 }
 
+// wrapListener hands each conn it accepts to wrap: tests record what httpd
+// does with a conn in a wrapper of their own.
+type wrapListener struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l *wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
+}
+
+// startServerWrapping is startServerWith a listener whose conns go through
+// wrap.
+func startServerWrapping(t testing.TB, cfg Config, wrap func(net.Conn) net.Conn) string {
+	t.Helper()
+	_, addr := startServerWith(t, cfg, func(l net.Listener) net.Listener { return &wrapListener{l, wrap} }, nil)
+	return addr
+}
+
 // startServerWith is startServer with the listener wrapped by wrap, and
 // the Server changed by setup before it serves; either may be nil.
 func startServerWith(t testing.TB, cfg Config, wrap func(net.Listener) net.Listener, setup func(*Server)) (*Server, string) {

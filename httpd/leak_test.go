@@ -141,58 +141,45 @@ func churn(addr string, rng *rand.Rand, sent *atomic.Int64, buf []byte, fx *fixt
 // counts the read and write deadlines set.
 type deadlineConn struct {
 	net.Conn
-	cleared, closedCleared, reads, writes *atomic.Int64
-	zero                                  atomic.Bool
+	n    *deadlineCounts
+	zero atomic.Bool
+}
+
+type deadlineCounts struct {
+	cleared, closedCleared, reads, writes atomic.Int64
 }
 
 func (c *deadlineConn) SetReadDeadline(t time.Time) error {
-	c.reads.Add(1)
+	c.n.reads.Add(1)
 	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
-	c.writes.Add(1)
+	c.n.writes.Add(1)
 	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *deadlineConn) SetDeadline(t time.Time) error {
 	c.zero.Store(t.IsZero())
 	if t.IsZero() {
-		c.cleared.Add(1)
+		c.n.cleared.Add(1)
 	}
 	return c.Conn.SetDeadline(t)
 }
 
 func (c *deadlineConn) Close() error {
 	if c.zero.Load() {
-		c.closedCleared.Add(1)
+		c.n.closedCleared.Add(1)
 	}
 	return c.Conn.Close()
 }
 
-type deadlineListener struct {
-	net.Listener
-	cleared, closedCleared, reads, writes atomic.Int64
-}
-
-// startDeadlineServer starts a server whose connections record their
-// deadlines in the listener it returns.
-func startDeadlineServer(t *testing.T) (*deadlineListener, string) {
+// startDeadlineServer starts a server whose connections count their
+// deadlines in the counts it returns.
+func startDeadlineServer(t *testing.T) (*deadlineCounts, string) {
 	fx := newFixture(t)
-	var dl *deadlineListener
-	_, addr := startServerWith(t, Config{Root: fx.root}, func(l net.Listener) net.Listener {
-		dl = &deadlineListener{Listener: l}
-		return dl
-	}, nil)
-	return dl, addr
-}
-
-func (l *deadlineListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &deadlineConn{Conn: c, cleared: &l.cleared, closedCleared: &l.closedCleared, reads: &l.reads, writes: &l.writes}, nil
+	n := new(deadlineCounts)
+	return n, startServerWrapping(t, Config{Root: fx.root}, func(c net.Conn) net.Conn { return &deadlineConn{Conn: c, n: n} })
 }
 
 // A connection's deadlines are cleared just before it is closed: on the

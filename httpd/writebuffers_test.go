@@ -21,34 +21,18 @@ func (c *buffersConn) WriteBuffers(bufs [][]byte) (int64, error) {
 	return n, err
 }
 
-type buffersListener struct {
-	net.Listener
-	calls atomic.Int64
-}
-
-func (l *buffersListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &buffersConn{Conn: c, calls: &l.calls}, nil
-}
-
 // A cached body too big for the write buffer goes out in one WriteBuffers
 // with the head before it, on a connection that has one, so that the
 // netstack sends them in shared segments.
 func TestHeadAndBodyInOneWrite(t *testing.T) {
 	f := newFixture(t)
-	var bl *buffersListener
-	_, addr := startServerWith(t, Config{Root: f.root}, func(l net.Listener) net.Listener {
-		bl = &buffersListener{Listener: l}
-		return bl
-	}, nil)
+	var calls atomic.Int64
+	addr := startServerWrapping(t, Config{Root: f.root}, func(c net.Conn) net.Conn { return &buffersConn{Conn: c, calls: &calls} })
 	resp, body, _ := roundTrip(t, addr, "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp.StatusCode != 200 || !bytes.Equal(body, f.big) {
 		t.Fatalf("%d, %d bytes", resp.StatusCode, len(body))
 	}
-	if n := bl.calls.Load(); n != 1 {
+	if n := calls.Load(); n != 1 {
 		t.Errorf("head and body written together %d times, want 1", n)
 	}
 }
