@@ -213,7 +213,10 @@ func (l *listenContext) createConnectingEndpoint(s *segment, rcvdSynOpts header.
 		netProto = s.pkt.NetworkProtocolNumber
 	}
 
-	route, err := l.stack.FindRoute(s.pkt.NICID, s.pkt.Network().DestinationAddress(), s.pkt.Network().SourceAddress(), s.pkt.NetworkProtocolNumber, false /* multicastLoop */)
+	// xhttpd: the segment's addresses from its id, which the demultiplexer
+	// made from the same header, not through pkt.Network(), whose interface
+	// conversion allocates.
+	route, err := l.stack.FindRoute(s.pkt.NICID, s.id.LocalAddress, s.id.RemoteAddress, s.pkt.NetworkProtocolNumber, false /* multicastLoop */)
 	if err != nil {
 		return nil, err // +checklocksignore
 	}
@@ -523,8 +526,7 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 			return nil
 		}
 
-		net := s.pkt.Network()
-		route, err := e.stack.FindRoute(s.pkt.NICID, net.DestinationAddress(), net.SourceAddress(), s.pkt.NetworkProtocolNumber, false /* multicastLoop */)
+		route, err := e.stack.FindRoute(s.pkt.NICID, s.id.LocalAddress, s.id.RemoteAddress, s.pkt.NetworkProtocolNumber, false /* multicastLoop */) // xhttpd: see createConnectingEndpoint
 		if err != nil {
 			return err
 		}
@@ -545,7 +547,7 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 			MSS:   calculateAdvertisedMSS(e.userMSS, route),
 		}
 		if opts.TS {
-			offset := e.protocol.tsOffset(net.DestinationAddress(), net.SourceAddress())
+			offset := e.protocol.tsOffset(s.id.LocalAddress, s.id.RemoteAddress)
 			now := e.stack.Clock().NowMonotonic()
 			synOpts.TSVal = offset.TSVal(now)
 		}
@@ -712,8 +714,7 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 		}
 
 		n.isRegistered = true
-		net := s.pkt.Network()
-		n.TSOffset = n.protocol.tsOffset(net.DestinationAddress(), net.SourceAddress())
+		n.TSOffset = n.protocol.tsOffset(s.id.LocalAddress, s.id.RemoteAddress) // xhttpd: see createConnectingEndpoint
 
 		// Switch state to connected.
 		n.isConnectNotified = true

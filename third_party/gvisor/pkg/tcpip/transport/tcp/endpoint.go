@@ -3208,13 +3208,13 @@ func (e *Endpoint) updateReceiveMemUsed(delta int) {
 
 // maxReceiveBufferSize returns the stack wide maximum receive buffer size for
 // an endpoint.
+//
+// xhttpd: read from the endpoint's protocol, not through the stack's option
+// lookup, whose option argument escapes: an allocation, twice a connection.
 func (e *Endpoint) maxReceiveBufferSize() int {
-	var rs tcpip.TCPReceiveBufferSizeRangeOption
-	if err := e.stack.TransportProtocolOption(ProtocolNumber, &rs); err != nil {
-		// As a fallback return the hardcoded max buffer size.
-		return MaxBufferSize
-	}
-	return rs.Max
+	e.protocol.mu.RLock()
+	defer e.protocol.mu.RUnlock()
+	return e.protocol.recvBufferSize.Max
 }
 
 // connDirectionState returns the send and receive close state of the endpoint.

@@ -221,9 +221,11 @@ func (p *protocol) tsOffset(src, dst tcpip.Address) tcp.TSOffset {
 // If the relevant TTL has its reset value (0 for ipv4TTL, -1 for ipv6HopLimit),
 // then the route's default TTL will be used.
 func replyWithReset(st *stack.Stack, s *segment, tos, ipv4TTL uint8, ipv6HopLimit int16) tcpip.Error {
-	net := s.pkt.Network()
 	// TODO: b/528377510 - Verify if passing the NICID is correct.
-	route, err := st.FindRoute(s.pkt.NICID, net.DestinationAddress(), net.SourceAddress(), s.pkt.NetworkProtocolNumber, false /* multicastLoop */)
+	// xhttpd: the segment's addresses from its id, which the demultiplexer
+	// made from the same header, not through pkt.Network(), whose interface
+	// conversion allocates.
+	route, err := st.FindRoute(s.pkt.NICID, s.id.LocalAddress, s.id.RemoteAddress, s.pkt.NetworkProtocolNumber, false /* multicastLoop */)
 	if err != nil {
 		return err
 	}

@@ -327,23 +327,14 @@ func initSender(ep *Endpoint, iss, irs seqnum.Value, sndWnd seqnum.Size, mss uin
 	ep.snd.ep.scoreboard = NewSACKScoreboard(uint16(ep.snd.MaxPayloadSize), iss)
 
 	// Get Stack wide config.
-	var minRTO tcpip.TCPMinRTOOption
-	if err := ep.snd.ep.stack.TransportProtocolOption(ProtocolNumber, &minRTO); err != nil {
-		panic(fmt.Sprintf("unable to get minRTO from stack: %s", err))
-	}
-	ep.snd.minRTO = time.Duration(minRTO)
-
-	var maxRTO tcpip.TCPMaxRTOOption
-	if err := ep.snd.ep.stack.TransportProtocolOption(ProtocolNumber, &maxRTO); err != nil {
-		panic(fmt.Sprintf("unable to get maxRTO from stack: %s", err))
-	}
-	ep.snd.maxRTO = time.Duration(maxRTO)
-
-	var maxRetries tcpip.TCPMaxRetriesOption
-	if err := ep.snd.ep.stack.TransportProtocolOption(ProtocolNumber, &maxRetries); err != nil {
-		panic(fmt.Sprintf("unable to get maxRetries from stack: %s", err))
-	}
-	ep.snd.maxRetries = uint32(maxRetries)
+	//
+	// xhttpd: from the endpoint's protocol, not through the stack's option
+	// lookup, whose option arguments escape: three allocations a
+	// connection.
+	p := ep.protocol
+	p.mu.RLock()
+	ep.snd.minRTO, ep.snd.maxRTO, ep.snd.maxRetries = p.minRTO, p.maxRTO, p.maxRetries
+	p.mu.RUnlock()
 }
 
 // initCongestionControl initializes the specified congestion control module and
