@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -97,6 +98,7 @@ func floodPhase(t *testing.T, tb *testbed.Testbed, target string, flood func(ctx
 	t.Helper()
 	answered := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
 	dropped := vethDrops(t, tb)
+	before := listenerEvents(t, tb)
 	ctx, cancel := context.WithTimeout(context.Background(), floodFor)
 	defer cancel()
 	flooded := make(chan error, 1)
@@ -141,6 +143,12 @@ func floodPhase(t *testing.T, tb *testbed.Testbed, target string, flood func(ctx
 	byXDP := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
 	drops = vethDrops(t, tb) - dropped
 	t.Logf("%d of %d connections answered within 1 s, the slowest in %v; the XDP program answered %v SYNs; veth dropped %d frames", ok, tries, worst, byXDP, drops)
+	after := listenerEvents(t, tb)
+	var events []string
+	for _, e := range floodEvents {
+		events = append(events, fmt.Sprintf("%s %v", e, after[e]-before[e]))
+	}
+	t.Logf("the netstack meanwhile: %s", strings.Join(events, ", "))
 	if tries < 20 {
 		t.Fatalf("only %d connections tried in %v", tries, floodFor)
 	}
@@ -148,6 +156,19 @@ func floodPhase(t *testing.T, tb *testbed.Testbed, target string, flood func(ctx
 		t.Errorf("the XDP program answered %v SYNs: the flood did not reach it, or it left the flood to the netstack", byXDP)
 	}
 	return ok, tries, drops
+}
+
+// floodEvents are the netstack's counters (xhttpd_tcp_events_total) that
+// tell where a connection a flood made late was lost, if in the netstack.
+var floodEvents = []string{"passive_open", "syn_cookie_valid", "syn_cookie_invalid", "ack_dropped_listen_full", "syn_dropped_listen_full", "open_failed", "dropped", "reset"}
+
+func listenerEvents(t *testing.T, tb *testbed.Testbed) map[string]float64 {
+	t.Helper()
+	m := make(map[string]float64)
+	for _, e := range floodEvents {
+		m[e] = metric(t, tb, adminAddr, "xhttpd_tcp_events_total", "event", e)
+	}
+	return m
 }
 
 // vethDrops is what both ends of the testbed's veth pair have dropped so

@@ -258,7 +258,11 @@ type TCPCounters struct {
 	PassiveOpens, Current         uint64 // connections accepted from a SYN; now established
 	Resets, Timedout              uint64 // established connections reset; timed out
 	ListenOverflowSynDrop         uint64 // SYNs dropped for a full accept queue
+	ListenOverflowAckDrop         uint64 // handshakes' last ACKs dropped for a full accept queue
 	SynCookiesSent, SynCookiesIn  uint64 // SYN cookies sent; valid ones received
+	SynCookiesInvalid             uint64 // ACKs to a listener whose cookie failed the check (answered with a RST)
+	FailedOpens                   uint64 // handshakes that failed or were given up
+	Dropped                       uint64 // packets the netstack dropped, for any reason
 	SegmentsIn, SegmentsOut       uint64
 	InvalidSegments, Checksum     uint64 // segments dropped as malformed; for a bad checksum
 	Retransmits                   uint64 // segments sent again
@@ -277,8 +281,12 @@ func (st *Stack) TCPCounters() TCPCounters {
 		Resets:                t.EstablishedResets.Value(),
 		Timedout:              t.EstablishedTimedout.Value(),
 		ListenOverflowSynDrop: t.ListenOverflowSynDrop.Value(),
+		ListenOverflowAckDrop: t.ListenOverflowAckDrop.Value(),
 		SynCookiesSent:        t.ListenOverflowSynCookieSent.Value(),
 		SynCookiesIn:          t.ListenOverflowSynCookieRcvd.Value(),
+		SynCookiesInvalid:     t.ListenOverflowInvalidSynCookieRcvd.Value(),
+		FailedOpens:           t.FailedConnectionAttempts.Value(),
+		Dropped:               st.s.Stats().DroppedPackets.Value(),
 		SegmentsIn:            t.ValidSegmentsReceived.Value(),
 		SegmentsOut:           t.SegmentsSent.Value(),
 		InvalidSegments:       t.InvalidSegmentsReceived.Value(),

@@ -238,7 +238,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		v    uint64
 	}{
 		{"passive_open", tc.PassiveOpens}, {"reset", tc.Resets}, {"timed_out", tc.Timedout},
-		{"syn_dropped_listen_full", tc.ListenOverflowSynDrop}, {"syn_cookie_sent", tc.SynCookiesSent}, {"syn_cookie_valid", tc.SynCookiesIn},
+		{"syn_dropped_listen_full", tc.ListenOverflowSynDrop}, {"ack_dropped_listen_full", tc.ListenOverflowAckDrop},
+		{"syn_cookie_sent", tc.SynCookiesSent}, {"syn_cookie_valid", tc.SynCookiesIn}, {"syn_cookie_invalid", tc.SynCookiesInvalid},
+		{"open_failed", tc.FailedOpens}, {"dropped", tc.Dropped},
 		{"segment_in", tc.SegmentsIn}, {"segment_out", tc.SegmentsOut}, {"segment_invalid", tc.InvalidSegments}, {"checksum_error", tc.Checksum},
 		{"retransmit", tc.Retransmits}, {"fast_recovery", tc.FastRecovery}, {"sack_recovery", tc.SACKRecovery},
 		{"tail_loss_probe", tc.TLPRecovery}, {"timeout", tc.Timeouts}, {"spurious_recovery", tc.SpuriousRecovery}, {"spurious_timeout", tc.SpuriousRTO},
