@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -275,5 +276,93 @@ func TestSYNCookieBurstKeepsRequests(t *testing.T) {
 	st.DeliverBatch(batch)
 	for range n {
 		readRequest(t, l, string(req)).Close()
+	}
+}
+
+// A SYN the netstack answered leaves a half-open connection, which waits
+// for its ACK while it sends its SYN-ACK again. A SYN flood from the
+// client's own address leaves such connections on ports the client may
+// use next (the client's RSTs to their SYN-ACKs are lost in the flood, or
+// the XDP program drops them: over the budget it drops every RST without
+// ACK). When the client's new SYN from that port is answered with a cookie
+// by the XDP program, the ACK and the request that follow reach the stale
+// half-open connection, not the listener; they must open the new
+// connection, as the new SYN would have reset the old one on Linux.
+// Without that, the client's request went unanswered until the half-open
+// connection gave up, a minute later (TestSYNFlood's rare miss).
+func TestSYNCookieACKEndsStaleHalfOpen(t *testing.T) {
+	key, err := syncookie.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, l := cookieStack(t, &key)
+	const port = 40000
+	st.Deliver(synFrom(clientV4, port)) // ISN 1000: the netstack answers it itself
+	for deadline := time.Now().Add(5 * time.Second); st.TCPCounters().SegmentsOut == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no SYN-ACK to the first SYN")
+		}
+	}
+	tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
+	const isn = 7_000_000 // the new SYN's, far from the old one's window
+	cookie := key.Make(tu, isn, syncookie.Period(), syncookie.MSSIndex(1460))
+	st.DeliverBatch([][]byte{
+		cookieSegment(clientV4, serverV4, port, isn, cookie, nil, 0),
+		cookieSegment(clientV4, serverV4, port, isn, cookie, []byte("new"), header.TCPFlagPsh),
+	})
+	readRequest(t, l, "new").Close()
+}
+
+// A connection the client has given up may stay open here when the
+// client's RST is lost: the XDP program drops RSTs without ACK while it is
+// over its SYN budget. When the client's next SYN from the same port is
+// answered with a cookie, the ACK and request that follow reach that old
+// connection; they must open the new one, whether the old one is still
+// established or closing after the server's answer. Before, the old one
+// answered them with its own numbers until it gave up (TestSYNFlood's
+// rare miss: the ports were those of earlier misses). The old
+// connection's own first ACK, replayed, still belongs to the old one.
+func TestSYNCookieACKEndsAbandonedConnection(t *testing.T) {
+	key, err := syncookie.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, serverCloses := range []bool{false, true} {
+		st, l := cookieStack(t, &key)
+		port := uint16(40000 + i)
+		tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
+		cookie := key.Make(tu, 1000, syncookie.Period(), syncookie.MSSIndex(1460))
+		st.DeliverBatch([][]byte{
+			cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0),
+			cookieSegment(clientV4, serverV4, port, 1000, cookie, []byte("one"), header.TCPFlagPsh),
+		})
+		old := readRequest(t, l, "one")
+		if serverCloses {
+			old.Write([]byte("answer"))
+			old.Close() // FIN-WAIT-1: the client never acknowledges
+		} else {
+			defer old.Close()
+		}
+
+		opens := st.TCPCounters().PassiveOpens
+		st.Deliver(cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0))
+		time.Sleep(50 * time.Millisecond)
+		if n := st.TCPCounters().PassiveOpens - opens; n != 0 {
+			t.Fatalf("server closes %v: the old connection's first ACK again opened %d connections", serverCloses, n)
+		}
+
+		const isn = 7_000_000 // the new SYN's, beyond the old connection's
+		cookie2 := key.Make(tu, isn, syncookie.Period(), syncookie.MSSIndex(1460))
+		st.DeliverBatch([][]byte{
+			cookieSegment(clientV4, serverV4, port, isn, cookie2, nil, 0),
+			cookieSegment(clientV4, serverV4, port, isn, cookie2, []byte("two"), header.TCPFlagPsh),
+		})
+		readRequest(t, l, "two").Close()
+		if !serverCloses {
+			old.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, err := old.Read(make([]byte, 1)); err == nil || os.IsTimeout(err) {
+				t.Errorf("the old connection read %d bytes, %v; want it reset", n, err)
+			}
+		}
 	}
 }

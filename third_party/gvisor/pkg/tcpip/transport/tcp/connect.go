@@ -427,6 +427,13 @@ func (h *handshake) synRcvdState(s *segment) tcpip.Error {
 			h.ep.sendEmptyRaw(header.TCPFlagRst, s.ackNumber, 0, 0)
 			return nil
 		}
+		// xhttpd: a good cookie for another ISN is the ACK of a newer
+		// connection from the same port (see cookieACKListener); the
+		// new SYN would have ended this one, here and on Linux.
+		if s.sequenceNumber != h.ackNum {
+			h.ep.handOnLocked(s)
+			return &tcpip.ErrConnectionAborted{}
+		}
 		// This is a cookie that snuck its way in after we stopped using them.
 		h.mss = mssTable[data]
 		h.iss = iss
@@ -1208,6 +1215,28 @@ func (e *Endpoint) tryDeliverSegmentFromClosedEndpoint(s *segment) {
 	}
 }
 
+// handOnLocked (xhttpd) keeps s, the segment that ends e for a newer
+// connection from the same port (cookieACKListener), for the listener: the
+// endpoint's processor delivers it (deliverHandOn) once e is out of the
+// demultiplexer, ahead of the segments still queued to e.
+//
+// +checklocks:e.mu
+func (e *Endpoint) handOnLocked(s *segment) {
+	s.IncRef()
+	e.handOn = s
+}
+
+// deliverHandOn (xhttpd) delivers the segment handOnLocked kept, if any, to
+// the endpoint that now takes e's segments. Called without e.mu, after e
+// has left the demultiplexer.
+func (e *Endpoint) deliverHandOn(s *segment) {
+	if s == nil {
+		return
+	}
+	e.tryDeliverSegmentFromClosedEndpoint(s)
+	s.DecRef()
+}
+
 // Drain segment queue from the endpoint and try to re-match the segment to a
 // different endpoint. This is used when the current endpoint is transitioned to
 // StateClose and has been unregistered from the transport demuxer.
@@ -1412,6 +1441,15 @@ func (e *Endpoint) handleSegmentLocked(s *segment) (cont bool, err tcpip.Error) 
 		// re-establish the connection.
 		e.snd.maybeSendOutOfWindowAck(s)
 	} else if s.flags.Contains(header.TCPFlagAck) {
+		// xhttpd: an ACK beyond the window whose cookie checks opens
+		// a newer connection from the same port (cookieACKListener):
+		// the peer has given this one up. It ends as if reset, and the
+		// listener gets the segment (handleConnected).
+		if !e.rcv.acceptable(s.sequenceNumber, seqnum.Size(s.payloadSize())) && e.cookieACKListener(s) != nil {
+			e.handOnLocked(s)
+			return false, &tcpip.ErrConnectionReset{}
+		}
+
 		// Patch the window size in the segment according to the
 		// send window scale.
 		s.window <<= e.snd.SndWndScale
@@ -1598,12 +1636,22 @@ func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()
 }
 
 // cookieACKListener (xhttpd) returns the listener that a segment for e, in
-// TIME-WAIT, opens a new connection on, or nil: an ACK whose SYN cookie
-// checks there, on the condition RFC 1122 sets for a SYN in TIME-WAIT, that
-// the SYN's sequence number (one before the ACK's) lies beyond the old
-// connection's. That condition also refuses the old connection's own ACK
-// and first data, whose cookie may still check. Without this, the old
-// connection's ACK answered the new one's, and the new one hung.
+// TIME-WAIT or a synchronized state, opens a new connection on, or nil: an
+// ACK whose SYN cookie checks there, on the condition RFC 1122 sets for a
+// SYN in TIME-WAIT, that the SYN's sequence number (one before the ACK's)
+// lies beyond the old connection's. That condition also refuses the old
+// connection's own ACK and first data, whose cookie may still check.
+//
+// Such an ACK comes from a peer that sent a new SYN from the same port,
+// which xhttpd's XDP program answered with a cookie before the netstack
+// saw it (it does under a flood): a peer sends a SYN only from a port on
+// which it has no connection, and a cookie checks only for a SYN-ACK the
+// peer received. The old connection may still be open here because the
+// peer's RST was lost: the XDP program drops RSTs without ACK while it is
+// over its SYN budget, as a flood from the client's own address draws one
+// for every cookie SYN-ACK. Without this, the old connection answered the
+// new one's ACK and request with its own numbers, and the new one hung
+// until the old one gave up, up to minutes later.
 func (e *Endpoint) cookieACKListener(s *segment) *Endpoint {
 	if !s.flags.Contains(header.TCPFlagAck) || s.flags.Contains(header.TCPFlagSyn) || s.flags.Contains(header.TCPFlagRst) || !e.rcv.RcvNxt.LessThan(s.sequenceNumber-1) {
 		return nil

@@ -381,6 +381,12 @@ type Endpoint struct {
 	// endpoint is in this state. hardError is protected by endpoint mu.
 	hardError tcpip.Error
 
+	// handOn (xhttpd) is a segment that ended this endpoint, for the
+	// endpoint that replaces it (handOnLocked).
+	//
+	// +checklocks:mu
+	handOn *segment `state:"nosave"`
+
 	// lastError represents the last error that the endpoint reported;
 	// access to it is protected by the following mutex.
 	lastErrorMu lastErrorMutex `state:"nosave"`
