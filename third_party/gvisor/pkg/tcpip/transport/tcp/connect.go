@@ -1216,9 +1216,9 @@ func (e *Endpoint) tryDeliverSegmentFromClosedEndpoint(s *segment) {
 }
 
 // handOnLocked (xhttpd) keeps s, the segment that ends e for a newer
-// connection from the same port (cookieACKListener), for the listener: the
-// endpoint's processor delivers it (deliverHandOn) once e is out of the
-// demultiplexer, ahead of the segments still queued to e.
+// connection from the same port (cookieACKListener), for the listener:
+// e's processor ends e, and unlockHandingOn delivers s once e is out of
+// the demultiplexer, ahead of the segments still queued to e.
 //
 // +checklocks:e.mu
 func (e *Endpoint) handOnLocked(s *segment) {
@@ -1226,15 +1226,18 @@ func (e *Endpoint) handOnLocked(s *segment) {
 	e.handOn = s
 }
 
-// deliverHandOn (xhttpd) delivers the segment handOnLocked kept, if any, to
-// the endpoint that now takes e's segments. Called without e.mu, after e
-// has left the demultiplexer.
-func (e *Endpoint) deliverHandOn(s *segment) {
-	if s == nil {
-		return
+// unlockHandingOn (xhttpd) unlocks e.mu, and then delivers the segment
+// handOnLocked kept, if any, to the endpoint that now takes e's segments.
+//
+// +checklocksrelease:e.mu
+func (e *Endpoint) unlockHandingOn() {
+	s := e.handOn
+	e.handOn = nil
+	e.mu.Unlock()
+	if s != nil {
+		e.tryDeliverSegmentFromClosedEndpoint(s)
+		s.DecRef()
 	}
-	e.tryDeliverSegmentFromClosedEndpoint(s)
-	s.DecRef()
 }
 
 // Drain segment queue from the endpoint and try to re-match the segment to a

@@ -160,10 +160,7 @@ func handleConnecting(ep *Endpoint) (locked bool) {
 	}
 	locked = true // xhttpd
 	cleanup := func() {
-		handOn := ep.handOn // xhttpd
-		ep.handOn = nil
-		ep.mu.Unlock()
-		ep.deliverHandOn(handOn)
+		ep.unlockHandingOn() // xhttpd
 		ep.drainClosingSegmentQueue()
 		ep.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
 	}
@@ -228,10 +225,7 @@ func handleConnected(ep *Endpoint) (locked bool) {
 		ep.resetConnectionLocked(err)
 		fallthrough
 	case ep.EndpointState() == StateClose:
-		handOn := ep.handOn // xhttpd
-		ep.handOn = nil
-		ep.mu.Unlock()
-		ep.deliverHandOn(handOn)
+		ep.unlockHandingOn() // xhttpd
 		ep.drainClosingSegmentQueue()
 		ep.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
 		return
