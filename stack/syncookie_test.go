@@ -39,6 +39,19 @@ func cookieSegment(src, dst netip.Addr, port uint16, isn, cookie uint32, payload
 	return ether(src, dst, tcp, header.TCPProtocolNumber)
 }
 
+// openByCookie delivers what a client sends from port once the XDP program
+// has answered its SYN (ISN isn) with a cookie made with key: the ACK and
+// then payload, in one batch. It returns the cookie.
+func openByCookie(st *Stack, key *syncookie.Key, port uint16, isn uint32, payload []byte) uint32 {
+	tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
+	cookie := key.Make(tu, isn, syncookie.Period(), syncookie.MSSIndex(1460))
+	st.DeliverBatch([][]byte{
+		cookieSegment(clientV4, serverV4, port, isn, cookie, nil, 0),
+		cookieSegment(clientV4, serverV4, port, isn, cookie, payload, header.TCPFlagPsh),
+	})
+	return cookie
+}
+
 // cookieStack is a server stack that takes the XDP program's SYN cookies
 // made with key, listening on port 80 over IPv4. What it sends is dropped.
 func cookieStack(t *testing.T, key *syncookie.Key) (*Stack, net.Listener) {
@@ -99,13 +112,7 @@ func TestSYNCookieDataBehindACK(t *testing.T) {
 	st, l := cookieStack(t, &key)
 	req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	for i := range 500 {
-		port := uint16(20000 + i)
-		tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
-		cookie := key.Make(tu, 1000, syncookie.Period(), syncookie.MSSIndex(1460))
-		st.DeliverBatch([][]byte{
-			cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0),
-			cookieSegment(clientV4, serverV4, port, 1000, cookie, req, header.TCPFlagPsh),
-		})
+		openByCookie(st, &key, uint16(20000+i), 1000, req)
 		readRequest(t, l, string(req)).Close()
 	}
 }
@@ -126,11 +133,7 @@ func TestSYNCookieACKEndsTimeWait(t *testing.T) {
 	tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
 
 	// The first connection: the server answers and closes first.
-	cookie := key.Make(tu, 1000, syncookie.Period(), syncookie.MSSIndex(1460))
-	st.DeliverBatch([][]byte{
-		cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0),
-		cookieSegment(clientV4, serverV4, port, 1000, cookie, []byte("one"), header.TCPFlagPsh),
-	})
+	cookie := openByCookie(st, &key, port, 1000, []byte("one"))
 	c := readRequest(t, l, "one")
 	c.Close()
 	var fin header.TCP
@@ -303,13 +306,7 @@ func TestSYNCookieACKEndsStaleHalfOpen(t *testing.T) {
 			t.Fatal("no SYN-ACK to the first SYN")
 		}
 	}
-	tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
-	const isn = 7_000_000 // the new SYN's, far from the old one's window
-	cookie := key.Make(tu, isn, syncookie.Period(), syncookie.MSSIndex(1460))
-	st.DeliverBatch([][]byte{
-		cookieSegment(clientV4, serverV4, port, isn, cookie, nil, 0),
-		cookieSegment(clientV4, serverV4, port, isn, cookie, []byte("new"), header.TCPFlagPsh),
-	})
+	openByCookie(st, &key, port, 7_000_000, []byte("new")) // an ISN far from the first SYN's window
 	readRequest(t, l, "new").Close()
 }
 
@@ -330,12 +327,7 @@ func TestSYNCookieACKEndsAbandonedConnection(t *testing.T) {
 	for i, serverCloses := range []bool{false, true} {
 		st, l := cookieStack(t, &key)
 		port := uint16(40000 + i)
-		tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
-		cookie := key.Make(tu, 1000, syncookie.Period(), syncookie.MSSIndex(1460))
-		st.DeliverBatch([][]byte{
-			cookieSegment(clientV4, serverV4, port, 1000, cookie, nil, 0),
-			cookieSegment(clientV4, serverV4, port, 1000, cookie, []byte("one"), header.TCPFlagPsh),
-		})
+		cookie := openByCookie(st, &key, port, 1000, []byte("one"))
 		old := readRequest(t, l, "one")
 		if serverCloses {
 			old.Write([]byte("answer"))
@@ -351,12 +343,7 @@ func TestSYNCookieACKEndsAbandonedConnection(t *testing.T) {
 			t.Fatalf("server closes %v: the old connection's first ACK again opened %d connections", serverCloses, n)
 		}
 
-		const isn = 7_000_000 // the new SYN's, beyond the old connection's
-		cookie2 := key.Make(tu, isn, syncookie.Period(), syncookie.MSSIndex(1460))
-		st.DeliverBatch([][]byte{
-			cookieSegment(clientV4, serverV4, port, isn, cookie2, nil, 0),
-			cookieSegment(clientV4, serverV4, port, isn, cookie2, []byte("two"), header.TCPFlagPsh),
-		})
+		openByCookie(st, &key, port, 7_000_000, []byte("two")) // an ISN beyond the old connection's
 		readRequest(t, l, "two").Close()
 		if !serverCloses {
 			old.SetReadDeadline(time.Now().Add(2 * time.Second))

@@ -3,18 +3,20 @@ package stack
 import (
 	"context"
 	"io"
+	"net"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// closeFirst makes n connections that the server closes first, so that
-// each leaves the server in TIME-WAIT, and returns the server's counters
-// once every client has seen the end.
-func closeFirst(t *testing.T, maxTimeWait, n int) TCPCounters {
+// byeServer is a server stack that answers each connection with "bye" and
+// closes it first, so that each leaves the server in TIME-WAIT, and a
+// client stack joined to it.
+func byeServer(t *testing.T, maxTimeWait int) (*Stack, *gvstack.Stack) {
 	t.Helper()
 	q := newFakeQueue()
 	st, l := serverStack(t, q, Config{MTU: 1500, MaxTimeWait: maxTimeWait}, "tcp4")
@@ -28,7 +30,24 @@ func closeFirst(t *testing.T, maxTimeWait, n int) TCPCounters {
 			c.Close()
 		}
 	}()
-	cs := clientStack(t, st, q, 1500, nil, nil)
+	return st, clientStack(t, st, q, 1500, nil, nil)
+}
+
+// readBye reads connection i from a byeServer to its end and closes it.
+func readBye(t *testing.T, c net.Conn, i int) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || string(b) != "bye" {
+		t.Fatalf("connection %d: read %q, %v", i, b, err)
+	}
+	c.Close()
+}
+
+// closeFirst makes n connections that a byeServer closes first, and
+// returns the server's counters once every client has seen the end.
+func closeFirst(t *testing.T, maxTimeWait, n int) TCPCounters {
+	t.Helper()
+	st, cs := byeServer(t, maxTimeWait)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// Each connection comes from a port of its own. A SYN from the port of
@@ -42,11 +61,7 @@ func closeFirst(t *testing.T, maxTimeWait, n int) TCPCounters {
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if b, err := io.ReadAll(c); err != nil || string(b) != "bye" {
-			t.Fatalf("connection %d: read %q, %v", i, b, err)
-		}
-		c.Close()
+		readBye(t, c, i)
 	}
 	// The server enters TIME-WAIT when the client's FIN arrives, after the
 	// client's read has ended. A connection is counted in TIME-WAIT as it
@@ -88,19 +103,7 @@ func TestTimeWaitBounded(t *testing.T) {
 // (RFC 6191, as on Linux): a busy client that reuses its ports is not
 // refused for the length of the server's TIME-WAIT.
 func TestTimeWaitEndsOnNewSYN(t *testing.T) {
-	q := newFakeQueue()
-	st, l := serverStack(t, q, Config{MTU: 1500}, "tcp4")
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("bye"))
-			c.Close()
-		}
-	}()
-	cs := clientStack(t, st, q, 1500, nil, nil)
+	st, cs := byeServer(t, 0)
 	if err := cs.SetPortRange(30000, 30000); err != nil {
 		t.Fatal(err)
 	}
@@ -111,11 +114,7 @@ func TestTimeWaitEndsOnNewSYN(t *testing.T) {
 		if err != nil {
 			t.Fatalf("connection %d from the same port: %v", i, err)
 		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if b, err := io.ReadAll(c); err != nil || string(b) != "bye" {
-			t.Fatalf("connection %d: read %q, %v", i, b, err)
-		}
-		c.Close()
+		readBye(t, c, i)
 		deadline := time.Now().Add(10 * time.Second)
 		for st.TCPCounters().TimeWait != 1 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
