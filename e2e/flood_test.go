@@ -99,7 +99,7 @@ func floodPhase(t *testing.T, tb *testbed.Testbed, target string, flood func(ctx
 	t.Helper()
 	answered := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie")
 	dropped := vethDrops(t, tb)
-	before := listenerEvents(t, tb)
+	before := tcpEvents(t, tb)
 	ctx, cancel := context.WithTimeout(context.Background(), floodFor)
 	defer cancel()
 	flooded := make(chan error, 1)
@@ -144,7 +144,7 @@ func floodPhase(t *testing.T, tb *testbed.Testbed, target string, flood func(ctx
 	byXDP := metric(t, tb, adminAddr, "xhttpd_xdp_frames_total", "verdict", "syn_cookie") - answered
 	drops = vethDrops(t, tb) - dropped
 	t.Logf("%d of %d connections answered within 1 s, the slowest in %v; the XDP program answered %v SYNs; veth dropped %d frames", ok, tries, worst, byXDP, drops)
-	after := listenerEvents(t, tb)
+	after := tcpEvents(t, tb)
 	var events []string
 	for _, e := range floodEvents {
 		events = append(events, fmt.Sprintf("%s %v", e, after[e]-before[e]))
@@ -163,7 +163,8 @@ func floodPhase(t *testing.T, tb *testbed.Testbed, target string, flood func(ctx
 // tell where a connection a flood made late was lost, if in the netstack.
 var floodEvents = []string{"passive_open", "syn_cookie_valid", "syn_cookie_invalid", "ack_dropped_listen_full", "syn_dropped_listen_full", "open_failed", "dropped", "reset"}
 
-func listenerEvents(t *testing.T, tb *testbed.Testbed) map[string]float64 {
+// tcpEvents reads the floodEvents counters from the server's metrics.
+func tcpEvents(t *testing.T, tb *testbed.Testbed) map[string]float64 {
 	t.Helper()
 	m := make(map[string]float64)
 	for _, e := range floodEvents {

@@ -1216,9 +1216,10 @@ func (e *Endpoint) tryDeliverSegmentFromClosedEndpoint(s *segment) {
 }
 
 // handOnLocked (xhttpd) keeps s, the segment that ends e for a newer
-// connection from the same port (cookieACKListener), for the listener:
-// e's processor ends e, and unlockHandingOn delivers s once e is out of
-// the demultiplexer, ahead of the segments still queued to e.
+// connection from the same port (a new SYN in TIME-WAIT, or an ACK whose
+// cookie checks: cookieACKListener), for the listener: e's processor ends
+// e, and unlockHandingOn delivers s once e is out of the demultiplexer,
+// ahead of the segments still queued to e.
 //
 // +checklocks:e.mu
 func (e *Endpoint) handOnLocked(s *segment) {
@@ -1595,10 +1596,11 @@ func (e *Endpoint) handshakeFailed(err tcpip.Error) {
 }
 
 // handleTimeWaitSegments processes segments received during TIME_WAIT
-// state.
+// state. reuse (xhttpd) reports a segment that opens a new connection on
+// the port: it is kept for the listener (handOnLocked), and e must close.
 // +checklocks:e.mu
 // +checklocksexclude:e.segmentQueue.mu
-func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()) {
+func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait, reuse bool) {
 	for i := 0; i < maxSegmentsPerWake; i++ {
 		s := e.segmentQueue.dequeue()
 		if s == nil {
@@ -1608,34 +1610,26 @@ func (e *Endpoint) handleTimeWaitSegments() (extendTimeWait bool, reuseTW func()
 		// SYN was answered with a SYN cookie before the netstack saw it
 		// (xhttpd's XDP program does this under a flood) ends the
 		// TIME-WAIT as that SYN would have (cookieACKListener).
-		tcpEP := e.cookieACKListener(s)
+		reuse = e.cookieACKListener(s) != nil
 		extTW := false
-		if tcpEP == nil {
+		if !reuse {
 			var newSyn bool
 			extTW, newSyn = e.rcv.handleTimeWaitSegment(s)
-			if newSyn {
-				tcpEP = e.timeWaitListener(s)
-			}
+			reuse = newSyn && e.timeWaitListener(s) != nil
 		}
-		if tcpEP != nil {
-			reuseTW = func() {
-				if !tcpEP.enqueueSegment(s) {
-					s.DecRef()
-					return
-				}
-				tcpEP.notifyProcessor()
-				s.DecRef()
-			}
-			// We explicitly do not DecRef the segment as it's still valid and
-			// being reflected to a listening endpoint.
-			return false, reuseTW
+		if reuse {
+			// xhttpd: the segment goes on to the listener once e is
+			// closed (handleTimeWait, unlockHandingOn).
+			e.handOnLocked(s)
+			s.DecRef()
+			return false, true
 		}
 		if extTW {
 			extendTimeWait = true
 		}
 		s.DecRef()
 	}
-	return extendTimeWait, nil
+	return extendTimeWait, false
 }
 
 // cookieACKListener (xhttpd) returns the listener that a segment for e, in

@@ -292,13 +292,12 @@ func handleTimeWait(ep *Endpoint) (locked bool) {
 		return
 	}
 
-	extendTimeWait, reuseTW := ep.handleTimeWaitSegments()
-	if reuseTW != nil {
+	extendTimeWait, reuse := ep.handleTimeWaitSegments()
+	if reuse {
 		ep.transitionToStateCloseLocked()
-		ep.mu.Unlock()
+		ep.unlockHandingOn() // xhttpd
 		ep.drainClosingSegmentQueue()
 		ep.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
-		reuseTW()
 		return
 	}
 	if extendTimeWait {
