@@ -22,6 +22,7 @@ type endpoint struct {
 	queues []TxQueue
 	gso    []gsoQueue // nil, or one per queue
 	neigh  neighbours
+	strays strayFilter
 
 	dispatcher atomic.Pointer[dispatcherRef]
 
@@ -93,7 +94,7 @@ func (ep *endpoint) deliver(frame []byte, now int64) {
 		return
 	}
 	ref := ep.dispatcher.Load()
-	if ref == nil {
+	if ref == nil || ep.strays.drop(proto, ip, now) {
 		return
 	}
 	ep.neigh.learn(src, frame[6:12], now)
@@ -410,6 +411,7 @@ func (ep *endpoint) counters() Counters {
 	return Counters{
 		RxMalformed:     ep.rxMalformed.Load(),
 		RxACKsCoalesced: ep.rxACKsCoalesced.Load(),
+		RxStray:         ep.strays.dropped.Load(),
 		TxNoNeighbour:   ep.txNoNeighbour.Load(),
 		TxNoTCP:         ep.txNotTCP.Load(),
 		TxGSO:           ep.txGSO.Load(),

@@ -109,6 +109,7 @@ func New(cfg Config) (*Stack, error) {
 	tcp.DelayedACK = cmp.Or(cfg.DelayedACK, DefaultDelayedACK)
 	tcp.MaxTimeWait = max(cmp.Or(cfg.MaxTimeWait, DefaultMaxTimeWait), 0)
 	ep := newEndpoint(cfg)
+	ep.strays.stack, ep.strays.key = s, cfg.SYNCookies
 	// The batcher decides when packets reach the endpoint: at once when
 	// their queue is idle, in batches when it is busy.
 	if err := s.CreateNICWithOptions(nicID, ep, gvstack.NICOptions{QDisc: newBatcher(ep, len(cfg.Queues))}); err != nil {
@@ -245,6 +246,7 @@ func (st *Stack) Listen(network string, port uint16) (net.Listener, error) {
 type Counters struct {
 	RxMalformed            uint64
 	RxACKsCoalesced        uint64 // bare ACKs left out for a later one of their batch (DeliverBatch)
+	RxStray                uint64 // segments for no connection dropped before the netstack (stray.go)
 	TxNoNeighbour, TxNoTCP uint64 // answers not sent: peer MAC unknown; not TCP (the kernel owns ICMP, ND, MLD)
 	TxGSO, TxGSOErrors     uint64 // segments handed to the GSO senders whole; refused ones (cut into frames instead)
 }

@@ -487,7 +487,7 @@ func (p *Path) logCounters() {
 		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed, "syn_cookies", c.SYNCookies, "flood_rsts", c.FloodRSTs)
 	}
 	c := p.stack.Counters()
-	slog.Info("link counters", "rx_malformed", c.RxMalformed, "rx_acks_coalesced", c.RxACKsCoalesced, "tx_gso", c.TxGSO, "tx_gso_errors", c.TxGSOErrors,
+	slog.Info("link counters", "rx_malformed", c.RxMalformed, "rx_stray", c.RxStray, "rx_acks_coalesced", c.RxACKsCoalesced, "tx_gso", c.TxGSO, "tx_gso_errors", c.TxGSOErrors,
 		"tx_no_neighbour", c.TxNoNeighbour, "tx_not_tcp", c.TxNoTCP)
 	for i, s := range p.socks {
 		st, err := s.Stats()

@@ -21,18 +21,19 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6] [-duration 10s] [-base PATH] [-v] [-- extra xhttpd flags]"
+const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6,ack] [-duration 10s] [-base PATH] [-v] [-- extra xhttpd flags]"
 
-// floodKinds are the SYN floods flood knows.
-var floodKinds = []string{"own", "random", "v6"}
+// floodKinds are the floods flood knows: three of SYNs, one of ACKs.
+var floodKinds = []string{"own", "random", "v6", "ack"}
 
 var floodLegends = map[string]string{
 	"own":    "hping3 --flood --syn from the client's own IPv4 address (its kernel answers each SYN-ACK with a RST)",
 	"random": "hping3 --flood --syn --rand-source, IPv4",
 	"v6":     "the testbed's AF_PACKET flooder (testbed.SYNFlood), IPv6, random sources",
+	"ack":    "hping3 --flood --ack --rand-source, IPv4",
 }
 
-// flood measures what a SYN flood costs the clients of each server: a
+// flood measures what a flood costs the clients of each server: a
 // client opening a new connection for each GET, one after the other, and a
 // keep-alive client sending GETs on one connection, first without a flood
 // and then during one, side by side per server and flood.
@@ -41,12 +42,12 @@ func flood(args []string) error {
 	var sf serverFlags
 	sf.register(fs, false)
 	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(xhttpdServers, ", "))
-	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3, IPv4), v6 (IPv6)")
+	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3 SYNs, IPv4), v6 (SYNs, IPv6), ack (hping3 ACKs, IPv4)")
 	d := fs.Duration("duration", 10*time.Second, "length of each phase, quiet and flooded (1s to 10m)")
 	v6Rate := fs.Int("v6-rate", 0, "SYNs a second of flood v6, 0 for as fast as one thread sends: to compare servers at one rate (hping3's floods always go at full rate)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+floodUsage)
-		fmt.Fprintln(fs.Output(), "Floods port 80 with SYNs while two clients measure; the client end runs in NAPI mode (testbed.ClientNAPI). Flags after -- go to every xhttpd run.")
+		fmt.Fprintln(fs.Output(), "Floods port 80 with SYNs (or ACKs) while two clients measure; the client end runs in NAPI mode (testbed.ClientNAPI). Flags after -- go to every xhttpd run.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -112,7 +113,7 @@ func flood(args []string) error {
 	printMachine(os.Stdout, started)
 	fmt.Printf("\nEach server and flood: %v without a flood, then %v during one. A client in the client namespace opens a new connection for each GET of 1k.bin, "+
 		"one after the other (20 ms apart), over the flood's address family; one counts as served when its GET is answered within 1 s. A keep-alive client GETs 1k.bin "+
-		"over one connection, one request after the other. Answers are the SYN-ACKs to forged sources a second, counted where the client end drops them as a network would carry them off "+
+		"over one connection, one request after the other. Answers are the SYN-ACKs (under flood ack the RSTs) to forged sources a second, counted where the client end drops them as a network would carry them off "+
 		"(the server end routes everything through the client end, as a server does through its gateway); under flood own the forged source is the client, which answers each with a RST. "+
 		"CPU is the server process's share of one core during the flood.\n\n", *d, *d)
 	for _, name := range dedup(servers) {
@@ -134,8 +135,8 @@ func flood(args []string) error {
 // floodRow is one server under one flood.
 type floodRow struct {
 	server, flood  string
-	synRate        float64 // SYNs per second the flooder sent
-	answerRate     float64 // the server's SYN-ACKs per second to forged sources other than the client
+	sentRate       float64 // segments per second the flooder sent
+	answerRate     float64 // the server's answers (SYN-ACKs, RSTs) per second to forged sources other than the client
 	quiet, flooded probes
 	cpuShare       float64 // the server's, during the flood
 	err            error
@@ -150,7 +151,7 @@ type probes struct {
 }
 
 func writeFloodTable(w io.Writer, rows []floodRow) error {
-	fmt.Fprintln(w, "| server | flood | SYNs/s | answers/s | new conns within 1 s, quiet | flooded | new conn p50 / p99, quiet | flooded | keep-alive p99, quiet | flooded | keep-alive failed | server CPU, flooded |")
+	fmt.Fprintln(w, "| server | flood | sent/s | answers/s | new conns within 1 s, quiet | flooded | new conn p50 / p99, quiet | flooded | keep-alive p99, quiet | flooded | keep-alive failed | server CPU, flooded |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var errs []error
 	for _, r := range rows {
@@ -163,7 +164,7 @@ func writeFloodTable(w io.Writer, rows []floodRow) error {
 		if r.flood == "own" {
 			answers = "-"
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% |\n", r.server, r.flood, r.synRate, answers,
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% |\n", r.server, r.flood, r.sentRate, answers,
 			r.quiet.servedShare(), r.flooded.servedShare(),
 			p50p99(r.quiet.newConn), p50p99(r.flooded.newConn),
 			fmtLatency(quantile(r.quiet.keepAlive, 0.99)), fmtLatency(quantile(r.flooded.keepAlive, 0.99)),
@@ -230,7 +231,7 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 	flooded := make(chan result, 1)
 	go func() {
 		start := time.Now()
-		n, err := synFlood(fctx, tb, kind, v6Rate)
+		n, err := sendFlood(fctx, tb, kind, v6Rate)
 		flooded <- result{n, time.Since(start), err}
 	}()
 	time.Sleep(500 * time.Millisecond) // the flood is on
@@ -260,19 +261,22 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 	if res.err != nil {
 		return r, res.err
 	}
-	r.synRate = float64(res.sent) / res.took.Seconds()
+	r.sentRate = float64(res.sent) / res.took.Seconds()
 	return r, ctx.Err()
 }
 
-// synFlood floods port 80 until ctx ends and returns the SYNs sent; flood
-// v6 at v6Rate SYNs a second if positive.
-func synFlood(ctx context.Context, tb *testbed.Testbed, kind string, v6Rate int) (uint64, error) {
+// sendFlood floods port 80 until ctx ends and returns the segments sent;
+// flood v6 at v6Rate SYNs a second if positive.
+func sendFlood(ctx context.Context, tb *testbed.Testbed, kind string, v6Rate int) (uint64, error) {
 	if kind == "v6" {
 		return tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6Rate})
 	}
 	args := []string{"--flood", "--syn", "-p", "80", tb.ServerV4.String()}
-	if kind == "random" {
+	switch kind {
+	case "random":
 		args = append(args, "--rand-source")
+	case "ack":
+		args = []string{"--flood", "--ack", "--rand-source", "-p", "80", tb.ServerV4.String()}
 	}
 	cmd := tb.ClientCmd(context.Background(), "hping3", args...)
 	var out strings.Builder

@@ -36,7 +36,7 @@ func TestQuantile(t *testing.T) {
 func TestWriteFloodTable(t *testing.T) {
 	var b strings.Builder
 	err := writeFloodTable(&b, []floodRow{
-		{server: "hybrid", flood: "random", synRate: 90000, answerRate: 88000,
+		{server: "hybrid", flood: "random", sentRate: 90000, answerRate: 88000,
 			quiet:    probes{served: 10, tries: 10, newConn: []time.Duration{time.Millisecond}, keepAlive: []time.Duration{50 * time.Microsecond}},
 			flooded:  probes{served: 9, tries: 10, newConn: []time.Duration{2 * time.Millisecond}, keepAlive: []time.Duration{80 * time.Microsecond}},
 			cpuShare: 0.125},

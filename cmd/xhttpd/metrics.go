@@ -225,6 +225,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	lc := p.Stack().Counters()
 	counter(linkDrops, lc.RxMalformed, "rx_malformed")
+	counter(linkDrops, lc.RxStray, "rx_stray")
 	counter(linkDrops, lc.TxNoNeighbour, "tx_no_neighbour")
 	counter(linkDrops, lc.TxNoTCP, "tx_not_tcp")
 	counter(linkGSO, lc.TxGSO, "sent")
