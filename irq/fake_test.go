@@ -84,12 +84,14 @@ func (q *fakeQueue) arriveLocked(n int) int {
 	return n
 }
 
-// perFrame makes a loop's deliver of a function of one frame.
-func perFrame(f func(frame []byte)) func([][]byte) {
-	return func(frames [][]byte) {
+// perFrame makes a loop's deliver of a function of one frame; every frame
+// is work.
+func perFrame(f func(frame []byte)) func([][]byte) int {
+	return func(frames [][]byte) int {
 		for _, fr := range frames {
 			f(fr)
 		}
+		return len(frames)
 	}
 }
 
@@ -196,6 +198,7 @@ type sim struct {
 	sleeps    []sleepAt
 	timeouts  []time.Duration // the timeout of each sleep
 	delivered []time.Duration // when each frame was delivered
+	noWork    bool            // deliver says no frame was work (all strays)
 }
 
 type sleepAt struct{ at, lastWork time.Duration }
@@ -214,7 +217,15 @@ func newSim(t *testing.T, mode Mode, arrivals []time.Duration) *sim {
 	t.Helper()
 	s := &sim{arrivals: arrivals, q: newFakeQueue(t, 4096)}
 	s.q.sim = s
-	deliver := perFrame(func([]byte) { s.delivered = append(s.delivered, s.now) })
+	deliver := func(frames [][]byte) int {
+		for range frames {
+			s.delivered = append(s.delivered, s.now)
+		}
+		if s.noWork {
+			return 0
+		}
+		return len(frames)
+	}
 	l, err := New(s.q, Config{Mode: mode, Budget: budget, WakeCost: wakeCost, MaxSpin: maxSpin}, deliver)
 	if err != nil {
 		t.Fatal(err)

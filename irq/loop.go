@@ -83,7 +83,11 @@ type Queue interface {
 // Loop moves frames from one queue to a deliver function.
 type Loop struct {
 	q       Queue
-	deliver func(frames [][]byte)
+	deliver func(frames [][]byte) (work int)
+	// receive is what Receive calls: deliver, its work added to work.
+	// Made once, so that a round allocates nothing.
+	receive func(frames [][]byte)
+	work    int
 	cfg     Config
 	pol     *policy
 	// clock is the time since New, and sleeper the netpoller on the
@@ -109,8 +113,12 @@ type Loop struct {
 }
 
 // New makes a loop for q. deliver gets every round's received frames, in
-// one call, and must copy what it keeps.
-func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
+// one call, must copy what it keeps, and returns how many of them were work
+// for what it feeds: frames it dropped at once (the netstack's strays) are
+// not. Hybrid polls on while work comes, not frames: a flood of frames
+// dropped at the door would otherwise keep it spinning on a core the
+// clients need (README, "ACK floods").
+func New(q Queue, cfg Config, deliver func(frames [][]byte) (work int)) (*Loop, error) {
 	if cfg.Budget == 0 {
 		cfg.Budget = DefaultBudget
 	}
@@ -131,7 +139,7 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
 		return nil, fmt.Errorf("irq: queue %d: %w", q.Queue(), err)
 	}
 	epoch := time.Now()
-	return &Loop{
+	l := &Loop{
 		q:           q,
 		deliver:     deliver,
 		cfg:         cfg,
@@ -141,7 +149,9 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte)) (*Loop, error) {
 		yield:       runtime.Gosched,
 		yieldAlways: runtime.GOMAXPROCS(0) == 1,
 		done:        make(chan struct{}),
-	}, nil
+	}
+	l.receive = func(frames [][]byte) { l.work += l.deliver(frames) }
+	return l, nil
 }
 
 // Run processes frames until Stop. It returns nil after Stop, or the error
@@ -154,12 +164,13 @@ func (l *Loop) Run() error {
 	}
 	l.pol.start(l.clock())
 	for !l.stop.Load() {
-		n := l.q.Receive(l.cfg.Budget, l.deliver)
+		l.work = 0
+		n := l.q.Receive(l.cfg.Budget, l.receive)
 		if err := l.q.Service(); err != nil {
 			return err
 		}
 		l.rounds.observe(n)
-		if !l.pol.afterRound(l.clock(), n) {
+		if !l.pol.afterRound(l.clock(), l.work) {
 			if n == 0 {
 				l.emptyPolls.Add(1)
 				if err := l.wakeFill(); err != nil {

@@ -54,8 +54,8 @@ func (p *policy) start(now time.Duration) {
 	p.polling.Store(true)
 }
 
-// afterRound is called after every round with the number of frames it
-// took; it reports whether the loop should sleep now.
+// afterRound is called after every round with the number of frames of
+// work it took (see New); it reports whether the loop should sleep now.
 func (p *policy) afterRound(now time.Duration, frames int) (sleep bool) {
 	if frames > 0 {
 		p.sawWork(now)

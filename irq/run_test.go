@@ -90,6 +90,30 @@ func TestRunHybridSwitches(t *testing.T) {
 	}
 }
 
+// Frames that are no work for the netstack (strays it dropped at the door)
+// do not keep hybrid polling: under a flood of them, one every 5 us, it
+// sleeps after each round as interrupt mode does, where the same flood of
+// work is polled through without a sleep. Each frame is still delivered.
+func TestRunHybridSleepsThroughStrays(t *testing.T) {
+	arrivals := every(0, 10*time.Millisecond, 5*time.Microsecond)
+	for _, noWork := range []bool{false, true} {
+		s := newSim(t, Hybrid, arrivals)
+		s.noWork = noWork
+		s.run(t, 10*time.Millisecond)
+		st := s.l.Stats()
+		t.Logf("no work %v: polled %v, slept %v, %d wake-ups", noWork, st.PollTime, st.SleepTime, st.Wakeups)
+		if len(s.delivered) != len(arrivals) {
+			t.Errorf("no work %v: %d of %d frames delivered", noWork, len(s.delivered), len(arrivals))
+		}
+		switch {
+		case !noWork && st.Wakeups > 1:
+			t.Errorf("a flood of work: %d wake-ups, want it polled through (one at most, at the start)", st.Wakeups)
+		case noWork && st.PollTime > st.SleepTime:
+			t.Errorf("a flood of strays: polled %v and slept %v (%d wake-ups); want it mostly asleep", st.PollTime, st.SleepTime, st.Wakeups)
+		}
+	}
+}
+
 // A loop that does not sleep makes the syscall need_wakeup asks for after
 // each empty round, and only then; one that sleeps leaves it to the poll(2)
 // before it parks.

@@ -99,15 +99,22 @@ const maxCoalesce = 64
 
 // DeliverBatch hands a batch of received frames to the netstack in order,
 // leaving out each bare ACK that a later bare ACK of the same connection in
-// the batch moves past (above). Like Deliver it copies what it keeps.
-func (st *Stack) DeliverBatch(frames [][]byte) {
+// the batch moves past (above). Like Deliver it copies what it keeps. It
+// returns how many frames the netstack took: not the ACKs left out, nor
+// malformed frames or strays (stray.go), which are no work for it.
+func (st *Stack) DeliverBatch(frames [][]byte) (took int) {
 	now := time.Now().UnixNano()
-	deliver := func(f []byte) { st.ep.deliver(f, now) }
+	deliver := func(f []byte) {
+		if st.ep.deliver(f, now) {
+			took++
+		}
+	}
 	for len(frames) > 0 {
 		n := min(len(frames), maxCoalesce)
 		st.ep.rxACKsCoalesced.Add(uint64(coalesce(frames[:n], deliver)))
 		frames = frames[n:]
 	}
+	return took
 }
 
 // coalesce calls deliver with each of frames (at most maxCoalesce) but the

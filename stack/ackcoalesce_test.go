@@ -97,7 +97,8 @@ func TestCoalesceACKs(t *testing.T) {
 // DeliverBatch takes batches longer than it reads ahead in pieces, and
 // what it keeps reaches the netstack in order: of 130 ACKs of a connection
 // the netstack does not know, in pieces of 64, 64 and 2, the last of each
-// piece draws a reset, and the SYN after them its SYN-ACK.
+// piece draws a reset, and the SYN after them its SYN-ACK. It counts as
+// taken the four frames the netstack got.
 func TestDeliverBatch(t *testing.T) {
 	st, q := newTestStack(t, false)
 	batch := make([][]byte, 0, 2*maxCoalesce+3)
@@ -105,7 +106,9 @@ func TestDeliverBatch(t *testing.T) {
 		batch = append(batch, tcpFrame(clientV4, serverV4, 50000, header.TCPFlagAck, uint32(1000+i), nil, nil))
 	}
 	batch = append(batch, syn(clientV4, serverV4, 80, false))
-	st.DeliverBatch(batch)
+	if took := st.DeliverBatch(batch); took != 4 {
+		t.Errorf("DeliverBatch took %d frames, want 4", took)
+	}
 	for range 3 {
 		if tcp := header.TCP(q.next(t)[header.EthernetMinimumSize+header.IPv4MinimumSize:]); tcp.Flags() != header.TCPFlagRst {
 			t.Fatalf("flags %v, want RST", tcp.Flags())

@@ -63,12 +63,13 @@ func newEndpoint(cfg Config) *endpoint {
 	return ep
 }
 
-// deliver hands one received frame to the netstack; now is the time it
-// came (Unix nanoseconds), for the neighbour table.
-func (ep *endpoint) deliver(frame []byte, now int64) {
+// deliver hands one received frame to the netstack, and reports whether
+// it did; now is the time it came (Unix nanoseconds), for the neighbour
+// table and the strays' budget.
+func (ep *endpoint) deliver(frame []byte, now int64) bool {
 	if len(frame) < header.EthernetMinimumSize {
 		ep.rxMalformed.Add(1)
-		return
+		return false
 	}
 	eth := header.Ethernet(frame)
 	proto := eth.Type()
@@ -78,24 +79,24 @@ func (ep *endpoint) deliver(frame []byte, now int64) {
 	case header.IPv4ProtocolNumber:
 		if len(ip) < header.IPv4MinimumSize {
 			ep.rxMalformed.Add(1)
-			return
+			return false
 		}
 		src = header.IPv4(ip).SourceAddress()
 	case header.IPv6ProtocolNumber:
 		if len(ip) < header.IPv6MinimumSize {
 			ep.rxMalformed.Add(1)
-			return
+			return false
 		}
 		src = header.IPv6(ip).SourceAddress()
 	default:
 		// The XDP program steers only IP; anything else is a bug there or a
 		// stray frame, and the kernel owns it.
 		ep.rxMalformed.Add(1)
-		return
+		return false
 	}
 	ref := ep.dispatcher.Load()
 	if ref == nil || ep.strays.drop(proto, ip, now) {
-		return
+		return false
 	}
 	ep.neigh.learn(src, frame[6:12], now)
 
@@ -105,6 +106,7 @@ func (ep *endpoint) deliver(frame []byte, now int64) {
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	ref.d.DeliverNetworkPacket(proto, pkt)
 	pkt.DecRef()
+	return true
 }
 
 // WritePackets sends packets out of one queue: through tx frames, and TCP

@@ -87,6 +87,22 @@ func TestStrayACKsBounded(t *testing.T) {
 	}
 }
 
+// The strays a batch brings beyond the budget are no work for the netstack,
+// and DeliverBatch does not count them as taken: the loop polls on while
+// work comes (package irq), and a flood of strays must not keep it spinning.
+func TestDeliverBatchCountsNoStrays(t *testing.T) {
+	q := newFakeQueue()
+	q.forward = func([][]byte) {}
+	st, _ := serverStack(t, q, Config{MTU: 1500, TrustRXChecksum: true}, "tcp4")
+	var batch [][]byte
+	for i := range 2 * strayBudget {
+		batch = append(batch, cookieSegment(forged(false, i), serverV4, uint16(1024+i), 5, 9, nil, 0))
+	}
+	if took := st.DeliverBatch(batch); took != strayBudget {
+		t.Errorf("DeliverBatch took %d of %d strays, want the budget, %d", took, len(batch), strayBudget)
+	}
+}
+
 // A stray that is not an ACK (a RST, a bare FIN, no flag at all) is
 // dropped at once, as the listener drops it, and takes nothing from the
 // budget of the ACKs.
