@@ -44,6 +44,10 @@ import (
 type batcher struct {
 	lower  gvstack.LinkWriter
 	queues []txBacklog // indexed like the endpoint's queues: by packet hash
+	// writers counts the queues' writer roles held: Close waits for them,
+	// so that no packet reaches the endpoint once it returns (the sockets
+	// and their rings go next).
+	writers sync.WaitGroup
 }
 
 // txBacklog is one tx queue's packets waiting for its writer.
@@ -96,6 +100,7 @@ func (b *batcher) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error {
 		return nil
 	}
 	q.writing = true
+	b.writers.Add(1)
 	q.mu.Unlock()
 
 	// Only the writer touches q.batch. The caller learns whether its own
@@ -126,6 +131,7 @@ func (b *batcher) drain(q *txBacklog, turns int) (more bool) {
 		if len(q.waiting) == 0 {
 			q.writing = false
 			q.mu.Unlock()
+			b.writers.Done()
 			return false
 		}
 		if i == turns {
@@ -162,7 +168,13 @@ func (b *batcher) takeWaiting(q *txBacklog) {
 	q.waiting = q.waiting[:n]
 }
 
-// Close drops what waits and refuses further packets.
+// Close drops what waits, refuses further packets, and returns once the
+// writers at work have finished their batches. gVisor closes its queueing
+// discipline so that no packet reaches the link endpoint after (nic.remove);
+// without the wait, a writer's batch or the goroutine that took over its
+// backlog could still be in the endpoint when xdpnet unmapped the rings,
+// and fault (a CI run of TestConnectBurst, whose server aborted thousands
+// of connections at exit, died so).
 func (b *batcher) Close() {
 	for i := range b.queues {
 		q := &b.queues[i]
@@ -175,4 +187,5 @@ func (b *batcher) Close() {
 		q.waitingFrames = 0
 		q.mu.Unlock()
 	}
+	b.writers.Wait()
 }

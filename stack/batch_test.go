@@ -205,23 +205,64 @@ func TestBatcherQueuesIndependent(t *testing.T) {
 	f.hold <- struct{}{}
 }
 
-// A full backlog refuses packets, as a full NIC queue drops them; Close
-// releases what waits and refuses more.
+// A full backlog refuses packets, as a full NIC queue drops them. Close
+// releases what waits, refuses more, and returns only once the writer at
+// work has finished its batch: nothing reaches the link after it.
 func TestBatcherFullAndClose(t *testing.T) {
-	f, b, _ := writing(t, 1)
+	f, b, done := writing(t, 1)
 	for i := range maxBacklogFrames {
 		write(t, b, byte(i), 0)
 	}
 	pkt := testPacket(1, 0)
+	defer pkt.DecRef()
 	if err := b.WritePacket(pkt); err == nil {
 		t.Error("a packet beyond the backlog bound was taken")
 	}
-	b.Close()
+	closed := make(chan struct{})
+	go func() {
+		b.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a batch was still being written")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(f.hold)
+	<-done
+	<-closed
+	if got := f.got(); len(got) != 1 || len(got[0]) != 1 || got[0][0] != 0 {
+		t.Errorf("batches written %v; want only the writer's own, [[0]]", got)
+	}
 	if err := b.WritePacket(pkt); err == nil {
 		t.Error("a packet after Close was taken")
 	}
-	pkt.DecRef()
+}
+
+// Close also waits for the goroutine that took over a writer's backlog
+// (after maxTurn batches).
+func TestBatcherCloseWaitsForHandOff(t *testing.T) {
+	f, b, done := writing(t, 1)
+	for i := range maxTurn*maxBatchFrames + 1 {
+		write(t, b, byte(i), 0)
+	}
+	for range maxTurn + 1 {
+		f.hold <- struct{}{} // the writer's own batch and maxTurn more
+		<-f.entered
+	}
+	<-done // the writer returned; a goroutine of its own holds the role
+	closed := make(chan struct{})
+	go func() {
+		b.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the hand-off goroutine was writing")
+	case <-time.After(50 * time.Millisecond):
+	}
 	close(f.hold)
+	<-closed
 }
 
 // An idle queue's packet is written without allocating in the batcher.
