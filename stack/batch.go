@@ -44,10 +44,6 @@ import (
 type batcher struct {
 	lower  gvstack.LinkWriter
 	queues []txBacklog // indexed like the endpoint's queues: by packet hash
-	// writers counts the queues' writer roles held: Close waits for them,
-	// so that no packet reaches the endpoint once it returns (the sockets
-	// and their rings go next).
-	writers sync.WaitGroup
 }
 
 // txBacklog is one tx queue's packets waiting for its writer.
@@ -58,6 +54,7 @@ type txBacklog struct {
 	waitingFrames int                      // the tx frames they take
 	batch         gvstack.PacketBufferList // the writer's, reused so that no write allocates
 	closed        bool
+	idle          sync.Cond // on mu: signalled, once closed, when the writer gives up its role
 }
 
 // Batches and the backlog are counted in tx frames, not packets: with host
@@ -75,7 +72,11 @@ const (
 )
 
 func newBatcher(lower gvstack.LinkWriter, queues int) *batcher {
-	return &batcher{lower: lower, queues: make([]txBacklog, queues)}
+	b := &batcher{lower: lower, queues: make([]txBacklog, queues)}
+	for i := range b.queues {
+		b.queues[i].idle.L = &b.queues[i].mu
+	}
+	return b
 }
 
 var _ gvstack.QueueingDiscipline = (*batcher)(nil)
@@ -100,7 +101,6 @@ func (b *batcher) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error {
 		return nil
 	}
 	q.writing = true
-	b.writers.Add(1)
 	q.mu.Unlock()
 
 	// Only the writer touches q.batch. The caller learns whether its own
@@ -130,8 +130,10 @@ func (b *batcher) drain(q *txBacklog, turns int) (more bool) {
 		q.mu.Lock()
 		if len(q.waiting) == 0 {
 			q.writing = false
+			if q.closed {
+				q.idle.Broadcast()
+			}
 			q.mu.Unlock()
-			b.writers.Done()
 			return false
 		}
 		if i == turns {
@@ -185,7 +187,9 @@ func (b *batcher) Close() {
 		}
 		q.waiting = nil
 		q.waitingFrames = 0
+		for q.writing {
+			q.idle.Wait()
+		}
 		q.mu.Unlock()
 	}
-	b.writers.Wait()
 }
