@@ -44,15 +44,7 @@ const v6FloodRate = 250_000
 // netstack, answered the flood. With every SYN left to the netstack, one
 // hping3 let no client in (README, "SYN floods").
 func TestSYNFlood(t *testing.T) {
-	testbedtest.RequireRoot(t)
-	if _, err := exec.LookPath("hping3"); err != nil {
-		t.Fatal("hping3 is missing (make test installs it)")
-	}
-	tb := testbedtest.New(t, testbed.Options{})
-	clientNAPI(t, tb)
-	s := newSite(t)
-	startServer(t, tb, s.dir, "-admin", adminAddr)
-
+	tb := floodTestbed(t)
 	for _, c := range []struct {
 		name   string
 		target string
@@ -79,6 +71,14 @@ func TestSYNFlood(t *testing.T) {
 // Before, the netstack took each forged ACK to its listener, and no client
 // got in (README, "ACK floods").
 func TestACKFlood(t *testing.T) {
+	tb := floodTestbed(t)
+	floodPhases(t, tb, "198.18.0.1:80", hping3(tb, "--ack", "--rand-source"), strays)
+}
+
+// floodTestbed is a testbed with its client end in NAPI mode and xhttpd
+// serving a site with its metrics on adminAddr, for a flood from hping3.
+func floodTestbed(t *testing.T) *testbed.Testbed {
+	t.Helper()
 	testbedtest.RequireRoot(t)
 	if _, err := exec.LookPath("hping3"); err != nil {
 		t.Fatal("hping3 is missing (make test installs it)")
@@ -87,7 +87,7 @@ func TestACKFlood(t *testing.T) {
 	clientNAPI(t, tb)
 	s := newSite(t)
 	startServer(t, tb, s.dir, "-admin", adminAddr)
-	floodPhases(t, tb, "198.18.0.1:80", hping3(tb, "--ack", "--rand-source"), strays)
+	return tb
 }
 
 // A floodTaker is the counter that shows who took a flood's segments:

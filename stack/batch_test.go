@@ -218,6 +218,23 @@ func TestBatcherFullAndClose(t *testing.T) {
 	if err := b.WritePacket(pkt); err == nil {
 		t.Error("a packet beyond the backlog bound was taken")
 	}
+	closed := closeWhileWriting(t, b)
+	close(f.hold)
+	<-done
+	<-closed
+	if got := f.got(); len(got) != 1 || len(got[0]) != 1 || got[0][0] != 0 {
+		t.Errorf("batches written %v; want only the writer's own, [[0]]", got)
+	}
+	if err := b.WritePacket(pkt); err == nil {
+		t.Error("a packet after Close was taken")
+	}
+}
+
+// closeWhileWriting calls b.Close while a batch is held in the lower
+// writer, checks that it waits, and returns a channel closed when it
+// returns.
+func closeWhileWriting(t *testing.T, b *batcher) chan struct{} {
+	t.Helper()
 	closed := make(chan struct{})
 	go func() {
 		b.Close()
@@ -228,15 +245,7 @@ func TestBatcherFullAndClose(t *testing.T) {
 		t.Fatal("Close returned while a batch was still being written")
 	case <-time.After(50 * time.Millisecond):
 	}
-	close(f.hold)
-	<-done
-	<-closed
-	if got := f.got(); len(got) != 1 || len(got[0]) != 1 || got[0][0] != 0 {
-		t.Errorf("batches written %v; want only the writer's own, [[0]]", got)
-	}
-	if err := b.WritePacket(pkt); err == nil {
-		t.Error("a packet after Close was taken")
-	}
+	return closed
 }
 
 // Close also waits for the goroutine that took over a writer's backlog
@@ -251,16 +260,7 @@ func TestBatcherCloseWaitsForHandOff(t *testing.T) {
 		<-f.entered
 	}
 	<-done // the writer returned; a goroutine of its own holds the role
-	closed := make(chan struct{})
-	go func() {
-		b.Close()
-		close(closed)
-	}()
-	select {
-	case <-closed:
-		t.Fatal("Close returned while the hand-off goroutine was writing")
-	case <-time.After(50 * time.Millisecond):
-	}
+	closed := closeWhileWriting(t, b)
 	close(f.hold)
 	<-closed
 }
