@@ -271,12 +271,14 @@ func sendFlood(ctx context.Context, tb *testbed.Testbed, kind string, v6Rate int
 	if kind == "v6" {
 		return tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6Rate})
 	}
-	args := []string{"--flood", "--syn", "-p", "80", tb.ServerV4.String()}
+	args := []string{"--flood", "-p", "80", tb.ServerV4.String()}
 	switch kind {
+	case "own":
+		args = append(args, "--syn")
 	case "random":
-		args = append(args, "--rand-source")
+		args = append(args, "--syn", "--rand-source")
 	case "ack":
-		args = []string{"--flood", "--ack", "--rand-source", "-p", "80", tb.ServerV4.String()}
+		args = append(args, "--ack", "--rand-source")
 	}
 	cmd := tb.ClientCmd(context.Background(), "hping3", args...)
 	var out strings.Builder
