@@ -8,7 +8,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/xhttpd/xhttpd/syncookie"
 )
@@ -24,7 +23,8 @@ import (
 //
 // So the link endpoint looks each segment that is not a SYN up in the
 // netstack's demultiplexer before anything else is done with it (a read
-// lock and a map lookup, as the netstack does again after). A segment of a
+// lock and a map lookup, gVisor patch 0026, as the netstack does again
+// after). A segment of a
 // connection (TIME-WAIT and handshakes under way included) goes on, and so
 // does the ACK that completes a handshake the XDP program answered with a
 // SYN cookie, when the cookie checks. Of the strays, only ACKs get an
@@ -84,10 +84,8 @@ func (f *strayFilter) drop(proto tcpip.NetworkProtocolNumber, ip []byte, now int
 		return false // a SYN: the XDP program bounds those
 	}
 	id.LocalPort, id.RemotePort = t.DestinationPort(), t.SourcePort()
-	if ep := f.stack.FindTransportEndpoint(proto, header.TCPProtocolNumber, id, nicID); ep != nil {
-		if e, ok := ep.(*tcp.Endpoint); !ok || e.EndpointState() != tcp.StateListen {
-			return false // a connection's
-		}
+	if f.stack.HasTransportEndpoint(proto, header.TCPProtocolNumber, id) {
+		return false // a connection's
 	}
 
 	// A stray, or a handshake's last ACK the listener is to complete.

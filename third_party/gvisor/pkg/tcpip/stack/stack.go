@@ -1962,6 +1962,24 @@ func (s *Stack) FindTransportEndpoint(netProto tcpip.NetworkProtocolNumber, tran
 	return s.demux.findTransportEndpoint(netProto, transProto, id, nicID)
 }
 
+// HasTransportEndpoint reports whether an endpoint is registered for exactly
+// id, remote address and port included: a connection, not a listener that
+// would take the segment. xhttpd: its link endpoint asks this of every
+// segment that is not a SYN, to drop floods of segments for no connection
+// before they cost the netstack anything; one read lock and one map
+// lookup, where FindTransportEndpoint takes three locks to find the
+// endpoint itself.
+func (s *Stack) HasTransportEndpoint(netProto tcpip.NetworkProtocolNumber, transProto tcpip.TransportProtocolNumber, id TransportEndpointID) bool {
+	eps, ok := s.demux.protocol[protocolIDs{netProto, transProto}]
+	if !ok {
+		return false
+	}
+	eps.mu.RLock()
+	_, ok = eps.endpoints[id]
+	eps.mu.RUnlock()
+	return ok
+}
+
 // RegisterRawTransportEndpoint registers the given endpoint with the stack
 // transport dispatcher. Received packets that match the provided transport
 // protocol will be delivered to the given endpoint.
