@@ -115,8 +115,11 @@ func TestTimeWaitEndsOnNewSYN(t *testing.T) {
 			t.Fatalf("connection %d from the same port: %v", i, err)
 		}
 		readBye(t, c, i)
+		// The client's port is free once its connection has ended, after
+		// the server's TIME-WAIT began: it waits in LAST-ACK until the
+		// server's ACK of its FIN comes.
 		deadline := time.Now().Add(10 * time.Second)
-		for st.TCPCounters().TimeWait != 1 && time.Now().Before(deadline) {
+		for (st.TCPCounters().TimeWait != 1 || len(cs.RegisteredEndpoints()) > 0) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if tw := st.TCPCounters().TimeWait; tw != 1 {
