@@ -231,7 +231,7 @@ func TestBridgeForgedNeighbour(t *testing.T) {
 	} {
 		f.Port, f.From, f.Rate = 80, forger, 500
 		fwg.Go(func() {
-			n, err := tb.SYNFlood(fctx, f)
+			n, err := tb.Flood(fctx, f)
 			forged.Add(n)
 			if err != nil {
 				t.Errorf("forging %v from %s: %v", f.Src, forger.NS, err)

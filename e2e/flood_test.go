@@ -53,7 +53,7 @@ func TestSYNFlood(t *testing.T) {
 		{"IPv4, hping3 from the client's address", "198.18.0.1:80", hping3(tb, "--syn")},
 		{"IPv4, hping3 from random addresses", "198.18.0.1:80", hping3(tb, "--syn", "--rand-source")},
 		{"IPv6, random addresses", "[2001:2::1]:80", func(ctx context.Context) error {
-			n, err := tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6FloodRate})
+			n, err := tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6FloodRate})
 			t.Logf("IPv6 flood: %d SYNs", n)
 			return err
 		}},
@@ -64,15 +64,31 @@ func TestSYNFlood(t *testing.T) {
 	}
 }
 
-// An ACK flood at full rate on port 80 (hping3 --flood --ack
-// --rand-source), while a client opens new connections as in TestSYNFlood:
-// at least 99 % of them are answered within a second, and the link
-// endpoint, not the netstack's listener, took the flood (stack/stray.go).
-// Before, the netstack took each forged ACK to its listener, and no client
-// got in (README, "ACK floods").
+// An ACK flood on port 80 from random addresses, hping3 --flood --ack
+// --rand-source over IPv4 and the testbed's flooder over IPv6, while a
+// client opens new connections as in TestSYNFlood: at least 99 % of them
+// are answered within a second, and the link endpoint, not the netstack's
+// listener, took the flood (stack/stray.go). Before, the netstack took
+// each forged ACK to its listener, and no client got in (README, "ACK
+// floods").
 func TestACKFlood(t *testing.T) {
 	tb := floodTestbed(t)
-	floodPhases(t, tb, "198.18.0.1:80", hping3(tb, "--ack", "--rand-source"), strays)
+	for _, c := range []struct {
+		name   string
+		target string
+		flood  func(ctx context.Context) error
+	}{
+		{"IPv4, hping3", "198.18.0.1:80", hping3(tb, "--ack", "--rand-source")},
+		{"IPv6", "[2001:2::1]:80", func(ctx context.Context) error {
+			n, err := tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6FloodRate, ACK: true})
+			t.Logf("IPv6 flood: %d ACKs", n)
+			return err
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			floodPhases(t, tb, c.target, c.flood, strays)
+		})
+	}
 }
 
 // floodTestbed is a testbed with its client end in NAPI mode and xhttpd

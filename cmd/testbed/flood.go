@@ -21,16 +21,17 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6,ack] [-duration 10s] [-base PATH] [-v] [-- extra xhttpd flags]"
+const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6,ack,ack6] [-duration 10s] [-base PATH] [-v] [-- extra xhttpd flags]"
 
-// floodKinds are the floods flood knows: three of SYNs, one of ACKs.
-var floodKinds = []string{"own", "random", "v6", "ack"}
+// floodKinds are the floods flood knows: three of SYNs, two of ACKs.
+var floodKinds = []string{"own", "random", "v6", "ack", "ack6"}
 
 var floodLegends = map[string]string{
 	"own":    "hping3 --flood --syn from the client's own IPv4 address (its kernel answers each SYN-ACK with a RST)",
 	"random": "hping3 --flood --syn --rand-source, IPv4",
-	"v6":     "the testbed's AF_PACKET flooder (testbed.SYNFlood), IPv6, random sources",
+	"v6":     "the testbed's AF_PACKET flooder (testbed.Flood), IPv6, random sources",
 	"ack":    "hping3 --flood --ack --rand-source, IPv4",
+	"ack6":   "the testbed's AF_PACKET flooder (testbed.Flood), ACKs, IPv6, random sources",
 }
 
 // flood measures what a flood costs the clients of each server: a
@@ -42,9 +43,9 @@ func flood(args []string) error {
 	var sf serverFlags
 	sf.register(fs, false)
 	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(xhttpdServers, ", "))
-	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3 SYNs, IPv4), v6 (SYNs, IPv6), ack (hping3 ACKs, IPv4)")
+	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3 SYNs, IPv4), v6 (SYNs, IPv6), ack (hping3 ACKs, IPv4), ack6 (ACKs, IPv6)")
 	d := fs.Duration("duration", 10*time.Second, "length of each phase, quiet and flooded (1s to 10m)")
-	v6Rate := fs.Int("v6-rate", 0, "SYNs a second of flood v6, 0 for as fast as one thread sends: to compare servers at one rate (hping3's floods always go at full rate)")
+	v6Rate := fs.Int("v6-rate", 0, "segments a second of floods v6 and ack6, 0 for as fast as one thread sends: to compare servers at one rate (hping3's floods always go at full rate)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+floodUsage)
 		fmt.Fprintln(fs.Output(), "Floods port 80 with SYNs (or ACKs) while two clients measure; the client end runs in NAPI mode (testbed.ClientNAPI). Flags after -- go to every xhttpd run.")
@@ -67,7 +68,7 @@ func flood(args []string) error {
 	if *v6Rate < 0 || *v6Rate > 10_000_000 {
 		return fmt.Errorf("-v6-rate %d: want 0 to 10000000", *v6Rate)
 	}
-	if slices.ContainsFunc(floods, func(f string) bool { return f != "v6" }) {
+	if slices.ContainsFunc(floods, func(f string) bool { return !v6Flood(f) }) {
 		if _, err := exec.LookPath("hping3"); err != nil {
 			return errors.New("hping3 is missing: apt-get install hping3 (make tools)")
 		}
@@ -121,8 +122,8 @@ func flood(args []string) error {
 	}
 	for _, kind := range floods {
 		fmt.Printf("- flood %s: %s\n", kind, floodLegends[kind])
-		if kind == "v6" && *v6Rate > 0 {
-			fmt.Printf("  paced at %d SYNs a second\n", *v6Rate)
+		if v6Flood(kind) && *v6Rate > 0 {
+			fmt.Printf("  paced at %d a second\n", *v6Rate)
 		}
 	}
 	if len(setup.extra) > 0 {
@@ -209,7 +210,7 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 		return r, err
 	}
 	addr := addrs[0]
-	if kind == "v6" {
+	if v6Flood(kind) {
 		addr = addrs[1]
 	}
 	if err := checkGet(ctx, tb, "http://"+addr+"/1k.bin", 1<<10); err != nil {
@@ -265,11 +266,15 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 	return r, ctx.Err()
 }
 
+// v6Flood says whether a flood is the testbed's own, over IPv6 (the others
+// are hping3's, over IPv4).
+func v6Flood(kind string) bool { return kind == "v6" || kind == "ack6" }
+
 // sendFlood floods port 80 until ctx ends and returns the segments sent;
-// flood v6 at v6Rate SYNs a second if positive.
+// floods v6 and ack6 at v6Rate a second if positive.
 func sendFlood(ctx context.Context, tb *testbed.Testbed, kind string, v6Rate int) (uint64, error) {
-	if kind == "v6" {
-		return tb.SYNFlood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6Rate})
+	if v6Flood(kind) {
+		return tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6Rate, ACK: kind == "ack6"})
 	}
 	args := []string{"--flood", "-p", "80", tb.ServerV4.String()}
 	switch kind {

@@ -9,16 +9,17 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// The flood's SYNs are valid: checksums, flags, MSS option, addresses in
-// the client's range.
-func TestSYNFrames(t *testing.T) {
+// The flood's SYNs and ACKs are valid: checksums, flags, the SYNs' MSS
+// option and the ACKs' none, addresses in the client's range.
+func TestFloodFrames(t *testing.T) {
 	for _, o := range []FloodOptions{
 		{Dst: serverV4, Port: 80}, {Dst: serverV4, Port: 80, RandomSources: true},
 		{Dst: serverV6, Port: 443}, {Dst: serverV6, Port: 443, RandomSources: true},
+		{Dst: serverV4, Port: 80, RandomSources: true, ACK: true}, {Dst: serverV6, Port: 80, RandomSources: true, ACK: true},
 	} {
 		src := map[bool]netip.Addr{true: clientV4, false: clientV6}[o.Dst.Is4()]
-		f := newSYNFrame([]byte{2, 0, 0, 0, 0, 2}, []byte{2, 0, 0, 0, 0, 1}, o, src)
-		ports := map[uint16]bool{}
+		f := newFloodFrame([]byte{2, 0, 0, 0, 0, 2}, []byte{2, 0, 0, 0, 0, 1}, o, src)
+		ports, acks := map[uint16]bool{}, map[uint32]bool{}
 		for range 100 {
 			f.next()
 			var src, dst tcpip.Address
@@ -43,19 +44,31 @@ func TestSYNFrames(t *testing.T) {
 			if !o.RandomSources && s != map[bool]netip.Addr{true: clientV4, false: clientV6}[o.Dst.Is4()] {
 				t.Errorf("%+v: source %v, want the client's", o, s)
 			}
-			if dst.String() != o.Dst.String() || tcp.DestinationPort() != o.Port || tcp.Flags() != header.TCPFlagSyn {
+			flags := header.TCPFlagSyn
+			if o.ACK {
+				flags = header.TCPFlagAck
+			}
+			if dst.String() != o.Dst.String() || tcp.DestinationPort() != o.Port || tcp.Flags() != flags {
 				t.Errorf("%+v: to %v port %d flags %v", o, dst, tcp.DestinationPort(), tcp.Flags())
 			}
 			if !tcp.IsChecksumValid(src, dst, checksum.Checksum(tcp.Payload(), 0), uint16(len(tcp.Payload()))) {
 				t.Fatalf("%+v: bad TCP checksum", o)
 			}
-			if opts := header.ParseSynOptions(tcp.Options(), false); opts.MSS != 1460 {
+			if o.ACK {
+				if len(tcp.Options()) != 0 {
+					t.Errorf("%+v: options % x on an ACK", o, tcp.Options())
+				}
+			} else if opts := header.ParseSynOptions(tcp.Options(), false); opts.MSS != 1460 {
 				t.Errorf("%+v: MSS %d", o, opts.MSS)
 			}
 			ports[tcp.SourcePort()] = true
+			acks[tcp.AckNumber()] = true
 		}
 		if len(ports) < 90 {
-			t.Errorf("%+v: %d source ports in 100 SYNs", o, len(ports))
+			t.Errorf("%+v: %d source ports in 100 frames", o, len(ports))
+		}
+		if o.ACK && len(acks) < 90 {
+			t.Errorf("%+v: %d acknowledgement numbers in 100 ACKs", o, len(acks))
 		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FloodOptions describe a SYN flood from the client end.
+// FloodOptions describe a flood of SYNs, or of ACKs, from the client end.
 type FloodOptions struct {
 	Dst  netip.Addr // the server address to flood; its family is the flood's
 	Port uint16
@@ -31,13 +31,18 @@ type FloodOptions struct {
 	Src netip.Addr
 	// Rate, if positive, paces the SYNs at about this many a second.
 	Rate int
+	// ACK sends ACKs for no connection instead of SYNs, with random
+	// sequence and acknowledgement numbers and no option (hping3 --ack).
+	ACK bool
 }
 
-// SYNFlood sends SYNs to opts.Dst from a client's end, as fast as one
-// thread can write them to an AF_PACKET socket (or at opts.Rate), until
-// ctx ends; it returns how many it sent. Each SYN has a random source port, ISN and MSS option
-// 1460, and full checksums. hping3 floods IPv4 only; this floods both.
-func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64, err error) {
+// Flood sends SYNs (or ACKs, with opts.ACK) to opts.Dst from a client's
+// end, as fast as one thread can write them to an AF_PACKET socket (or at
+// opts.Rate), until ctx ends; it returns how many it sent. Each SYN has a
+// random source port, ISN and MSS option 1460, each ACK random sequence
+// and acknowledgement numbers, and both full checksums. hping3 floods IPv4
+// only; this floods both.
+func (tb *Testbed) Flood(ctx context.Context, opts FloodOptions) (sent uint64, err error) {
 	if !opts.Dst.IsValid() || opts.Port == 0 {
 		return 0, errors.New("testbed: flood: no destination")
 	}
@@ -81,7 +86,7 @@ func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64
 		}
 		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
 		copy(to.Addr[:], srvMAC)
-		f := newSYNFrame(ifi.HardwareAddr, srvMAC, opts, src)
+		f := newFloodFrame(ifi.HardwareAddr, srvMAC, opts, src)
 		burst, gap := 256, time.Duration(0)
 		if opts.Rate > 0 {
 			// Bursts of about a millisecond's worth.
@@ -114,31 +119,35 @@ func (tb *Testbed) SYNFlood(ctx context.Context, opts FloodOptions) (sent uint64
 	return sent, nil
 }
 
-// synFrame is one SYN, rewritten in place for each send.
-type synFrame struct {
+// floodFrame is one SYN or ACK, rewritten in place for each send.
+type floodFrame struct {
 	b      []byte
 	v4     bool
 	random bool
 	ip     int // offset of the IP header
 	tcp    int // offset of the TCP header
+	tcpLen int // 24 for a SYN with its MSS option, 20 for an ACK
 	rng    *rand.Rand
 }
 
-func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, srcIP netip.Addr) *synFrame {
-	f := &synFrame{v4: o.Dst.Is4(), random: o.RandomSources, ip: 14, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+func newFloodFrame(src, dst net.HardwareAddr, o FloodOptions, srcIP netip.Addr) *floodFrame {
+	f := &floodFrame{v4: o.Dst.Is4(), random: o.RandomSources, ip: 14, tcpLen: 24, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	if o.ACK {
+		f.tcpLen = 20
+	}
 	ipLen := 40
 	if f.v4 {
 		ipLen = 20
 	}
 	f.tcp = f.ip + ipLen
-	f.b = make([]byte, f.tcp+24)
+	f.b = make([]byte, f.tcp+f.tcpLen)
 	copy(f.b[0:], dst)
 	copy(f.b[6:], src)
 	ip := f.b[f.ip:f.tcp]
 	if f.v4 {
 		binary.BigEndian.PutUint16(f.b[12:], unix.ETH_P_IP)
 		ip[0] = 0x45
-		binary.BigEndian.PutUint16(ip[2:], uint16(ipLen+24))
+		binary.BigEndian.PutUint16(ip[2:], uint16(ipLen+f.tcpLen))
 		binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
 		ip[8] = 64
 		ip[9] = unix.IPPROTO_TCP
@@ -148,7 +157,7 @@ func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, srcIP netip.Addr) *s
 	} else {
 		binary.BigEndian.PutUint16(f.b[12:], unix.ETH_P_IPV6)
 		ip[0] = 6 << 4
-		binary.BigEndian.PutUint16(ip[4:], 24)
+		binary.BigEndian.PutUint16(ip[4:], uint16(f.tcpLen))
 		ip[6] = unix.IPPROTO_TCP
 		ip[7] = 64
 		a, d := srcIP.As16(), o.Dst.As16()
@@ -157,21 +166,29 @@ func newSYNFrame(src, dst net.HardwareAddr, o FloodOptions, srcIP netip.Addr) *s
 	}
 	tcp := f.b[f.tcp:]
 	binary.BigEndian.PutUint16(tcp[2:], o.Port)
-	tcp[12] = 6 << 4 // data offset: 24 bytes
-	tcp[13] = 0x02   // SYN
+	tcp[12] = byte(f.tcpLen/4) << 4 // data offset
 	binary.BigEndian.PutUint16(tcp[14:], 64240)
+	if o.ACK {
+		tcp[13] = 0x10 // ACK
+		return f
+	}
+	tcp[13] = 0x02                           // SYN
 	copy(tcp[20:], []byte{2, 4, 0x05, 0xb4}) // MSS 1460
 	return f
 }
 
-// next gives the frame a new source port and ISN, and a new source address
+// next gives the frame a new source port, sequence number (and
+// acknowledgement number, which a SYN ignores), and a new source address
 // if random, and sets its checksums.
-func (f *synFrame) next() {
+func (f *floodFrame) next() {
 	r := f.rng.Uint64()
 	ip := f.b[f.ip:f.tcp]
 	tcp := f.b[f.tcp:]
 	binary.BigEndian.PutUint16(tcp[0:], uint16(r)|1024)
 	binary.BigEndian.PutUint32(tcp[4:], uint32(r>>16))
+	if f.tcpLen == 20 {
+		binary.BigEndian.PutUint32(tcp[8:], f.rng.Uint32())
+	}
 	var pseudo uint32
 	if f.v4 {
 		if f.random {
@@ -180,14 +197,14 @@ func (f *synFrame) next() {
 		}
 		ip[10], ip[11] = 0, 0
 		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
-		pseudo = sum(ip[12:20], unix.IPPROTO_TCP+24)
+		pseudo = sum(ip[12:20], unix.IPPROTO_TCP+uint32(f.tcpLen))
 	} else {
 		if f.random {
 			// 2001:2::/48, the rest random.
 			binary.BigEndian.PutUint64(ip[8+8:], f.rng.Uint64())
 			binary.BigEndian.PutUint16(ip[8+6:], uint16(r>>48))
 		}
-		pseudo = sum(ip[8:40], unix.IPPROTO_TCP+24)
+		pseudo = sum(ip[8:40], unix.IPPROTO_TCP+uint32(f.tcpLen))
 	}
 	tcp[16], tcp[17] = 0, 0
 	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum(tcp, pseudo)))
