@@ -74,7 +74,7 @@ bench: tools peers build
 
 # compare prints the README's "Where it stands": xhttpd (hybrid) beside the
 # kernel stack and nginx, every server up at once and the runs taking turns
-# (the machine's spells then fall on all alike), about 18 minutes. The
+# (the machine's spells then fall on all alike), about 19 minutes. The
 # -threaded runs receive on the client end in a NAPI thread of its own, not
 # inside each server's sends (testbed bench -h).
 TB := ./$(BIN)/testbed
