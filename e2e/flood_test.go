@@ -45,23 +45,10 @@ const v6FloodRate = 250_000
 // hping3 let no client in (README, "SYN floods").
 func TestSYNFlood(t *testing.T) {
 	tb := floodTestbed(t)
-	for _, c := range []struct {
-		name   string
-		target string
-		flood  func(ctx context.Context) error
-	}{
-		{"IPv4, hping3 from the client's address", "198.18.0.1:80", hping3(tb, "--syn")},
-		{"IPv4, hping3 from random addresses", "198.18.0.1:80", hping3(tb, "--syn", "--rand-source")},
-		{"IPv6, random addresses", "[2001:2::1]:80", func(ctx context.Context) error {
-			n, err := tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6FloodRate})
-			t.Logf("IPv6 flood: %d SYNs", n)
-			return err
-		}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			floodPhases(t, tb, c.target, c.flood, synCookies)
-		})
-	}
+	runFloods(t, tb, synCookies,
+		floodCase{"IPv4, hping3 from the client's address", "198.18.0.1:80", hping3(tb, "--syn")},
+		floodCase{"IPv4, hping3 from random addresses", "198.18.0.1:80", hping3(tb, "--syn", "--rand-source")},
+		floodCase{"IPv6, random addresses", "[2001:2::1]:80", v6Flood(t, tb, false)})
 }
 
 // An ACK flood on port 80 from random addresses, hping3 --flood --ack
@@ -73,21 +60,32 @@ func TestSYNFlood(t *testing.T) {
 // floods").
 func TestACKFlood(t *testing.T) {
 	tb := floodTestbed(t)
-	for _, c := range []struct {
-		name   string
-		target string
-		flood  func(ctx context.Context) error
-	}{
-		{"IPv4, hping3", "198.18.0.1:80", hping3(tb, "--ack", "--rand-source")},
-		{"IPv6", "[2001:2::1]:80", func(ctx context.Context) error {
-			n, err := tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6FloodRate, ACK: true})
-			t.Logf("IPv6 flood: %d ACKs", n)
-			return err
-		}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			floodPhases(t, tb, c.target, c.flood, strays)
-		})
+	runFloods(t, tb, strays,
+		floodCase{"IPv4, hping3", "198.18.0.1:80", hping3(tb, "--ack", "--rand-source")},
+		floodCase{"IPv6", "[2001:2::1]:80", v6Flood(t, tb, true)})
+}
+
+// A floodCase is one flood of a test: its name, the address its clients
+// connect to, and the flood, which runs until its context ends.
+type floodCase struct {
+	name, target string
+	flood        func(ctx context.Context) error
+}
+
+// runFloods runs each case's floodPhases as a subtest.
+func runFloods(t *testing.T, tb *testbed.Testbed, taker floodTaker, cases ...floodCase) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { floodPhases(t, tb, c.target, c.flood, taker) })
+	}
+}
+
+// v6Flood returns the testbed's flood of SYNs, or of ACKs, from random
+// addresses over IPv6, paced at v6FloodRate.
+func v6Flood(t *testing.T, tb *testbed.Testbed, ack bool) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		n, err := tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6FloodRate, ACK: ack})
+		t.Logf("IPv6 flood: %d segments", n)
+		return err
 	}
 }
 
