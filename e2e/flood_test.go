@@ -54,10 +54,10 @@ func TestSYNFlood(t *testing.T) {
 // An ACK flood on port 80 from random addresses, hping3 --flood --ack
 // --rand-source over IPv4 and the testbed's flooder over IPv6, while a
 // client opens new connections as in TestSYNFlood: at least 99 % of them
-// are answered within a second, and the link endpoint, not the netstack's
-// listener, took the flood (stack/stray.go). Before, the netstack took
-// each forged ACK to its listener, and no client got in (README, "ACK
-// floods").
+// are answered within a second, and the XDP program, which drops segments
+// of flows it does not know beyond a budget (xdp.Strays), took the flood.
+// Before 6eb2078 the netstack took each forged ACK to its listener, and no
+// client got in (README, "ACK floods").
 func TestACKFlood(t *testing.T) {
 	tb := floodTestbed(t)
 	runFloods(t, tb, strays,
@@ -110,7 +110,7 @@ type floodTaker struct{ what, name, label, value string }
 
 var (
 	synCookies = floodTaker{"SYNs the XDP program answered", "xhttpd_xdp_frames_total", "verdict", "syn_cookie"}
-	strays     = floodTaker{"segments for no connection dropped before the netstack", "xhttpd_link_dropped_frames_total", "reason", "rx_stray"}
+	strays     = floodTaker{"segments of no flow the XDP program dropped", "xhttpd_xdp_frames_total", "verdict", "stray"}
 )
 
 // floodPhases runs floodPhase until it meets the 99 %. A phase that misses

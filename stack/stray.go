@@ -18,8 +18,10 @@ import (
 // netstack took each forged ACK through IP, a segment, the listener's
 // queue and a reset, learned each forged source as a neighbour, and, on
 // its one core at 350,000 a second, served nobody (README, "ACK floods").
-// The XDP program cannot tell a stray from a segment of a connection, as
-// it can tell a SYN: the connections are the netstack's.
+// The XDP program now drops most of such a flood (xdp.Strays), by a flow
+// table of its own, which may have lost a connection and so lets strays
+// through within a budget; this check is exact, the connections are the
+// netstack's.
 //
 // So the link endpoint looks each segment that is not a SYN up in the
 // netstack's demultiplexer before anything else is done with it (a read

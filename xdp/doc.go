@@ -20,4 +20,4 @@
 // libbpf headers it includes are pinned under headers/.
 package xdp
 
-//go:generate go tool bpf2go -tags linux -target bpfel -type counter -type syncookie_config steer steer.c -- -I./headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target bpfel -type counter -type syncookie_config -type stray_config -type flow steer steer.c -- -I./headers -O2 -g -Wall -Werror

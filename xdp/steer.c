@@ -22,6 +22,16 @@
  * netstack's listener accepts it by checking the cookie (package stack).
  * The cookie is package syncookie's, which this file mirrors; a test runs
  * both and compares.
+ *
+ * ACK floods (and floods of any segment that is not a SYN): with
+ * stray_config enabled, the program keeps a table of flows (an LRU hash) it
+ * has seen start, the SYNs it steers and the ACKs that complete its cookie
+ * handshakes, and looks every other served segment up in it. A segment of
+ * no flow in the table, a stray, goes on to the netstack within a per-CPU
+ * budget, for the netstack to answer or drop (package stack), and its flow
+ * enters the table: a connection the table lost (evicted, or older than the
+ * program) is back after one segment. Beyond the budget strays are dropped
+ * here, on the flooder's time, and never cost the server's loop a frame.
  */
 
 #include "steer_types.h"
@@ -34,6 +44,7 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define MAX_PORTS 64
 #define MAX_ADDRS 256
 #define MAX_QUEUES 64
+#define MAX_FLOWS 131072
 
 /* Why a frame got its verdict. The order is part of the ABI with steer.go. */
 enum counter {
@@ -45,7 +56,8 @@ enum counter {
 	COUNTER_NO_SOCKET = 5,  /* steered, but no socket for the queue: passed */
 	COUNTER_SYN_COOKIE = 6, /* a served SYN over the budget, answered here with a cookie (XDP_TX) */
 	COUNTER_FLOOD_RST = 7,  /* a served RST without ACK while over the budget: dropped */
-	COUNTER_MAX = 8,
+	COUNTER_STRAY = 8,      /* a served segment of no known flow beyond the stray budget: dropped */
+	COUNTER_MAX = 9,
 };
 
 /* Served TCP ports, key in host byte order; the value is unused (1). */
@@ -135,6 +147,52 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } flood_until SEC(".maps");
+
+/* A TCP flow as the server sees it; IPv4 addresses are IPv4-mapped. */
+struct flow {
+	__be32 remote[4];
+	__be32 local[4];
+	__be16 remote_port;
+	__be16 local_port;
+};
+
+/* The flows the program has seen start; the value is unused (1). An LRU:
+ * a flow looked up recently stays, an idle one may be evicted by new ones,
+ * and comes back with its next segment while strays are within budget. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FLOWS);
+	__type(key, struct flow);
+	__type(value, __u8);
+} flows SEC(".maps");
+
+/* Filled by user space before the program is attached; a zero entry keeps
+ * no table and steers every segment. */
+struct stray_config {
+	__u64 window_ns; /* length of a budget window */
+	__u32 budget;    /* strays per CPU per window handed on to the netstack */
+	__u32 enabled;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stray_config);
+} stray_cfg SEC(".maps");
+
+/* Each CPU's strays in its current window. */
+struct stray_window {
+	__u64 start;
+	__u64 strays;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stray_window);
+} stray_windows SEC(".maps");
 
 static __always_inline void count(enum counter c)
 {
@@ -257,16 +315,51 @@ struct cookie_tuple {
 	__u64 ports; /* local port << 48 | remote port << 32 */
 };
 
+/* cookie_tuple_of is flow f as syncookie.Tuple hashes it. */
+static __always_inline void cookie_tuple_of(const struct flow *f, int v4, struct cookie_tuple *t)
+{
+	t->ports = (__u64)bpf_ntohs(f->local_port) << 48 | (__u64)bpf_ntohs(f->remote_port) << 32;
+	if (v4) {
+		t->m[1] = (__u64)bpf_ntohl(f->local[3]) << 32 | bpf_ntohl(f->remote[3]);
+		t->n = 2;
+		return;
+	}
+	t->m[1] = (__u64)bpf_ntohl(f->local[0]) << 32 | bpf_ntohl(f->local[1]);
+	t->m[2] = (__u64)bpf_ntohl(f->local[2]) << 32 | bpf_ntohl(f->local[3]);
+	t->m[3] = (__u64)bpf_ntohl(f->remote[0]) << 32 | bpf_ntohl(f->remote[1]);
+	t->m[4] = (__u64)bpf_ntohl(f->remote[2]) << 32 | bpf_ntohl(f->remote[3]);
+	t->n = 5;
+}
+
 static __always_inline __u32 cookie_hash(const struct syncookie_config *cfg, struct cookie_tuple *t, __u32 ts, int i)
 {
 	t->m[0] = t->ports | ts;
 	return (__u32)siphash24(cfg->key[i & 1], t->m, t->n);
 }
 
+/* syncookie.PeriodAt: CLOCK_MONOTONIC seconds / 64. */
+static __always_inline __u32 cookie_period(__u64 now)
+{
+	return (__u32)((now / 1000000000ULL) >> 6) & 0xff;
+}
+
 /* syncookie.Key.Make. */
 static __always_inline __u32 make_cookie(const struct syncookie_config *cfg, struct cookie_tuple *t, __u32 isn, __u32 ts, __u32 mss_index)
 {
 	return cookie_hash(cfg, t, 0, 0) + isn + (ts << 24) + ((cookie_hash(cfg, t, ts, 1) + mss_index) & 0xffffff);
+}
+
+/* syncookie.Key.Check: whether cookie, acknowledged by an ACK whose
+ * sequence number is isn+1, was made for t no more than two periods before
+ * ts. */
+static __always_inline int check_cookie(const struct syncookie_config *cfg, struct cookie_tuple *t, __u32 cookie, __u32 isn, __u32 ts)
+{
+	__u32 v = cookie - cookie_hash(cfg, t, 0, 0) - isn;
+	__u32 made = v >> 24;
+
+	if (((ts - made) & 0xff) > 2)
+		return 0;
+	return ((v - cookie_hash(cfg, t, made, 1)) & 0xffffff) < 4;
 }
 
 /* syncookie.MSSIndex. */
@@ -348,7 +441,7 @@ static __always_inline __u16 csum_fold(__u32 sum)
  * cookie SYN-ACK it offers no window scaling, SACK or timestamps: the cookie
  * has no room for them. Returns the XDP action, or -1 to steer the SYN as
  * usual when it is too short to answer or the frame cannot be resized. */
-static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie_config *cfg, int ip_len, __u64 now)
+static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie_config *cfg, const struct flow *f, int ip_len, __u64 now)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -356,46 +449,16 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 	struct tcphdr *tcp = data + sizeof(*eth) + ip_len;
 	struct cookie_tuple t = {};
 	__u8 mac[ETH_ALEN];
-	__be32 a4[2] = {};
-	struct in6_addr a6[2] = {};
-	__u32 isn, cookie, ts, sum;
-	__u16 sport, dport, mss;
+	__u32 isn, cookie, sum;
+	__u16 mss;
 	int len = sizeof(*eth) + ip_len + SYNACK_TCP_LEN;
 
 	if ((void *)(tcp + 1) > data_end)
 		return -1;
 	isn = bpf_ntohl(tcp->seq);
-	sport = tcp->source;
-	dport = tcp->dest;
 	mss = syn_mss(ctx, tcp, sizeof(*eth) + ip_len);
-	t.ports = (__u64)bpf_ntohs(dport) << 48 | (__u64)bpf_ntohs(sport) << 32;
-	if (ip_len == sizeof(struct iphdr)) {
-		struct iphdr *ip = (void *)(eth + 1);
-
-		if ((void *)(ip + 1) > data_end)
-			return -1;
-		a4[0] = ip->daddr; /* local */
-		a4[1] = ip->saddr; /* remote */
-		t.m[1] = (__u64)bpf_ntohl(a4[0]) << 32 | bpf_ntohl(a4[1]);
-		t.n = 2;
-	} else {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-		__be32 *l, *r;
-
-		if ((void *)(ip6 + 1) > data_end)
-			return -1;
-		__builtin_memcpy(&a6[0], &ip6->daddr, sizeof(a6[0]));
-		__builtin_memcpy(&a6[1], &ip6->saddr, sizeof(a6[1]));
-		l = (__be32 *)&a6[0];
-		r = (__be32 *)&a6[1];
-		t.m[1] = (__u64)bpf_ntohl(l[0]) << 32 | bpf_ntohl(l[1]);
-		t.m[2] = (__u64)bpf_ntohl(l[2]) << 32 | bpf_ntohl(l[3]);
-		t.m[3] = (__u64)bpf_ntohl(r[0]) << 32 | bpf_ntohl(r[1]);
-		t.m[4] = (__u64)bpf_ntohl(r[2]) << 32 | bpf_ntohl(r[3]);
-		t.n = 5;
-	}
-	ts = (__u32)((now / 1000000000ULL) >> 6) & 0xff;
-	cookie = make_cookie(cfg, &t, isn, ts, mss_index(mss));
+	cookie_tuple_of(f, ip_len == sizeof(struct iphdr), &t);
+	cookie = make_cookie(cfg, &t, isn, cookie_period(now), mss_index(mss));
 
 	/* Resize the frame to the SYN-ACK's length: the SYN may carry more
 	 * options (or data) than the answer, or fewer. */
@@ -429,10 +492,10 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 		ip->ttl = 64;
 		ip->protocol = IPPROTO_TCP;
 		ip->check = 0;
-		ip->saddr = a4[0];
-		ip->daddr = a4[1];
+		ip->saddr = f->local[3];
+		ip->daddr = f->remote[3];
 		ip->check = csum_fold(csum_add16(0, ip, sizeof(*ip) / 2));
-		sum = csum_add16(sum, a4, 4);
+		sum = csum_add16(sum, &ip->saddr, 4);
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
@@ -442,15 +505,15 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 		ip6->payload_len = bpf_htons(SYNACK_TCP_LEN);
 		ip6->nexthdr = IPPROTO_TCP;
 		ip6->hop_limit = 64;
-		__builtin_memcpy(&ip6->saddr, &a6[0], sizeof(a6[0]));
-		__builtin_memcpy(&ip6->daddr, &a6[1], sizeof(a6[1]));
-		sum = csum_add16(sum, a6, 16);
+		__builtin_memcpy(&ip6->saddr, f->local, sizeof(f->local));
+		__builtin_memcpy(&ip6->daddr, f->remote, sizeof(f->remote));
+		sum = csum_add16(sum, &ip6->saddr, 16);
 	}
 
 	if ((void *)tcp + SYNACK_TCP_LEN > data_end)
 		return XDP_DROP; /* cannot happen: len fits */
-	tcp->source = dport;
-	tcp->dest = sport;
+	tcp->source = f->local_port;
+	tcp->dest = f->remote_port;
 	tcp->seq = bpf_htonl(cookie);
 	tcp->ack_seq = bpf_htonl(isn + 1);
 	tcp->flags = bpf_htons((SYNACK_TCP_LEN / 4) << 12 | TCP_SYN | TCP_ACK);
@@ -471,6 +534,69 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 	return XDP_TX;
 }
 
+/* cookie_ack says whether the served segment at tcp completes a handshake
+ * this program answered with a SYN cookie, in the last three periods. */
+static __always_inline int cookie_ack(struct xdp_md *ctx, const struct flow *f, int v4, __u64 now)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct tcphdr *tcp = (void *)(long)ctx->data + sizeof(struct ethhdr) + (v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
+	struct syncookie_config *cfg;
+	struct cookie_tuple t = {};
+	__u32 key = 0;
+	__u64 *until;
+
+	if ((void *)(tcp + 1) > data_end)
+		return 0;
+	if ((bpf_ntohs(tcp->flags) & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_ACK)
+		return 0;
+	cfg = bpf_map_lookup_elem(&syncookie_cfg, &key);
+	until = bpf_map_lookup_elem(&flood_until, &key);
+	/* No cookie was sent in the last three periods: none can check.
+	 * (Until is in the future while cookies are sent.) */
+	if (!cfg || !cfg->enabled || !until || *until == 0 || (now > *until && now - *until > 3ULL * 64 * 1000000000ULL))
+		return 0;
+	cookie_tuple_of(f, v4, &t);
+	return check_cookie(cfg, &t, bpf_ntohl(tcp->ack_seq) - 1, bpf_ntohl(tcp->seq) - 1, cookie_period(now));
+}
+
+/* stray says whether the served segment of flow f is to be dropped as a
+ * stray beyond the budget, and keeps the flow table: a SYN's flow enters
+ * it, and so does any other segment's that is not dropped. */
+static __always_inline int stray(struct xdp_md *ctx, const struct flow *f, int v4)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct tcphdr *tcp = (void *)(long)ctx->data + sizeof(struct ethhdr) + (v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
+	struct stray_config *cfg;
+	struct stray_window *w;
+	__u32 key = 0;
+	__u8 one = 1;
+	__u64 now;
+
+	if ((void *)(tcp + 1) > data_end)
+		return 0;
+	cfg = bpf_map_lookup_elem(&stray_cfg, &key);
+	if (!cfg || !cfg->enabled)
+		return 0;
+	if ((bpf_ntohs(tcp->flags) & (TCP_SYN | TCP_ACK)) != TCP_SYN && bpf_map_lookup_elem(&flows, f))
+		return 0;
+	if ((bpf_ntohs(tcp->flags) & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		now = bpf_ktime_get_ns();
+		if (!cookie_ack(ctx, f, v4, now)) {
+			w = bpf_map_lookup_elem(&stray_windows, &key);
+			if (!w)
+				return 0;
+			if (now - w->start >= cfg->window_ns) {
+				w->start = now;
+				w->strays = 0;
+			}
+			if (++w->strays > cfg->budget)
+				return 1;
+		}
+	}
+	bpf_map_update_elem(&flows, f, &one, BPF_ANY);
+	return 0;
+}
+
 SEC("xdp")
 int xhttpd_steer(struct xdp_md *ctx)
 {
@@ -478,6 +604,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	struct ethhdr *eth = data;
 	struct tcphdr *tcp;
+	struct flow f = {};
 	int ip_len;
 	__u16 port;
 	long action;
@@ -513,6 +640,9 @@ int xhttpd_steer(struct xdp_md *ctx)
 		daddr = ip->daddr;
 		if (!bpf_map_lookup_elem(&served_v4, &daddr))
 			return pass(COUNTER_NOT_SERVED);
+		f.remote[2] = f.local[2] = bpf_htonl(0xffff);
+		f.remote[3] = ip->saddr;
+		f.local[3] = daddr;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		struct in6_addr daddr;
@@ -537,6 +667,8 @@ int xhttpd_steer(struct xdp_md *ctx)
 		__builtin_memcpy(&daddr, &ip6->daddr, sizeof(daddr));
 		if (!bpf_map_lookup_elem(&served_v6, &daddr))
 			return pass(COUNTER_NOT_SERVED);
+		__builtin_memcpy(f.remote, &ip6->saddr, sizeof(f.remote));
+		__builtin_memcpy(f.local, &daddr, sizeof(f.local));
 	} else {
 		/* ARP, VLAN-tagged frames (0x8100, 0x88a8), LLDP, ... */
 		return pass(COUNTER_NOT_IP);
@@ -545,6 +677,8 @@ int xhttpd_steer(struct xdp_md *ctx)
 	port = bpf_ntohs(tcp->dest);
 	if (!bpf_map_lookup_elem(&served_ports, &port))
 		return pass(COUNTER_NOT_SERVED);
+	f.remote_port = tcp->source;
+	f.local_port = tcp->dest;
 
 	/* A SYN flood, and the RSTs it draws: a flooder that uses its own
 	 * address, or whose victims are real hosts, answers each cookie
@@ -571,12 +705,17 @@ int xhttpd_steer(struct xdp_md *ctx)
 		 * CAP_PERFMON (Spectre v1 masking), which xhttpd does not ask
 		 * for. */
 		if (ip_len == sizeof(struct iphdr))
-			action = syn_cookie(ctx, cfg, sizeof(struct iphdr), now);
+			action = syn_cookie(ctx, cfg, &f, sizeof(struct iphdr), now);
 		else
-			action = syn_cookie(ctx, cfg, sizeof(struct ipv6hdr), now);
+			action = syn_cookie(ctx, cfg, &f, sizeof(struct ipv6hdr), now);
 		if (action >= 0)
 			return action;
 	}
+	}
+
+	if (stray(ctx, &f, ip_len == sizeof(struct iphdr))) {
+		count(COUNTER_STRAY);
+		return XDP_DROP;
 	}
 
 	/* The low bits of the flags are the action when the queue has no

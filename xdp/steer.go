@@ -25,6 +25,11 @@ const (
 	MaxPorts  = 64  // served TCP ports
 	MaxAddrs  = 256 // served addresses per family
 	MaxQueues = 64  // rx queues that can have a socket (XSKMAP entries)
+	// MaxFlows is the size of the flow table (Strays): the connections,
+	// and the handshakes under way, that the program tells from strays
+	// before the table evicts idle ones. About 100 bytes of kernel memory
+	// each, 13 MB in all, allocated at load when Strays is set.
+	MaxFlows = 131072
 )
 
 // Mode is the XDP attach mode.
@@ -68,6 +73,24 @@ type Config struct {
 	// SYNCookies, when set, has the program answer served SYNs beyond a
 	// budget itself, with SYN cookies (see SYNCookies).
 	SYNCookies *SYNCookies
+	// Strays, when set, has the program drop served segments of flows it
+	// has not seen start beyond a budget (see Strays).
+	Strays *Strays
+}
+
+// Strays is how the program treats a served segment that is not a SYN and
+// whose flow is not in its flow table, a stray: an ACK flood's forged
+// segments, or a segment of a connection the table has evicted. The table
+// (MaxFlows, least recently used out) holds the flows of the SYNs the
+// program steered, of the ACKs that completed its SYN cookie handshakes, and
+// of the strays it steered. Each CPU steers at most Budget strays per Window
+// to the netstack, which answers or drops them, and drops the rest. An
+// evicted connection is back in the table with its next segment, unless
+// the budget is spent: under a flood of strays that lasts, a connection
+// idle long enough to be evicted waits for the flood to end.
+type Strays struct {
+	Budget uint32        // strays per CPU per Window to the netstack
+	Window time.Duration // length of a budget window; more than 0
 }
 
 // SYNCookies is how the program answers a SYN flood. Each CPU passes at most
@@ -133,6 +156,10 @@ type Counters struct {
 	// budget: what a flooder's host answers to cookie SYN-ACKs. They are in
 	// no other counter.
 	FloodRSTs uint64
+	// Strays counts served segments of flows not in the flow table,
+	// dropped beyond the stray budget (Strays). They are in no other
+	// counter.
+	Strays uint64
 }
 
 // Steering is the loaded program and its maps, attached to one interface
@@ -226,13 +253,23 @@ func load(cfg Config) (*Steering, error) {
 			return nil, err
 		}
 	}
+	if cfg.Strays != nil && cfg.Strays.Window <= 0 {
+		return nil, fmt.Errorf("xdp: stray budget window %v is not positive", cfg.Strays.Window)
+	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
 	// (memcg accounting) make this a no-op.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("xdp: remove memlock limit: %w", err)
 	}
+	spec, err := loadSteer()
+	if err != nil {
+		return nil, fmt.Errorf("xdp: load steering program: %w", err)
+	}
+	if cfg.Strays == nil {
+		spec.Maps[steerMapFlows].MaxEntries = 1 // no table: no memory for one
+	}
 	s := &Steering{}
-	if err := loadSteerObjects(&s.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("xdp: load steering program: %+v", verr)
@@ -274,6 +311,13 @@ func load(cfg Config) (*Steering, error) {
 		if err := s.objs.SyncookieCfg.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
 			s.objs.Close()
 			return nil, fmt.Errorf("xdp: set SYN cookie configuration: %w", err)
+		}
+	}
+	if c := cfg.Strays; c != nil {
+		v := steerStrayConfig{WindowNs: uint64(c.Window), Budget: c.Budget, Enabled: 1}
+		if err := s.objs.StrayCfg.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
+			s.objs.Close()
+			return nil, fmt.Errorf("xdp: set stray configuration: %w", err)
 		}
 	}
 	return s, nil
@@ -396,6 +440,7 @@ func (s *Steering) Counters() (Counters, error) {
 	c.NoSocket = n[steerCounterCOUNTER_NO_SOCKET]
 	c.SYNCookies = n[steerCounterCOUNTER_SYN_COOKIE]
 	c.FloodRSTs = n[steerCounterCOUNTER_FLOOD_RST]
+	c.Strays = n[steerCounterCOUNTER_STRAY]
 	c.Steered = c.Redirected + c.NoSocket
 	c.Passed = c.NotIP + c.Unparsable + c.NotTCP + c.NotServed + c.NoSocket
 	return c, nil

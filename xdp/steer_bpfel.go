@@ -24,12 +24,34 @@ const (
 	steerCounterCOUNTER_NO_SOCKET  steerCounter = 5
 	steerCounterCOUNTER_SYN_COOKIE steerCounter = 6
 	steerCounterCOUNTER_FLOOD_RST  steerCounter = 7
-	steerCounterCOUNTER_MAX        steerCounter = 8
+	steerCounterCOUNTER_STRAY      steerCounter = 8
+	steerCounterCOUNTER_MAX        steerCounter = 9
 )
+
+type steerFlow struct {
+	_          structs.HostLayout
+	Remote     [4]uint32
+	Local      [4]uint32
+	RemotePort uint16
+	LocalPort  uint16
+}
 
 type steerIn6Addr struct {
 	_      structs.HostLayout
 	S6Addr [16]uint8
+}
+
+type steerStrayConfig struct {
+	_        structs.HostLayout
+	WindowNs uint64
+	Budget   uint32
+	Enabled  uint32
+}
+
+type steerStrayWindow struct {
+	_      structs.HostLayout
+	Start  uint64
+	Strays uint64
 }
 
 type steerSynWindow struct {
@@ -57,9 +79,12 @@ type steerSyncookieConfig struct {
 const (
 	steerMapCounters     = "counters"
 	steerMapFloodUntil   = "flood_until"
+	steerMapFlows        = "flows"
 	steerMapServedPorts  = "served_ports"
 	steerMapServedV4     = "served_v4"
 	steerMapServedV6     = "served_v6"
+	steerMapStrayCfg     = "stray_cfg"
+	steerMapStrayWindows = "stray_windows"
 	steerMapSynWindows   = "syn_windows"
 	steerMapSyncookieCfg = "syncookie_cfg"
 	steerMapXsks         = "xsks"
@@ -117,9 +142,12 @@ type steerProgramSpecs struct {
 type steerMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	FloodUntil   *ebpf.MapSpec `ebpf:"flood_until"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	ServedPorts  *ebpf.MapSpec `ebpf:"served_ports"`
 	ServedV4     *ebpf.MapSpec `ebpf:"served_v4"`
 	ServedV6     *ebpf.MapSpec `ebpf:"served_v6"`
+	StrayCfg     *ebpf.MapSpec `ebpf:"stray_cfg"`
+	StrayWindows *ebpf.MapSpec `ebpf:"stray_windows"`
 	SynWindows   *ebpf.MapSpec `ebpf:"syn_windows"`
 	SyncookieCfg *ebpf.MapSpec `ebpf:"syncookie_cfg"`
 	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
@@ -153,9 +181,12 @@ func (o *steerObjects) Close() error {
 type steerMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	FloodUntil   *ebpf.Map `ebpf:"flood_until"`
+	Flows        *ebpf.Map `ebpf:"flows"`
 	ServedPorts  *ebpf.Map `ebpf:"served_ports"`
 	ServedV4     *ebpf.Map `ebpf:"served_v4"`
 	ServedV6     *ebpf.Map `ebpf:"served_v6"`
+	StrayCfg     *ebpf.Map `ebpf:"stray_cfg"`
+	StrayWindows *ebpf.Map `ebpf:"stray_windows"`
 	SynWindows   *ebpf.Map `ebpf:"syn_windows"`
 	SyncookieCfg *ebpf.Map `ebpf:"syncookie_cfg"`
 	Xsks         *ebpf.Map `ebpf:"xsks"`
@@ -165,9 +196,12 @@ func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.Counters,
 		m.FloodUntil,
+		m.Flows,
 		m.ServedPorts,
 		m.ServedV4,
 		m.ServedV6,
+		m.StrayCfg,
+		m.StrayWindows,
 		m.SynWindows,
 		m.SyncookieCfg,
 		m.Xsks,

@@ -113,6 +113,7 @@ func sub(a, b Counters) Counters {
 		NotServed:  a.NotServed - b.NotServed,
 		SYNCookies: a.SYNCookies - b.SYNCookies,
 		FloodRSTs:  a.FloodRSTs - b.FloodRSTs,
+		Strays:     a.Strays - b.Strays,
 	}
 }
 
@@ -389,6 +390,7 @@ func TestMapSizes(t *testing.T) {
 		steerMapServedV6:    MaxAddrs,
 		steerMapXsks:        MaxQueues,
 		steerMapCounters:    int(steerCounterCOUNTER_MAX),
+		steerMapFlows:       MaxFlows,
 	} {
 		if got := int(spec.Maps[name].MaxEntries); got != want {
 			t.Errorf("map %s: max_entries %d, want %d", name, got, want)

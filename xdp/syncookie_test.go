@@ -274,15 +274,24 @@ func BenchmarkSYNCookie(b *testing.B) {
 	s, _ := loadCookies(b, 0, time.Second)
 	ack := tcp4(servedV4, 80)
 	ack[len(ack)-20+13] = 0x10 // ACK, not SYN
-	for _, bc := range []struct {
-		name  string
-		frame []byte
-		want  uint32
-	}{
+	benchFrames(b, s, []benchFrame{
 		{"IPv4 SYN", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 7, linuxSYNOptions(1460)), ip4Opts{})), xdpTx},
 		{"IPv6 SYN", ether(etherIPv6, ipv6(protoTCP, clientV6, servedV6, tcpSYNOpts(80, 7, linuxSYNOptions(1440)))), xdpTx},
 		{"IPv4 ACK", ack, xdpPass},
-	} {
+	})
+}
+
+// A benchFrame is a frame to time and the action it must get.
+type benchFrame struct {
+	name  string
+	frame []byte
+	want  uint32
+}
+
+// benchFrames times each frame, one program run at a time, and reports the
+// program's time in the kernel's clock as ns/frame.
+func benchFrames(b *testing.B, s *Steering, frames []benchFrame) {
+	for _, bc := range frames {
 		b.Run(bc.name, func(b *testing.B) {
 			var total time.Duration
 			for b.Loop() {

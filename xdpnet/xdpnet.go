@@ -60,6 +60,13 @@ type Options struct {
 	// with SYN cookies. 0: DefaultSYNRate; SYNCookiesOff: no cookies, every
 	// SYN reaches the netstack; SYNCookiesAlways: cookies for every SYN.
 	SYNRate int
+	// StrayRate is the served segments per second per CPU of flows the
+	// XDP program's flow table does not hold (strays: an ACK flood's, or a
+	// connection's the table evicted) that go on to the netstack; the
+	// program drops the rest (xdp.Strays). 0: DefaultStrayRate;
+	// StraysOff: no table, every segment reaches the netstack;
+	// StraysDropped: none does.
+	StrayRate int
 	// NoGSO cuts TCP segments larger than a frame into AF_XDP frames in
 	// the link endpoint instead of handing them whole to the kernel's GSO
 	// (nic.GSOTx).
@@ -119,6 +126,17 @@ const DefaultSYNRate = 10000
 const (
 	SYNCookiesOff    = -1
 	SYNCookiesAlways = -2
+)
+
+// DefaultStrayRate is Options.StrayRate's default: what the netstack's own
+// check hands its listeners (package stack), and a few milliseconds of a
+// core.
+const DefaultStrayRate = 1000
+
+// Options.StrayRate's two settings other than a rate.
+const (
+	StraysOff     = -1
+	StraysDropped = -2
 )
 
 // Path is the AF_XDP path of one interface: a socket and a loop per queue,
@@ -282,6 +300,10 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 		}
 		cookies = synCookies(key, rate, mtu)
 	}
+	strays, err := strayBudget(o.StrayRate)
+	if err != nil {
+		return nil, err
+	}
 
 	txq := make([]stack.TxQueue, len(p.socks))
 	for i, s := range p.socks {
@@ -350,7 +372,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	for i, s := range p.socks {
 		fds[i] = s.FD()
 	}
-	p.steer, err = xdp.Attach(ifc.Index, xdp.Config{Ports: o.Ports, Addrs: prefixAddrs(addrs), Mode: o.XDPMode, Sockets: fds, SYNCookies: cookies})
+	p.steer, err = xdp.Attach(ifc.Index, xdp.Config{Ports: o.Ports, Addrs: prefixAddrs(addrs), Mode: o.XDPMode, Sockets: fds, SYNCookies: cookies, Strays: strays})
 	if err != nil {
 		return nil, err
 	}
@@ -437,6 +459,19 @@ func synCookies(key syncookie.Key, rate int, mtu int) *xdp.SYNCookies {
 	}
 }
 
+// strayBudget is the XDP program's stray setting for Options.StrayRate.
+func strayBudget(rate int) (*xdp.Strays, error) {
+	switch rate = cmp.Or(rate, DefaultStrayRate); {
+	case rate == StraysOff:
+		return nil, nil
+	case rate == StraysDropped:
+		return &xdp.Strays{Budget: 0, Window: synWindow}, nil
+	case rate > 0:
+		return &xdp.Strays{Budget: max(1, uint32(int64(rate)*int64(synWindow)/int64(time.Second))), Window: synWindow}, nil
+	}
+	return nil, fmt.Errorf("xdpnet: stray rate %d", rate)
+}
+
 func cookieKey(c *xdp.SYNCookies) *syncookie.Key {
 	if c == nil {
 		return nil
@@ -484,7 +519,7 @@ func (p *Path) WakeCost() time.Duration { return p.wakeCost }
 // logCounters reports, at shutdown, where the frames went.
 func (p *Path) logCounters() {
 	if c, err := p.steer.Counters(); err == nil {
-		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed, "syn_cookies", c.SYNCookies, "flood_rsts", c.FloodRSTs)
+		slog.Info("xdp counters", "steered", c.Steered, "redirected", c.Redirected, "no_socket", c.NoSocket, "passed", c.Passed, "syn_cookies", c.SYNCookies, "flood_rsts", c.FloodRSTs, "strays", c.Strays)
 	}
 	c := p.stack.Counters()
 	slog.Info("link counters", "rx_malformed", c.RxMalformed, "rx_stray", c.RxStray, "rx_acks_coalesced", c.RxACKsCoalesced, "tx_gso", c.TxGSO, "tx_gso_errors", c.TxGSOErrors,

@@ -98,6 +98,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.path.Budget, "budget", irq.DefaultBudget, "most frames a loop takes from a queue per round")
 	fs.IntVar(&o.path.Frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
 	synRate := fs.Int("syn-rate", xdpnet.DefaultSYNRate, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
+	strayRate := fs.Int("stray-rate", xdpnet.DefaultStrayRate, "served segments per second per CPU of no flow the XDP program knows (an ACK flood's) that reach the netstack, which resets or drops them; the program drops the rest (0: none reach it; -1: no flow table, all of them do)")
 	fs.IntVar(&o.path.MaxTimeWait, "max-time-wait", stack.DefaultMaxTimeWait, "most connections in TIME-WAIT (60 s each) at once; past it a connection closes at once, as Linux's tcp_max_tw_buckets (-1: no bound)")
 	gso := fs.Bool("gso", true, "send TCP segments larger than a frame whole through an AF_PACKET socket, for the kernel's GSO or the NIC's TSO to cut into frames; false cuts them into AF_XDP frames")
 	fs.DurationVar(&o.path.MaxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
@@ -152,15 +153,11 @@ func parseFlags(args []string) (options, error) {
 	if err := nic.CheckFrames(p.Frames); err != nil {
 		return o, fmt.Errorf("-frames: %w", err)
 	}
-	switch {
-	case *synRate == -1:
-		p.SYNRate = xdpnet.SYNCookiesOff
-	case *synRate == 0:
-		p.SYNRate = xdpnet.SYNCookiesAlways
-	case *synRate > 0:
-		p.SYNRate = *synRate
-	default:
-		return o, fmt.Errorf("-syn-rate %d: want -1 (off), 0 (cookies for every SYN) or more", *synRate)
+	if p.SYNRate, err = rateFlag("-syn-rate", *synRate, xdpnet.SYNCookiesOff, xdpnet.SYNCookiesAlways, "-1 (off), 0 (cookies for every SYN)"); err != nil {
+		return o, err
+	}
+	if p.StrayRate, err = rateFlag("-stray-rate", *strayRate, xdpnet.StraysOff, xdpnet.StraysDropped, "-1 (no flow table), 0 (drop every stray)"); err != nil {
+		return o, err
 	}
 	p.NoGSO = !*gso
 	if p.MaxSpin <= 0 {
@@ -280,6 +277,20 @@ func (k *stackKind) UnmarshalText(b []byte) error { return enum.Unmarshal(stackN
 
 // MarshalText is the stack's name.
 func (k stackKind) MarshalText() ([]byte, error) { return enum.Marshal(stackNames, k, "stack") }
+
+// rateFlag maps a rate flag's value v onto the library's setting: -1 is
+// off, 0 is zero (none passed), a positive rate is itself.
+func rateFlag(name string, v, off, zero int, what string) (int, error) {
+	switch {
+	case v == -1:
+		return off, nil
+	case v == 0:
+		return zero, nil
+	case v > 0:
+		return v, nil
+	}
+	return 0, fmt.Errorf("%s %d: want %s or more", name, v, what)
+}
 
 func parsePorts(s string) ([]uint16, error) {
 	var ports []uint16

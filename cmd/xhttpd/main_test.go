@@ -67,6 +67,7 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-rx-checksum", "maybe"), "-rx-checksum"},
 		{append(base, "-bind", "fast"), "-bind"},
 		{append(base, "-syn-rate", "-2"), "-syn-rate"},
+		{append(base, "-stray-rate", "-2"), "-stray-rate"},
 		{append(base, "-user", "no-such-user-xh"), "-user no-such-user-xh"},
 		{append(base, "-user", "root"), "is root"},
 		{append(base, "extra"), "unexpected argument"},
@@ -91,6 +92,20 @@ func TestNAPISuspendFlags(t *testing.T) {
 	o, err = parseFlags(append(base, "-napi-suspend", "200us", "-napi-state-dir", "/tmp/x"))
 	if err != nil || o.path.NAPISuspend != 200*time.Microsecond || o.path.NAPIStateDir != "/tmp/x" {
 		t.Errorf("-napi-suspend 200us: %v %q (%v)", o.path.NAPISuspend, o.path.NAPIStateDir, err)
+	}
+}
+
+// -stray-rate maps onto the library's setting: -1 off, 0 every stray
+// dropped, a rate as it is, 1000 by default.
+func TestStrayRateFlag(t *testing.T) {
+	for flag, want := range map[string]int{"-1": xdpnet.StraysOff, "0": xdpnet.StraysDropped, "1": 1, "5000": 5000} {
+		o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv", "-stray-rate", flag})
+		if err != nil || o.path.StrayRate != want {
+			t.Errorf("-stray-rate %s: %d (%v), want %d", flag, o.path.StrayRate, err, want)
+		}
+	}
+	if o, err := parseFlags([]string{"-iface", "eth0", "-root", "/srv"}); err != nil || o.path.StrayRate != 1000 {
+		t.Errorf("default -stray-rate %d (%v), want 1000", o.path.StrayRate, err)
 	}
 }
 

@@ -222,6 +222,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(xdpFrames, v.NotServed, "not_served")
 		counter(xdpFrames, v.SYNCookies, "syn_cookie")
 		counter(xdpFrames, v.FloodRSTs, "flood_rst")
+		counter(xdpFrames, v.Strays, "stray")
 	}
 	lc := p.Stack().Counters()
 	counter(linkDrops, lc.RxMalformed, "rx_malformed")

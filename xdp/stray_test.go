@@ -1,0 +1,175 @@
+//go:build linux
+
+package xdp
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xhttpd/xhttpd/syncookie"
+	"github.com/xhttpd/xhttpd/testbed/testbedtest"
+)
+
+// TCP flags, as in the header's 14th byte.
+const (
+	flagFIN = 0x01
+	flagSYN = 0x02
+	flagRST = 0x04
+	flagACK = 0x10
+)
+
+// loadStrays loads the program with a flow table and a stray budget, and
+// SYN cookies when cookies is set (a SYN budget of 0: every SYN answered).
+func loadStrays(t testing.TB, budget uint32, cookies bool) (*Steering, syncookie.Key) {
+	t.Helper()
+	testbedtest.RequireRoot(t)
+	cfg := testConfig
+	cfg.Strays = &Strays{Budget: budget, Window: time.Hour}
+	var k syncookie.Key
+	if cookies {
+		var err error
+		if k, err = syncookie.NewKey(); err != nil {
+			t.Fatal(err)
+		}
+		cfg.SYNCookies = &SYNCookies{Key: k, Budget: 0, Window: time.Second, MSS4: 1460, MSS6: 1440, RcvWnd: 65535}
+	}
+	s, err := load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, k
+}
+
+// segment is a served TCP segment from client (clientV4 or clientV6) port
+// src to server port 80, with flags and sequence and acknowledgment
+// numbers.
+func segment(client netip.Addr, src uint16, flags uint8, seq, ack uint32) []byte {
+	h := tcpSYN(src, 80)
+	h[13] = flags
+	binary.BigEndian.PutUint32(h[4:], seq)
+	binary.BigEndian.PutUint32(h[8:], ack)
+	if client.Is4() {
+		return ether(etherIPv4, ipv4(protoTCP, client, servedV4, h, ip4Opts{}))
+	}
+	return ether(etherIPv6, ipv6(protoTCP, client, servedV6, h))
+}
+
+var (
+	strayDropped = verdict{xdpDrop, Counters{Strays: 1}}
+	otherV4      = netip.MustParseAddr("198.18.0.3")
+)
+
+// A segment of a flow whose SYN the program steered is steered, over
+// any budget; a segment of no such flow is a stray, dropped once the
+// budget is spent, and the strays within the budget are steered and enter
+// the table.
+func TestStrayBudget(t *testing.T) {
+	for _, client := range []netip.Addr{clientV4, clientV6} {
+		t.Run(client.String(), func(t *testing.T) {
+			onOneCPU(t)
+			s, _ := loadStrays(t, 3, false)
+			if got := runVerdict(t, s, segment(client, 1000, flagSYN, 1, 0), nil); got != passNoSocket {
+				t.Fatalf("SYN: %+v, want %+v", got, passNoSocket)
+			}
+			for _, flags := range []uint8{flagACK, flagACK | flagFIN, flagRST, flagRST | flagACK, 0} {
+				if got := runVerdict(t, s, segment(client, 1000, flags, 2, 2), nil); got != passNoSocket {
+					t.Errorf("flags %#x of the SYN's flow: %+v, want %+v", flags, got, passNoSocket)
+				}
+			}
+			for port := uint16(2000); port < 2003; port++ {
+				if got := runVerdict(t, s, segment(client, port, flagACK, 2, 2), nil); got != passNoSocket {
+					t.Errorf("stray from port %d within the budget: %+v, want %+v", port, got, passNoSocket)
+				}
+			}
+			for _, flags := range []uint8{flagACK, flagSYN | flagACK, flagRST, flagFIN, 0} {
+				if got := runVerdict(t, s, segment(client, 3000, flags, 2, 2), nil); got != strayDropped {
+					t.Errorf("stray with flags %#x beyond the budget: %+v, want %+v", flags, got, strayDropped)
+				}
+			}
+			// Those within the budget entered the table; the SYN's flow
+			// is still there.
+			for _, port := range []uint16{1000, 2000, 2002} {
+				if got := runVerdict(t, s, segment(client, port, flagACK, 3, 3), nil); got != passNoSocket {
+					t.Errorf("flow from port %d beyond the budget: %+v, want %+v", port, got, passNoSocket)
+				}
+			}
+			// The table keys on the whole tuple: another client's
+			// segment from the SYN's port is a stray.
+			other := otherV4
+			if client.Is6() {
+				other = netip.MustParseAddr("2001:2::3")
+			}
+			if got := runVerdict(t, s, segment(other, 1000, flagACK, 2, 2), nil); got != strayDropped {
+				t.Errorf("another client from the SYN's port: %+v, want %+v", got, strayDropped)
+			}
+		})
+	}
+}
+
+// The ACK that completes a handshake the program answered with a SYN
+// cookie is steered, over any budget, and its flow enters the table; an
+// ACK whose cookie does not check is a stray.
+func TestStrayCookieACK(t *testing.T) {
+	for _, client := range []netip.Addr{clientV4, clientV6} {
+		t.Run(client.String(), func(t *testing.T) {
+			onOneCPU(t)
+			s, _ := loadStrays(t, 0, true)
+			var isn uint32 = 0xfffffff0 // the ACK's sequence number wraps
+			action, out, err := s.objs.XhttpdSteer.Test(segment(client, 1000, flagSYN, isn, 0))
+			if err != nil || action != xdpTx {
+				t.Fatalf("SYN: action %d (%v), want XDP_TX", action, err)
+			}
+			cookie := binary.BigEndian.Uint32(out[len(out)-24+4:])
+			// The low bits carry the MSS index, as in gVisor and Linux:
+			// a cookie a little off still checks. One off in the hash
+			// does not.
+			if got := runVerdict(t, s, segment(client, 1000, flagACK, isn+1, cookie+1+1<<8), nil); got != strayDropped {
+				t.Errorf("ACK of a wrong cookie: %+v, want %+v", got, strayDropped)
+			}
+			if got := runVerdict(t, s, segment(client, 1001, flagACK, isn+1, cookie+1), nil); got != strayDropped {
+				t.Errorf("the cookie's ACK from another port: %+v, want %+v", got, strayDropped)
+			}
+			if got := runVerdict(t, s, segment(client, 1000, flagACK|flagRST, isn+1, cookie+1), nil); got != strayDropped {
+				t.Errorf("RST-ACK of the cookie: %+v, want %+v", got, strayDropped)
+			}
+			if got := runVerdict(t, s, segment(client, 1000, flagACK, isn+1, cookie+1), nil); got != passNoSocket {
+				t.Fatalf("ACK of the cookie: %+v, want %+v", got, passNoSocket)
+			}
+			if got := runVerdict(t, s, segment(client, 1000, flagACK, isn+100, cookie+1), nil); got != passNoSocket {
+				t.Errorf("later segment of the cookie's flow: %+v, want %+v", got, passNoSocket)
+			}
+		})
+	}
+}
+
+// Without a stray configuration the program keeps no table: every served
+// segment is steered.
+func TestStraysOff(t *testing.T) {
+	s := loadTest(t)
+	for port := uint16(2000); port < 2010; port++ {
+		if got := runVerdict(t, s, segment(clientV4, port, flagACK, 2, 2), nil); got != passNoSocket {
+			t.Fatalf("ACK from port %d: %+v, want %+v", port, got, passNoSocket)
+		}
+	}
+	if _, err := load(Config{Ports: testConfig.Ports, Addrs: testConfig.Addrs, Strays: &Strays{Budget: 1}}); err == nil {
+		t.Error("load with a stray window of 0 succeeded")
+	}
+}
+
+// BenchmarkStray times the program on a segment of a flow in the table and
+// on a stray beyond the budget, in the kernel's clock (BPF_PROG_TEST_RUN),
+// beside BenchmarkSYNCookie's segment without a table.
+func BenchmarkStray(b *testing.B) {
+	s, _ := loadStrays(b, 0, false)
+	if action, err := run(s, segment(clientV4, 1000, flagSYN, 1, 0), nil); err != nil || action != xdpPass {
+		b.Fatalf("SYN: action %d (%v)", action, err)
+	}
+	benchFrames(b, s, []benchFrame{
+		{"IPv4 flow", segment(clientV4, 1000, flagACK, 2, 2), xdpPass},
+		{"IPv4 stray", segment(clientV4, 2000, flagACK, 2, 2), xdpDrop},
+		{"IPv6 stray", segment(clientV6, 2000, flagACK, 2, 2), xdpDrop},
+	})
+}
