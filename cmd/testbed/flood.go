@@ -116,7 +116,7 @@ func flood(args []string) error {
 		"one after the other (20 ms apart), over the flood's address family; one counts as served when its GET is answered within 1 s. A keep-alive client GETs 1k.bin "+
 		"over one connection, one request after the other. Answers are the SYN-ACKs (under flood ack the RSTs) to forged sources a second, counted where the client end drops them as a network would carry them off "+
 		"(the server end routes everything through the client end, as a server does through its gateway); under flood own the forged source is the client, which answers each with a RST. "+
-		"CPU is the server process's share of one core during the flood.\n\n", *d, *d)
+		"CPU is the server process's share of one core in each phase: the clients' requests in both, the flood's cost in the difference.\n\n", *d, *d)
 	for _, name := range dedup(servers) {
 		fmt.Printf("- %s: %s\n", name, serverLegend(name, setup))
 	}
@@ -139,7 +139,8 @@ type floodRow struct {
 	sentRate       float64 // segments per second the flooder sent
 	answerRate     float64 // the server's answers (SYN-ACKs, RSTs) per second to forged sources other than the client
 	quiet, flooded probes
-	cpuShare       float64 // the server's, during the flood
+	cpuQuiet       float64 // the server's share of a core, quiet
+	cpuFlooded     float64 // and during the flood
 	err            error
 }
 
@@ -152,12 +153,12 @@ type probes struct {
 }
 
 func writeFloodTable(w io.Writer, rows []floodRow) error {
-	fmt.Fprintln(w, "| server | flood | sent/s | answers/s | new conns within 1 s, quiet | flooded | new conn p50 / p99, quiet | flooded | keep-alive p99, quiet | flooded | keep-alive failed | server CPU, flooded |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| server | flood | sent/s | answers/s | new conns within 1 s, quiet | flooded | new conn p50 / p99, quiet | flooded | keep-alive p99, quiet | flooded | keep-alive failed | server CPU, quiet | flooded |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var errs []error
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %s | %s | failed | | | | | | | | | |\n", r.server, r.flood)
+			fmt.Fprintf(w, "| %s | %s | failed | | | | | | | | | | |\n", r.server, r.flood)
 			errs = append(errs, fmt.Errorf("%s, flood %s: %w", r.server, r.flood, r.err))
 			continue
 		}
@@ -165,11 +166,11 @@ func writeFloodTable(w io.Writer, rows []floodRow) error {
 		if r.flood == "own" {
 			answers = "-"
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% |\n", r.server, r.flood, r.sentRate, answers,
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %.0f%% |\n", r.server, r.flood, r.sentRate, answers,
 			r.quiet.servedShare(), r.flooded.servedShare(),
 			p50p99(r.quiet.newConn), p50p99(r.flooded.newConn),
 			fmtLatency(quantile(r.quiet.keepAlive, 0.99)), fmtLatency(quantile(r.flooded.keepAlive, 0.99)),
-			r.quiet.kaFailed+r.flooded.kaFailed, 100*r.cpuShare)
+			r.quiet.kaFailed+r.flooded.kaFailed, 100*r.cpuQuiet, 100*r.cpuFlooded)
 	}
 	return errors.Join(errs...)
 }
@@ -221,7 +222,9 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 		return r, err
 	}
 
-	r.quiet = probe(ctx, tb, addr, b.duration)
+	if r.quiet, r.cpuQuiet, err = probeCPU(ctx, tb, addr, b.duration, pid); err != nil {
+		return r, err
+	}
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	type result struct {
@@ -236,18 +239,12 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 		flooded <- result{n, time.Since(start), err}
 	}()
 	time.Sleep(500 * time.Millisecond) // the flood is on
-	cpu0, err := testbed.ProcessCPU(pid)
-	if err != nil {
-		return r, err
-	}
 	n0, err := napi.Counts()
 	if err != nil {
 		return r, err
 	}
 	start := time.Now()
-	r.flooded = probe(ctx, tb, addr, b.duration)
-	cpu1, err := testbed.ProcessCPU(pid)
-	if err != nil {
+	if r.flooded, r.cpuFlooded, err = probeCPU(ctx, tb, addr, b.duration, pid); err != nil {
 		return r, fmt.Errorf("%w (did the server exit during the flood?)", err)
 	}
 	n1, err := napi.Counts()
@@ -255,7 +252,6 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 		return r, err
 	}
 	took := time.Since(start).Seconds()
-	r.cpuShare = (cpu1 - cpu0).Seconds() / took
 	r.answerRate = float64(n1.ReceiveForeign-n0.ReceiveForeign) / took
 	stop()
 	res := <-flooded
@@ -264,6 +260,22 @@ func floodOne(ctx context.Context, tb *testbed.Testbed, napi *testbed.Loss, b be
 	}
 	r.sentRate = float64(res.sent) / res.took.Seconds()
 	return r, ctx.Err()
+}
+
+// probeCPU runs probe and returns the share of a core process pid used
+// meanwhile.
+func probeCPU(ctx context.Context, tb *testbed.Testbed, addr string, d time.Duration, pid int) (probes, float64, error) {
+	cpu0, err := testbed.ProcessCPU(pid)
+	if err != nil {
+		return probes{}, 0, err
+	}
+	start := time.Now()
+	p := probe(ctx, tb, addr, d)
+	cpu1, err := testbed.ProcessCPU(pid)
+	if err != nil {
+		return p, 0, err
+	}
+	return p, (cpu1 - cpu0).Seconds() / time.Since(start).Seconds(), nil
 }
 
 // v6Flood says whether a flood is the testbed's own, over IPv6 (the others

@@ -39,14 +39,14 @@ func TestWriteFloodTable(t *testing.T) {
 		{server: "hybrid", flood: "random", sentRate: 90000, answerRate: 88000,
 			quiet:    probes{served: 10, tries: 10, newConn: []time.Duration{time.Millisecond}, keepAlive: []time.Duration{50 * time.Microsecond}},
 			flooded:  probes{served: 9, tries: 10, newConn: []time.Duration{2 * time.Millisecond}, keepAlive: []time.Duration{80 * time.Microsecond}},
-			cpuShare: 0.125},
+			cpuQuiet: 0.0625, cpuFlooded: 0.125},
 		{server: "kernel", flood: "v6", err: errors.New("boom")},
 	})
 	if err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("error %v, want the failed row's", err)
 	}
 	out := b.String()
-	for _, want := range []string{"| hybrid", "90000 | 88000 |", "10 of 10", "9 of 10", "12%", "| kernel | v6 | failed |"} {
+	for _, want := range []string{"| hybrid", "90000 | 88000 |", "10 of 10", "9 of 10", "| 6% | 12% |", "| kernel | v6 | failed |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
