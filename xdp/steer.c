@@ -534,20 +534,24 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 	return XDP_TX;
 }
 
-/* cookie_ack says whether the served segment at tcp completes a handshake
- * this program answered with a SYN cookie, in the last three periods. */
-static __always_inline int cookie_ack(struct xdp_md *ctx, const struct flow *f, int v4, __u64 now)
+/* A served segment's TCP fields that the checks below read, copied out
+ * of the packet where its header's offset is a constant: pointer
+ * arithmetic with a variable offset needs CAP_PERFMON (see syn_mss). */
+struct segment {
+	__u16 flags; /* the header's 13th and 14th bytes, host order */
+	__u32 seq, ack_seq;
+};
+
+/* cookie_ack says whether segment s of flow f completes a handshake this
+ * program answered with a SYN cookie in the last three periods. */
+static __always_inline int cookie_ack(const struct flow *f, int v4, const struct segment *s, __u64 now)
 {
-	void *data_end = (void *)(long)ctx->data_end;
-	struct tcphdr *tcp = (void *)(long)ctx->data + sizeof(struct ethhdr) + (v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
 	struct syncookie_config *cfg;
 	struct cookie_tuple t = {};
 	__u32 key = 0;
 	__u64 *until;
 
-	if ((void *)(tcp + 1) > data_end)
-		return 0;
-	if ((bpf_ntohs(tcp->flags) & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_ACK)
+	if ((s->flags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_ACK)
 		return 0;
 	cfg = bpf_map_lookup_elem(&syncookie_cfg, &key);
 	until = bpf_map_lookup_elem(&flood_until, &key);
@@ -556,32 +560,28 @@ static __always_inline int cookie_ack(struct xdp_md *ctx, const struct flow *f, 
 	if (!cfg || !cfg->enabled || !until || *until == 0 || (now > *until && now - *until > 3ULL * 64 * 1000000000ULL))
 		return 0;
 	cookie_tuple_of(f, v4, &t);
-	return check_cookie(cfg, &t, bpf_ntohl(tcp->ack_seq) - 1, bpf_ntohl(tcp->seq) - 1, cookie_period(now));
+	return check_cookie(cfg, &t, s->ack_seq - 1, s->seq - 1, cookie_period(now));
 }
 
-/* stray says whether the served segment of flow f is to be dropped as a
- * stray beyond the budget, and keeps the flow table: a SYN's flow enters
- * it, and so does any other segment's that is not dropped. */
-static __always_inline int stray(struct xdp_md *ctx, const struct flow *f, int v4)
+/* stray says whether segment s of flow f is to be dropped as a stray
+ * beyond the budget, and keeps the flow table: a SYN's flow enters it,
+ * and so does any other segment's that is not dropped. */
+static __always_inline int stray(const struct flow *f, int v4, const struct segment *s)
 {
-	void *data_end = (void *)(long)ctx->data_end;
-	struct tcphdr *tcp = (void *)(long)ctx->data + sizeof(struct ethhdr) + (v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
 	struct stray_config *cfg;
 	struct stray_window *w;
 	__u32 key = 0;
 	__u8 one = 1;
 	__u64 now;
 
-	if ((void *)(tcp + 1) > data_end)
-		return 0;
 	cfg = bpf_map_lookup_elem(&stray_cfg, &key);
 	if (!cfg || !cfg->enabled)
 		return 0;
-	if ((bpf_ntohs(tcp->flags) & (TCP_SYN | TCP_ACK)) != TCP_SYN && bpf_map_lookup_elem(&flows, f))
-		return 0;
-	if ((bpf_ntohs(tcp->flags) & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+	if ((s->flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		if (bpf_map_lookup_elem(&flows, f))
+			return 0;
 		now = bpf_ktime_get_ns();
-		if (!cookie_ack(ctx, f, v4, now)) {
+		if (!cookie_ack(f, v4, s, now)) {
 			w = bpf_map_lookup_elem(&stray_windows, &key);
 			if (!w)
 				return 0;
@@ -605,6 +605,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct tcphdr *tcp;
 	struct flow f = {};
+	struct segment seg;
 	int ip_len;
 	__u16 port;
 	long action;
@@ -679,6 +680,9 @@ int xhttpd_steer(struct xdp_md *ctx)
 		return pass(COUNTER_NOT_SERVED);
 	f.remote_port = tcp->source;
 	f.local_port = tcp->dest;
+	seg.flags = bpf_ntohs(tcp->flags);
+	seg.seq = bpf_ntohl(tcp->seq);
+	seg.ack_seq = bpf_ntohl(tcp->ack_seq);
 
 	/* A SYN flood, and the RSTs it draws: a flooder that uses its own
 	 * address, or whose victims are real hosts, answers each cookie
@@ -713,7 +717,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 	}
 	}
 
-	if (stray(ctx, &f, ip_len == sizeof(struct iphdr))) {
+	if (stray(&f, ip_len == sizeof(struct iphdr), &seg)) {
 		count(COUNTER_STRAY);
 		return XDP_DROP;
 	}
