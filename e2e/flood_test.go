@@ -1,14 +1,23 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
+	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/xhttpd/xhttpd/testbed"
 	"github.com/xhttpd/xhttpd/testbed/testbedtest"
@@ -248,13 +257,37 @@ func vethDrops(t *testing.T, tb *testbed.Testbed) uint64 {
 // from the client namespace, with the given flags, until its context ends.
 func hping3(tb *testbed.Testbed, flags ...string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		args := append([]string{"--flood", "-p", "80", "-q"}, flags...)
-		cmd := tb.ClientCmd(ctx, "hping3", append(args, tb.ServerV4.String())...)
+		args := append([]string{"hping3", "--flood", "-p", "80", "-q"}, flags...)
+		if cpu, ok := ctx.Value(floodCPU{}).(int); ok {
+			args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
+		}
+		cmd := tb.ClientCmd(ctx, args[0], append(args[1:], tb.ServerV4.String())...)
 		out, err := cmd.CombinedOutput()
 		if ctx.Err() != nil {
 			return nil // killed at the end, as meant
 		}
 		return &floodError{err, strings.TrimSpace(string(out))}
+	}
+}
+
+// floodCPU is the context key of the CPU a flood is pinned to.
+type floodCPU struct{}
+
+// onEveryCPU runs one flood per CPU, each pinned to its CPU (hping3 only),
+// until ctx ends: the XDP program's stray budget is per CPU, and on veth
+// the program runs on the sender's CPU, so one flooder spends one CPU's
+// budget and leaves a client on the other its own.
+func onEveryCPU(flood func(ctx context.Context) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		errs := make(chan error, runtime.NumCPU())
+		for cpu := range runtime.NumCPU() {
+			go func() { errs <- flood(context.WithValue(ctx, floodCPU{}, cpu)) }()
+		}
+		var err error
+		for range runtime.NumCPU() {
+			err = errors.Join(err, <-errs)
+		}
+		return err
 	}
 }
 
@@ -264,3 +297,108 @@ type floodError struct {
 }
 
 func (e *floodError) Error() string { return "hping3 stopped early: " + e.err.Error() + ": " + e.out }
+
+// A keep-alive connection that the XDP program's flow table has lost (an
+// idle one evicted by newer flows) is put back by xdpnet's keeper once the
+// program drops strays: under an ACK flood its next request is answered
+// within a few of its client's retransmissions, not when the flood ends.
+// The test empties the table, as eviction would, before the flood, and
+// floods from every CPU, so that no CPU's budget of strays is left to let
+// the connection back in by itself.
+func TestACKFloodSparesIdleConnection(t *testing.T) {
+	tb := floodTestbed(t)
+	c, err := tb.ClientDialer()(context.Background(), "tcp", "198.18.0.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	get := func() (time.Duration, error) {
+		start := time.Now()
+		c.SetDeadline(start.Add(8 * time.Second))
+		if _, err := io.WriteString(c, "GET /1k.bin HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return time.Since(start), err
+	}
+	if _, err := get(); err != nil {
+		t.Fatal(err)
+	}
+	if n := emptyFlowTable(t, tb); n == 0 {
+		t.Fatal("the flow table was empty: the connection should be in it")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	flooded := make(chan error, 1)
+	go func() { flooded <- onEveryCPU(hping3(tb, "--ack", "--rand-source"))(ctx) }()
+	time.Sleep(500 * time.Millisecond) // the flood spends the budget
+	took, err := get()
+	cancel()
+	if ferr := <-flooded; ferr != nil {
+		t.Fatal(ferr)
+	}
+	if err != nil {
+		t.Fatalf("request on the idle connection under the flood: %v", err)
+	}
+	// The keeper ticks once a second; the client retransmits after about
+	// 0.2, 0.6, 1.4 and 3 s.
+	t.Logf("request on the idle connection answered in %v under the flood", took)
+	if took > 4*time.Second {
+		t.Errorf("request on the idle connection answered in %v under the flood, want within 4 s: its flow was not put back", took)
+	}
+}
+
+// emptyFlowTable deletes every flow from the table of the XDP program
+// attached to the server end, and returns how many there were.
+func emptyFlowTable(t *testing.T, tb *testbed.Testbed) int {
+	t.Helper()
+	out, err := tb.ServerCmd(context.Background(), "ip", "-d", "link", "show", "dev", tb.ServerIf).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`prog/xdp id (\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no XDP program on %s:\n%s", tb.ServerIf, out)
+	}
+	id, _ := strconv.Atoi(string(m[1]))
+	prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := info.MapIDs()
+	for _, mid := range ids {
+		mp, err := ebpf.NewMapFromID(mid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mp.Close()
+		if mi, err := mp.Info(); err != nil || mi.Name != "flows" {
+			continue
+		}
+		var keys [][]byte
+		key := make([]byte, mp.KeySize())
+		for it := mp.Iterate(); it.Next(&key, new([]byte)); {
+			keys = append(keys, slices.Clone(key))
+		}
+		for _, k := range keys {
+			if err := mp.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				t.Fatal(err)
+			}
+		}
+		return len(keys)
+	}
+	t.Fatalf("program %d has no flow table", id)
+	return 0
+}

@@ -254,6 +254,31 @@ type Counters struct {
 // Counters reads the endpoint's counters.
 func (st *Stack) Counters() Counters { return st.ep.counters() }
 
+// A Connection is a TCP connection's four-tuple, seen from the server.
+type Connection struct{ Local, Remote netip.AddrPort }
+
+// AppendConnections appends the netstack's TCP connections, in any state
+// (handshakes under way and TIME-WAIT included, listeners not), to dst and
+// returns it. It reads the demultiplexer's keys under its read lock
+// (gVisor patch 0027), touching no endpoint: for the XDP program's flow
+// table (xdpnet), once a second while a flood lasts.
+func (st *Stack) AppendConnections(dst []Connection) []Connection {
+	var ids []gvstack.TransportEndpointID
+	for _, proto := range []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber} {
+		ids = st.s.AppendTransportEndpointIDs(ids[:0], proto, header.TCPProtocolNumber)
+		for _, id := range ids {
+			if id.RemotePort == 0 {
+				continue // a listener
+			}
+			dst = append(dst, Connection{
+				Local:  netip.AddrPortFrom(addr(id.LocalAddress), id.LocalPort),
+				Remote: netip.AddrPortFrom(addr(id.RemoteAddress), id.RemotePort),
+			})
+		}
+	}
+	return dst
+}
+
 // TCPCounters is what the netstack's TCP has counted, for the metrics:
 // connections, and how it recovered from loss.
 type TCPCounters struct {

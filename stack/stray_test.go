@@ -1,8 +1,11 @@
 package stack
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -208,5 +211,41 @@ func BenchmarkStrayCheck(b *testing.B) {
 		if st.ep.strays.drop(header.IPv4ProtocolNumber, ip, now) {
 			b.Fatal("a connection's segment dropped")
 		}
+	}
+}
+
+// AppendConnections lists the netstack's connections, exactly, and not its
+// listeners: what xdpnet puts back in the XDP program's flow table.
+func TestAppendConnections(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		server, client, network := serverV4, clientV4, "tcp4"
+		if v6 {
+			server, client, network = serverV6, clientV6, "tcp6"
+		}
+		t.Run(network, func(t *testing.T) {
+			q := newFakeQueue()
+			st, l := serverStack(t, q, Config{MTU: 1500, TrustRXChecksum: true}, network)
+			if got := st.AppendConnections(nil); len(got) != 0 {
+				t.Fatalf("before any connection: %v", got)
+			}
+			cs := clientStack(t, st, q, 1500, nil, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := dialServer(ctx, cs, server)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			sc, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			port := uint16(c.LocalAddr().(*net.TCPAddr).Port)
+			want := []Connection{{Local: netip.AddrPortFrom(server, 80), Remote: netip.AddrPortFrom(client, port)}}
+			if got := st.AppendConnections(nil); !slices.Equal(got, want) {
+				t.Errorf("connections %v, want %v", got, want)
+			}
+		})
 	}
 }

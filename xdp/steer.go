@@ -3,6 +3,7 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/xhttpd/xhttpd/internal/enum"
@@ -444,6 +445,54 @@ func (s *Steering) Counters() (Counters, error) {
 	c.Steered = c.Redirected + c.NoSocket
 	c.Passed = c.NotIP + c.Unparsable + c.NotTCP + c.NotServed + c.NoSocket
 	return c, nil
+}
+
+// A Flow is a TCP connection seen from the server: Local is the served
+// address and port.
+type Flow struct{ Local, Remote netip.AddrPort }
+
+// key is f as the flow table keys it: addresses IPv4-mapped, everything
+// in network byte order.
+func (f Flow) key() steerFlow {
+	be32 := func(a netip.Addr) (w [4]uint32) {
+		b := a.As16()
+		for i := range w {
+			w[i] = binary.NativeEndian.Uint32(b[4*i:])
+		}
+		return w
+	}
+	be16 := func(p uint16) uint16 { return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, p)) }
+	return steerFlow{Remote: be32(f.Remote.Addr()), Local: be32(f.Local.Addr()), RemotePort: be16(f.Remote.Port()), LocalPort: be16(f.Local.Port())}
+}
+
+// AddFlows puts flows in the flow table (Strays), as the program does with
+// a flow it sees start, in one system call. It fails without a table.
+func (s *Steering) AddFlows(flows []Flow) error {
+	if len(flows) == 0 {
+		return nil
+	}
+	keys := make([]steerFlow, len(flows))
+	for i, f := range flows {
+		if !f.Local.Addr().IsValid() || !f.Remote.Addr().IsValid() {
+			return fmt.Errorf("xdp: add flow %v: invalid address", f)
+		}
+		keys[i] = f.key()
+	}
+	values := make([]uint8, len(flows))
+	for i := range values {
+		values[i] = 1
+	}
+	err := s.use(func() error {
+		if s.objs.Flows.MaxEntries() < MaxFlows {
+			return errors.New("no flow table (Strays not set)")
+		}
+		_, err := s.objs.Flows.BatchUpdate(keys, values, nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("xdp: add %d flows: %w", len(flows), err)
+	}
+	return nil
 }
 
 // Close detaches the program and releases its maps (and with the XSKMAP,

@@ -173,3 +173,31 @@ func BenchmarkStray(b *testing.B) {
 		{"IPv6 stray", segment(clientV6, 2000, flagACK, 2, 2), xdpDrop},
 	})
 }
+
+// Flows added from user space are in the table: their segments are
+// steered over any budget, over IPv4 and IPv6.
+func TestAddFlows(t *testing.T) {
+	onOneCPU(t)
+	s, _ := loadStrays(t, 0, false)
+	err := s.AddFlows([]Flow{
+		{Local: netip.AddrPortFrom(servedV4, 80), Remote: netip.AddrPortFrom(clientV4, 1000)},
+		{Local: netip.AddrPortFrom(servedV6, 80), Remote: netip.AddrPortFrom(clientV6, 1000)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, client := range []netip.Addr{clientV4, clientV6} {
+		if got := runVerdict(t, s, segment(client, 1000, flagACK, 2, 2), nil); got != passNoSocket {
+			t.Errorf("%v: segment of an added flow: %+v, want %+v", client, got, passNoSocket)
+		}
+		if got := runVerdict(t, s, segment(client, 1001, flagACK, 2, 2), nil); got != strayDropped {
+			t.Errorf("%v: segment of another port: %+v, want %+v", client, got, strayDropped)
+		}
+	}
+	if err := s.AddFlows([]Flow{{Remote: netip.AddrPortFrom(clientV4, 1)}}); err == nil {
+		t.Error("AddFlows with no local address succeeded")
+	}
+	if err := loadTest(t).AddFlows([]Flow{{Local: netip.AddrPortFrom(servedV4, 80), Remote: netip.AddrPortFrom(clientV4, 1)}}); err == nil {
+		t.Error("AddFlows without a table succeeded")
+	}
+}

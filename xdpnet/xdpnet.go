@@ -380,6 +380,9 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 		p.logCounters()
 		p.steer.Close()
 	})
+	if strays != nil {
+		p.undo = append(p.undo, keepFlows(p.steer, p.stack))
+	}
 	if err := p.watchLink(ifc); err != nil {
 		return nil, err
 	}

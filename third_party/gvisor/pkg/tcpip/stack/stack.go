@@ -1980,6 +1980,25 @@ func (s *Stack) HasTransportEndpoint(netProto tcpip.NetworkProtocolNumber, trans
 	return ok
 }
 
+// AppendTransportEndpointIDs appends to ids the IDs the endpoints of the
+// protocols are registered for, listeners' included, and returns it: the
+// keys of the demultiplexer's map, read under its read lock, no endpoint
+// touched. xhttpd: while its XDP program drops segments of flows it does
+// not know, the netstack's connections are put back in the program's flow
+// table, from which an idle one may have been evicted.
+func (s *Stack) AppendTransportEndpointIDs(ids []TransportEndpointID, netProto tcpip.NetworkProtocolNumber, transProto tcpip.TransportProtocolNumber) []TransportEndpointID {
+	eps, ok := s.demux.protocol[protocolIDs{netProto, transProto}]
+	if !ok {
+		return ids
+	}
+	eps.mu.RLock()
+	for id := range eps.endpoints {
+		ids = append(ids, id)
+	}
+	eps.mu.RUnlock()
+	return ids
+}
+
 // RegisterRawTransportEndpoint registers the given endpoint with the stack
 // transport dispatcher. Received packets that match the provided transport
 // protocol will be delivered to the given endpoint.
