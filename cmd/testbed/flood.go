@@ -21,15 +21,21 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6,ack,ack6] [-duration 10s] [-base PATH] [-v] [-- extra xhttpd flags]"
+const floodUsage = "testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6,own6,ack,ack6] [-duration 10s] [-base PATH] [-v] [-- extra xhttpd flags]"
 
-// floodKinds are the floods flood knows: three of SYNs, two of ACKs.
-var floodKinds = []string{"own", "random", "v6", "ack", "ack6"}
+// floodKinds are the floods flood knows: four of SYNs, two of ACKs;
+// defaultFloods those it runs unless told (own6 is for comparing servers
+// at one rate, -v6-rate, under a flood from the client's own address).
+var (
+	floodKinds    = []string{"own", "random", "v6", "own6", "ack", "ack6"}
+	defaultFloods = "own,random,v6,ack,ack6"
+)
 
 var floodLegends = map[string]string{
 	"own":    "hping3 --flood --syn from the client's own IPv4 address (its kernel answers each SYN-ACK with a RST)",
 	"random": "hping3 --flood --syn --rand-source, IPv4",
 	"v6":     "the testbed's AF_PACKET flooder (testbed.Flood), IPv6, random sources",
+	"own6":   "the testbed's AF_PACKET flooder (testbed.Flood), IPv6, from the client's own address (its kernel answers each SYN-ACK with a RST), as hping3 --syn does over IPv4 but at -v6-rate",
 	"ack":    "hping3 --flood --ack --rand-source, IPv4",
 	"ack6":   "the testbed's AF_PACKET flooder (testbed.Flood), ACKs, IPv6, random sources",
 }
@@ -43,9 +49,9 @@ func flood(args []string) error {
 	var sf serverFlags
 	sf.register(fs, false)
 	serversFlag := fs.String("servers", "hybrid,kernel", "servers to compare, comma-separated: "+strings.Join(xhttpdServers, ", "))
-	floodsFlag := fs.String("floods", strings.Join(floodKinds, ","), "floods, comma-separated: own, random (hping3 SYNs, IPv4), v6 (SYNs, IPv6), ack (hping3 ACKs, IPv4), ack6 (ACKs, IPv6)")
+	floodsFlag := fs.String("floods", defaultFloods, "floods, comma-separated: own, random (hping3 SYNs, IPv4), v6, own6 (SYNs, IPv6, random sources or the client's own), ack (hping3 ACKs, IPv4), ack6 (ACKs, IPv6)")
 	d := fs.Duration("duration", 10*time.Second, "length of each phase, quiet and flooded (1s to 10m)")
-	v6Rate := fs.Int("v6-rate", 0, "segments a second of floods v6 and ack6, 0 for as fast as one thread sends: to compare servers at one rate (hping3's floods always go at full rate)")
+	v6Rate := fs.Int("v6-rate", 0, "segments a second of floods v6, own6 and ack6, 0 for as fast as one thread sends: to compare servers at one rate (hping3's floods always go at full rate)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+floodUsage)
 		fmt.Fprintln(fs.Output(), "Floods port 80 with SYNs (or ACKs) while two clients measure; the client end runs in NAPI mode (testbed.ClientNAPI). Flags after -- go to every xhttpd run.")
@@ -280,13 +286,13 @@ func probeCPU(ctx context.Context, tb *testbed.Testbed, addr string, d time.Dura
 
 // v6Flood says whether a flood is the testbed's own, over IPv6 (the others
 // are hping3's, over IPv4).
-func v6Flood(kind string) bool { return kind == "v6" || kind == "ack6" }
+func v6Flood(kind string) bool { return kind == "v6" || kind == "own6" || kind == "ack6" }
 
 // sendFlood floods port 80 until ctx ends and returns the segments sent;
 // floods v6 and ack6 at v6Rate a second if positive.
 func sendFlood(ctx context.Context, tb *testbed.Testbed, kind string, v6Rate int) (uint64, error) {
 	if v6Flood(kind) {
-		return tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: true, Rate: v6Rate, ACK: kind == "ack6"})
+		return tb.Flood(ctx, testbed.FloodOptions{Dst: tb.ServerV6, Port: 80, RandomSources: kind != "own6", Rate: v6Rate, ACK: kind == "ack6"})
 	}
 	args := []string{"--flood", "-p", "80", tb.ServerV4.String()}
 	switch kind {

@@ -5,7 +5,7 @@
 //	testbed bench -xhttpd PATH [-servers hybrid,kernel] [-conns 32] [-duration 10s] [-- xhttpd flags]
 //	testbed idle  -xhttpd PATH [-modes interrupt,busy,hybrid] [-duration 10s] [-- xhttpd flags]
 //	testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-- xhttpd flags]
-//	testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6,ack,ack6] [-duration 10s] [-- xhttpd flags]
+//	testbed flood -xhttpd PATH [-servers hybrid,kernel] [-floods own,random,v6,own6,ack,ack6] [-duration 10s] [-- xhttpd flags]
 //	testbed experiment -xhttpd PATH -out DIR [-servers ...] [-fractions ...] [-rates ...] [-- xhttpd flags]
 //	testbed loadgen -addr HOST:PORT [-rate 1000] [-conns 32] [-duration 5s]
 //	testbed report -out DIR
