@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -359,16 +358,11 @@ func TestACKFloodSparesIdleConnection(t *testing.T) {
 // attached to the server end, and returns how many there were.
 func emptyFlowTable(t *testing.T, tb *testbed.Testbed) int {
 	t.Helper()
-	out, err := tb.ServerCmd(context.Background(), "ip", "-d", "link", "show", "dev", tb.ServerIf).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip link show: %v\n%s", err, out)
+	id, ok := xdpProgID(t, tb)
+	if !ok {
+		t.Fatalf("no XDP program on %s", tb.ServerIf)
 	}
-	m := regexp.MustCompile(`prog/xdp id (\d+)`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("no XDP program on %s:\n%s", tb.ServerIf, out)
-	}
-	id, _ := strconv.Atoi(string(m[1]))
-	prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+	prog, err := ebpf.NewProgramFromID(id)
 	if err != nil {
 		t.Fatal(err)
 	}

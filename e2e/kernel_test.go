@@ -7,10 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/xhttpd/xhttpd/testbed"
 )
@@ -106,11 +110,27 @@ func TestKill9(t *testing.T) {
 
 func xdpAttached(t *testing.T, tb *testbed.Testbed) bool {
 	t.Helper()
+	_, ok := xdpProgID(t, tb)
+	return ok
+}
+
+// xdpProgID is the id of the XDP program attached to the server end, if
+// one is.
+func xdpProgID(t *testing.T, tb *testbed.Testbed) (ebpf.ProgramID, bool) {
+	t.Helper()
 	out, err := tb.ServerCmd(context.Background(), "ip", "-d", "link", "show", "dev", tb.ServerIf).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip link show: %v\n%s", err, out)
 	}
-	return strings.Contains(string(out), "prog/xdp")
+	m := regexp.MustCompile(`prog/xdp id (\d+)`).FindSubmatch(out)
+	if m == nil {
+		return 0, false
+	}
+	id, err := strconv.Atoi(string(m[1]))
+	if err != nil {
+		t.Fatalf("ip link show: program id %q: %v", m[1], err)
+	}
+	return ebpf.ProgramID(id), true
 }
 
 // Bad requests get the right 4xx, and the server goes on serving.
