@@ -28,10 +28,11 @@
  * has seen start, the SYNs it steers and the ACKs that complete its cookie
  * handshakes, and looks every other served segment up in it. A segment of
  * no flow in the table, a stray, goes on to the netstack within a per-CPU
- * budget, for the netstack to answer or drop (package stack), and its flow
- * enters the table: a connection the table lost (evicted, or older than the
- * program) is back after one segment. Beyond the budget strays are dropped
- * here, on the flooder's time, and never cost the server's loop a frame.
+ * budget, for the netstack to answer or drop (package stack). Beyond the
+ * budget strays are dropped here, on the flooder's time, and never cost
+ * the server's loop a frame. A connection the table evicted is a stray
+ * too: while strays are dropped, user space puts the netstack's
+ * connections back in the table (package xdpnet).
  */
 
 #include "steer_types.h"
@@ -564,8 +565,11 @@ static __always_inline int cookie_ack(const struct flow *f, int v4, const struct
 }
 
 /* stray says whether segment s of flow f is to be dropped as a stray
- * beyond the budget, and keeps the flow table: a SYN's flow enters it,
- * and so does any other segment's that is not dropped. */
+ * beyond the budget, and keeps the flow table: the flow of a bare SYN (one
+ * the switch in xhttpd_steer let through) enters it, and so does that of
+ * the ACK completing a cookie handshake. A stray within the budget does
+ * not: a flood that repeats its four-tuples (hping3 without
+ * --rand-source walks the source ports) would make them flows. */
 static __always_inline int stray(const struct flow *f, int v4, const struct segment *s)
 {
 	struct stray_config *cfg;
@@ -577,24 +581,25 @@ static __always_inline int stray(const struct flow *f, int v4, const struct segm
 	cfg = bpf_map_lookup_elem(&stray_cfg, &key);
 	if (!cfg || !cfg->enabled)
 		return 0;
-	if ((s->flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
-		if (bpf_map_lookup_elem(&flows, f))
-			return 0;
-		now = bpf_ktime_get_ns();
-		if (!cookie_ack(f, v4, s, now)) {
-			w = bpf_map_lookup_elem(&stray_windows, &key);
-			if (!w)
-				return 0;
-			if (now - w->start >= cfg->window_ns) {
-				w->start = now;
-				w->strays = 0;
-			}
-			if (++w->strays > cfg->budget)
-				return 1;
-		}
+	if ((s->flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN) {
+		bpf_map_update_elem(&flows, f, &one, BPF_ANY);
+		return 0;
 	}
-	bpf_map_update_elem(&flows, f, &one, BPF_ANY);
-	return 0;
+	if (bpf_map_lookup_elem(&flows, f))
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (cookie_ack(f, v4, s, now)) {
+		bpf_map_update_elem(&flows, f, &one, BPF_ANY);
+		return 0;
+	}
+	w = bpf_map_lookup_elem(&stray_windows, &key);
+	if (!w)
+		return 0;
+	if (now - w->start >= cfg->window_ns) {
+		w->start = now;
+		w->strays = 0;
+	}
+	return ++w->strays > cfg->budget;
 }
 
 SEC("xdp")

@@ -79,16 +79,18 @@ type Config struct {
 	Strays *Strays
 }
 
-// Strays is how the program treats a served segment that is not a SYN and
-// whose flow is not in its flow table, a stray: an ACK flood's forged
-// segments, or a segment of a connection the table has evicted. The table
-// (MaxFlows, least recently used out) holds the flows of the SYNs the
-// program steered, of the ACKs that completed its SYN cookie handshakes, and
-// of the strays it steered. Each CPU steers at most Budget strays per Window
-// to the netstack, which answers or drops them, and drops the rest. An
-// evicted connection is back in the table with its next segment, unless
-// the budget is spent: under a flood of strays that lasts, a connection
-// idle long enough to be evicted waits for the flood to end.
+// Strays is how the program treats a served segment that is not a bare
+// SYN and whose flow is not in its flow table, a stray: an ACK flood's
+// forged segments, or a segment of a connection the table has evicted. The
+// table (MaxFlows, least recently used out) holds the flows of the SYNs the
+// program steered, of the ACKs that completed its SYN cookie handshakes,
+// and those AddFlows put there. Each CPU steers at most Budget strays per
+// Window to the netstack, which answers or drops them, and drops the rest.
+// A stray steered does not enter the table: a flood that repeats its
+// four-tuples would make them flows. An evicted connection's segments are
+// strays until AddFlows puts it back (package xdpnet does so once a second
+// while strays are dropped). With SYN cookies off, every SYN enters the
+// table, and a SYN flood turns it over at the flood's rate.
 type Strays struct {
 	Budget uint32        // strays per CPU per Window to the netstack
 	Window time.Duration // length of a budget window; more than 0

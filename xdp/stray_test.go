@@ -63,14 +63,15 @@ var (
 )
 
 // A segment of a flow whose SYN the program steered is steered, over
-// any budget; a segment of no such flow is a stray, dropped once the
-// budget is spent, and the strays within the budget are steered and enter
-// the table.
+// any budget; a segment of no such flow is a stray, steered within the
+// budget and dropped beyond it, and a stray steered does not enter the
+// table (a flood that repeats its four-tuples would make them flows), nor
+// does a SYN with RST or FIN set, which the SYN budget does not count.
 func TestStrayBudget(t *testing.T) {
 	for _, client := range []netip.Addr{clientV4, clientV6} {
 		t.Run(client.String(), func(t *testing.T) {
 			onOneCPU(t)
-			s, _ := loadStrays(t, 3, false)
+			s, _ := loadStrays(t, 5, false)
 			if got := runVerdict(t, s, segment(client, 1000, flagSYN, 1, 0), nil); got != passNoSocket {
 				t.Fatalf("SYN: %+v, want %+v", got, passNoSocket)
 			}
@@ -79,9 +80,16 @@ func TestStrayBudget(t *testing.T) {
 					t.Errorf("flags %#x of the SYN's flow: %+v, want %+v", flags, got, passNoSocket)
 				}
 			}
+			// Five strays within the budget: three ACKs and two SYNs
+			// with FIN or RST.
 			for port := uint16(2000); port < 2003; port++ {
 				if got := runVerdict(t, s, segment(client, port, flagACK, 2, 2), nil); got != passNoSocket {
 					t.Errorf("stray from port %d within the budget: %+v, want %+v", port, got, passNoSocket)
+				}
+			}
+			for i, flags := range []uint8{flagSYN | flagFIN, flagSYN | flagRST} {
+				if got := runVerdict(t, s, segment(client, 4000+uint16(i), flags, 2, 0), nil); got != passNoSocket {
+					t.Errorf("flags %#x within the budget: %+v, want %+v", flags, got, passNoSocket)
 				}
 			}
 			for _, flags := range []uint8{flagACK, flagSYN | flagACK, flagRST, flagFIN, 0} {
@@ -89,11 +97,14 @@ func TestStrayBudget(t *testing.T) {
 					t.Errorf("stray with flags %#x beyond the budget: %+v, want %+v", flags, got, strayDropped)
 				}
 			}
-			// Those within the budget entered the table; the SYN's flow
-			// is still there.
-			for _, port := range []uint16{1000, 2000, 2002} {
-				if got := runVerdict(t, s, segment(client, port, flagACK, 3, 3), nil); got != passNoSocket {
-					t.Errorf("flow from port %d beyond the budget: %+v, want %+v", port, got, passNoSocket)
+			// The SYN's flow is still there; the strays steered, and
+			// the SYNs with FIN or RST, are not.
+			if got := runVerdict(t, s, segment(client, 1000, flagACK, 3, 3), nil); got != passNoSocket {
+				t.Errorf("the SYN's flow beyond the budget: %+v, want %+v", got, passNoSocket)
+			}
+			for _, port := range []uint16{2000, 2002, 4000, 4001} {
+				if got := runVerdict(t, s, segment(client, port, flagACK, 3, 3), nil); got != strayDropped {
+					t.Errorf("flow from port %d beyond the budget: %+v, want %+v", port, got, strayDropped)
 				}
 			}
 			// The table keys on the whole tuple: another client's
@@ -107,6 +118,32 @@ func TestStrayBudget(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Each window gives each CPU's strays a fresh budget.
+func TestStrayWindow(t *testing.T) {
+	onOneCPU(t)
+	testbedtest.RequireRoot(t)
+	const window = 200 * time.Millisecond
+	cfg := testConfig
+	cfg.Strays = &Strays{Budget: 2, Window: window}
+	s, err := load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	send := func(what string, want verdict) {
+		t.Helper()
+		if got := runVerdict(t, s, segment(clientV4, 2000, flagACK, 2, 2), nil); got != want {
+			t.Fatalf("%s: %+v, want %+v", what, got, want)
+		}
+	}
+	start := time.Now()
+	send("first stray", passNoSocket)
+	send("second stray", passNoSocket)
+	send("third stray", strayDropped)
+	time.Sleep(window - time.Since(start) + window/4)
+	send("first stray of the next window", passNoSocket)
 }
 
 // The ACK that completes a handshake the program answered with a SYN
@@ -142,6 +179,27 @@ func TestStrayCookieACK(t *testing.T) {
 				t.Errorf("later segment of the cookie's flow: %+v, want %+v", got, passNoSocket)
 			}
 		})
+	}
+}
+
+// A cookie is checked only after the program has sent one: before, an ACK
+// that happens to carry a valid cookie is a stray like any other (an ACK
+// flood costs no SipHash while no SYN flood came before it).
+func TestStrayCookieACKOnlyAfterCookies(t *testing.T) {
+	onOneCPU(t)
+	s, k := loadStrays(t, 0, true)
+	const isn = 7
+	tu := syncookie.Tuple{Local: servedV4, Remote: clientV4, LocalPort: 80, RemotePort: 1000}
+	cookie := k.Make(tu, isn, syncookie.Period(), 3)
+	ack := segment(clientV4, 1000, flagACK, isn+1, cookie+1)
+	if got := runVerdict(t, s, ack, nil); got != strayDropped {
+		t.Errorf("cookie ACK before any cookie was sent: %+v, want %+v", got, strayDropped)
+	}
+	if action, err := run(s, segment(clientV4, 999, flagSYN, 1, 0), nil); err != nil || action != xdpTx {
+		t.Fatalf("SYN: action %d (%v), want XDP_TX", action, err)
+	}
+	if got := runVerdict(t, s, ack, nil); got != passNoSocket {
+		t.Errorf("cookie ACK once cookies were sent: %+v, want %+v", got, passNoSocket)
 	}
 }
 
