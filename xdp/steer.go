@@ -3,10 +3,11 @@
 package xdp
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/xhttpd/xhttpd/internal/enum"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/xhttpd/xhttpd/internal/enum"
 	"github.com/xhttpd/xhttpd/syncookie"
 )
 
@@ -26,11 +28,13 @@ const (
 	MaxPorts  = 64  // served TCP ports
 	MaxAddrs  = 256 // served addresses per family
 	MaxQueues = 64  // rx queues that can have a socket (XSKMAP entries)
-	// MaxFlows is the size of the flow table (Strays): the connections,
-	// and the handshakes under way, that the program tells from strays
-	// before the table evicts idle ones. About 100 bytes of kernel memory
-	// each, 13 MB in all, allocated at load when Strays is set.
-	MaxFlows = 131072
+	// DefaultFlows is the flow table's size (Strays.Flows) unless told:
+	// the connections, and the handshakes under way, that the program
+	// tells from strays before the table evicts idle ones. About 100
+	// bytes of kernel memory each, 13 MB in all, allocated at load.
+	DefaultFlows = 131072
+	// MinFlows is the smallest flow table Strays.Flows may ask for.
+	MinFlows = 1024
 )
 
 // Mode is the XDP attach mode.
@@ -82,7 +86,7 @@ type Config struct {
 // Strays is how the program treats a served segment that is not a bare
 // SYN and whose flow is not in its flow table, a stray: an ACK flood's
 // forged segments, or a segment of a connection the table has evicted. The
-// table (MaxFlows, least recently used out) holds the flows of the SYNs the
+// table (Flows of them, least recently used out) holds the flows of the SYNs the
 // program steered, of the ACKs that completed its SYN cookie handshakes,
 // and those AddFlows put there. Each CPU steers at most Budget strays per
 // Window to the netstack, which answers or drops them, and drops the rest.
@@ -90,10 +94,13 @@ type Config struct {
 // four-tuples would make them flows. An evicted connection's segments are
 // strays until AddFlows puts it back (package xdpnet does so once a second
 // while strays are dropped). With SYN cookies off, every SYN enters the
-// table, and a SYN flood turns it over at the flood's rate.
+// table, and a SYN flood turns it over at the flood's rate. A table smaller
+// than the connections at once makes some of them strays all the time,
+// flood or not: size it for the connections, with room for handshakes.
 type Strays struct {
 	Budget uint32        // strays per CPU per Window to the netstack
 	Window time.Duration // length of a budget window; more than 0
+	Flows  int           // the flow table's size; 0: DefaultFlows, else at least MinFlows
 }
 
 // SYNCookies is how the program answers a SYN flood. Each CPU passes at most
@@ -172,6 +179,7 @@ type Steering struct {
 	ifindex  int
 	mode     Mode
 	fallback error
+	flows    bool // a flow table (Config.Strays)
 
 	// mu keeps Close from closing the maps under a map operation: they
 	// take it for reading, Close for writing.
@@ -256,8 +264,13 @@ func load(cfg Config) (*Steering, error) {
 			return nil, err
 		}
 	}
-	if cfg.Strays != nil && cfg.Strays.Window <= 0 {
-		return nil, fmt.Errorf("xdp: stray budget window %v is not positive", cfg.Strays.Window)
+	if c := cfg.Strays; c != nil {
+		if c.Window <= 0 {
+			return nil, fmt.Errorf("xdp: stray budget window %v is not positive", c.Window)
+		}
+		if c.Flows != 0 && (c.Flows < MinFlows || c.Flows > math.MaxUint32) {
+			return nil, fmt.Errorf("xdp: flow table of %d flows: want at least %d", c.Flows, MinFlows)
+		}
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
 	// (memcg accounting) make this a no-op.
@@ -268,10 +281,12 @@ func load(cfg Config) (*Steering, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xdp: load steering program: %w", err)
 	}
-	if cfg.Strays == nil {
-		spec.Maps[steerMapFlows].MaxEntries = 1 // no table: no memory for one
+	flows := 1 // no table: no memory for one
+	if cfg.Strays != nil {
+		flows = cmp.Or(cfg.Strays.Flows, DefaultFlows)
 	}
-	s := &Steering{}
+	spec.Maps[steerMapFlows].MaxEntries = uint32(flows)
+	s := &Steering{flows: cfg.Strays != nil}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -485,7 +500,7 @@ func (s *Steering) AddFlows(flows []Flow) error {
 		values[i] = 1
 	}
 	err := s.use(func() error {
-		if s.objs.Flows.MaxEntries() < MaxFlows {
+		if !s.flows {
 			return errors.New("no flow table (Strays not set)")
 		}
 		_, err := s.objs.Flows.BatchUpdate(keys, values, nil)

@@ -390,7 +390,7 @@ func TestMapSizes(t *testing.T) {
 		steerMapServedV6:    MaxAddrs,
 		steerMapXsks:        MaxQueues,
 		steerMapCounters:    int(steerCounterCOUNTER_MAX),
-		steerMapFlows:       MaxFlows,
+		steerMapFlows:       DefaultFlows,
 	} {
 		if got := int(spec.Maps[name].MaxEntries); got != want {
 			t.Errorf("map %s: max_entries %d, want %d", name, got, want)

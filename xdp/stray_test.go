@@ -259,3 +259,30 @@ func TestAddFlows(t *testing.T) {
 		t.Error("AddFlows without a table succeeded")
 	}
 }
+
+// The flow table is as large as asked, DefaultFlows unless told, and not
+// below MinFlows; without Strays there is none.
+func TestFlowTableSize(t *testing.T) {
+	testbedtest.RequireRoot(t)
+	for _, c := range []struct{ flows, want int }{{0, DefaultFlows}, {MinFlows, MinFlows}, {300000, 300000}} {
+		cfg := testConfig
+		cfg.Strays = &Strays{Budget: 1, Window: time.Second, Flows: c.flows}
+		s, err := load(cfg)
+		if err != nil {
+			t.Fatalf("Flows %d: %v", c.flows, err)
+		}
+		if got := int(s.objs.Flows.MaxEntries()); got != c.want {
+			t.Errorf("Flows %d: a table of %d, want %d", c.flows, got, c.want)
+		}
+		s.Close()
+	}
+	cfg := testConfig
+	cfg.Strays = &Strays{Budget: 1, Window: time.Second, Flows: MinFlows - 1}
+	if s, err := load(cfg); err == nil {
+		s.Close()
+		t.Errorf("Flows %d loaded", MinFlows-1)
+	}
+	if got := loadTest(t).objs.Flows.MaxEntries(); got != 1 {
+		t.Errorf("without Strays, a table of %d", got)
+	}
+}

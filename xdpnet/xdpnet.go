@@ -67,6 +67,10 @@ type Options struct {
 	// StraysOff: no table, every segment reaches the netstack;
 	// StraysDropped: none does.
 	StrayRate int
+	// Flows is the size of the XDP program's flow table, which should
+	// hold every connection at once and the handshakes under way; 0:
+	// xdp.DefaultFlows (xdp.Strays.Flows).
+	Flows int
 	// NoGSO cuts TCP segments larger than a frame into AF_XDP frames in
 	// the link endpoint instead of handing them whole to the kernel's GSO
 	// (nic.GSOTx).
@@ -303,6 +307,9 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	strays, err := strayBudget(o.StrayRate)
 	if err != nil {
 		return nil, err
+	}
+	if strays != nil {
+		strays.Flows = o.Flows
 	}
 
 	txq := make([]stack.TxQueue, len(p.socks))

@@ -99,6 +99,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.path.Frames, "frames", nic.DefaultFrames, "UMEM frames per queue, 2 KiB each; half for receive, half for transmit")
 	synRate := fs.Int("syn-rate", xdpnet.DefaultSYNRate, "served SYNs per second per CPU the netstack answers; the XDP program answers the rest of a flood with SYN cookies (0: all of them; -1: none, every SYN reaches the netstack)")
 	strayRate := fs.Int("stray-rate", xdpnet.DefaultStrayRate, "served segments per second per CPU of no flow the XDP program knows (an ACK flood's) that reach the netstack, which resets or drops them; the program drops the rest (0: none reach it; -1: no flow table, all of them do)")
+	fs.IntVar(&o.path.Flows, "flows", xdp.DefaultFlows, fmt.Sprintf("size of the XDP program's flow table, about 100 bytes of kernel memory each: at least the connections at once, with room for handshakes (at least %d)", xdp.MinFlows))
 	fs.IntVar(&o.path.MaxTimeWait, "max-time-wait", stack.DefaultMaxTimeWait, "most connections in TIME-WAIT (60 s each) at once; past it a connection closes at once, as Linux's tcp_max_tw_buckets (-1: no bound)")
 	gso := fs.Bool("gso", true, "send TCP segments larger than a frame whole through an AF_PACKET socket, for the kernel's GSO or the NIC's TSO to cut into frames; false cuts them into AF_XDP frames")
 	fs.DurationVar(&o.path.MaxSpin, "max-spin", irq.DefaultMaxSpin, "hybrid: longest spin without work before sleeping")
@@ -158,6 +159,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if p.StrayRate, err = rateFlag("-stray-rate", *strayRate, xdpnet.StraysOff, xdpnet.StraysDropped, "-1 (no flow table), 0 (drop every stray)"); err != nil {
 		return o, err
+	}
+	if p.Flows < xdp.MinFlows {
+		return o, fmt.Errorf("-flows %d: want at least %d", p.Flows, xdp.MinFlows)
 	}
 	p.NoGSO = !*gso
 	if p.MaxSpin <= 0 {

@@ -68,6 +68,7 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-bind", "fast"), "-bind"},
 		{append(base, "-syn-rate", "-2"), "-syn-rate"},
 		{append(base, "-stray-rate", "-2"), "-stray-rate"},
+		{append(base, "-flows", "100"), "-flows 100"},
 		{append(base, "-user", "no-such-user-xh"), "-user no-such-user-xh"},
 		{append(base, "-user", "root"), "is root"},
 		{append(base, "extra"), "unexpected argument"},
