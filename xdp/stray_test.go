@@ -286,3 +286,66 @@ func TestFlowTableSize(t *testing.T) {
 		t.Errorf("without Strays, a table of %d", got)
 	}
 }
+
+// strayReference is the flow table's rules in Go, for testConfig with a
+// stray budget of 0 and no SYN cookies, on top of reference: a served
+// bare SYN is steered and its flow enters flows (keyed by the addresses
+// and ports as the frame carries them, remote first); any other served
+// segment is steered if its flow is there, and dropped as a stray if not.
+func strayReference(f []byte, flows map[string]bool) verdict {
+	if v := reference(f); v != passNoSocket {
+		return v
+	}
+	ip := f[14:]
+	var key string
+	var tcp []byte
+	if binary.BigEndian.Uint16(f[12:]) == etherIPv4 {
+		src, dst := netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+		tcp = ip[20:]
+		key = netip.AddrPortFrom(src, 0).String() + netip.AddrPortFrom(dst, 0).String()
+	} else {
+		src, dst := netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+		tcp = ip[40:]
+		key = netip.AddrPortFrom(src, 0).String() + netip.AddrPortFrom(dst, 0).String()
+	}
+	key += string(tcp[0:4]) // the ports
+	if tcp[13]&(flagSYN|flagACK|flagRST|flagFIN) == flagSYN {
+		flows[key] = true
+		return passNoSocket
+	}
+	if flows[key] {
+		return passNoSocket
+	}
+	return strayDropped
+}
+
+// The program's flow table against its rules in Go, on every frame the
+// fuzzer makes: a SYN's flow, and only that, lets the flow's other
+// segments through. The seeds are the table tests' frames and segments
+// of a few flows, with and without their SYN.
+func FuzzStrays(f *testing.F) {
+	for _, tc := range servedFrames {
+		f.Add(tc.frame)
+	}
+	for _, tc := range passedFrames {
+		f.Add(tc.frame)
+	}
+	for _, client := range []netip.Addr{clientV4, clientV6} {
+		for _, flags := range []uint8{flagSYN, flagACK, flagACK | flagFIN, flagRST, flagSYN | flagACK, flagSYN | flagFIN} {
+			for _, port := range []uint16{1000, 1001} {
+				f.Add(segment(client, port, flags, 1, 1))
+			}
+		}
+	}
+	s, _ := loadStrays(f, 0, false)
+	flows := map[string]bool{}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) < 14 || len(frame) > 1500 {
+			return // BPF_PROG_TEST_RUN refuses under 14 bytes; the MTU bounds the rest
+		}
+		want := strayReference(frame, flows)
+		if got := runVerdict(t, s, frame, nil); got != want {
+			t.Fatalf("frame % x: program %+v, rules %+v", frame, got, want)
+		}
+	})
+}
