@@ -67,15 +67,23 @@ func keepFlows(steer *xdp.Steering, st *stack.Stack) (stop func()) {
 		defer close(stopped)
 		t := time.NewTicker(flowRefresh)
 		defer t.Stop()
+		var failing string // the error logged last: once, not every second
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
-			if n, err := k.tick(); err != nil {
-				slog.Warn("flow table refresh", "err", err)
-			} else if n > 0 {
+			n, err := k.tick()
+			if err != nil {
+				if err.Error() != failing {
+					slog.Warn("flow table refresh", "err", err)
+					failing = err.Error()
+				}
+				continue
+			}
+			failing = ""
+			if n > 0 {
 				slog.Debug("flow table refreshed under a flood of strays", "connections", n)
 			}
 		}
