@@ -66,19 +66,27 @@ func reference(f []byte) verdict {
 // The seeds are the table tests' frames; `go test` runs them, and
 // `go test -fuzz FuzzSteer ./xdp/` searches further.
 func FuzzSteer(f *testing.F) {
+	fuzzRules(f, loadTest(f), reference)
+}
+
+// fuzzRules checks the program s against rules on every frame the fuzzer
+// makes, seeded with the table tests' frames and extra.
+func fuzzRules(f *testing.F, s *Steering, rules func(frame []byte) verdict, extra ...[]byte) {
 	for _, tc := range servedFrames {
 		f.Add(tc.frame)
 	}
 	for _, tc := range passedFrames {
 		f.Add(tc.frame)
 	}
-	s := loadTest(f)
+	for _, frame := range extra {
+		f.Add(frame)
+	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > 1500 {
 			return // BPF_PROG_TEST_RUN refuses under 14 bytes; the MTU bounds the rest
 		}
-		got := runVerdict(t, s, frame, nil)
-		if want := reference(frame); got != want {
+		want := rules(frame)
+		if got := runVerdict(t, s, frame, nil); got != want {
 			t.Fatalf("frame % x: program %+v, rules %+v", frame, got, want)
 		}
 	})

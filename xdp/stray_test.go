@@ -324,28 +324,15 @@ func strayReference(f []byte, flows map[string]bool) verdict {
 // segments through. The seeds are the table tests' frames and segments
 // of a few flows, with and without their SYN.
 func FuzzStrays(f *testing.F) {
-	for _, tc := range servedFrames {
-		f.Add(tc.frame)
-	}
-	for _, tc := range passedFrames {
-		f.Add(tc.frame)
-	}
+	var seeds [][]byte
 	for _, client := range []netip.Addr{clientV4, clientV6} {
 		for _, flags := range []uint8{flagSYN, flagACK, flagACK | flagFIN, flagRST, flagSYN | flagACK, flagSYN | flagFIN} {
 			for _, port := range []uint16{1000, 1001} {
-				f.Add(segment(client, port, flags, 1, 1))
+				seeds = append(seeds, segment(client, port, flags, 1, 1))
 			}
 		}
 	}
 	s, _ := loadStrays(f, 0, false)
 	flows := map[string]bool{}
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		if len(frame) < 14 || len(frame) > 1500 {
-			return // BPF_PROG_TEST_RUN refuses under 14 bytes; the MTU bounds the rest
-		}
-		want := strayReference(frame, flows)
-		if got := runVerdict(t, s, frame, nil); got != want {
-			t.Fatalf("frame % x: program %+v, rules %+v", frame, got, want)
-		}
-	})
+	fuzzRules(f, s, func(frame []byte) verdict { return strayReference(frame, flows) }, seeds...)
 }
