@@ -14,13 +14,13 @@ const flowRefresh = time.Second
 
 // A flowKeeper puts the netstack's connections back in the XDP program's
 // flow table while the program drops strays. The table is an LRU that the
-// program fills itself; a connection idle long enough is evicted, and
-// comes back with its next segment only while strays are within budget.
-// Under a flood that spends the budget, that segment would be dropped as
-// a stray for as long as the flood lasts; with the keeper, a connection is
-// back in the table within a period, and its client's retransmission gets
-// through. Without a flood it does nothing: an evicted connection gets
-// back in by itself.
+// program fills from SYNs; a connection idle long enough is evicted, and
+// its segments are then strays: within the budget they still reach the
+// netstack, which knows the connection, but under a flood that spends the
+// budget they would be dropped for as long as the flood lasts. With the
+// keeper, a connection is back in the table within a period, and its
+// client's retransmission gets through. While no stray is dropped it does
+// nothing.
 type flowKeeper struct {
 	strays func() (uint64, error)                          // the program's strays dropped so far
 	conns  func(dst []stack.Connection) []stack.Connection // the netstack's connections
