@@ -159,7 +159,8 @@ struct flow {
 
 /* The flows the program has seen start; the value is unused (1). An LRU:
  * a flow looked up recently stays, an idle one may be evicted by new ones,
- * and comes back with its next segment while strays are within budget. */
+ * and user space puts the connections back while strays are dropped. Its
+ * size is set at load (xdp.Strays.Flows); MAX_FLOWS is the default. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MAX_FLOWS);
