@@ -61,6 +61,52 @@ type Config struct {
 	// MTU frame.
 	FrameSize int
 	Bind      BindMode
+	TxKicks   TxKicks
+}
+
+// TxKicks says who makes the syscall that has the kernel send the frames
+// placed in the tx ring.
+type TxKicks int
+
+const (
+	// TxKicksAuto is TxKicksThread in copy mode and TxKicksWriter in
+	// zero-copy mode, where a kick only wakes the driver.
+	TxKicksAuto TxKicks = iota
+	// TxKicksThread hands batches to a thread of the socket's own
+	// (txthread.go), except a small batch while that thread sleeps
+	// (txHandOff).
+	TxKicksThread
+	// TxKicksWriter has whoever placed the frames kick at once.
+	TxKicksWriter
+)
+
+var txKicksNames = []string{TxKicksAuto: "auto", TxKicksThread: "thread", TxKicksWriter: "writer"}
+
+// ParseTxKicks reads "auto", "thread" or "writer".
+func ParseTxKicks(s string) (TxKicks, error) { return enum.Parse[TxKicks](txKicksNames, s, "tx kicks") }
+
+func (k TxKicks) String() string { return enum.Name(txKicksNames, k, "TxKicks") }
+
+// UnmarshalText is ParseTxKicks, for flag.TextVar and configuration files.
+func (k *TxKicks) UnmarshalText(b []byte) error {
+	return enum.Unmarshal(txKicksNames, b, "tx kicks", k)
+}
+
+// MarshalText is the setting's name.
+func (k TxKicks) MarshalText() ([]byte, error) { return enum.Marshal(txKicksNames, k, "tx kicks") }
+
+// txThreadMinBatch is the smallest batch that wakes a sleeping tx thread.
+// Waking it costs the writer a futex wake and delays the batch by the
+// thread's wake-up (5 to 10 us here); kicking at once costs the writer the
+// whole send, 3 to 4 us a frame on veth. A lone response of a frame or two
+// leaves at once, as it did before the thread; a larger batch, or any
+// batch while the thread is kicking anyway, is the thread's.
+const txThreadMinBatch = 4
+
+// txHandOff says whether a batch of frames just placed in the tx ring goes
+// to a tx thread that is awake or not.
+func txHandOff(frames int, threadAwake bool) bool {
+	return threadAwake || frames >= txThreadMinBatch
 }
 
 // DefaultFrames is the UMEM frames per socket unless told otherwise: rings
@@ -142,6 +188,9 @@ type Socket struct {
 	// txKick is kickTx, the syscall that has the kernel send; the tests
 	// that play the kernel replace it.
 	txKick func() error
+	// txThread kicks for the writers (TxKicks); nil when they kick.
+	txThread *txThread
+	txKicks  uint64 // kicks by the writers, under txMu
 }
 
 // Open creates a socket, registers its UMEM, maps its rings, hands every
@@ -220,8 +269,19 @@ func (s *Socket) setup(cfg Config) error {
 		return err
 	}
 	s.zeroCopy = zc
+	if cfg.TxKicks == TxKicksThread || (cfg.TxKicks == TxKicksAuto && !zc) {
+		t, err := startTxThread(s.fd, s.tx.producer, s.tx.consumer, s.tx.flags)
+		if err != nil {
+			return err
+		}
+		s.txThread = t
+	}
 	return nil
 }
+
+// TxThread reports whether a thread of the socket's own kicks its tx ring
+// (Config.TxKicks).
+func (s *Socket) TxThread() bool { return s.txThread != nil }
 
 // FD is the socket's file descriptor, for the XSKMAP and for sleeping on.
 func (s *Socket) FD() int { return s.fd }
@@ -301,7 +361,7 @@ func (s *Socket) Service() error {
 	defer s.txMu.Unlock()
 	s.reapCompletions()
 	if s.tx.Pending() {
-		return s.flushTx()
+		return s.flushTx(0)
 	}
 	return nil
 }
@@ -369,17 +429,29 @@ func (s *Socket) EndTx() error {
 		return nil
 	}
 	s.tx.Submit()
+	n := s.txN
 	s.txN = 0
-	return s.flushTx()
+	return s.flushTx(int(n))
 }
 
-// flushTx kicks the kernel while the tx ring asks for it, until the kernel
-// has taken every frame or a kick takes none. In copy mode a kick sends at
-// most a budget of frames (32 unless XDP_MAX_TX_SKB_BUDGET raised it) and
-// returns, so a batch larger than that needs several; in zero-copy mode a
-// kick only wakes the driver, which sends on its own. Called with txMu held.
-func (s *Socket) flushTx() error {
+// flushTx has the kernel send what the tx ring holds, after a batch of
+// frames placed there (none when the loop services the ring): through the
+// tx thread when it takes the batch (txHandOff), or else at once. Then it
+// kicks while the tx ring asks for it, until the kernel has taken every
+// frame or a kick takes none. In copy mode a kick sends at most a budget of
+// frames (32 unless XDP_MAX_TX_SKB_BUDGET raised it) and returns, so a
+// batch larger than that needs several; in zero-copy mode a kick only wakes
+// the driver, which sends on its own. Called with txMu held.
+func (s *Socket) flushTx(frames int) error {
+	if t := s.txThread; t != nil && txHandOff(frames, t.awake()) {
+		t.kick()
+		if err := t.error(); err != nil {
+			return fmt.Errorf("nic: queue %d: kick tx (tx thread): %w", s.queue, err)
+		}
+		return nil
+	}
 	for s.tx.NeedWakeup() {
+		s.txKicks++
 		before := s.tx.consumer.Load()
 		if err := s.txKick(); err != nil {
 			return err
@@ -408,6 +480,9 @@ type Stats struct {
 	unix.XDPStatistics
 	TxFrames uint64 // frames placed in the tx ring
 	TxDrops  uint64 // frames not sent for want of a tx slot or frame
+	// Kicks of the tx ring (sendto(2) calls) by the writers and by the tx
+	// thread, and the tx thread's naps: one wake-up each.
+	TxKicks, TxThreadKicks, TxThreadSleeps uint64
 }
 
 // Stats reads the kernel's XDP_STATISTICS and the socket's own counters.
@@ -417,15 +492,24 @@ func (s *Socket) Stats() (Stats, error) {
 		return Stats{}, fmt.Errorf("nic: queue %d: %w", s.queue, err)
 	}
 	s.txMu.Lock()
-	sent, drops := s.txSent, s.txDrops
+	out := Stats{XDPStatistics: st, TxFrames: s.txSent, TxDrops: s.txDrops, TxKicks: s.txKicks}
+	if t := s.txThread; t != nil {
+		out.TxThreadKicks, out.TxThreadSleeps = t.kicks.Load(), t.sleeps.Load()
+	}
 	s.txMu.Unlock()
-	return Stats{XDPStatistics: st, TxFrames: sent, TxDrops: drops}, nil
+	return out, nil
 }
 
 // Close unmaps the rings and the UMEM and closes the socket. The socket must
 // be out of any XSKMAP and no goroutine may be using it.
 func (s *Socket) Close() error {
 	var errs []error
+	s.txMu.Lock() // the thread ends before the socket and the ring it kicks
+	if s.txThread != nil {
+		s.txThread.stop()
+		s.txThread = nil
+	}
+	s.txMu.Unlock()
 	if s.fd >= 0 {
 		errs = append(errs, unix.Close(s.fd))
 		s.fd = -1

@@ -48,6 +48,7 @@ type Options struct {
 	Queues  int          // serve rx queues 0..Queues-1; 0: all of them
 	CPUs    []int        // pin queue i's loop to CPUs[i%len]; none: no pinning
 	Bind    nic.BindMode // zero-copy or copy; default: the kernel's choice
+	TxKicks nic.TxKicks  // who kicks the tx rings; default: a thread per queue in copy mode
 	XDPMode xdp.Mode     // native or generic; default: native, else generic
 	// RxChecksum is trust, verify or auto (the zero value): auto trusts drivers
 	// whose frames never crossed a wire unchecked (nic.TrustRxChecksum).
@@ -270,7 +271,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	}
 
 	for q := 0; q < nq; q++ {
-		s, err := nic.Open(nic.Config{Ifindex: ifc.Index, Queue: q, Bind: o.Bind, Frames: o.Frames})
+		s, err := nic.Open(nic.Config{Ifindex: ifc.Index, Queue: q, Bind: o.Bind, Frames: o.Frames, TxKicks: o.TxKicks})
 		if err != nil {
 			return nil, err
 		}
@@ -403,7 +404,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	// What each queue got: the bind (zero-copy or copy; need_wakeup is
 	// always asked for and the kernel has it since 5.4) and busy polling.
 	for i, s := range p.socks {
-		slog.Info("queue", "queue", s.Queue(), "zero_copy", s.ZeroCopy(), "need_wakeup", true, "busy_poll", p.busyPoll[i])
+		slog.Info("queue", "queue", s.Queue(), "zero_copy", s.ZeroCopy(), "tx_thread", s.TxThread(), "need_wakeup", true, "busy_poll", p.busyPoll[i])
 	}
 	return p, nil
 }

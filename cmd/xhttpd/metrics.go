@@ -9,6 +9,7 @@ import (
 
 	"github.com/xhttpd/xhttpd/httpd"
 	"github.com/xhttpd/xhttpd/irq"
+	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/xdpnet"
 )
 
@@ -92,6 +93,8 @@ var (
 	queueRounds    = desc("queue_round_frames", "Frames taken per round that found work.", "queue")
 	queueRx        = desc("queue_rx_frames_total", "Frames received.", "queue")
 	queueTx        = desc("queue_tx_frames_total", "Frames placed in the tx ring.", "queue")
+	queueTxKicks   = desc("queue_tx_kicks_total", "sendto(2) calls that had the kernel send the tx ring, by who made them: the writer of the frames, or the queue's tx thread (-tx-kicks).", "queue", "by")
+	queueTxSleeps  = desc("queue_tx_thread_sleeps_total", "Times the queue's tx thread went to sleep with nothing to kick; each cost a wake-up.", "queue")
 	queueTxFull    = desc("queue_tx_ring_full_frames_total", "Frames not sent for want of a tx slot or frame.", "queue")
 	xskRxDropped   = desc("xsk_rx_dropped_total", "Kernel: frames dropped for other reasons (XDP_STATISTICS rx_dropped).", "queue")
 	xskRxFull      = desc("xsk_rx_ring_full_total", "Kernel: frames dropped because the rx ring was full.", "queue")
@@ -103,7 +106,7 @@ var (
 	linkDrops      = desc("link_dropped_frames_total", "Frames the netstack's link endpoint dropped.", "reason")
 	linkACKs       = desc("link_rx_acks_coalesced_total", "Bare ACKs not handed to the netstack: a later ACK of the same connection in the same batch acknowledged more.")
 	wakeCost       = desc("wake_cost_seconds", "Measured cost of a sleep and wake-up in poll(2), the hybrid spin's floor.")
-	queueInfo      = desc("queue_info", "What each queue got at start (always 1): XDP attach mode, zero-copy or copy bind, busy polling.", "queue", "xdp_mode", "bind", "busy_poll")
+	queueInfo      = desc("queue_info", "What each queue got at start (always 1): XDP attach mode, zero-copy or copy bind, busy polling, who kicks the tx ring.", "queue", "xdp_mode", "bind", "busy_poll", "tx_kicks")
 	napiKnob       = desc("napi_knob_info", "What -napi-suspend did at start to each queue's NAPI knobs (always 1): set, or why not (rejected, unsupported, no-napi).", "queue", "knob", "result")
 	httpConns      = desc("http_connections_open", "HTTP connections open now.")
 	httpAccepted   = desc("http_connections_accepted_total", "HTTP connections accepted.")
@@ -195,7 +198,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if pq.Socket.ZeroCopy() {
 			bind = "zerocopy"
 		}
-		gauge(queueInfo, 1, q, p.Steering().Mode().String(), bind, strconv.FormatBool(pq.BusyPoll))
+		kicks := nic.TxKicksWriter
+		if pq.Socket.TxThread() {
+			kicks = nic.TxKicksThread
+		}
+		gauge(queueInfo, 1, q, p.Steering().Mode().String(), bind, strconv.FormatBool(pq.BusyPoll), kicks.String())
 
 		ns, err := pq.Socket.Stats()
 		if err != nil {
@@ -203,6 +210,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(queueTx, ns.TxFrames, q)
 		counter(queueTxFull, ns.TxDrops, q)
+		counter(queueTxKicks, ns.TxKicks, q, "writer")
+		if pq.Socket.TxThread() {
+			counter(queueTxKicks, ns.TxThreadKicks, q, "thread")
+			counter(queueTxSleeps, ns.TxThreadSleeps, q)
+		}
 		counter(xskRxDropped, ns.Rx_dropped, q)
 		counter(xskRxFull, ns.Rx_ring_full, q)
 		counter(xskFillEmpty, ns.Rx_fill_ring_empty_descs, q)

@@ -1,0 +1,219 @@
+package nic
+
+// The tx thread: an OS thread of the socket's own, outside the Go
+// scheduler, that makes the sendto(2) which has the kernel send what the
+// tx ring holds.
+//
+// In copy mode that syscall does the sending itself: for each frame it
+// allocates an skb, copies the frame and runs the driver's transmit, and
+// on veth the peer's whole receive (its TCP, its wake-up of the reader)
+// runs inside it, on the caller's thread. With one queue served by one P,
+// that thread is the one that runs the netstack and every connection, so
+// a third of its time went to the kick (docs/profiles/intel-1k-57410a2.*)
+// while a core stood idle. The tx thread runs the kicks beside it.
+//
+// It is a C thread (pthread_create through cgo) because a Go goroutine
+// cannot wait outside the scheduler: one blocked in a raw syscall keeps
+// its P, and one blocked in a syscall the runtime knows of leaves its P
+// stuck until sysmon takes it back, 20 us or more, and then hands it to
+// another thread. The C thread sleeps on a futex, costs the Go side
+// nothing while it runs, and is woken only when it sleeps.
+//
+// The protocol is one word, state, in C memory:
+//
+//	sleeping --(Go: kick, FUTEX_WAKE)--> pending
+//	running  --(Go: kick)-------------> pending
+//	pending  --(thread: takes it)-----> running, then kicks until the ring is empty
+//	running  --(thread: nothing left)-> sleeping, FUTEX_WAIT
+//
+// Go only ever moves the word to pending, and wakes the thread only when
+// it found it sleeping; the thread moves it to running before it looks at
+// the ring, so a kick asked for during its sendto is never lost. Stop sets
+// stopped, which nothing leaves.
+//
+// The thread reads the tx ring's producer, consumer and flags words and
+// nothing else: the Go side still owns the ring (under txMu) and reaps the
+// completion ring, and the kernel serializes the thread's sendto(2) with
+// any other on the socket (xs->mutex).
+
+/*
+#cgo CFLAGS: -O2 -Wall
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+enum { TX_RUNNING = 0, TX_PENDING = 1, TX_SLEEPING = 2, TX_STOPPED = 3 };
+
+struct txthread {
+	uint32_t state;
+	int32_t err;     // the errno that ended a kick, for the Go side; 0 if none
+	uint64_t kicks;  // sendto(2) calls, written by the thread only
+	uint64_t sleeps; // times it went to sleep, written by the thread only
+	int fd;
+	const uint32_t *prod, *cons, *flags;
+	pthread_t thread;
+};
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+
+// kick_ring is flushTx's loop: kick while the ring asks for it, until the
+// kernel has taken every frame or a kick took none (the kernel was busy;
+// the Go side's next Service asks again).
+static void kick_ring(struct txthread *t) {
+	while (LOAD(t->flags) & 1) { // XDP_RING_NEED_WAKEUP
+		uint32_t before = LOAD(t->cons);
+		if (before == LOAD(t->prod))
+			return;
+		__atomic_store_n(&t->kicks, t->kicks + 1, __ATOMIC_RELAXED);
+		if (sendto(t->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0) {
+			int e = errno;
+			if (e != EAGAIN && e != EBUSY && e != ENOBUFS && e != ENETDOWN) {
+				__atomic_store_n(&t->err, e, __ATOMIC_RELEASE);
+				return;
+			}
+		}
+		if (LOAD(t->cons) == before)
+			return;
+	}
+}
+
+static void *txthread_run(void *arg) {
+	struct txthread *t = arg;
+	for (;;) {
+		uint32_t s = LOAD(&t->state);
+		switch (s) {
+		case TX_STOPPED:
+			return NULL;
+		case TX_PENDING:
+			if (__atomic_compare_exchange_n(&t->state, &s, TX_RUNNING, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				kick_ring(t);
+			break;
+		case TX_RUNNING:
+			if (__atomic_compare_exchange_n(&t->state, &s, TX_SLEEPING, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				__atomic_store_n(&t->sleeps, t->sleeps + 1, __ATOMIC_RELAXED);
+			break;
+		case TX_SLEEPING:
+			syscall(SYS_futex, &t->state, FUTEX_WAIT_PRIVATE, TX_SLEEPING, NULL, NULL, 0);
+			break;
+		}
+	}
+}
+
+static struct txthread *txthread_start(int fd, const uint32_t *prod, const uint32_t *cons, const uint32_t *flags, int *err) {
+	struct txthread *t = calloc(1, sizeof *t);
+	if (!t) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	t->fd = fd;
+	t->prod = prod;
+	t->cons = cons;
+	t->flags = flags;
+	t->state = TX_SLEEPING;
+	*err = pthread_create(&t->thread, NULL, txthread_run, t);
+	if (*err) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+static void txthread_stop(struct txthread *t) {
+	__atomic_store_n(&t->state, TX_STOPPED, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &t->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	pthread_join(t->thread, NULL);
+	free(t);
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The states of txThread.state; C's TX_* enum.
+const (
+	txRunning  = C.TX_RUNNING
+	txPending  = C.TX_PENDING
+	txSleeping = C.TX_SLEEPING
+	txStopped  = C.TX_STOPPED
+)
+
+// futexWakePrivate is FUTEX_WAKE|FUTEX_PRIVATE_FLAG.
+const futexWakePrivate = C.FUTEX_WAKE_PRIVATE
+
+// txThread is the Go side of one socket's tx thread. The C struct is in C
+// memory, so the thread may keep it; the Go side reads and writes its words
+// through atomics only.
+type txThread struct {
+	c      *C.struct_txthread
+	state  *atomic.Uint32
+	err    *atomic.Int32
+	kicks  *atomic.Uint64
+	sleeps *atomic.Uint64
+}
+
+// startTxThread starts a tx thread for the socket fd whose tx ring has
+// these shared words; they must stay mapped until stop returns.
+func startTxThread(fd int, prod, cons, flags *atomic.Uint32) (*txThread, error) {
+	var cerr C.int
+	c := C.txthread_start(C.int(fd), (*C.uint32_t)(unsafe.Pointer(prod)), (*C.uint32_t)(unsafe.Pointer(cons)), (*C.uint32_t)(unsafe.Pointer(flags)), &cerr)
+	if c == nil {
+		return nil, fmt.Errorf("tx thread: %w", syscall.Errno(cerr))
+	}
+	return &txThread{
+		c:      c,
+		state:  (*atomic.Uint32)(unsafe.Pointer(&c.state)),
+		err:    (*atomic.Int32)(unsafe.Pointer(&c.err)),
+		kicks:  (*atomic.Uint64)(unsafe.Pointer(&c.kicks)),
+		sleeps: (*atomic.Uint64)(unsafe.Pointer(&c.sleeps)),
+	}, nil
+}
+
+// awake reports whether the thread is kicking, or about to.
+func (t *txThread) awake() bool {
+	s := t.state.Load()
+	return s == txRunning || s == txPending
+}
+
+// kick asks the thread to kick the ring, waking it if it sleeps. It makes
+// a syscall only then.
+func (t *txThread) kick() {
+	for {
+		switch s := t.state.Load(); s {
+		case txPending, txStopped:
+			return
+		case txRunning:
+			if t.state.CompareAndSwap(s, txPending) {
+				return
+			}
+		case txSleeping:
+			if t.state.CompareAndSwap(s, txPending) {
+				unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(t.state)), futexWakePrivate, 1, 0, 0, 0)
+				return
+			}
+		}
+	}
+}
+
+// error is the error that ended one of the thread's kicks, if any; the
+// thread goes on kicking when asked.
+func (t *txThread) error() error {
+	if e := t.err.Swap(0); e != 0 {
+		return syscall.Errno(e)
+	}
+	return nil
+}
+
+// stop ends the thread and waits for it.
+func (t *txThread) stop() { C.txthread_stop(t.c) }
