@@ -84,21 +84,25 @@ func eventually(cond func() bool) bool {
 }
 
 func TestTxHandOff(t *testing.T) {
+	const small = txThreadMinBatch - 1
 	for _, c := range []struct {
-		frames int
-		awake  bool
-		want   bool
+		frames  int
+		awake   bool
+		rxRound uint32
+		want    bool
 	}{
-		{1, false, false}, // a lone response leaves at once
-		{txThreadMinBatch - 1, false, false},
-		{0, false, false}, // the loop's Service, the thread asleep: kick at once
-		{txThreadMinBatch, false, true},
-		{64, false, true},
-		{1, true, true}, // the thread is kicking anyway: no syscall for the writer
-		{0, true, true},
+		{1, false, 1, false}, // a lone response to a lone request leaves at once
+		{small, false, small, false},
+		{0, false, 0, false}, // the loop's Service, the thread asleep, no load: kick at once
+		{txThreadMinBatch, false, 1, true},
+		{64, false, 0, true},
+		{1, true, 1, true}, // the thread is kicking anyway: no syscall for the writer
+		{0, true, 0, true},
+		{1, false, txThreadMinBatch, true}, // a load: every batch is the thread's
+		{0, false, 64, true},
 	} {
-		if got := txHandOff(c.frames, c.awake); got != c.want {
-			t.Errorf("txHandOff(%d frames, thread awake %v) = %v, want %v", c.frames, c.awake, got, c.want)
+		if got := txHandOff(c.frames, c.awake, c.rxRound); got != c.want {
+			t.Errorf("txHandOff(%d frames, thread awake %v, last round %d frames) = %v, want %v", c.frames, c.awake, c.rxRound, got, c.want)
 		}
 	}
 }
@@ -109,9 +113,11 @@ func TestTxThreadTakesBatches(t *testing.T) {
 	f := newFakeSocket(64)
 	kicks, _ := withTxThread(t, f, nil)
 
+	f.kernelReceive(1, true)
+	f.Receive(64, func([][]byte) {})
 	f.send(t, 1, short)
 	if f.kicks != 1 || kicks.Load() != 0 || f.TxPending() {
-		t.Fatalf("a lone frame: %d kicks by the writer, %d by the thread, pending %v; want 1, 0, false", f.kicks, kicks.Load(), f.TxPending())
+		t.Fatalf("a lone frame after a round of one: %d kicks by the writer, %d by the thread, pending %v; want 1, 0, false", f.kicks, kicks.Load(), f.TxPending())
 	}
 	f.send(t, txThreadMinBatch, short)
 	if f.kicks != 1 {
@@ -128,6 +134,15 @@ func TestTxThreadTakesBatches(t *testing.T) {
 	}
 	if !eventually(func() bool { return f.txThread.state.Load() == txSleeping }) {
 		t.Fatal("the thread does not go back to sleep with nothing to kick")
+	}
+
+	// Under load, a lone frame is the thread's too.
+	f.kernelReceive(txThreadMinBatch, true)
+	f.Receive(64, func([][]byte) {})
+	before := kicks.Load()
+	f.send(t, 1, short)
+	if !eventually(func() bool { return !f.TxPending() }) || f.kicks != 1 || kicks.Load() == before {
+		t.Errorf("a lone frame after a round of %d: %d kicks by the writer, %d by the thread; want the thread's", txThreadMinBatch, f.kicks, kicks.Load()-before)
 	}
 }
 
