@@ -463,6 +463,30 @@ func (s *Socket) flushTx(frames int) error {
 		}
 		return nil
 	}
+	return s.kickNow()
+}
+
+// EndTxNow is EndTx that kicks on the caller's goroutine, whether or not
+// the tx thread was to, until the kernel has taken every frame in the ring,
+// those of earlier batches included: a packet the caller sends next by
+// other means (GSOTx) cannot overtake them. A sendto(2) of the thread's
+// under way makes it wait for that one (the kernel's xs->mutex).
+// BeginTx(0) and EndTxNow send what earlier batches left.
+func (s *Socket) EndTxNow() error {
+	defer s.txMu.Unlock()
+	if s.txN > 0 {
+		s.tx.Submit()
+		s.txN = 0
+	}
+	if !s.tx.Pending() {
+		return nil
+	}
+	return s.kickNow()
+}
+
+// kickNow kicks the kernel while the tx ring asks for it, until the kernel
+// has taken every frame or a kick takes none. Called with txMu held.
+func (s *Socket) kickNow() error {
 	for s.tx.NeedWakeup() {
 		s.txKicks++
 		before := s.tx.consumer.Load()

@@ -241,3 +241,36 @@ func TestTxThreadError(t *testing.T) {
 		t.Errorf("the loop's Service, the thread asleep: %v, pending %v; want its own kick to send", err, f.TxPending())
 	}
 }
+
+// EndTxNow sends what the ring holds on the caller's goroutine, frames
+// handed to the thread included, before it returns: what the endpoint sends
+// next through GSOTx must not overtake them.
+func TestTxEndTxNow(t *testing.T) {
+	f := newFakeSocket(64)
+	_, stopKernel := withTxThread(t, f, nil)
+	stopKernel() // the thread's kicks send nothing now
+	got := f.BeginTx(txThreadMinBatch)
+	for i := range got {
+		f.SetTxLen(i, 60)
+	}
+	f.EndTx() // the thread's; its kick fails
+	if !f.TxPending() {
+		t.Fatal("the batch left without the thread's kick")
+	}
+	f.BeginTx(0)
+	if err := f.EndTxNow(); err != nil {
+		t.Fatal(err)
+	}
+	if f.TxPending() || f.kicks != 1 {
+		t.Errorf("after EndTxNow: pending %v, %d kicks by the caller; want nothing pending, 1", f.TxPending(), f.kicks)
+	}
+	f.send(t, 1, short)
+	f.BeginTx(txThreadMinBatch)
+	if err := f.EndTxNow(); err != nil || f.TxPending() || f.kicks != 3 {
+		t.Errorf("EndTxNow of a batch of %d: %v, pending %v, %d kicks by callers; want 3 in all, nothing pending", txThreadMinBatch, err, f.TxPending(), f.kicks)
+	}
+	f.BeginTx(0)
+	if err := f.EndTxNow(); err != nil || f.kicks != 3 {
+		t.Errorf("EndTxNow with nothing pending: %v, %d kicks; want no kick", err, f.kicks)
+	}
+}

@@ -22,8 +22,9 @@ import (
 // combining), and the batch grows with the load, as NAPI's budget does.
 //
 // The writer first yields its P (runtime.Gosched), once. The sendto(2) of a
-// kick is a raw syscall that keeps the P, so no goroutine of that P runs
-// while it lasts: on a single P (the default with one queue) nothing would
+// kick, when the writer makes it (nic hands batches under load to a thread
+// of its own), is a raw syscall that keeps the P, so no goroutine of that P
+// runs while it lasts: on a single P (the default with one queue) nothing would
 // ever queue behind the writer and every packet would be a kick of its own,
 // and on more Ps the connections its own loop just made runnable would
 // still wait for it. After the yield, the goroutines runnable at that

@@ -70,6 +70,12 @@ type TxQueue interface {
 	TxFrame(i int) []byte
 	SetTxLen(i, n int)
 	EndTx() error
+	// EndTxNow is EndTx that has the kernel send everything the queue
+	// holds before it returns, kicking on the caller's goroutine whoever
+	// else was to: the endpoint ends so the frames written before a packet
+	// that goes out by other means (GSOSender), which must not overtake
+	// them. After BeginTx(0) it sends what earlier batches left.
+	EndTxNow() error
 }
 
 // GSOSender sends one Ethernet frame holding a TCP segment of more than
