@@ -264,7 +264,10 @@ func TestTxEndTxNow(t *testing.T) {
 	if f.TxPending() || f.kicks != 1 {
 		t.Errorf("after EndTxNow: pending %v, %d kicks by the caller; want nothing pending, 1", f.TxPending(), f.kicks)
 	}
-	f.send(t, 1, short)
+	if !eventually(func() bool { return f.txThread.state.Load() == txSleeping }) {
+		t.Fatal("the thread does not go back to sleep")
+	}
+	f.send(t, 1, short) // the thread asleep, no load: its writer's kick
 	f.BeginTx(txThreadMinBatch)
 	if err := f.EndTxNow(); err != nil || f.TxPending() || f.kicks != 3 {
 		t.Errorf("EndTxNow of a batch of %d: %v, pending %v, %d kicks by callers; want 3 in all, nothing pending", txThreadMinBatch, err, f.TxPending(), f.kicks)
