@@ -209,15 +209,7 @@ func TestTxConcurrent(t *testing.T) {
 			for range batches {
 				n := 1 + rng.IntN(8)
 				asked.Add(uint64(n))
-				got := f.BeginTx(n)
-				for i := range got {
-					b := f.TxFrame(i)
-					b[0] = byte(w)
-					binary.LittleEndian.PutUint64(b[1:], seq)
-					seq++
-					f.SetTxLen(i, 60)
-				}
-				if err := f.EndTx(); err != nil {
+				if err := f.sendSeq(byte(w), &seq, n); err != nil {
 					t.Error(err)
 				}
 			}
@@ -266,6 +258,20 @@ func TestTxConcurrent(t *testing.T) {
 		t.Errorf("%d of %d frames free at the end: frames leaked", n, f.txFrames.Cap())
 	}
 	t.Logf("sent %d, dropped %d, %d kicks", sent, drops, f.kicks)
+}
+
+// sendSeq sends up to n frames of writer w, each with w and the writer's
+// next sequence number, for a kernel to check their order.
+func (f *fakeSocket) sendSeq(w byte, seq *uint64, n int) error {
+	got := f.BeginTx(n)
+	for i := range got {
+		b := f.TxFrame(i)
+		b[0] = w
+		binary.LittleEndian.PutUint64(b[1:], *seq)
+		*seq++
+		f.SetTxLen(i, 60)
+	}
+	return f.EndTx()
 }
 
 // The transmit path allocates nothing per frame.

@@ -176,15 +176,7 @@ func TestTxThreadConcurrent(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(w), 2))
 			var seq uint64
 			for range batches {
-				got := f.BeginTx(1 + rng.IntN(2*txThreadMinBatch))
-				for i := range got {
-					b := f.TxFrame(i)
-					b[0] = byte(w)
-					binary.LittleEndian.PutUint64(b[1:], seq)
-					seq++
-					f.SetTxLen(i, 60)
-				}
-				if err := f.EndTx(); err != nil {
+				if err := f.sendSeq(byte(w), &seq, 1+rng.IntN(2*txThreadMinBatch)); err != nil {
 					t.Error(err)
 				}
 			}
