@@ -79,9 +79,9 @@ struct txthread {
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
-// kick_ring is flushTx's loop: kick while the ring asks for it, until the
-// kernel has taken every frame or a kick took none (the kernel was busy;
-// the Go side's next Service asks again).
+// kick_ring is kickNow's loop (socket.go): kick while the ring asks for
+// it, until the kernel has taken every frame or a kick took none (the
+// kernel was busy; the Go side's next Service asks again).
 static void kick_ring(struct txthread *t) {
 	while (LOAD(t->flags) & 1) { // XDP_RING_NEED_WAKEUP
 		uint32_t before = LOAD(t->cons);
