@@ -66,6 +66,7 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-cpus", "4096"), "-cpus"},
 		{append(base, "-rx-checksum", "maybe"), "-rx-checksum"},
 		{append(base, "-bind", "fast"), "-bind"},
+		{append(base, "-tx-kicks", "sometimes"), "-tx-kicks"},
 		{append(base, "-syn-rate", "-2"), "-syn-rate"},
 		{append(base, "-stray-rate", "-2"), "-stray-rate"},
 		{append(base, "-flows", "100"), "-flows 100"},
@@ -152,9 +153,15 @@ func TestStackAndRxChecksumFlags(t *testing.T) {
 		{append(base, "-stack", ""), `invalid value "" for flag -stack: stack "": want xdp or kernel`},
 		{append(base, "-rx-checksum", "maybe"), `invalid value "maybe" for flag -rx-checksum: rx checksum "maybe": want auto, verify or trust`},
 		{append(base, "-mode", "poll"), `invalid value "poll" for flag -mode: mode "poll": want interrupt, busy or hybrid`},
+		{append(base, "-tx-kicks", "sometimes"), `invalid value "sometimes" for flag -tx-kicks: tx kicks "sometimes": want auto, thread or writer`},
 	} {
 		if _, err := parseFlags(c.args); err == nil || err.Error() != c.want {
 			t.Errorf("parseFlags(%q) = %v; want %s", c.args, err, c.want)
+		}
+	}
+	for name, want := range map[string]nic.TxKicks{"auto": nic.TxKicksAuto, "thread": nic.TxKicksThread, "writer": nic.TxKicksWriter} {
+		if o, err := parseFlags(append(base, "-tx-kicks", name)); err != nil || o.path.TxKicks != want {
+			t.Errorf("-tx-kicks %s: %v (%v), want %v", name, o.path.TxKicks, err, want)
 		}
 	}
 	for _, k := range []stackKind{stackXDP, stackKernel} {
