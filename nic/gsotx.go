@@ -73,17 +73,8 @@ func (t *GSOTx) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs []
 	if len(bufs) > maxIovecs-1 {
 		return fmt.Errorf("gso tx: segment in %d pieces, more than %d", len(bufs), maxIovecs-1)
 	}
-	h := t.hdr[:]
-	h[0] = vnetNeedsCsum
-	h[1] = vnetGSOTCPv4
-	if v6 {
-		h[1] = vnetGSOTCPv6
-	}
-	binary.NativeEndian.PutUint16(h[2:], uint16(hdrLen))
-	binary.NativeEndian.PutUint16(h[4:], uint16(mss))
-	binary.NativeEndian.PutUint16(h[6:], uint16(csumStart))
-	binary.NativeEndian.PutUint16(h[8:], uint16(csumOffset))
-	t.iov = append(t.iov[:0], unix.Iovec{Base: &h[0], Len: vnetHdrLen})
+	t.hdr = vnetHeader(v6, hdrLen, mss, csumStart, csumOffset)
+	t.iov = append(t.iov[:0], unix.Iovec{Base: &t.hdr[0], Len: vnetHdrLen})
 	for _, b := range bufs {
 		if len(b) > 0 {
 			v := unix.Iovec{Base: &b[0]}
@@ -110,6 +101,21 @@ func (t *GSOTx) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs []
 		return fmt.Errorf("gso tx: writev: %w", e)
 	}
 	return nil
+}
+
+// vnetHeader is the virtio_net_hdr before a segment SendGSO sends.
+func vnetHeader(v6 bool, hdrLen, mss, csumStart, csumOffset int) [vnetHdrLen]byte {
+	var h [vnetHdrLen]byte
+	h[0] = vnetNeedsCsum
+	h[1] = vnetGSOTCPv4
+	if v6 {
+		h[1] = vnetGSOTCPv6
+	}
+	binary.NativeEndian.PutUint16(h[2:], uint16(hdrLen))
+	binary.NativeEndian.PutUint16(h[4:], uint16(mss))
+	binary.NativeEndian.PutUint16(h[6:], uint16(csumStart))
+	binary.NativeEndian.PutUint16(h[8:], uint16(csumOffset))
+	return h
 }
 
 // Close closes the socket.

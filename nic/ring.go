@@ -91,6 +91,18 @@ func (r *producerRing[T]) Pending() bool { return r.Free() < r.Size() }
 // sees the new producer index.
 func (r *producerRing[T]) Submit() { r.producer.Store(r.cachedProd) }
 
+// SubmitForward is Submit for a producer index that another writer may move
+// forward too (nic's tx thread, while GSO segments wait): it never moves
+// the index back.
+func (r *producerRing[T]) SubmitForward() {
+	for {
+		cur := r.producer.Load()
+		if int32(r.cachedProd-cur) <= 0 || r.producer.CompareAndSwap(cur, r.cachedProd) {
+			return
+		}
+	}
+}
+
 // consumerRing is a ring the kernel fills and this process drains: the rx
 // ring and the completion ring. Only the kernel writes producer; only this
 // side writes consumer.

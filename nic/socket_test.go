@@ -32,6 +32,7 @@ func newFakeSocket(frames int) *fakeSocket {
 		txDescs: make([]unix.XDPDesc, frames), compDescs: make([]uint64, frames),
 	}
 	f.Socket = &Socket{
+		fd:        -1, // no kernel socket: Close closes none
 		frameSize: frameSize,
 		umem:      make([]byte, 2*frames*frameSize),
 		fill:      newProducerRing(&f.fillProd, &f.fillCons, &f.flags, f.fillDescs),

@@ -22,6 +22,14 @@ func (f *fakeSocket) kernelSend(n int, seen func([]byte)) []unix.XDPDesc {
 	f.kernelTx.Lock()
 	defer f.kernelTx.Unlock()
 	cons, prod := f.txCons.Load(), f.txProd.Load()
+	if th := f.txThread; th != nil && th.gso {
+		// While GSO segments wait, the tx thread publishes frames with
+		// C atomics, which the race detector does not see. A writer
+		// stores want, in Go memory, after it wrote its frames, and the
+		// thread publishes no more than it read there: this load, after
+		// prod's, is the edge the detector needs.
+		th.want.Load()
+	}
 	n = min(n, int(prod-cons))
 	ds := make([]unix.XDPDesc, n)
 	for i := range ds {

@@ -67,17 +67,40 @@ package nic
 
 enum { TX_RUNNING = 0, TX_PENDING = 1, TX_SLEEPING = 2, TX_STOPPED = 3 };
 
+// GSO_SLOTS segments of up to GSO_SLOT_SIZE bytes, virtio_net_hdr
+// included, wait for the thread's send at most.
+#define GSO_SLOTS 8
+#define GSO_SLOT_SIZE (1 << 17)
+
 struct txthread {
 	uint32_t state;
 	int32_t err;     // the errno that ended a kick, for the Go side; 0 if none
 	uint64_t kicks;  // sendto(2) calls, written by the thread only
 	uint64_t sleeps; // times it went to sleep, written by the thread only
 	int fd;
-	const uint32_t *prod, *cons, *flags;
+	uint32_t *prod;  // the tx ring's producer: the thread publishes it while segments wait
+	const uint32_t *cons, *flags;
 	pthread_t thread;
+
+	// The GSO queue (gso_fd >= 0): segments the thread sends through the
+	// AF_PACKET socket gso_fd, each after the tx ring's frames before it
+	// (gso_ring) and before those after it. Go writes a segment's slot and
+	// then gso_prod; the thread sends it and then writes gso_cons. While
+	// segments wait, Go leaves the ring's producer to the thread and
+	// writes want instead: the producer with every frame placed.
+	int gso_fd;
+	uint32_t *want; // in Go memory (txThread.want), pinned
+	uint32_t gso_prod, gso_cons;
+	// Written by the thread only: segments sent, refused by the kernel,
+	// and sent out of order (drain_to gave up, or frames after the
+	// segment were published before it left: a bug).
+	uint64_t gso_sent, gso_lost, gso_disorder;
+	uint32_t gso_ring[GSO_SLOTS], gso_len[GSO_SLOTS];
+	unsigned char *gso_buf[GSO_SLOTS];
 };
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define BEFORE(a, b) ((int32_t)((a) - (b)) < 0) // ring index a comes before b
 
 // kick_ring is kickNow's loop (socket.go): kick while the ring asks for
 // it, until the kernel has taken every frame or a kick took none (the
@@ -97,6 +120,69 @@ static void kick_ring(struct txthread *t) {
 		}
 		if (LOAD(t->cons) == before)
 			return;
+	}
+}
+
+// publish moves the tx ring's producer forward to want, never back: Go
+// publishes too, when no segment waits (publishTx), the same way.
+static void publish(struct txthread *t, uint32_t want) {
+	uint32_t cur = LOAD(t->prod);
+	while (BEFORE(cur, want) &&
+	       !__atomic_compare_exchange_n(t->prod, &cur, want, 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+		;
+}
+
+// drain_to kicks until the kernel has taken the ring's frames up to idx,
+// yielding the CPU while a kick takes none (in zero-copy mode the driver
+// sends on its own). It gives up, and the segment after those frames
+// leaves before some of them, only when stopped or after GSO_DRAIN_TRIES
+// rounds (a link down).
+#define GSO_DRAIN_TRIES 100000
+static void drain_to(struct txthread *t, uint32_t idx) {
+	for (int i = 0; BEFORE(LOAD(t->cons), idx) && i < GSO_DRAIN_TRIES; i++) {
+		if (LOAD(&t->state) == TX_STOPPED)
+			return;
+		uint32_t before = LOAD(t->cons);
+		if (LOAD(t->flags) & 1) {
+			__atomic_store_n(&t->kicks, t->kicks + 1, __ATOMIC_RELAXED);
+			sendto(t->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+		}
+		if (LOAD(t->cons) == before)
+			sched_yield();
+	}
+}
+
+// send_gso sends the segments Go queued, each after the ring's frames
+// before it, and then publishes the frames placed after the last. The
+// send blocks while the interface's queue is full, as a kernel socket's
+// writer would; a segment the kernel refuses is counted lost, and TCP
+// sends it again.
+static void send_gso(struct txthread *t) {
+	if (__atomic_load_n(&t->gso_fd, __ATOMIC_ACQUIRE) < 0)
+		return;
+	uint32_t c = t->gso_cons;
+	for (;;) {
+		while (c != LOAD(&t->gso_prod)) {
+			uint32_t i = c % GSO_SLOTS;
+			uint32_t ring = t->gso_ring[i];
+			publish(t, ring);
+			drain_to(t, ring);
+			if (BEFORE(LOAD(t->cons), ring) || BEFORE(ring, LOAD(t->prod)))
+				__atomic_store_n(&t->gso_disorder, t->gso_disorder + 1, __ATOMIC_RELAXED);
+			if (send(t->gso_fd, t->gso_buf[i], t->gso_len[i], 0) < 0)
+				__atomic_store_n(&t->gso_lost, t->gso_lost + 1, __ATOMIC_RELAXED);
+			else
+				__atomic_store_n(&t->gso_sent, t->gso_sent + 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&t->gso_cons, ++c, __ATOMIC_SEQ_CST);
+		}
+		// Go writes a segment's gso_prod before any want that counts
+		// frames placed after it: a want read before gso_prod is
+		// found unchanged holds none of those.
+		uint32_t w = __atomic_load_n(t->want, __ATOMIC_SEQ_CST);
+		if (c == LOAD(&t->gso_prod)) {
+			publish(t, w);
+			return;
+		}
 	}
 }
 
@@ -126,8 +212,10 @@ static void *txthread_run(void *arg) {
 		case TX_STOPPED:
 			return NULL;
 		case TX_PENDING:
-			if (__atomic_compare_exchange_n(&t->state, &s, TX_RUNNING, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			if (__atomic_compare_exchange_n(&t->state, &s, TX_RUNNING, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				send_gso(t);
 				kick_ring(t);
+			}
 			break;
 		case TX_RUNNING:
 			if (linger(t))
@@ -142,12 +230,13 @@ static void *txthread_run(void *arg) {
 	}
 }
 
-static struct txthread *txthread_start(int fd, const uint32_t *prod, const uint32_t *cons, const uint32_t *flags, int *err) {
+static struct txthread *txthread_start(int fd, uint32_t *prod, const uint32_t *cons, const uint32_t *flags, int *err) {
 	struct txthread *t = calloc(1, sizeof *t);
 	if (!t) {
 		*err = ENOMEM;
 		return NULL;
 	}
+	t->gso_fd = -1;
 	t->fd = fd;
 	t->prod = prod;
 	t->cons = cons;
@@ -161,10 +250,24 @@ static struct txthread *txthread_start(int fd, const uint32_t *prod, const uint3
 	return t;
 }
 
+// txthread_gso gives the thread a GSO queue sending through gso_fd, before
+// the first segment is queued. It returns 0 or an errno.
+static int txthread_gso(struct txthread *t, int gso_fd, uint32_t *want) {
+	for (int i = 0; i < GSO_SLOTS; i++)
+		if (!(t->gso_buf[i] = malloc(GSO_SLOT_SIZE)))
+			return ENOMEM;
+	t->want = want;
+	__atomic_store_n(t->want, LOAD(t->prod), __ATOMIC_RELEASE);
+	__atomic_store_n(&t->gso_fd, gso_fd, __ATOMIC_RELEASE);
+	return 0;
+}
+
 static void txthread_stop(struct txthread *t) {
 	__atomic_store_n(&t->state, TX_STOPPED, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &t->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(t->thread, NULL);
+	for (int i = 0; i < GSO_SLOTS; i++)
+		free(t->gso_buf[i]);
 	free(t);
 }
 */
@@ -172,6 +275,7 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -199,7 +303,24 @@ type txThread struct {
 	err    *atomic.Int32
 	kicks  *atomic.Uint64
 	sleeps *atomic.Uint64
+
+	// The GSO queue, once startGSO gave it one (gso true); the Go side
+	// writes want and gsoProd, and the slots, under the socket's txMu.
+	// want is in Go memory, pinned while the thread runs, so that the
+	// race detector sees the Go side's stores and loads of it (it does
+	// not see atomics on C memory).
+	gso                           bool
+	want                          *atomic.Uint32
+	pin                           runtime.Pinner
+	gsoProd, gsoCons              *atomic.Uint32
+	gsoSent, gsoLost, gsoDisorder *atomic.Uint64
 }
+
+// gsoSlots and gsoSlotSize are the GSO queue's C constants.
+const (
+	gsoSlots    = C.GSO_SLOTS
+	gsoSlotSize = C.GSO_SLOT_SIZE
+)
 
 // startTxThread starts a tx thread for the socket fd whose tx ring has
 // these shared words; they must stay mapped until stop returns.
@@ -210,12 +331,52 @@ func startTxThread(fd int, prod, cons, flags *atomic.Uint32) (*txThread, error) 
 		return nil, fmt.Errorf("tx thread: %w", syscall.Errno(cerr))
 	}
 	return &txThread{
-		c:      c,
-		state:  (*atomic.Uint32)(unsafe.Pointer(&c.state)),
-		err:    (*atomic.Int32)(unsafe.Pointer(&c.err)),
-		kicks:  (*atomic.Uint64)(unsafe.Pointer(&c.kicks)),
-		sleeps: (*atomic.Uint64)(unsafe.Pointer(&c.sleeps)),
+		c:           c,
+		state:       (*atomic.Uint32)(unsafe.Pointer(&c.state)),
+		err:         (*atomic.Int32)(unsafe.Pointer(&c.err)),
+		kicks:       (*atomic.Uint64)(unsafe.Pointer(&c.kicks)),
+		sleeps:      (*atomic.Uint64)(unsafe.Pointer(&c.sleeps)),
+		want:        (*atomic.Uint32)(unsafe.Pointer(&c.want)),
+		gsoProd:     (*atomic.Uint32)(unsafe.Pointer(&c.gso_prod)),
+		gsoCons:     (*atomic.Uint32)(unsafe.Pointer(&c.gso_cons)),
+		gsoSent:     (*atomic.Uint64)(unsafe.Pointer(&c.gso_sent)),
+		gsoLost:     (*atomic.Uint64)(unsafe.Pointer(&c.gso_lost)),
+		gsoDisorder: (*atomic.Uint64)(unsafe.Pointer(&c.gso_disorder)),
 	}, nil
+}
+
+// startGSO gives the thread a GSO queue that sends through the AF_PACKET
+// socket gsoFD, before any segment is queued.
+func (t *txThread) startGSO(gsoFD int) error {
+	t.want = new(atomic.Uint32)
+	t.pin.Pin(t.want)
+	if e := C.txthread_gso(t.c, C.int(gsoFD), (*C.uint32_t)(unsafe.Pointer(t.want))); e != 0 {
+		return fmt.Errorf("tx thread: GSO queue: %w", syscall.Errno(e))
+	}
+	t.gso = true
+	return nil
+}
+
+// gsoWaiting reports whether queued segments wait for the thread's send.
+func (t *txThread) gsoWaiting() bool { return t.gso && t.gsoProd.Load() != t.gsoCons.Load() }
+
+// gsoSlot is the next free slot of the GSO queue, nil when all are taken.
+func (t *txThread) gsoSlot() []byte {
+	p := t.gsoProd.Load()
+	if p-t.gsoCons.Load() == gsoSlots {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(t.c.gso_buf[p%gsoSlots])), gsoSlotSize)
+}
+
+// queueGSO queues the segment written to gsoSlot's slot, n bytes, to be
+// sent after the tx ring's frames up to ring, and wakes the thread.
+func (t *txThread) queueGSO(n int, ring uint32) {
+	p := t.gsoProd.Load()
+	t.c.gso_len[p%gsoSlots] = C.uint32_t(n)
+	t.c.gso_ring[p%gsoSlots] = C.uint32_t(ring)
+	t.gsoProd.Store(p + 1)
+	t.kick()
 }
 
 // awake reports whether the thread is kicking, or about to.
@@ -254,4 +415,7 @@ func (t *txThread) error() error {
 }
 
 // stop ends the thread and waits for it.
-func (t *txThread) stop() { C.txthread_stop(t.c) }
+func (t *txThread) stop() {
+	C.txthread_stop(t.c)
+	t.pin.Unpin()
+}

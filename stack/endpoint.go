@@ -121,29 +121,26 @@ func (ep *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Erro
 	// A flow's packets share a hash, so a flow stays on one queue.
 	qi := all[0].Hash % uint32(len(ep.queues))
 	if ep.gso == nil {
-		return ep.writeFrames(ep.queues[qi], all, false)
+		return ep.writeFrames(ep.queues[qi], all)
 	}
-	// The GSO sender's sendmsg(2) transmits at once, on this goroutine. The
-	// frames before a segment it takes leave before it, so they are kicked
-	// here too (EndTxNow), with what earlier batches left in the ring for
-	// nic's tx thread; so are the frames after it, which would otherwise
-	// wake that thread only for the next segment's kick to find them.
+	// The queue's GSO sender keeps the segments in order with the frames
+	// sent through the queue before and after them.
 	g := &ep.gso[qi]
-	start, sentGSO := 0, false
+	start := 0
 	for i, pkt := range all {
 		if txFramesOf(pkt) == 1 || ep.verdict(pkt) != send {
 			continue
 		}
-		if _, err := ep.writeFrames(ep.queues[qi], all[start:i], true); err != nil {
+		if _, err := ep.writeFrames(ep.queues[qi], all[start:i]); err != nil {
 			return start, err
 		}
 		if ep.sendGSO(g, pkt) {
-			start, sentGSO = i+1, true
+			start = i + 1
 		} else {
 			start = i // cut into frames with what follows
 		}
 	}
-	if _, err := ep.writeFrames(ep.queues[qi], all[start:], sentGSO); err != nil {
+	if _, err := ep.writeFrames(ep.queues[qi], all[start:]); err != nil {
 		return start, err
 	}
 	return len(all), nil
@@ -171,12 +168,11 @@ func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) bool {
 	return true
 }
 
-// writeFrames copies packets into tx frames of q and sends them; with now,
-// through EndTxNow, even none. A TCP segment handed over whole (host GSO)
+// writeFrames copies packets into tx frames of q and sends them. A TCP segment handed over whole (host GSO)
 // is cut into MSS-sized frames here; when the ring gives fewer frames than
 // the packets need, the frames that do not fit are dropped (nic counts
 // them), and TCP resends them.
-func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer, now bool) (int, tcpip.Error) {
+func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer) (int, tcpip.Error) {
 	need := 0
 	for _, pkt := range all {
 		switch ep.verdict(pkt) {
@@ -188,7 +184,7 @@ func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer, now bool
 			ep.txNoNeighbour.Add(1)
 		}
 	}
-	if need == 0 && !now {
+	if need == 0 {
 		return len(all), nil
 	}
 	got := q.BeginTx(need)
@@ -208,13 +204,7 @@ func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer, now bool
 		}
 		written++
 	}
-	var err error
-	if now {
-		err = q.EndTxNow()
-	} else {
-		err = q.EndTx()
-	}
-	if err != nil {
+	if err := q.EndTx(); err != nil {
 		return written, &tcpip.ErrAborted{}
 	}
 	return len(all), nil

@@ -33,7 +33,6 @@ type fakeQueue struct {
 	batch   [][]byte
 	sent    chan struct{}
 	forward func([][]byte) // called without the lock held
-	flushed func()         // if set, called by EndTxNow after the batch is sent
 	room    int            // if set, BeginTx reserves at most this many frames
 	nsent   int            // frames sent, forwarded or not
 	short   int            // frames BeginTx had no room for, as nic counts them
@@ -71,14 +70,6 @@ func (q *fakeQueue) EndTx() error {
 		q.sent <- struct{}{}
 	}
 	return nil
-}
-
-func (q *fakeQueue) EndTxNow() error {
-	err := q.EndTx()
-	if q.flushed != nil {
-		q.flushed()
-	}
-	return err
 }
 
 // txCounts is what a fakeQueue counted.

@@ -215,7 +215,6 @@ func (q *staticQueue) BeginTx(n int) int    { return min(n, len(q.frames)) }
 func (q *staticQueue) TxFrame(i int) []byte { return q.frames[i][:cap(q.frames[i])] }
 func (q *staticQueue) SetTxLen(i, n int)    { q.frames[i] = q.frames[i][:n] }
 func (q *staticQueue) EndTx() error         { return nil }
-func (q *staticQueue) EndTxNow() error      { return nil }
 
 func newStaticQueue() *staticQueue {
 	q := &staticQueue{frames: make([][]byte, 64)}
@@ -332,7 +331,6 @@ func gsoSenderEndpoint(t *testing.T) (*endpoint, *gsoRecorder, *[]string) {
 	log := new([]string)
 	q := newFakeQueue()
 	q.forward = func(frames [][]byte) { *log = append(*log, fmt.Sprintf("frames:%d", len(frames))) }
-	q.flushed = func() { *log = append(*log, "flush") }
 	g := &gsoRecorder{log: log}
 	ep := newEndpoint(Config{LinkAddr: serverMAC, MTU: 1500, Queues: []TxQueue{q}, GSO: []GSOSender{g}})
 	ep.neigh.learn(tcpip.AddrFrom4(clientV4.As4()), clientMAC, time.Now().UnixNano())
@@ -342,9 +340,8 @@ func gsoSenderEndpoint(t *testing.T) (*endpoint, *gsoRecorder, *[]string) {
 
 // With a GSO sender, a segment of more than one frame goes to it whole and
 // everything else into frames, in the packets' order: the frames before a
-// large segment are sent before it, kicked at once (EndTxNow: nic's tx
-// thread could still be holding them), and those after it after, also at
-// once.
+// large segment are sent (EndTx) before it is handed over, and those after
+// it after (the sender, nic.Socket, keeps them in that order).
 func TestGSOSenderOrder(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		ep, g, log := gsoSenderEndpoint(t)
@@ -359,7 +356,7 @@ func TestGSOSenderOrder(t *testing.T) {
 		if n, err := ep.WritePackets(pkts); n != 5 || err != nil {
 			t.Fatalf("WritePackets = %d, %v", n, err)
 		}
-		want := []string{"frames:1", "flush", "gso", "flush", "gso", "frames:2", "flush"}
+		want := []string{"frames:1", "gso", "gso", "frames:2"}
 		if fmt.Sprint(*log) != fmt.Sprint(want) {
 			t.Errorf("v6 %v: sent %v, want %v", v6, *log, want)
 		}
@@ -384,7 +381,7 @@ func TestGSOSenderOrder(t *testing.T) {
 				t.Errorf("v6 %v: segment %d: payload differs", v6, i)
 			}
 		}
-		if c := ep.counters(); c.TxGSO != 2 || c.TxGSOErrors != 0 || len(*log) != 7 {
+		if c := ep.counters(); c.TxGSO != 2 || c.TxGSOErrors != 0 || len(*log) != 4 {
 			t.Errorf("v6 %v: counters %+v, sent %v; want 2 GSO segments and 3 frames", v6, c, *log)
 		}
 		pkts.DecRef()
@@ -406,7 +403,7 @@ func TestGSOSenderError(t *testing.T) {
 	if c := ep.counters(); c.TxGSOErrors != 1 || c.TxGSO != 0 {
 		t.Errorf("counters %+v; want 1 GSO error", c)
 	}
-	if fmt.Sprint(*log) != "[flush frames:4]" {
+	if fmt.Sprint(*log) != "[frames:4]" {
 		t.Errorf("sent %v, want the segment's 3 frames and the ACK's in one batch", *log)
 	}
 }

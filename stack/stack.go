@@ -42,10 +42,11 @@ type Config struct {
 	// pseudo-header sum, with offload on).
 	TrustRXChecksum bool
 	Queues          []TxQueue // transmit goes out on one of these
-	// GSO, when set, has one sender per queue (indexed like Queues) that
-	// hands TCP segments larger than a frame to the kernel whole, to be cut
-	// there (or by the NIC's TSO); without it the endpoint cuts them into
-	// frames itself.
+	// GSO, when set, has one sender per queue (indexed like Queues, and
+	// ordered with that queue: *nic.Socket is both) that hands TCP
+	// segments larger than a frame to the kernel whole, to be cut there
+	// (or by the NIC's TSO); without it the endpoint cuts them into frames
+	// itself.
 	GSO []GSOSender
 	// SYNCookies, when set, is the key of the SYN cookies the XDP program
 	// answers floods with; the listeners accept the handshakes it
@@ -70,18 +71,14 @@ type TxQueue interface {
 	TxFrame(i int) []byte
 	SetTxLen(i, n int)
 	EndTx() error
-	// EndTxNow is EndTx that has the kernel send everything the queue
-	// holds before it returns, kicking on the caller's goroutine whoever
-	// else was to: the endpoint ends so the frames written before a packet
-	// that goes out by other means (GSOSender), which must not overtake
-	// them. After BeginTx(0) it sends what earlier batches left.
-	EndTxNow() error
 }
 
 // GSOSender sends one Ethernet frame holding a TCP segment of more than
 // mss bytes of payload, in pieces, for the kernel to cut into frames of
-// mss bytes (as *nic.GSOTx does): hdrLen bytes of headers, the TCP header
+// mss bytes (as *nic.Socket does): hdrLen bytes of headers, the TCP header
 // at csumStart with the pseudo-header's checksum at csumStart+csumOffset.
+// The segment leaves after the frames its queue's EndTx sent before the
+// call and before those sent after it. It must copy what it keeps of bufs.
 type GSOSender interface {
 	SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error
 }

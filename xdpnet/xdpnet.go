@@ -319,13 +319,16 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	}
 	var gso []stack.GSOSender
 	if !o.NoGSO {
-		for range p.socks {
+		for _, s := range p.socks {
 			g, err := nic.OpenGSOTx(ifc.Index)
 			if err != nil {
 				return nil, err
 			}
-			p.undo = append(p.undo, func() { g.Close() })
-			gso = append(gso, g)
+			if err := s.AttachGSO(g); err != nil { // the socket closes g
+				g.Close()
+				return nil, err
+			}
+			gso = append(gso, s)
 		}
 	}
 	p.stack, err = stack.New(stack.Config{

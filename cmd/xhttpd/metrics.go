@@ -95,6 +95,7 @@ var (
 	queueTx        = desc("queue_tx_frames_total", "Frames placed in the tx ring.", "queue")
 	queueTxKicks   = desc("queue_tx_kicks_total", "sendto(2) calls that had the kernel send the tx ring, by who made them: the writer of the frames, or the queue's tx thread (-tx-kicks).", "queue", "by")
 	queueTxSleeps  = desc("queue_tx_thread_sleeps_total", "Times the queue's tx thread went to sleep with nothing to kick; each cost a wake-up.", "queue")
+	queueTxGSO     = desc("queue_tx_gso_segments_total", "GSO segments the queue's tx thread sent for the netstack, by outcome: sent; lost, refused by the kernel (TCP sends them again); out_of_order, sent before frames placed ahead of them had left or after frames placed behind them (also counted as sent or lost).", "queue", "outcome")
 	queueTxFull    = desc("queue_tx_ring_full_frames_total", "Frames not sent for want of a tx slot or frame.", "queue")
 	xskRxDropped   = desc("xsk_rx_dropped_total", "Kernel: frames dropped for other reasons (XDP_STATISTICS rx_dropped).", "queue")
 	xskRxFull      = desc("xsk_rx_ring_full_total", "Kernel: frames dropped because the rx ring was full.", "queue")
@@ -214,6 +215,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if pq.Socket.TxThread() {
 			counter(queueTxKicks, ns.TxThreadKicks, q, "thread")
 			counter(queueTxSleeps, ns.TxThreadSleeps, q)
+			counter(queueTxGSO, ns.TxGSOSent, q, "sent")
+			counter(queueTxGSO, ns.TxGSOLost, q, "lost")
+			counter(queueTxGSO, ns.TxGSODisorder, q, "out_of_order")
 		}
 		counter(xskRxDropped, ns.Rx_dropped, q)
 		counter(xskRxFull, ns.Rx_ring_full, q)
