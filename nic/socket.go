@@ -373,13 +373,16 @@ func (s *Socket) WakeRx() error {
 }
 
 // Service is the transmit-side work a queue's loop does every round: it
-// reclaims the frames the kernel has sent and, if frames wait in the tx
-// ring and the kernel asks for it, kicks the kernel again (an earlier kick
-// may have found it busy).
+// reclaims the frames the kernel has sent and the GSO segments the tx
+// thread has, and, if frames wait in the tx ring and the kernel asks for
+// it, kicks the kernel again (an earlier kick may have found it busy).
 func (s *Socket) Service() error {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	s.reapCompletions()
+	if t := s.txThread; t != nil && t.gso {
+		t.releaseGSO()
+	}
 	if s.tx.Pending() {
 		return s.flushTx(0)
 	}
@@ -502,72 +505,90 @@ func (s *Socket) flushTx(frames int) error {
 // AttachGSO has the socket send segments larger than a frame (SendGSO)
 // through g, which it then owns: Close closes it. With a tx thread, the
 // thread sends them.
-func (s *Socket) AttachGSO(g *GSOTx) error {
+func (s *Socket) AttachGSO(g *GSOTx) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	if t := s.txThread; t != nil {
-		if err := t.startGSO(g.fd); err != nil {
-			return fmt.Errorf("nic: queue %d: %w", s.queue, err)
-		}
+		t.startGSO(g.fd)
 	}
 	s.gsoTx = g
-	return nil
 }
 
 // SendGSO sends one Ethernet frame holding a TCP segment of more than mss
 // bytes of payload, as GSOTx.SendGSO does, after every frame placed in the
 // tx ring before it and before every frame placed after it: a flow's
-// packets leave in their order.
+// packets leave in their order. The pieces, bufs, are owner's, and SendGSO
+// takes over one reference to it, which it drops once it is done with
+// them, error or not.
 //
-// With a tx thread, the segment is copied into the thread's queue and the
-// thread sends it (send_gso in txthread.go): the send, which on veth runs
-// the peer's receive of every frame, was three quarters of the netstack's
-// thread's time under 32 connections fetching 64 KiB
-// (docs/profiles/intel-64k-148b209.*). When the queue is full the caller
-// waits for a slot. Without a thread, the caller kicks the ring until the
-// kernel has taken every frame in it, and sends the segment itself.
-func (s *Socket) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error {
+// With a tx thread, the segment goes to the thread's queue and the thread
+// sends it (send_gso in txthread.go), straight from the pieces, pinned
+// until then: the send, which on veth runs the peer's receive of every
+// frame, was three quarters of the netstack's thread's time under 32
+// connections fetching 64 KiB (docs/profiles/intel-64k-148b209.*). When
+// the queue is full the caller waits for a slot. Without a thread, or
+// for a segment in more pieces than a slot holds, the caller kicks the
+// ring until the kernel has taken every frame in it, and sends the
+// segment itself, holding the transmit side meanwhile. SendGSO may be
+// called from any goroutine.
+func (s *Socket) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte, owner Releaser) error {
+	defer func() {
+		if owner != nil {
+			owner.DecRef()
+		}
+	}()
 	g := s.gsoTx
 	if g == nil {
 		return fmt.Errorf("nic: queue %d: no GSO sender", s.queue)
 	}
 	s.txMu.Lock()
 	t := s.txThread
-	if t == nil || !t.gso {
-		err := s.drainTx()
-		s.txMu.Unlock()
-		if err != nil {
-			return err
+	if t != nil && t.gso {
+		t.releaseGSO()
+		if pieces(bufs) < gsoIovecs {
+			for spins := 0; t.gsoFull(); spins++ {
+				if spins < 16 {
+					runtime.Gosched()
+				} else {
+					time.Sleep(20 * time.Microsecond)
+				}
+				t.releaseGSO()
+			}
+			t.queueGSO(vnetHeader(v6, hdrLen, mss, csumStart, csumOffset), bufs, owner, s.tx.cachedProd)
+			owner = nil // the slot's now
+			err := t.error()
+			s.txMu.Unlock()
+			if err != nil {
+				return fmt.Errorf("nic: queue %d: kick tx (tx thread): %w", s.queue, err)
+			}
+			return nil
 		}
-		return g.SendGSO(v6, hdrLen, mss, csumStart, csumOffset, bufs)
-	}
-	defer s.txMu.Unlock()
-	n := vnetHdrLen
-	for _, b := range bufs {
-		n += len(b)
-	}
-	if n > gsoSlotSize {
-		return fmt.Errorf("nic: queue %d: GSO segment of %d bytes, more than %d", s.queue, n, gsoSlotSize)
-	}
-	slot := t.gsoSlot()
-	for spins := 0; slot == nil; spins++ {
-		if spins < 16 {
+		// Too many pieces for a slot: after the segments queued before
+		// it, and the frames the thread would have published after them.
+		for t.gsoWaiting() {
 			runtime.Gosched()
-		} else {
-			time.Sleep(20 * time.Microsecond)
 		}
-		slot = t.gsoSlot()
+		t.releaseGSO()
+		s.tx.SubmitForward()
 	}
-	h := vnetHeader(v6, hdrLen, mss, csumStart, csumOffset)
-	at := copy(slot, h[:])
+	// Under txMu: the frames placed after the segment wait for it, and
+	// GSOTx takes one sender at a time.
+	defer s.txMu.Unlock()
+	if err := s.drainTx(); err != nil {
+		return err
+	}
+	return g.SendGSO(v6, hdrLen, mss, csumStart, csumOffset, bufs)
+}
+
+// pieces counts the non-empty slices of bufs.
+func pieces(bufs [][]byte) int {
+	n := 0
 	for _, b := range bufs {
-		at += copy(slot[at:], b)
+		if len(b) > 0 {
+			n++
+		}
 	}
-	t.queueGSO(at, s.tx.cachedProd)
-	if err := t.error(); err != nil {
-		return fmt.Errorf("nic: queue %d: kick tx (tx thread): %w", s.queue, err)
-	}
-	return nil
+	return n
 }
 
 // drainTx kicks on the caller's goroutine, whether or not the tx thread

@@ -56,6 +56,7 @@ package nic
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sched.h>
 #include <time.h>
@@ -67,10 +68,11 @@ package nic
 
 enum { TX_RUNNING = 0, TX_PENDING = 1, TX_SLEEPING = 2, TX_STOPPED = 3 };
 
-// GSO_SLOTS segments of up to GSO_SLOT_SIZE bytes, virtio_net_hdr
+// GSO_SLOTS segments of up to GSO_IOVS pieces, their virtio_net_hdr
 // included, wait for the thread's send at most.
 #define GSO_SLOTS 8
-#define GSO_SLOT_SIZE (1 << 17)
+#define GSO_IOVS 64
+#define VNET_HDR_LEN 10
 
 struct txthread {
 	uint32_t state;
@@ -95,8 +97,12 @@ struct txthread {
 	// and sent out of order (drain_to gave up, or frames after the
 	// segment were published before it left: a bug).
 	uint64_t gso_sent, gso_lost, gso_disorder;
-	uint32_t gso_ring[GSO_SLOTS], gso_len[GSO_SLOTS];
-	unsigned char *gso_buf[GSO_SLOTS];
+	// A slot: the ring index the segment follows, and its pieces: the
+	// header in gso_hdr, the rest in the netstack's buffers (Go memory,
+	// pinned and referenced until the Go side sees gso_cons pass).
+	uint32_t gso_ring[GSO_SLOTS], gso_iovcnt[GSO_SLOTS];
+	unsigned char gso_hdr[GSO_SLOTS][VNET_HDR_LEN];
+	struct iovec gso_iov[GSO_SLOTS][GSO_IOVS];
 };
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -169,7 +175,8 @@ static void send_gso(struct txthread *t) {
 			drain_to(t, ring);
 			if (BEFORE(LOAD(t->cons), ring) || BEFORE(ring, LOAD(t->prod)))
 				__atomic_store_n(&t->gso_disorder, t->gso_disorder + 1, __ATOMIC_RELAXED);
-			if (send(t->gso_fd, t->gso_buf[i], t->gso_len[i], 0) < 0)
+			struct msghdr m = {.msg_iov = t->gso_iov[i], .msg_iovlen = t->gso_iovcnt[i]};
+			if (sendmsg(t->gso_fd, &m, 0) < 0)
 				__atomic_store_n(&t->gso_lost, t->gso_lost + 1, __ATOMIC_RELAXED);
 			else
 				__atomic_store_n(&t->gso_sent, t->gso_sent + 1, __ATOMIC_RELAXED);
@@ -252,22 +259,18 @@ static struct txthread *txthread_start(int fd, uint32_t *prod, const uint32_t *c
 
 // txthread_gso gives the thread a GSO queue sending through gso_fd, before
 // the first segment is queued. It returns 0 or an errno.
-static int txthread_gso(struct txthread *t, int gso_fd, uint32_t *want) {
+static void txthread_gso(struct txthread *t, int gso_fd, uint32_t *want) {
 	for (int i = 0; i < GSO_SLOTS; i++)
-		if (!(t->gso_buf[i] = malloc(GSO_SLOT_SIZE)))
-			return ENOMEM;
+		t->gso_iov[i][0] = (struct iovec){.iov_base = t->gso_hdr[i], .iov_len = VNET_HDR_LEN};
 	t->want = want;
 	__atomic_store_n(t->want, LOAD(t->prod), __ATOMIC_RELEASE);
 	__atomic_store_n(&t->gso_fd, gso_fd, __ATOMIC_RELEASE);
-	return 0;
 }
 
 static void txthread_stop(struct txthread *t) {
 	__atomic_store_n(&t->state, TX_STOPPED, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &t->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(t->thread, NULL);
-	for (int i = 0; i < GSO_SLOTS; i++)
-		free(t->gso_buf[i]);
 	free(t);
 }
 */
@@ -314,12 +317,26 @@ type txThread struct {
 	pin                           runtime.Pinner
 	gsoProd, gsoCons              *atomic.Uint32
 	gsoSent, gsoLost, gsoDisorder *atomic.Uint64
+	// The Go side of each slot: the pins on the segment's pieces, which
+	// the C slot points to, and the reference that keeps them from being
+	// reused; released (under txMu) counts the slots given back.
+	slots    [gsoSlots]gsoSlot
+	released uint32
 }
 
-// gsoSlots and gsoSlotSize are the GSO queue's C constants.
+type gsoSlot struct {
+	pin   runtime.Pinner
+	owner Releaser
+}
+
+// Releaser is what holds a segment's pieces for SendGSO: the netstack's
+// packet buffer, whose reference SendGSO takes over.
+type Releaser = interface{ DecRef() }
+
+// The GSO queue's C constants.
 const (
-	gsoSlots    = C.GSO_SLOTS
-	gsoSlotSize = C.GSO_SLOT_SIZE
+	gsoSlots  = C.GSO_SLOTS
+	gsoIovecs = C.GSO_IOVS
 )
 
 // startTxThread starts a tx thread for the socket fd whose tx ring has
@@ -336,7 +353,6 @@ func startTxThread(fd int, prod, cons, flags *atomic.Uint32) (*txThread, error) 
 		err:         (*atomic.Int32)(unsafe.Pointer(&c.err)),
 		kicks:       (*atomic.Uint64)(unsafe.Pointer(&c.kicks)),
 		sleeps:      (*atomic.Uint64)(unsafe.Pointer(&c.sleeps)),
-		want:        (*atomic.Uint32)(unsafe.Pointer(&c.want)),
 		gsoProd:     (*atomic.Uint32)(unsafe.Pointer(&c.gso_prod)),
 		gsoCons:     (*atomic.Uint32)(unsafe.Pointer(&c.gso_cons)),
 		gsoSent:     (*atomic.Uint64)(unsafe.Pointer(&c.gso_sent)),
@@ -347,34 +363,58 @@ func startTxThread(fd int, prod, cons, flags *atomic.Uint32) (*txThread, error) 
 
 // startGSO gives the thread a GSO queue that sends through the AF_PACKET
 // socket gsoFD, before any segment is queued.
-func (t *txThread) startGSO(gsoFD int) error {
+func (t *txThread) startGSO(gsoFD int) {
 	t.want = new(atomic.Uint32)
 	t.pin.Pin(t.want)
-	if e := C.txthread_gso(t.c, C.int(gsoFD), (*C.uint32_t)(unsafe.Pointer(t.want))); e != 0 {
-		return fmt.Errorf("tx thread: GSO queue: %w", syscall.Errno(e))
-	}
+	C.txthread_gso(t.c, C.int(gsoFD), (*C.uint32_t)(unsafe.Pointer(t.want)))
 	t.gso = true
-	return nil
 }
 
 // gsoWaiting reports whether queued segments wait for the thread's send.
 func (t *txThread) gsoWaiting() bool { return t.gso && t.gsoProd.Load() != t.gsoCons.Load() }
 
-// gsoSlot is the next free slot of the GSO queue, nil when all are taken.
-func (t *txThread) gsoSlot() []byte {
-	p := t.gsoProd.Load()
-	if p-t.gsoCons.Load() == gsoSlots {
-		return nil
+// releaseGSO gives back the pieces of the segments the thread has sent:
+// unpinned, and their packets' references dropped. Under txMu.
+func (t *txThread) releaseGSO() { t.releaseUpTo(t.gsoCons.Load()) }
+
+func (t *txThread) releaseUpTo(end uint32) {
+	for ; t.released != end; t.released++ {
+		sl := &t.slots[t.released%gsoSlots]
+		sl.pin.Unpin()
+		sl.owner.DecRef()
+		sl.owner = nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(t.c.gso_buf[p%gsoSlots])), gsoSlotSize)
 }
 
-// queueGSO queues the segment written to gsoSlot's slot, n bytes, to be
-// sent after the tx ring's frames up to ring, and wakes the thread.
-func (t *txThread) queueGSO(n int, ring uint32) {
+// gsoFull reports whether every slot holds a segment not yet given back.
+func (t *txThread) gsoFull() bool { return t.gsoProd.Load()-t.released == gsoSlots }
+
+// queueGSO queues a segment of the virtio_net_hdr h and the pieces bufs,
+// which owner holds, to be sent after the tx ring's frames up to ring, and
+// wakes the thread. There must be a free slot (gsoFull) and at most
+// gsoIovecs-1 pieces.
+func (t *txThread) queueGSO(h [vnetHdrLen]byte, bufs [][]byte, owner Releaser, ring uint32) {
 	p := t.gsoProd.Load()
-	t.c.gso_len[p%gsoSlots] = C.uint32_t(n)
-	t.c.gso_ring[p%gsoSlots] = C.uint32_t(ring)
+	i := p % gsoSlots
+	sl := &t.slots[i]
+	hdr := unsafe.Slice((*byte)(unsafe.Pointer(&t.c.gso_hdr[i][0])), vnetHdrLen)
+	copy(hdr, h[:])
+	iov := unsafe.Slice((*unix.Iovec)(unsafe.Pointer(&t.c.gso_iov[i][0])), gsoIovecs)
+	n := 1 // iov[0] is the header
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		// Pinned, the piece may be pointed to from C memory; owner's
+		// reference keeps the netstack from reusing it.
+		sl.pin.Pin(&b[0])
+		iov[n] = unix.Iovec{Base: &b[0]}
+		iov[n].SetLen(len(b))
+		n++
+	}
+	sl.owner = owner
+	t.c.gso_iovcnt[i] = C.uint32_t(n)
+	t.c.gso_ring[i] = C.uint32_t(ring)
 	t.gsoProd.Store(p + 1)
 	t.kick()
 }
@@ -417,5 +457,8 @@ func (t *txThread) error() error {
 // stop ends the thread and waits for it.
 func (t *txThread) stop() {
 	C.txthread_stop(t.c)
+	if t.gso {
+		t.releaseUpTo(t.gsoProd.Load()) // sent or not
+	}
 	t.pin.Unpin()
 }

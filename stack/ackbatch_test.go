@@ -18,7 +18,8 @@ type gsoSizes struct {
 	sizes []int
 }
 
-func (g *gsoSizes) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error {
+func (g *gsoSizes) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte, owner interface{ DecRef() }) error {
+	defer owner.DecRef()
 	n := -hdrLen
 	for _, b := range bufs {
 		n += len(b)

@@ -155,7 +155,7 @@ func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) bool {
 	ethLen := len(pkt.LinkHeader().Slice())
 	o := pkt.GSOOptions
 	err := g.tx.SendGSO(o.Type == gvstack.GSOTCPv6, pkt.HeaderSize(), int(o.MSS),
-		ethLen+int(o.L3HdrLen), int(o.CsumOffset), g.bufs)
+		ethLen+int(o.L3HdrLen), int(o.CsumOffset), g.bufs, pkt.IncRef())
 	clear(g.bufs)
 	if err != nil {
 		// Logged the 1st, 2nd, 4th, 8th... time: seen, and bounded.

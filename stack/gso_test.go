@@ -312,7 +312,8 @@ type gsoRecorder struct {
 	err  error
 }
 
-func (g *gsoRecorder) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error {
+func (g *gsoRecorder) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte, owner interface{ DecRef() }) error {
+	defer owner.DecRef()
 	if g.err != nil {
 		return g.err
 	}
@@ -411,7 +412,10 @@ func TestGSOSenderError(t *testing.T) {
 // nopGSO takes segments and keeps nothing.
 type nopGSO struct{}
 
-func (nopGSO) SendGSO(bool, int, int, int, int, [][]byte) error { return nil }
+func (nopGSO) SendGSO(_ bool, _, _, _, _ int, _ [][]byte, owner interface{ DecRef() }) error {
+	owner.DecRef()
+	return nil
+}
 
 // Handing a 64 KiB segment to the GSO sender allocates nothing.
 func TestGSOSenderNoAllocs(t *testing.T) {

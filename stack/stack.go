@@ -78,9 +78,11 @@ type TxQueue interface {
 // mss bytes (as *nic.Socket does): hdrLen bytes of headers, the TCP header
 // at csumStart with the pseudo-header's checksum at csumStart+csumOffset.
 // The segment leaves after the frames its queue's EndTx sent before the
-// call and before those sent after it. It must copy what it keeps of bufs.
+// call and before those sent after it. The pieces are owner's (the
+// packet's), and SendGSO takes over a reference to it, which it drops
+// (DecRef) when it no longer needs them, whether it sent them or not.
 type GSOSender interface {
-	SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte) error
+	SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte, owner interface{ DecRef() }) error
 }
 
 // Stack is a netstack bound to one interface's queues.

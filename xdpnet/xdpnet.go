@@ -324,10 +324,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := s.AttachGSO(g); err != nil { // the socket closes g
-				g.Close()
-				return nil, err
-			}
+			s.AttachGSO(g) // the socket closes g
 			gso = append(gso, s)
 		}
 	}
