@@ -44,17 +44,18 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 	t.Logf("rx frames per queue: %s", strings.Join(per, ", "))
 
 	for name, typ := range map[string]dto.MetricType{
-		"xhttpd_queue_mode":                dto.MetricType_GAUGE,
-		"xhttpd_queue_mode_switches_total": dto.MetricType_COUNTER,
-		"xhttpd_queue_seconds_total":       dto.MetricType_COUNTER,
-		"xhttpd_queue_wakeups_total":       dto.MetricType_COUNTER,
-		"xhttpd_queue_empty_polls_total":   dto.MetricType_COUNTER,
-		"xhttpd_queue_round_frames":        dto.MetricType_HISTOGRAM,
-		"xhttpd_queue_tx_frames_total":     dto.MetricType_COUNTER,
-		"xhttpd_xsk_rx_ring_full_total":    dto.MetricType_COUNTER,
-		"xhttpd_xsk_fill_ring_empty_total": dto.MetricType_COUNTER,
-		"xhttpd_xdp_frames_total":          dto.MetricType_COUNTER,
-		"xhttpd_http_requests_total":       dto.MetricType_COUNTER,
+		"xhttpd_queue_mode":                  dto.MetricType_GAUGE,
+		"xhttpd_queue_mode_switches_total":   dto.MetricType_COUNTER,
+		"xhttpd_queue_seconds_total":         dto.MetricType_COUNTER,
+		"xhttpd_queue_wakeups_total":         dto.MetricType_COUNTER,
+		"xhttpd_queue_empty_polls_total":     dto.MetricType_COUNTER,
+		"xhttpd_queue_round_frames":          dto.MetricType_HISTOGRAM,
+		"xhttpd_queue_tx_frames_total":       dto.MetricType_COUNTER,
+		"xhttpd_xsk_rx_ring_full_total":      dto.MetricType_COUNTER,
+		"xhttpd_xsk_fill_ring_empty_total":   dto.MetricType_COUNTER,
+		"xhttpd_xdp_frames_total":            dto.MetricType_COUNTER,
+		"xhttpd_http_requests_total":         dto.MetricType_COUNTER,
+		"xhttpd_queue_tx_gso_segments_total": dto.MetricType_COUNTER,
 	} {
 		f := families[name]
 		if f == nil {
@@ -71,6 +72,10 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 				t.Errorf("queue %s does not report mode hybrid", label(m, "queue"))
 			}
 		}
+	}
+	// -gc-percent's default, as the runtime has it.
+	if f := families["go_gc_gogc_percent"]; f == nil || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetGauge().GetValue() != 400 {
+		t.Errorf("go_gc_gogc_percent: %v, want 400 (-gc-percent)", f)
 	}
 	// What each queue got at start: on veth, native XDP, copy mode, and
 	// busy-poll options the kernel took.

@@ -46,7 +46,20 @@ type options struct {
 	user        *account // serve as this user once started; nil: stay as started
 	version     bool     // -version: print the version and exit
 	procs       int      // -procs: GOMAXPROCS; 0 for one per served queue (procsFor)
+	gcPercent   int      // -gc-percent: the GC's target heap growth; 0 leaves Go's (GOGC)
 }
+
+// defaultGCPercent is -gc-percent's default: the Go GC's target heap growth,
+// in percent of the live heap, 4 times Go's default of 100. Each new
+// connection costs the netstack about 65 allocations, 6.3 KB (gVisor's
+// endpoint, its sender, its timers), and the GC's work falls with the
+// growth it allows. Alternating builds that differ only in it, 32
+// connections a request each, 8 turns: 400 served 1.18x the requests of
+// 100 at 0.84x the CPU per request, and 800 1.00x those of 400 at 1.05x.
+// The price under that load: 99 MB of heap in use against 46 MB, 180 MB
+// resident against 107 MB. Keep-alive requests served from the cache
+// allocate nothing, and do not care.
+const defaultGCPercent = 400
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "doctor" {
@@ -107,6 +120,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.path.NAPISuspend, "napi-suspend", 0, fmt.Sprintf("busy and hybrid mode: the kernel's irq-suspend-timeout for each queue's NAPI instance (Linux 6.13+), with defer-hard-irqs %d and gro-flush-timeout %v; restored at exit, or after a kill at the next start (0: off)", xdpnet.NAPIDeferHardIRQs, xdpnet.NAPIGROFlushTimeout))
 	fs.StringVar(&o.path.NAPIStateDir, "napi-state-dir", nic.DefaultNAPIStateDir, "where the NAPI settings -napi-suspend changes are recorded until restored")
 	fs.IntVar(&o.procs, "procs", 0, "CPUs that run Go code at once (GOMAXPROCS), like nginx's worker_processes (0: one per served queue, at most every CPU the process may use; with -stack kernel, every CPU)")
+	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "the Go garbage collector's target heap growth, in percent of the live heap, as GOGC: higher costs memory and saves CPU (0: leave Go's, GOGC from the environment or 100)")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -130,6 +144,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.procs < 0 {
 		return o, fmt.Errorf("-procs %d: want 0 (the default) or more", o.procs)
+	}
+	if o.gcPercent < 0 {
+		return o, fmt.Errorf("-gc-percent %d: want 0 (Go's own) or more", o.gcPercent)
 	}
 	if o.version {
 		return o, nil
@@ -346,6 +363,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	runtime.GOMAXPROCS(procs)
+	if o.gcPercent > 0 {
+		debug.SetGCPercent(o.gcPercent)
+	}
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack
 	if o.stack == stackKernel {

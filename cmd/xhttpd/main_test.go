@@ -44,6 +44,9 @@ func TestParseFlags(t *testing.T) {
 	if o.procs != 0 {
 		t.Errorf("-procs defaults to %d, want 0 (one per served queue)", o.procs)
 	}
+	if o.gcPercent != defaultGCPercent {
+		t.Errorf("-gc-percent defaults to %d, want %d", o.gcPercent, defaultGCPercent)
+	}
 	if p := o.path; p.Mode.String() != "hybrid" || o.stack != stackXDP || p.RxChecksum != nic.RxChecksumAuto || !slices.Equal(p.Ports, []uint16{80}) || p.Budget != 64 || p.NoGSO {
 		t.Errorf("defaults: mode %v stack %v rx checksum %v ports %v budget %d no GSO %v", p.Mode, o.stack, p.RxChecksum, p.Ports, p.Budget, p.NoGSO)
 	}
@@ -57,6 +60,7 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "-stack", "dpdk"), "-stack"},
 		{append(base, "-queues", "-1"), "-queues"},
 		{append(base, "-procs", "-1"), "-procs -1"},
+		{append(base, "-gc-percent", "-1"), "-gc-percent -1"},
 		{append(base, "-budget", "0"), "-budget"},
 		{append(base, "-frames", "1000"), "-frames"},
 		{append(base, "-frames", "0"), "-frames"},
