@@ -73,9 +73,13 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 			}
 		}
 	}
-	// -gc-percent's default, as the runtime has it.
+	// -gc-percent's default and the memory limit beside it, as the
+	// runtime has them.
 	if f := families["go_gc_gogc_percent"]; f == nil || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetGauge().GetValue() != 400 {
 		t.Errorf("go_gc_gogc_percent: %v, want 400 (-gc-percent)", f)
+	}
+	if f := families["go_gc_gomemlimit_bytes"]; f == nil || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetGauge().GetValue() != 768<<20 {
+		t.Errorf("go_gc_gomemlimit_bytes: %v, want 768 MiB (twice -cache-total and 256 MiB)", f)
 	}
 	// What each queue got at start: on veth, native XDP, copy mode, and
 	// busy-poll options the kernel took.

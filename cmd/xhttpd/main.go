@@ -61,6 +61,14 @@ type options struct {
 // allocate nothing, and do not care.
 const defaultGCPercent = 400
 
+// gcMemoryLimit is the soft memory limit set beside -gc-percent, unless
+// GOMEMLIMIT is: what Go's default target would let a full file cache
+// (cacheTotal bytes, live) grow to, plus 256 MiB for everything else.
+// The cache lives in the heap, and at 400 % a full default cache (256 MiB)
+// alone would let the heap grow to 1.3 GB; under the limit the collector
+// runs more often instead. With a small cache the limit is never near.
+func gcMemoryLimit(cacheTotal int64) int64 { return 2*cacheTotal + 256<<20 }
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "doctor" {
 		failed, err := doctor(os.Args[2:], os.Stdout)
@@ -120,7 +128,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.path.NAPISuspend, "napi-suspend", 0, fmt.Sprintf("busy and hybrid mode: the kernel's irq-suspend-timeout for each queue's NAPI instance (Linux 6.13+), with defer-hard-irqs %d and gro-flush-timeout %v; restored at exit, or after a kill at the next start (0: off)", xdpnet.NAPIDeferHardIRQs, xdpnet.NAPIGROFlushTimeout))
 	fs.StringVar(&o.path.NAPIStateDir, "napi-state-dir", nic.DefaultNAPIStateDir, "where the NAPI settings -napi-suspend changes are recorded until restored")
 	fs.IntVar(&o.procs, "procs", 0, "CPUs that run Go code at once (GOMAXPROCS), like nginx's worker_processes (0: one per served queue, at most every CPU the process may use; with -stack kernel, every CPU)")
-	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "the Go garbage collector's target heap growth, in percent of the live heap, as GOGC: higher costs memory and saves CPU (0: leave Go's, GOGC from the environment or 100)")
+	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "the Go garbage collector's target heap growth, in percent of the live heap, as GOGC: higher costs memory and saves CPU; beside it a soft memory limit (GOMEMLIMIT, unless set) of twice -cache-total plus 256 MiB (0: leave Go's, GOGC from the environment or 100, and no limit)")
 	cpus := fs.String("cpus", "", "pin queue i's loop to the i-th CPU of this comma-separated list (default: no pinning)")
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics (Prometheus) on this address, kernel stack (default: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -365,6 +373,9 @@ func run(ctx context.Context, o options) error {
 	runtime.GOMAXPROCS(procs)
 	if o.gcPercent > 0 {
 		debug.SetGCPercent(o.gcPercent)
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(gcMemoryLimit(o.http.CacheTotal))
+		}
 	}
 	var listeners []net.Listener
 	var path *xdpnet.Path // nil on the kernel stack

@@ -47,6 +47,10 @@ func TestParseFlags(t *testing.T) {
 	if o.gcPercent != defaultGCPercent {
 		t.Errorf("-gc-percent defaults to %d, want %d", o.gcPercent, defaultGCPercent)
 	}
+	// The default cache, full, at Go's default target, and 256 MiB more.
+	if got := gcMemoryLimit(o.http.CacheTotal); got != 768<<20 {
+		t.Errorf("memory limit with the default -cache-total: %d, want 768 MiB", got)
+	}
 	if p := o.path; p.Mode.String() != "hybrid" || o.stack != stackXDP || p.RxChecksum != nic.RxChecksumAuto || !slices.Equal(p.Ports, []uint16{80}) || p.Budget != 64 || p.NoGSO {
 		t.Errorf("defaults: mode %v stack %v rx checksum %v ports %v budget %d no GSO %v", p.Mode, o.stack, p.RxChecksum, p.Ports, p.Budget, p.NoGSO)
 	}
