@@ -451,48 +451,44 @@ func (s *Socket) EndTx() error {
 	if s.txN == 0 {
 		return nil
 	}
-	s.publishTx()
 	n := s.txN
 	s.txN = 0
 	return s.flushTx(int(n))
 }
 
-// publishTx makes the frames placed in the tx ring visible to the kernel,
-// unless GSO segments wait in the tx thread's queue: then the frames must
-// not overtake them, and the thread publishes them after the segments
-// (want). Called with txMu held.
-func (s *Socket) publishTx() {
+// publishTx makes the frames placed in the tx ring visible to the kernel
+// and reports false, unless GSO segments wait in the tx thread's queue:
+// then the frames must not overtake them, the thread publishes them after
+// the segments (want), and publishTx reports true. want is stored before
+// the queue is looked at, so that a thread emptying the queue meanwhile
+// either reads it or is seen to be done; and the caller then kicks the
+// thread, which makes it look at want again. Called with txMu held.
+func (s *Socket) publishTx() (threadPublishes bool) {
 	t := s.txThread
 	if t == nil || !t.gso {
 		s.tx.Submit()
-		return
+		return false
 	}
 	t.want.Store(s.tx.cachedProd)
-	if !t.gsoWaiting() {
-		s.tx.SubmitForward()
+	if t.gsoWaiting() {
+		return true
 	}
+	s.tx.SubmitForward()
+	return false
 }
 
-// flushTx has the kernel send what the tx ring holds, after a batch of
-// frames placed there (none when the loop services the ring): through the
-// tx thread when it takes the batch (txHandOff) or GSO segments wait in its
-// queue, or else at once (kickNow). Called with txMu held.
+// flushTx publishes the frames placed in the tx ring (publishTx) and has
+// the kernel send what the ring holds, after a batch of frames placed
+// there (none when the loop services the ring): through the tx thread
+// when it takes the batch (txHandOff) or publishes it, or else at once
+// (kickNow). Called with txMu held.
 func (s *Socket) flushTx(frames int) error {
+	threadPublishes := s.publishTx()
 	t := s.txThread
 	if t == nil {
 		return s.kickNow()
 	}
-	handOff := txHandOff(frames, t.awake(), s.rxRound.Load())
-	if t.gso {
-		if t.gsoWaiting() {
-			handOff = true // the thread publishes the frames after the segments
-		} else {
-			// The segments may have left since publishTx looked: then
-			// the frames are this writer's to publish.
-			s.tx.SubmitForward()
-		}
-	}
-	if !handOff {
+	if !threadPublishes && !txHandOff(frames, t.awake(), s.rxRound.Load()) {
 		return s.kickNow()
 	}
 	t.kick()
@@ -530,8 +526,7 @@ func (s *Socket) AttachGSO(g *GSOTx) {
 // segment in more pieces than a slot holds, and when the queue is quiet
 // (gsoHandOff), the caller kicks the ring until the kernel has taken
 // every frame in it, and sends the segment itself, holding the transmit
-// side meanwhile. SendGSO may be
-// called from any goroutine.
+// side meanwhile. SendGSO may be called from any goroutine.
 func (s *Socket) SendGSO(v6 bool, hdrLen, mss, csumStart, csumOffset int, bufs [][]byte, owner Releaser) error {
 	defer func() {
 		if owner != nil {

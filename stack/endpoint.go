@@ -168,10 +168,10 @@ func (ep *endpoint) sendGSO(g *gsoQueue, pkt *gvstack.PacketBuffer) bool {
 	return true
 }
 
-// writeFrames copies packets into tx frames of q and sends them. A TCP segment handed over whole (host GSO)
-// is cut into MSS-sized frames here; when the ring gives fewer frames than
-// the packets need, the frames that do not fit are dropped (nic counts
-// them), and TCP resends them.
+// writeFrames copies packets into tx frames of q and sends them. A TCP
+// segment handed over whole (host GSO) is cut into MSS-sized frames here;
+// when the ring gives fewer frames than the packets need, the frames that
+// do not fit are dropped (nic counts them), and TCP resends them.
 func (ep *endpoint) writeFrames(q TxQueue, all []*gvstack.PacketBuffer) (int, tcpip.Error) {
 	need := 0
 	for _, pkt := range all {
