@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
@@ -21,9 +22,14 @@ import (
 // localConns returns both ends of a TCP connection through one plain gVisor
 // stack that delivers packets to its own address itself (HandleLocal).
 func localConns(t testing.TB) (client, server *gonet.TCPConn) {
+	return localConnsOver(t, ipv4.ProtocolNumber)
+}
+
+// localConnsOver is localConns over IPv4 or IPv6 (proto).
+func localConnsOver(t testing.TB, proto tcpip.NetworkProtocolNumber) (client, server *gonet.TCPConn) {
 	t.Helper()
-	s, full := localStack(t)
-	l, err := gonet.ListenTCP(s, full, ipv4.ProtocolNumber)
+	s, full := localStackOver(t, proto)
+	l, err := gonet.ListenTCP(s, full, proto)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +42,7 @@ func localConns(t testing.TB) (client, server *gonet.TCPConn) {
 		}
 		accepted <- c
 	}()
-	client, err = gonet.DialTCP(s, full, ipv4.ProtocolNumber)
+	client, err = gonet.DialTCP(s, full, proto)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,9 +54,15 @@ func localConns(t testing.TB) (client, server *gonet.TCPConn) {
 // localStack is a plain gVisor stack that delivers packets to its own
 // address itself (HandleLocal), and that address's port 80.
 func localStack(t testing.TB) (*gvstack.Stack, tcpip.FullAddress) {
+	return localStackOver(t, ipv4.ProtocolNumber)
+}
+
+// localStackOver is localStack with an IPv4 address (198.18.0.1) or an
+// IPv6 one (2001:2::1), by proto.
+func localStackOver(t testing.TB, proto tcpip.NetworkProtocolNumber) (*gvstack.Stack, tcpip.FullAddress) {
 	t.Helper()
 	s := gvstack.New(gvstack.Options{
-		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol},
+		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
 		HandleLocal:        true,
 	})
@@ -59,7 +71,10 @@ func localStack(t testing.TB) (*gvstack.Stack, tcpip.FullAddress) {
 		t.Fatal(err)
 	}
 	addr := tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
-	s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr.WithPrefix()}, gvstack.AddressProperties{})
+	if proto == ipv6.ProtocolNumber {
+		addr = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 1})
+	}
+	s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: addr.WithPrefix()}, gvstack.AddressProperties{})
 	s.SetRouteTable([]tcpip.Route{{Destination: addr.WithPrefix().Subnet(), NIC: 1}})
 	return s, tcpip.FullAddress{NIC: 1, Addr: addr, Port: 80}
 }

@@ -78,6 +78,14 @@ func IPv6(pkt *stack.PacketBuffer) (proto tcpip.TransportProtocolNumber, fragID 
 	}
 	ipHdr := header.IPv6(hdr)
 
+	// xhttpd: a segment with no extension headers, nearly every one, needs
+	// no iterator: the header is the first 40 bytes and the transport
+	// protocol is its Next Header. The iterator's buffer clone and its
+	// boxed payload header allocate on every segment.
+	if next := ipHdr.TransportProtocol(); next == header.TCPProtocolNumber || next == header.UDPProtocolNumber {
+		return next, 0, 0, false, ipv6HeaderOnly(pkt)
+	}
+
 	// Create a VV to parse the packet. We don't plan to modify anything here.
 	// dataVV consists of:
 	//	- Any IPv6 header bytes after the first 40 (i.e. extensions).
@@ -151,6 +159,18 @@ traverseExtensions:
 	pkt.NetworkProtocolNumber = header.IPv6ProtocolNumber
 
 	return nextHdr, fragID, fragOffset, fragMore, true
+}
+
+// ipv6HeaderOnly puts the 40-byte IPv6 header in pkt.NetworkHeader(), as
+// IPv6 does for a packet without extension headers.
+func ipv6HeaderOnly(pkt *stack.PacketBuffer) bool {
+	hdr, ok := pkt.NetworkHeader().Consume(header.IPv6MinimumSize)
+	if !ok {
+		return false
+	}
+	pkt.Data().CapLength(int(header.IPv6(hdr).PayloadLength()))
+	pkt.NetworkProtocolNumber = header.IPv6ProtocolNumber
+	return true
 }
 
 // UDP parses a UDP packet found in pkt.Data and populates pkt's transport
