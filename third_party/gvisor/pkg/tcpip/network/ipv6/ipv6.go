@@ -1640,8 +1640,8 @@ func (e *endpoint) processExtensionHeaders(h header.IPv6, pkt *stack.PacketBuffe
 	// xhttpd: a TCP or UDP segment with no extension headers, its transport
 	// header parsed, goes to its transport at once, as IPv4 hands it: the
 	// iterator, its buffer and the packet's clone below allocate on every
-	// segment and cost a tenth of a keep-alive server's CPU, and the loop
-	// would find the same payload header.
+	// segment and cost a tenth of a keep-alive server's CPU, and their
+	// iteration would find this very payload header.
 	if next := h.TransportProtocol(); !forwarding && (next == header.TCPProtocolNumber || next == header.UDPProtocolNumber) && len(pkt.TransportHeader().Slice()) != 0 {
 		return e.deliverTransport(pkt, next, nil /* routerAlert */, 0 /* previousHeaderStart */, false /* hasFragmentHeader */)
 	}
