@@ -72,7 +72,7 @@ bench: tools peers build
 	$(BENCH) -servers interrupt,hybrid,kernel,nginx -close -file 1k.bin -fractions 0.1,0.5 -rates 1000 -duration 1s -reps 3 -out $(OUT)/close
 	$(BENCH) -servers interrupt,busy,hybrid,kernel -pattern burst -file 1k.bin -fractions 0.25 -rates 5000 -duration 3s -reps 1 -out $(OUT)/burst
 
-# compare prints the README's "Where it stands": xhttpd (hybrid) beside the
+# compare prints the README's "Latest `make compare`": xhttpd (hybrid) beside the
 # kernel stack and nginx, every server up at once and the runs taking turns
 # (the machine's spells then fall on all alike), about 19 minutes. The
 # -threaded runs receive on the client end in a NAPI thread of its own, not

@@ -31,7 +31,7 @@ const burstBound = 2500 * time.Millisecond
 // packages, dropped 331; rings of 2,048 (-frames 4096) dropped thousands,
 // which the bound of n/10 still catches. Bursts of 10,000 are measured,
 // not tested: on a slow machine they can overrun even the default rings
-// (README, "A burst of connects").
+// (docs/measured.md, "A burst of connects").
 func TestConnectBurst(t *testing.T) {
 	tb := testbedtest.New(t, testbed.Options{})
 	// Beyond -syn-rate the XDP program answers SYNs itself.

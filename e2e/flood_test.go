@@ -39,8 +39,8 @@ const floodFor = 10 * time.Second
 // the server end's veth ring takes: the ring overflows before the XDP
 // program sees a frame (the client end's TX dropped counter), and up to
 // 5 % of the client's SYNs were lost with the flood's: the test measured
-// the flooder's machine. The full-rate figures are in the README ("Where
-// it stands").
+// the flooder's machine. The full-rate figures are in the README ("Bursts,
+// floods, loss") and docs/measured.md ("SYN floods").
 const v6FloodRate = 250_000
 
 // A SYN flood at full rate on port 80, while a client opens new connections
@@ -50,7 +50,7 @@ const v6FloodRate = 250_000
 // addresses over IPv6. At least 99% of the client's connections are
 // established and answered within a second, and the XDP program, not the
 // netstack, answered the flood. With every SYN left to the netstack, one
-// hping3 let no client in (README, "SYN floods").
+// hping3 let no client in (docs/measured.md, "SYN floods").
 func TestSYNFlood(t *testing.T) {
 	tb := floodTestbed(t)
 	runFloods(t, tb, synCookies,
@@ -65,7 +65,7 @@ func TestSYNFlood(t *testing.T) {
 // are answered within a second, and the XDP program, which drops segments
 // of flows it does not know beyond a budget (xdp.Strays), took the flood.
 // Before 6eb2078 the netstack took each forged ACK to its listener, and no
-// client got in (README, "ACK floods").
+// client got in (docs/measured.md, "ACK floods").
 func TestACKFlood(t *testing.T) {
 	tb := floodTestbed(t)
 	runFloods(t, tb, strays,

@@ -39,7 +39,7 @@ import (
 // heap and RSS must be back near their idle level.
 //
 // The injected failure comes last, as a phase of its own, because it stops
-// the process by design (README, "A dead queue stops the server"): under
+// the process by design (docs/how-it-works.md, "A dead queue stops the server"): under
 // load the server's interface is deleted, as TestInterfaceGoneExits does
 // (a queue loop's own error takes the same path, but nothing outside the
 // process can cause one); xhttpd must log why and exit non-zero within 5 s,

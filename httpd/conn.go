@@ -256,7 +256,7 @@ func (w *connWriter) timedOut(err error) error {
 // write is one trip through the netstack, and on the netstack's GSO path
 // one packet for the kernel to cut into frames, so 64 KiB writes cost a
 // quarter of what bufio.Writer's own 16 KiB ones do (one 5 MiB download
-// over AF_XDP: see the README's "Bulk").
+// over AF_XDP: see docs/measured.md, "Bulk").
 type readerFromWriter struct{ *connWriter }
 
 func (w readerFromWriter) ReadFrom(r io.Reader) (int64, error) {

@@ -117,7 +117,7 @@ type Loop struct {
 // for what it feeds: frames it dropped at once (the netstack's strays) are
 // not. Hybrid polls on while work comes, not frames: a flood of frames
 // dropped at the door would otherwise keep it spinning on a core the
-// clients need (README, "ACK floods").
+// clients need (docs/measured.md, "ACK floods").
 func New(q Queue, cfg Config, deliver func(frames [][]byte) (work int)) (*Loop, error) {
 	if cfg.Budget == 0 {
 		cfg.Budget = DefaultBudget

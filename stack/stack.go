@@ -165,8 +165,8 @@ const DefaultDelayedACK = 40 * time.Millisecond
 // marks them all. With 16,384, a new connection per request (wrk, 32 at a
 // time) cost 90 to 168 us of server CPU, with a p99 of 12 to 17 ms; with
 // 2,048 or 1,024, 63 to 129 us (77 or less in half the runs, level with
-// the kernel stack) and 4.4 to 8 ms (alternating runs, README "New
-// connection per request"). Linux's own default on these machines,
+// the kernel stack) and 4.4 to 8 ms (alternating runs, docs/measured.md,
+// "New connection per request"). Linux's own default on these machines,
 // 131,072 timewait sockets, is about 26 MB, the memory of 5,000 of these
 // endpoints. Past
 // the bound a connection closes at once, as Linux's do when the table is

@@ -17,7 +17,7 @@ import (
 // hping3 --flood --ack --rand-source made of that a denial of service: the
 // netstack took each forged ACK through IP, a segment, the listener's
 // queue and a reset, learned each forged source as a neighbour, and, on
-// its one core at 350,000 a second, served nobody (README, "ACK floods").
+// its one core at 350,000 a second, served nobody (docs/measured.md, "ACK floods").
 // The XDP program now drops most of such a flood (xdp.Strays), by a flow
 // table of its own, which may have lost a connection and so lets strays
 // through within a budget; this check is exact, the connections are the
