@@ -46,7 +46,13 @@ package nic
 // The thread reads the tx ring's producer, consumer and flags words and
 // nothing else: the Go side still owns the ring (under txMu) and reaps the
 // completion ring, and the kernel serializes the thread's sendto(2) with
-// any other on the socket (xs->mutex).
+// any other on the socket (xs->mutex). That includes the Go scheduler's
+// epoll_wait, which polls the socket whenever it reports it ready, and in
+// copy mode a poll sends what the tx ring holds (xsk_poll calls
+// xsk_generic_xmit, need_wakeup or not): an idle Go thread shares the
+// sending, and a busy one can spin on the mutex. A queue of two sockets,
+// the tx ring on its own, took that away and measured no better
+// (docs/profiles/intel-xskpoll-a8724df.txt).
 
 /*
 #cgo CFLAGS: -O2 -Wall
