@@ -2752,7 +2752,10 @@ func (a Address) To4() Address {
 		isZeros(a.addr[:10]) &&
 		a.addr[10] == 0xff &&
 		a.addr[11] == 0xff {
-		return AddrFrom4Slice(a.addr[12:16])
+		// xhttpd: an array, not AddrFrom4Slice, whose panic message
+		// leaks its argument: that moved a to the heap on every call,
+		// an allocation for each segment a listener looked at.
+		return AddrFrom4([4]byte(a.addr[12:16]))
 	}
 	return Address{}
 }

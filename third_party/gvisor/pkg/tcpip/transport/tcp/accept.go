@@ -149,7 +149,13 @@ func (l *listenContext) cookieHash(id stack.TransportEndpointID, ts uint32, nonc
 	if SYNCookieHash != nil {
 		return SYNCookieHash(id, ts, nonceIndex)
 	}
+	return l.hashCookie(id, ts, nonceIndex)
+}
 
+// hashCookie is cookieHash without the hook. xhttpd: a function of its own,
+// since the hasher's Write, an interface call, moves id to the heap: in
+// cookieHash that was an allocation at each call, the hook's too.
+func (l *listenContext) hashCookie(id stack.TransportEndpointID, ts uint32, nonceIndex int) uint32 {
 	// Initialize block with fixed-size data: local ports and v.
 	var payload [8]byte
 	binary.BigEndian.PutUint16(payload[0:], id.LocalPort)

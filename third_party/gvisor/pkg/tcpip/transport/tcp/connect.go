@@ -134,43 +134,51 @@ type handshake struct {
 // callback runs later, so its lock state is not a precondition on timerHandler.
 func timerHandler(e *Endpoint, f func() tcpip.Error) func() {
 	return func() {
-		e.mu.Lock()
-		// xhttpd: held as a user holds it (LockUser), so that the
-		// processor leaves e to this handler rather than spinning on
-		// TryLock for as long as it runs, a retransmission included;
-		// the handler wakes the processor below if segments came.
-		e.ownedByUser.Store(1)
-		if err := f(); err != nil {
-			e.lastErrorMu.Lock()
-			// If the handler timed out and we have a lastError recorded (maybe due
-			// to an ICMP message received), promote it to be the hard error.
-			if _, isTimeout := err.(*tcpip.ErrTimeout); e.lastError != nil && isTimeout {
-				e.hardError = e.lastError
-			} else {
-				e.hardError = err
-			}
-			e.lastError = err
-			e.lastErrorMu.Unlock()
-			e.cleanupLocked()
-			e.setEndpointState(StateError)
-			processor := e.protocol.dispatcher.selectProcessor(e.ID)
-			e.ownedByUser.Store(0)
-			e.mu.Unlock()
-			e.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
-			if !e.segmentQueue.empty() {
-				processor.queueEndpoint(e)
-			}
-			return
+		runTimer(e, func(*Endpoint) tcpip.Error { return f() })
+	}
+}
+
+// runTimer is what a timer's expiry does: f(e), with e held, and on an
+// error the endpoint's end (see timerHandler). xhttpd: split out of
+// timerHandler for the timer type, which calls it without a closure made
+// in advance.
+func runTimer(e *Endpoint, f func(*Endpoint) tcpip.Error) {
+	e.mu.Lock()
+	// xhttpd: held as a user holds it (LockUser), so that the
+	// processor leaves e to this handler rather than spinning on
+	// TryLock for as long as it runs, a retransmission included;
+	// the handler wakes the processor below if segments came.
+	e.ownedByUser.Store(1)
+	if err := f(e); err != nil {
+		e.lastErrorMu.Lock()
+		// If the handler timed out and we have a lastError recorded (maybe due
+		// to an ICMP message received), promote it to be the hard error.
+		if _, isTimeout := err.(*tcpip.ErrTimeout); e.lastError != nil && isTimeout {
+			e.hardError = e.lastError
+		} else {
+			e.hardError = err
 		}
+		e.lastError = err
+		e.lastErrorMu.Unlock()
+		e.cleanupLocked()
+		e.setEndpointState(StateError)
 		processor := e.protocol.dispatcher.selectProcessor(e.ID)
 		e.ownedByUser.Store(0)
 		e.mu.Unlock()
-
-		// notify processor if there are pending segments to be
-		// processed.
+		e.waiterQueue.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
 		if !e.segmentQueue.empty() {
 			processor.queueEndpoint(e)
 		}
+		return
+	}
+	processor := e.protocol.dispatcher.selectProcessor(e.ID)
+	e.ownedByUser.Store(0)
+	e.mu.Unlock()
+
+	// notify processor if there are pending segments to be
+	// processed.
+	if !e.segmentQueue.empty() {
+		processor.queueEndpoint(e)
 	}
 }
 

@@ -314,11 +314,7 @@ func initSender(ep *Endpoint, iss, irs seqnum.Value, sndWnd seqnum.Size, mss uin
 		ep.snd.SndWndScale = uint8(sndWndScale)
 	}
 
-	ep.snd.resendTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.retransmitTimerExpired))
-	ep.snd.reorderTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.rc.reorderTimerExpired))
-	ep.snd.probeTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.probeTimerExpired))
-	ep.snd.corkTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.corkTimerExpired))
-	ep.snd.delAckTimer.init(ep.snd.ep.stack.Clock(), timerHandler(ep.snd.ep, ep.snd.delAckTimerExpired))
+	ep.snd.initTimers(ep.stack.Clock())
 
 	ep.snd.updateMaxPayloadSize(int(ep.snd.ep.route.MTU()), 0)
 	// Initialize SACK Scoreboard after updating max payload size as we use
@@ -335,6 +331,16 @@ func initSender(ep *Endpoint, iss, irs seqnum.Value, sndWnd seqnum.Size, mss uin
 	p.mu.RLock()
 	ep.snd.minRTO, ep.snd.maxRTO, ep.snd.maxRetries = p.minRTO, p.maxRTO, p.maxRetries
 	p.mu.RUnlock()
+}
+
+// initTimers initializes the sender's timers. xhttpd: each handler is a
+// function of the endpoint, with no closure to make (see timer.handler).
+func (s *sender) initTimers(clock tcpip.Clock) {
+	s.resendTimer.init(clock, s.ep, func(e *Endpoint) tcpip.Error { return e.snd.retransmitTimerExpired() })
+	s.reorderTimer.init(clock, s.ep, func(e *Endpoint) tcpip.Error { return e.snd.rc.reorderTimerExpired() })
+	s.probeTimer.init(clock, s.ep, func(e *Endpoint) tcpip.Error { return e.snd.probeTimerExpired() })
+	s.corkTimer.init(clock, s.ep, func(e *Endpoint) tcpip.Error { return e.snd.corkTimerExpired() })
+	s.delAckTimer.init(clock, s.ep, func(e *Endpoint) tcpip.Error { return e.snd.delAckTimerExpired() })
 }
 
 // initCongestionControl initializes the specified congestion control module and

@@ -68,16 +68,22 @@ type timer struct {
 	// timer is the clock timer used to wait on.
 	timer tcpip.Timer
 
-	// callback is the function that's called when the timer expires.
-	callback func()
+	// ep and handler are what runs when the timer expires: handler(ep),
+	// through runTimer. xhttpd: the function the clock timer calls is made
+	// when the timer is first enabled (resetOrStart), not at init: each of
+	// a connection's six timers took a closure and a method value at init,
+	// twelve allocations, and most of the timers never run.
+	ep      *Endpoint
+	handler func(*Endpoint) tcpip.Error
 }
 
-// init initializes the timer. Once it expires the function callback
-// passed will be called.
-func (t *timer) init(clock tcpip.Clock, f func()) {
+// init initializes the timer. Once it expires, handler(ep) is called, with
+// ep locked (runTimer).
+func (t *timer) init(clock tcpip.Clock, ep *Endpoint, handler func(*Endpoint) tcpip.Error) {
 	t.state = timerStateDisabled
 	t.clock = clock
-	t.callback = f
+	t.ep = ep
+	t.handler = handler
 }
 
 // cleanup frees all resources associated with the timer.
@@ -158,7 +164,10 @@ func (t *timer) enableAt(now tcpip.MonotonicTime, d time.Duration) {
 // the given duration if it does.
 func (t *timer) resetOrStart(d time.Duration) {
 	if t.timer == nil {
-		t.timer = t.clock.AfterFunc(d, t.callback)
+		// The callback keeps its own ep and handler: cleanup clears t,
+		// and may not stop a clock timer that is firing.
+		ep, handler := t.ep, t.handler
+		t.timer = t.clock.AfterFunc(d, func() { runTimer(ep, handler) })
 	} else {
 		t.timer.Reset(d)
 	}
