@@ -56,6 +56,7 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 		"xhttpd_xdp_frames_total":            dto.MetricType_COUNTER,
 		"xhttpd_http_requests_total":         dto.MetricType_COUNTER,
 		"xhttpd_queue_tx_gso_segments_total": dto.MetricType_COUNTER,
+		"xhttpd_queue_rx_wait_seconds":       dto.MetricType_HISTOGRAM,
 	} {
 		f := families[name]
 		if f == nil {
@@ -72,6 +73,26 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 				t.Errorf("queue %s does not report mode hybrid", label(m, "queue"))
 			}
 		}
+	}
+	// The XDP program stamps the frames it steers, and the loops count how
+	// long they waited: on veth, rounds after a sleep and rounds of
+	// polling both, each wait well under a second.
+	if f := families["xhttpd_queue_rx_wait_seconds"]; f != nil {
+		var count uint64
+		var sum float64
+		afters := map[string]bool{}
+		for _, m := range f.GetMetric() {
+			h := m.GetHistogram()
+			count += h.GetSampleCount()
+			sum += h.GetSampleSum()
+			if h.GetSampleCount() > 0 {
+				afters[label(m, "after")] = true
+			}
+		}
+		if count < 64 || sum <= 0 || sum/float64(count) > 0.1 || !afters["sleep"] {
+			t.Errorf("xhttpd_queue_rx_wait_seconds: %d waits, %.6f s in all, after %v; want at least 64, after sleeps among them, averaging above 0 and under 100 ms", count, sum, afters)
+		}
+		t.Logf("rx waits: %d, mean %.1f us", count, sum/float64(count)*1e6)
 	}
 	// -gc-percent's default and the memory limit beside it, as the
 	// runtime has them.

@@ -41,6 +41,10 @@ type fakeQueue struct {
 	rounds     []int // frames each Receive took, when not nil
 	budget     int   // the budget Receive was given, -1 once two differed
 
+	stamps    []int64 // each frame's stamp, by index
+	stampNext int64   // the stamp of the frames that arrive next
+	rxStamp   int64   // RxStamp's answer
+
 	sim *sim // nil on the real clock
 }
 
@@ -51,7 +55,7 @@ func newFakeQueue(t *testing.T, frames int) *fakeQueue {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(efd) })
-	q := &fakeQueue{efd: efd}
+	q := &fakeQueue{efd: efd, stamps: make([]int64, frames)}
 	for i := range frames {
 		q.frames = append(q.frames, make([]byte, 64))
 		q.free = append(q.free, i)
@@ -73,6 +77,7 @@ func (q *fakeQueue) arriveLocked(n int) int {
 		f := q.free[len(q.free)-1]
 		q.free = q.free[:len(q.free)-1]
 		binary.LittleEndian.PutUint64(q.frames[f], q.arrived)
+		q.stamps[f] = q.stampNext
 		q.arrived++
 		q.rx = append(q.rx, f)
 	}
@@ -98,7 +103,8 @@ func perFrame(f func(frame []byte)) func([][]byte) int {
 // seq is the arrival number a delivered frame carries.
 func seq(frame []byte) uint64 { return binary.LittleEndian.Uint64(frame) }
 
-func (q *fakeQueue) Queue() int { return 7 }
+func (q *fakeQueue) Queue() int     { return 7 }
+func (q *fakeQueue) RxStamp() int64 { return q.rxStamp }
 func (q *fakeQueue) FD() int    { return q.efd }
 
 func (q *fakeQueue) Receive(budget int, deliver func([][]byte)) int {
@@ -118,6 +124,7 @@ func (q *fakeQueue) Receive(budget int, deliver func([][]byte)) int {
 		q.batch = append(q.batch, q.frames[f])
 	}
 	if n > 0 {
+		q.rxStamp = q.stamps[q.rx[0]]
 		deliver(q.batch)
 	}
 	q.refill = append(q.refill, q.rx[:n]...)
@@ -232,6 +239,7 @@ func newSim(t *testing.T, mode Mode, arrivals []time.Duration) *sim {
 	}
 	t.Cleanup(l.Stop)
 	l.clock = func() time.Duration { return s.now }
+	l.mono0 = 0
 	l.sleeper.close()
 	l.sleeper = s
 	s.l = l
@@ -247,13 +255,16 @@ func (s *sim) run(t *testing.T, end time.Duration) {
 	}
 }
 
-// due receives the frames whose time has come.
+// due receives the frames whose time has come, each stamped with the time
+// it came, as the XDP program stamps frames.
 func (s *sim) due(q *fakeQueue) {
-	n := 0
-	for s.next+n < len(s.arrivals) && s.arrivals[s.next+n] <= s.now {
-		n++
+	for s.next < len(s.arrivals) && s.arrivals[s.next] <= s.now {
+		q.stampNext = int64(s.arrivals[s.next])
+		if q.arriveLocked(1) == 0 {
+			return
+		}
+		s.next++
 	}
-	s.next += q.arriveLocked(n)
 }
 
 // round charges a round's cost and ends the run once past the end.

@@ -78,6 +78,10 @@ type Queue interface {
 	// wait in the tx ring; TxPending reports whether some still wait.
 	Service() error
 	TxPending() bool
+	// RxStamp is when the first frame of the last Receive that found any
+	// was steered to the socket, in CLOCK_MONOTONIC nanoseconds, or a
+	// value the loop takes for none (0, or not within the last minute).
+	RxStamp() int64
 }
 
 // Loop moves frames from one queue to a deliver function.
@@ -93,6 +97,9 @@ type Loop struct {
 	// clock is the time since New, and sleeper the netpoller on the
 	// queue's descriptor, except in tests that run a loop on a fake clock.
 	clock   func() time.Duration
+	// mono0 is CLOCK_MONOTONIC at the clock's zero, in nanoseconds: the
+	// clock of the queue's RxStamp is mono0 + clock.
+	mono0   int64
 	sleeper sleeper
 	yield   func() // runtime.Gosched, except in tests
 	// yieldAlways: yield after rounds with frames too, when the process
@@ -110,6 +117,11 @@ type Loop struct {
 	emptyPolls atomic.Uint64 // rounds that found no frame
 	kicks      atomic.Uint64 // need_wakeup syscalls on the fill side
 	rounds     roundHistogram
+	// waits is how long the first frame of each round with work waited
+	// in the rx ring, after a sleep (the first round after a wake-up) and
+	// while polling (every other round).
+	waits [2]waitHistogram
+	woke  bool // this round is the first after a sleep
 }
 
 // New makes a loop for q. deliver gets every round's received frames, in
@@ -138,6 +150,10 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte) (work int)) (*Loop, 
 	if err != nil {
 		return nil, fmt.Errorf("irq: queue %d: %w", q.Queue(), err)
 	}
+	var mono unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return nil, fmt.Errorf("irq: queue %d: clock: %w", q.Queue(), err)
+	}
 	epoch := time.Now()
 	l := &Loop{
 		q:           q,
@@ -145,6 +161,7 @@ func New(q Queue, cfg Config, deliver func(frames [][]byte) (work int)) (*Loop, 
 		cfg:         cfg,
 		pol:         newPolicy(cfg.Mode, cfg.WakeCost, cfg.MaxSpin),
 		clock:       func() time.Duration { return time.Since(epoch) },
+		mono0:       mono.Nano(),
 		sleeper:     np,
 		yield:       runtime.Gosched,
 		yieldAlways: runtime.GOMAXPROCS(0) == 1,
@@ -169,8 +186,13 @@ func (l *Loop) Run() error {
 		if err := l.q.Service(); err != nil {
 			return err
 		}
+		now := l.clock()
 		l.rounds.observe(n)
-		if !l.pol.afterRound(l.clock(), l.work) {
+		if n > 0 {
+			l.observeWait(now)
+		}
+		l.woke = false
+		if !l.pol.afterRound(now, l.work) {
 			if n == 0 {
 				l.emptyPolls.Add(1)
 				if err := l.wakeFill(); err != nil {
@@ -198,9 +220,33 @@ func (l *Loop) Run() error {
 			return err
 		}
 		l.pol.woke(l.clock())
+		l.woke = true
 	}
 	return nil
 }
+
+// observeWait counts how long the round's first frame waited in the rx
+// ring, from the XDP program's stamp to now: what a wake-up costs a frame
+// that came while the loop slept, and what a round of polling does. A
+// frame without a stamp is not counted.
+func (l *Loop) observeWait(now time.Duration) {
+	stamp := l.q.RxStamp()
+	wait := time.Duration(l.mono0 + int64(now) - stamp)
+	// The two clocks were read one after the other at New: a wait of a
+	// few microseconds below zero is a frame picked up at once.
+	if stamp <= 0 || wait < -maxClockSkew || wait > time.Minute {
+		return
+	}
+	i := WaitPolling
+	if l.woke {
+		i = WaitAfterSleep
+	}
+	l.waits[i].observe(max(wait, 0))
+}
+
+// maxClockSkew bounds the error of mono0.
+const maxClockSkew = 100 * time.Microsecond
+
 
 // maxFullRounds is how many full rounds a loop on a single P takes one
 // after the other before it yields (NAPI's softirq, likewise, runs up to
@@ -298,6 +344,31 @@ type Stats struct {
 	RoundCount   uint64        // rounds with work
 	WakeCost     time.Duration // the measured wake-up cost the policy uses
 	MaxSpin      time.Duration
+	// Waits is how long the first frame of each round with work waited in
+	// the rx ring: Waits[WaitAfterSleep] in the first round after a
+	// wake-up, Waits[WaitPolling] in the others.
+	Waits [2]WaitStats
+}
+
+// The indexes of Stats.Waits.
+const (
+	WaitAfterSleep = iota
+	WaitPolling
+)
+
+// WaitStats is a histogram of waits in the rx ring.
+type WaitStats struct {
+	Buckets []uint64 // cumulative counts for <= WaitBounds[i]
+	Sum     time.Duration
+	Count   uint64
+}
+
+// WaitBounds are the upper bounds of WaitStats.Buckets.
+var WaitBounds = [...]time.Duration{
+	time.Microsecond, 2 * time.Microsecond, 5 * time.Microsecond,
+	10 * time.Microsecond, 20 * time.Microsecond, 50 * time.Microsecond,
+	100 * time.Microsecond, 200 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
 }
 
 // RoundBounds are the upper bounds of Stats.RoundBuckets.
@@ -323,7 +394,34 @@ func (l *Loop) Stats() Stats {
 		RoundCount:   count,
 		WakeCost:     l.cfg.WakeCost,
 		MaxSpin:      l.cfg.MaxSpin,
+		Waits:        [2]WaitStats{l.waits[WaitAfterSleep].read(), l.waits[WaitPolling].read()},
 	}
+}
+
+// waitHistogram counts waits by WaitBounds, with atomics, as
+// roundHistogram does.
+type waitHistogram struct {
+	buckets [len(WaitBounds) + 1]atomic.Uint64 // the last is +Inf
+	sum     atomic.Int64                       // nanoseconds
+}
+
+func (h *waitHistogram) observe(d time.Duration) {
+	i := 0
+	for i < len(WaitBounds) && d > WaitBounds[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+func (h *waitHistogram) read() WaitStats {
+	w := WaitStats{Buckets: make([]uint64, len(WaitBounds)), Sum: time.Duration(h.sum.Load())}
+	for i := range WaitBounds {
+		w.Count += h.buckets[i].Load()
+		w.Buckets[i] = w.Count
+	}
+	w.Count += h.buckets[len(WaitBounds)].Load()
+	return w
 }
 
 // roundHistogram counts rounds with work by how many frames they took,

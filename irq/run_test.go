@@ -343,3 +343,52 @@ func TestRunDrainsBurstOnOneP(t *testing.T) {
 		t.Errorf("yields after rounds %v of a burst of %d full rounds, want first after %v", yieldsAt, rounds, want)
 	}
 }
+
+// The loop counts how long each round's first frame waited in the rx ring,
+// from the stamp it came with: after a sleep, the wake-up and the round
+// that took it; while polling, part of a round.
+func TestRunCountsWaits(t *testing.T) {
+	arrivals := every(time.Millisecond, 20*time.Millisecond, time.Millisecond) // lone frames
+	for _, mode := range modes {
+		s := newSim(t, mode, arrivals)
+		s.run(t, 25*time.Millisecond)
+		w := s.l.Stats().Waits
+		after, polling := w[WaitAfterSleep], w[WaitPolling]
+		n := uint64(len(arrivals))
+		switch mode {
+		case Busy:
+			// A round every 200 ns: a frame waits for the next one.
+			if after.Count != 0 || polling.Count != n || polling.Buckets[1] != n {
+				t.Errorf("%v: after a sleep %+v, polling %+v; want all %d polled within 2 us", mode, after, polling, n)
+			}
+		default:
+			// Frames 1 ms apart: the loop sleeps before each.
+			want := wakeCost + roundCost + frameCost
+			if polling.Count != 0 || after.Count != n || after.Sum != time.Duration(n)*want || after.Buckets[4] != 0 || after.Buckets[5] != n {
+				t.Errorf("%v: after a sleep %+v, polling %+v; want all %d after a sleep, %v each", mode, after, polling, n, want)
+			}
+		}
+	}
+}
+
+// A frame without a believable stamp is not counted: none (0), one from
+// the future beyond the clocks' skew, or one older than a minute (a stale
+// stamp in the frame's headroom).
+func TestObserveWaitIgnoresBadStamps(t *testing.T) {
+	s := newSim(t, Interrupt, nil)
+	now := 2 * time.Minute
+	for _, stamp := range []int64{0, -5, int64(now + time.Millisecond), int64(now - time.Minute - time.Second)} {
+		s.q.rxStamp = stamp
+		s.l.observeWait(now)
+	}
+	for i, w := range s.l.Stats().Waits {
+		if w.Count != 0 {
+			t.Errorf("waits[%d] %+v, want none counted", i, w)
+		}
+	}
+	s.q.rxStamp = int64(now + 10*time.Microsecond) // within the skew: no wait
+	s.l.observeWait(now)
+	if w := s.l.Stats().Waits[WaitPolling]; w.Count != 1 || w.Sum != 0 {
+		t.Errorf("a stamp just ahead of the clock: %+v, want one wait of 0", w)
+	}
+}

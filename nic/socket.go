@@ -10,6 +10,7 @@
 package nic
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/xhttpd/xhttpd/internal/enum"
@@ -192,6 +193,9 @@ type Socket struct {
 	// rxRound is how many frames the last Receive that found any took:
 	// the load the tx thread's policy reads (txHandOff).
 	rxRound atomic.Uint32
+	// rxStamp is the XDP program's stamp of the last Receive's first
+	// frame (RxStamp).
+	rxStamp int64
 
 	txMu     sync.Mutex
 	tx       *producerRing[unix.XDPDesc]
@@ -323,6 +327,7 @@ func (s *Socket) Receive(budget int, deliver func(frames [][]byte)) int {
 		return 0
 	}
 	s.rxRound.Store(got)
+	s.rxStamp = s.stamp(s.rx.Get(idx).Addr)
 	s.batch = s.batch[:0]
 	for i := uint32(0); i < got; i++ {
 		d := s.rx.Get(idx + i)
@@ -334,6 +339,28 @@ func (s *Socket) Receive(budget int, deliver func(frames [][]byte)) int {
 	s.rx.Release()
 	s.Refill()
 	return int(got)
+}
+
+// stampLen is the length of the stamp the XDP program writes in a frame's
+// metadata, just before its data (xdp/steer.c, stamp).
+const stampLen = 8
+
+// RxStamp is when the XDP program steered the first frame of the last
+// Receive that found any, in CLOCK_MONOTONIC nanoseconds: how long the
+// frames of a round waited in the rx ring is the clock at pickup minus
+// this. A frame with no stamp (a driver without room for XDP metadata)
+// holds whatever its headroom held before, zeros from mmap or an older
+// frame's stamp: the caller takes a stamp later than its clock, or older
+// than it can be, for none. Only the loop's goroutine may call it.
+func (s *Socket) RxStamp() int64 { return s.rxStamp }
+
+// stamp reads the stamp before the frame at addr, or 0 when the frame has
+// no room before it.
+func (s *Socket) stamp(addr uint64) int64 {
+	if addr&(s.frameSize-1) < stampLen {
+		return 0
+	}
+	return int64(binary.NativeEndian.Uint64(s.umem[addr-stampLen : addr]))
 }
 
 // Refill moves received frames back to the fill ring and reports how many

@@ -13,7 +13,9 @@
  * parse is the kernel's to judge, never ours to drop.
  *
  * Each verdict is counted in a per-CPU array (one slot per enum counter),
- * which user space sums for the status page.
+ * which user space sums for the status page. Each steered frame carries the
+ * time it was steered in its XDP metadata (stamp), for the loops to count
+ * how long frames wait in the rx ring.
  *
  * SYN floods: a served SYN beyond a per-CPU budget (syncookie_config) is
  * answered here, with a SYN-ACK carrying a SYN cookie sent back out of the
@@ -195,6 +197,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct stray_window);
 } stray_windows SEC(".maps");
+
+/* stamp writes the time (CLOCK_MONOTONIC, ns) into the frame's metadata,
+ * the STAMP_LEN bytes just before its data, which AF_XDP hands to user
+ * space with the frame, in zero-copy and copy mode alike: the loop reads it
+ * to measure how long frames waited in the rx ring (package nic, RxStamp).
+ * A driver without room for metadata leaves the frame as it was. It must
+ * run last: it moves the packet pointers. */
+#define STAMP_LEN 8
+static __always_inline void stamp(struct xdp_md *ctx)
+{
+	if (bpf_xdp_adjust_meta(ctx, -STAMP_LEN))
+		return;
+	void *data = (void *)(long)ctx->data;
+	__u64 *meta = (void *)(long)ctx->data_meta;
+	if ((void *)(meta + 1) > data)
+		return;
+	*meta = bpf_ktime_get_ns();
+}
 
 static __always_inline void count(enum counter c)
 {
@@ -728,6 +748,7 @@ int xhttpd_steer(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 
+	stamp(ctx);
 	/* The low bits of the flags are the action when the queue has no
 	 * socket: until Attach puts one in the map, served traffic keeps
 	 * going to the kernel instead of vanishing. */

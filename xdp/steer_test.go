@@ -3,6 +3,8 @@
 package xdp
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"os"
@@ -539,4 +541,60 @@ func TestTruncatedLinear(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestStamp: a frame the program steers carries the time it was steered,
+// CLOCK_MONOTONIC in ns, in the 8 bytes of metadata before its data, which
+// AF_XDP hands to user space with the frame (nic.Socket.RxStamp); a frame
+// passed to the kernel carries none.
+func TestStamp(t *testing.T) {
+	s := loadTest(t)
+	ns, ifindex := newVeth(t, 1)
+	x := newTestXSK(t, ns, ifindex, 0)
+	if err := s.Register(0, x.fd); err != nil {
+		t.Fatal(err)
+	}
+	monotonic := func() uint64 {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return uint64(ts.Nano())
+	}
+	runOut := func(frame []byte) (action uint32, metaLen uint32, out []byte) {
+		t.Helper()
+		out = make([]byte, len(frame)+64)
+		var ctxOut xdpMd
+		action, err := s.objs.XhttpdSteer.Run(&ebpf.RunOptions{
+			Data: frame, DataOut: out, Repeat: 1,
+			Context: xdpMd{DataEnd: uint32(len(frame))}, ContextOut: &ctxOut,
+		})
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return action, ctxOut.Data, out
+	}
+	for _, tc := range servedFrames {
+		t.Run(tc.name, func(t *testing.T) {
+			before := monotonic()
+			action, metaLen, out := runOut(tc.frame)
+			after := monotonic()
+			if action != xdpRedirect || metaLen != 8 {
+				t.Fatalf("action %d, metadata %d bytes; want %d (redirect) and 8", action, metaLen, xdpRedirect)
+			}
+			if got := binary.NativeEndian.Uint64(out); got < before || got > after {
+				t.Errorf("stamp %d, want within [%d, %d]", got, before, after)
+			}
+			if !bytes.Equal(out[8:8+len(tc.frame)], tc.frame) {
+				t.Errorf("frame changed behind its stamp")
+			}
+		})
+	}
+	t.Run("passed", func(t *testing.T) {
+		frame := tcp4(clientV4, 22)
+		action, metaLen, _ := runOut(frame)
+		if action != xdpPass || metaLen != 0 {
+			t.Errorf("action %d, metadata %d bytes; want %d (pass) and none", action, metaLen, xdpPass)
+		}
+	})
 }

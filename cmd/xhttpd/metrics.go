@@ -91,6 +91,7 @@ var (
 	queueKicks     = desc("queue_fill_kicks_total", "need_wakeup syscalls made for the fill ring.", "queue")
 	queueSpell     = desc("queue_idle_spell_seconds", "How long the loop now spins without work before it sleeps (hybrid).", "queue")
 	queueRounds    = desc("queue_round_frames", "Frames taken per round that found work.", "queue")
+	queueRxWait    = desc("queue_rx_wait_seconds", "How long the first frame of each round with work waited in the rx ring, from the XDP program's stamp to the loop's pickup, by what came before the round: a sleep (the wake-up's cost to the frame) or polling.", "queue", "after")
 	queueRx        = desc("queue_rx_frames_total", "Frames received.", "queue")
 	queueTx        = desc("queue_tx_frames_total", "Frames placed in the tx ring.", "queue")
 	queueTxKicks   = desc("queue_tx_kicks_total", "sendto(2) calls that had the kernel send the tx ring, by who made them: the writer of the frames, or the queue's tx thread (-tx-kicks).", "queue", "by")
@@ -193,6 +194,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			buckets[float64(b)] = s.RoundBuckets[j]
 		}
 		ch <- prometheus.MustNewConstHistogram(queueRounds, s.RoundCount, float64(s.RoundSum), buckets, q)
+		for i, after := range [...]string{irq.WaitAfterSleep: "sleep", irq.WaitPolling: "poll"} {
+			w := s.Waits[i]
+			wb := make(map[float64]uint64, len(irq.WaitBounds))
+			for j, b := range irq.WaitBounds {
+				wb[b.Seconds()] = w.Buckets[j]
+			}
+			ch <- prometheus.MustNewConstHistogram(queueRxWait, w.Count, w.Sum.Seconds(), wb, q, after)
+		}
 		counter(queueRx, s.RoundSum, q)
 
 		bind := "copy"
