@@ -105,7 +105,7 @@ func seq(frame []byte) uint64 { return binary.LittleEndian.Uint64(frame) }
 
 func (q *fakeQueue) Queue() int     { return 7 }
 func (q *fakeQueue) RxStamp() int64 { return q.rxStamp }
-func (q *fakeQueue) FD() int    { return q.efd }
+func (q *fakeQueue) FD() int        { return q.efd }
 
 func (q *fakeQueue) Receive(budget int, deliver func([][]byte)) int {
 	q.mu.Lock()

@@ -96,7 +96,7 @@ type Loop struct {
 	pol     *policy
 	// clock is the time since New, and sleeper the netpoller on the
 	// queue's descriptor, except in tests that run a loop on a fake clock.
-	clock   func() time.Duration
+	clock func() time.Duration
 	// mono0 is CLOCK_MONOTONIC at the clock's zero, in nanoseconds: the
 	// clock of the queue's RxStamp is mono0 + clock.
 	mono0   int64
@@ -246,7 +246,6 @@ func (l *Loop) observeWait(now time.Duration) {
 
 // maxClockSkew bounds the error of mono0.
 const maxClockSkew = 100 * time.Microsecond
-
 
 // maxFullRounds is how many full rounds a loop on a single P takes one
 // after the other before it yields (NAPI's softirq, likewise, runs up to
