@@ -534,7 +534,7 @@ func writeResults(dir string, res expResults) error {
 
 var csvHeader = []string{"server", "file_bytes", "kind", "rep", "load_fraction", "offered_rps", "achieved_rps", "sent", "done", "errors",
 	"p50_us", "p90_us", "p99_us", "p999_us", "max_us", "lag_p50_us", "lag_p99_us", "gen_cpu_s", "cpu_s_per_req", "cores", "unreliable",
-	"mode_switches_per_s", "wakeups_per_s", "polling_share", "new_conns", "closed_by_server", "reset_by_client", "client_time_wait", "server_time_wait"}
+	"mode_switches_per_s", "wakeups_per_s", "polling_share", "after_sleep_share", "rx_wait_after_sleep_us", "rx_wait_polling_us", "new_conns", "closed_by_server", "reset_by_client", "client_time_wait", "server_time_wait"}
 
 func writeCSV(w io.Writer, pts []expPoint) error {
 	cw := csv.NewWriter(w)
@@ -542,9 +542,10 @@ func writeCSV(w io.Writer, pts []expPoint) error {
 	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	for _, p := range pts {
-		loops := []string{"", "", ""}
+		loops := []string{"", "", "", "", "", ""}
 		if p.Loops != nil {
-			loops = []string{g(p.Loops.Switches), g(p.Loops.Wakeups), g(p.Loops.PollingPart)}
+			loops = []string{g(p.Loops.Switches), g(p.Loops.Wakeups), g(p.Loops.PollingPart),
+				g(p.Loops.AfterSleepPart), g(p.Loops.WaitAfterSleepUS), g(p.Loops.WaitPollingUS)}
 		}
 		tw := func(n *int) string {
 			if n == nil {

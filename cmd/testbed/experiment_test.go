@@ -158,7 +158,7 @@ func checkPlot(t *testing.T, dir, name string) image.Image {
 // The loops' counters are read from xhttpd's own metrics and turned into
 // rates and a share over a point.
 func TestLoopStats(t *testing.T) {
-	text := func(sw, wk, poll, sleep float64) string {
+	text := func(sw, wk, poll, sleep, sleeps, sleepSum, polls, pollSum float64) string {
 		return fmt.Sprintf(`# TYPE xhttpd_queue_mode_switches_total counter
 xhttpd_queue_mode_switches_total{queue="0"} %g
 xhttpd_queue_mode_switches_total{queue="1"} 1
@@ -167,19 +167,34 @@ xhttpd_queue_wakeups_total{queue="0"} %g
 # TYPE xhttpd_queue_seconds_total counter
 xhttpd_queue_seconds_total{queue="0",state="polling"} %g
 xhttpd_queue_seconds_total{queue="0",state="sleeping"} %g
-`, sw, wk, poll, sleep)
+# TYPE xhttpd_queue_rx_wait_seconds histogram
+xhttpd_queue_rx_wait_seconds_bucket{after="sleep",queue="0",le="+Inf"} %g
+xhttpd_queue_rx_wait_seconds_sum{after="sleep",queue="0"} %g
+xhttpd_queue_rx_wait_seconds_count{after="sleep",queue="0"} %g
+xhttpd_queue_rx_wait_seconds_bucket{after="poll",queue="0",le="+Inf"} %g
+xhttpd_queue_rx_wait_seconds_sum{after="poll",queue="0"} %g
+xhttpd_queue_rx_wait_seconds_count{after="poll",queue="0"} %g
+xhttpd_queue_rx_wait_seconds_bucket{after="poll",queue="1",le="+Inf"} 5
+xhttpd_queue_rx_wait_seconds_sum{after="poll",queue="1"} 0.001
+xhttpd_queue_rx_wait_seconds_count{after="poll",queue="1"} 5
+`, sw, wk, poll, sleep, sleeps, sleepSum, sleeps, polls, pollSum, polls)
 	}
-	a, err := parseLoopStats(text(10, 100, 1, 9))
+	a, err := parseLoopStats(text(10, 100, 1, 9, 10, 0.001, 100, 0.001))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := parseLoopStats(text(30, 600, 2.5, 9.5))
+	b, err := parseLoopStats(text(30, 600, 2.5, 9.5, 30, 0.003, 400, 0.004))
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := b.delta(a, 2)
 	if d.Switches != 10 || d.Wakeups != 250 || d.PollingPart != 0.75 {
 		t.Errorf("delta %+v; want 10 switches/s, 250 wake-ups/s, 75%% polling", d)
+	}
+	// 20 rounds after a sleep, 2 ms of waits; 300 polled, 3 ms.
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+	if !near(d.WaitAfterSleepUS, 100) || !near(d.WaitPollingUS, 10) || !near(d.AfterSleepPart, 20.0/320) {
+		t.Errorf("delta %+v; want waits of 100 us after a sleep and 10 us polling, 1/16 of rounds after a sleep", d)
 	}
 	if _, err := parseLoopStats("not { metrics"); err == nil {
 		t.Error("garbage parsed")

@@ -20,16 +20,28 @@ import (
 // server namespace, to read what its loops did during each point.
 const adminAddr = "127.0.0.1:9090"
 
-// loopStats is what xhttpd's queue loops have counted, summed over queues.
+// loopStats is what xhttpd's queue loops have counted, summed over queues:
+// among them, the rounds whose first frame came after a sleep and the
+// others, and how long those frames waited in the rx ring in all
+// (xhttpd_queue_rx_wait_seconds).
 type loopStats struct {
 	switches, wakeups, polling, sleeping float64
+	waits                                [2]waitSum // after a sleep, while polling
 }
+
+type waitSum struct{ count, seconds float64 }
 
 // loopDelta is what the loops did during one point.
 type loopDelta struct {
 	Switches    float64 `json:"mode_switches_per_s"`
 	Wakeups     float64 `json:"wakeups_per_s"`
 	PollingPart float64 `json:"polling_share"` // of the loops' time, polling
+	// The mean wait in the rx ring of a round's first frame, in us, for
+	// rounds after a sleep and while polling (0 without such rounds), and
+	// the share of rounds with work that came after a sleep.
+	WaitAfterSleepUS float64 `json:"rx_wait_after_sleep_us"`
+	WaitPollingUS    float64 `json:"rx_wait_polling_us"`
+	AfterSleepPart   float64 `json:"after_sleep_share"`
 }
 
 // readLoopStats scrapes xhttpd's /metrics in the server namespace.
@@ -62,6 +74,14 @@ func parseLoopStats(text string) (loopStats, error) {
 	s.wakeups = sum("xhttpd_queue_wakeups_total", "")
 	s.polling = sum("xhttpd_queue_seconds_total", "polling")
 	s.sleeping = sum("xhttpd_queue_seconds_total", "sleeping")
+	for i, after := range [...]string{"sleep", "poll"} {
+		for _, m := range fams["xhttpd_queue_rx_wait_seconds"].GetMetric() {
+			if hasLabel(m.GetLabel(), "after", after) {
+				s.waits[i].count += float64(m.GetHistogram().GetSampleCount())
+				s.waits[i].seconds += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
 	return s, nil
 }
 
@@ -85,6 +105,17 @@ func (b loopStats) delta(a loopStats, seconds float64) loopDelta {
 	}
 	if t := (b.polling - a.polling) + (b.sleeping - a.sleeping); t > 0 {
 		d.PollingPart = (b.polling - a.polling) / t
+	}
+	mean := func(i int) float64 {
+		if n := b.waits[i].count - a.waits[i].count; n > 0 {
+			return (b.waits[i].seconds - a.waits[i].seconds) / n * 1e6
+		}
+		return 0
+	}
+	d.WaitAfterSleepUS, d.WaitPollingUS = mean(0), mean(1)
+	sleeps, polls := b.waits[0].count-a.waits[0].count, b.waits[1].count-a.waits[1].count
+	if sleeps+polls > 0 {
+		d.AfterSleepPart = sleeps / (sleeps + polls)
 	}
 	return d
 }

@@ -65,7 +65,8 @@ func aggregate(pts []expPoint) []aggPoint {
 		floats := func(p *expPoint) []*float64 {
 			f := []*float64{&p.Achieved, &p.GenCPU, &p.ElapsedS, &p.CPUSPerReq, &p.Cores}
 			if loops {
-				f = append(f, &p.Loops.Switches, &p.Loops.Wakeups, &p.Loops.PollingPart)
+				f = append(f, &p.Loops.Switches, &p.Loops.Wakeups, &p.Loops.PollingPart,
+					&p.Loops.WaitAfterSleepUS, &p.Loops.WaitPollingUS, &p.Loops.AfterSleepPart)
 			}
 			return f
 		}
@@ -198,7 +199,7 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots, tim
 	}
 	fmt.Fprintln(w, "## Points")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | load | runs | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen cores | loops: switches/s, wake-ups/s, polling |")
+	fmt.Fprintln(w, "| server | load | runs | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server CPU µs/req | cores | gen lag p99 µs | gen cores | loops: switches/s, wake-ups/s, polling; rounds after a sleep, their rx wait µs, the others' |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	p50 := func(p expPoint) float64 { return float64(p.P50) }
 	p99 := func(p expPoint) float64 { return float64(p.P99) }
@@ -222,7 +223,8 @@ func writeReport(w io.Writer, res expResults, plots []string, cdfs cdfPlots, tim
 		}
 		loops := ""
 		if p.Loops != nil {
-			loops = fmt.Sprintf("%.0f, %.0f, %.0f%%", p.Loops.Switches, p.Loops.Wakeups, p.Loops.PollingPart*100)
+			loops = fmt.Sprintf("%.0f, %.0f, %.0f%%; %.0f%%, %.0f, %.0f", p.Loops.Switches, p.Loops.Wakeups, p.Loops.PollingPart*100,
+				p.Loops.AfterSleepPart*100, p.Loops.WaitAfterSleepUS, p.Loops.WaitPollingUS)
 		}
 		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %s%s | %d | %s | %d | %d | %d | %s | %.2f | %d | %.2f | %s |\n", p.Server, load, a.Runs, p.Offered, p.Achieved,
 			withSpread(a, p50, "%.0f"), mark, p.P90, withSpread(a, p99, "%.0f"), p.P999, p.Max, p.Errors, withSpread(a, cpu, "%.1f"), p.Cores, p.LagP99, p.GenCPU/max(p.ElapsedS, 1e-9), loops)
