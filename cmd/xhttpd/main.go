@@ -464,13 +464,21 @@ func handleSignals(sigs <-chan os.Signal, reload func() error, alog *logFile) {
 	}
 }
 
+// kernelListenConfig turns off TCP keepalive on accepted connections, which
+// Go's net package turns on by default: four setsockopt(2) calls per
+// connection, 15 % of the kernel stack's CPU under a new connection per
+// request (docs/profiles/amd-close-kernel-*). httpd's idle, header and
+// write timeouts close connections to dead peers, as nginx's do with its
+// so_keepalive off by default; the netstack's listeners set none either.
+var kernelListenConfig = net.ListenConfig{KeepAlive: -1}
+
 // listenKernel listens on every port of every address with the kernel's
 // sockets.
 func listenKernel(addrs []netip.Prefix, ports []uint16) ([]net.Listener, error) {
 	var ls []net.Listener
 	for _, p := range ports {
 		for _, a := range addrs {
-			l, err := net.Listen("tcp", netip.AddrPortFrom(a.Addr(), p).String())
+			l, err := kernelListenConfig.Listen(context.Background(), "tcp", netip.AddrPortFrom(a.Addr(), p).String())
 			if err != nil {
 				for _, l := range ls {
 					l.Close()

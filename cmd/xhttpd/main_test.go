@@ -2,12 +2,16 @@ package main
 
 import (
 	"errors"
+	"net"
+	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xhttpd/xhttpd/nic"
 	"github.com/xhttpd/xhttpd/xdpnet"
@@ -249,5 +253,43 @@ func TestProcsFor(t *testing.T) {
 	o, _ := parseFlags([]string{"-iface", "eth0", "-root", "/srv"})
 	if _, err := procsFor(o, func(string, int) (int, error) { return 0, errors.New("no rx queues") }, 2); err == nil {
 		t.Error("an interface whose queues cannot be counted gave no error")
+	}
+}
+
+// The kernel stack's listeners hand out connections without TCP keepalive,
+// which Go turns on by default with four setsockopt(2) calls per
+// connection; TCP_NODELAY stays on, as Go sets it.
+func TestListenKernelNoKeepAlive(t *testing.T) {
+	ls, err := listenKernel([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}, []uint16{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls[0].Close()
+	c, err := net.Dial("tcp", ls[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := ls[0].Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	raw, err := a.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keepalive, nodelay int
+	var serr error
+	raw.Control(func(fd uintptr) {
+		if keepalive, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE); serr == nil {
+			nodelay, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		}
+	})
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	if keepalive != 0 || nodelay == 0 {
+		t.Errorf("accepted connection: SO_KEEPALIVE %d, TCP_NODELAY %d; want 0 and on", keepalive, nodelay)
 	}
 }
