@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,5 +143,41 @@ func TestMaxMTU(t *testing.T) {
 	}
 	if got := MaxMTU(4096); got != 3826 {
 		t.Fatalf("MaxMTU(4096) = %d, want 3826", got)
+	}
+}
+
+// RxStamp is the stamp in the 8 bytes before the first frame of the last
+// Receive that found any (the XDP program's metadata), and 0 for a frame
+// with no room before it in its UMEM frame.
+func TestRxStamp(t *testing.T) {
+	f := newFakeSocket(8)
+	const headroom = 256
+	receive := func(stamps ...uint64) {
+		t.Helper()
+		cons, prod := f.fillCons.Load(), f.rxProd.Load()
+		for i, st := range stamps {
+			addr := f.fillDescs[(cons+uint32(i))&7]
+			if st != 0 {
+				addr += headroom
+				binary.NativeEndian.PutUint64(f.umem[addr-stampLen:addr], st)
+			}
+			f.rxDescs[(prod+uint32(i))&7] = unix.XDPDesc{Addr: addr, Len: 60}
+		}
+		f.rxProd.Store(prod + uint32(len(stamps)))
+		f.fillCons.Store(cons + uint32(len(stamps)))
+		if n := f.Receive(64, func([][]byte) {}); n != len(stamps) {
+			t.Fatalf("Receive took %d frames, want %d", n, len(stamps))
+		}
+	}
+	receive(111, 222, 333)
+	if got := f.RxStamp(); got != 111 {
+		t.Errorf("RxStamp %d after frames stamped 111, 222, 333; want the first's", got)
+	}
+	if n := f.Receive(64, func([][]byte) {}); n != 0 || f.RxStamp() != 111 {
+		t.Errorf("an empty Receive (%d frames) changed RxStamp to %d", n, f.RxStamp())
+	}
+	receive(0) // at the start of its frame: no room for a stamp
+	if got := f.RxStamp(); got != 0 {
+		t.Errorf("RxStamp %d for a frame with no headroom, want 0", got)
 	}
 }
