@@ -137,7 +137,7 @@ func (c *conn) writeBody(b []byte) error {
 		return nil
 	}
 	if c.bw.Buffered() == 0 {
-		_, err := c.out.Write(b)
+		_, err := c.out.write(b, true)
 		return err
 	}
 	c.out.tail = b

@@ -45,6 +45,30 @@ func TestGonetExchangeAllocatesNothing(t *testing.T) {
 	}
 }
 
+// A cached 64 KiB body lent with its head (WriteLent, gVisor patch 0030)
+// allocates nothing either: its views and their chunks come from pools.
+func TestWriteLentAllocatesNothing(t *testing.T) {
+	client, server := localConns(t)
+	head, body := []byte("HTTP/1.1 200 OK\r\n\r\n"), make([]byte, 64<<10)
+	buf := make([]byte, 128<<10)
+	exchange := func() {
+		if _, err := server.WriteLent(head, body); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < len(head)+len(body); {
+			k, err := client.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+	}
+	exchange()
+	if a := testing.AllocsPerRun(200, exchange); a > 0.5 {
+		t.Errorf("%.1f allocations per 64 KiB response; want none", a)
+	}
+}
+
 // BenchmarkGonetExchange is gVisor's own cost of a keep-alive request and
 // its 1 KiB answer, both ends in one stack (HandleLocal), without a NIC or
 // the kernel: what its patches change on the path each request takes.

@@ -513,7 +513,7 @@ func (b *Buffer) WriteFromReaderAndLimitedReader(r io.Reader, count int64, lr *i
 		if vsize > MaxChunkSize {
 			vsize = MaxChunkSize
 		}
-		v := NewView(int(vsize))
+		v := newViewToFill(int(vsize))
 		lr.R = r
 		lr.N = vsize
 		n, err := io.Copy(v, lr)

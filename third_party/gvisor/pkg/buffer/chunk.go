@@ -76,6 +76,36 @@ func getChunkPool(size int) *sync.Pool {
 type chunk struct {
 	chunkRefs
 	data []byte
+	// lent (xhttpd) marks a chunk whose data is the caller's (newLentChunk):
+	// it is never written to and never pooled.
+	lent bool `state:"nosave"`
+}
+
+// lentChunks (xhttpd) pools the chunks that lend their data.
+var lentChunks = sync.Pool{New: func() any { return &chunk{lent: true} }}
+
+// newLentChunk (xhttpd) makes a chunk of data, not of a copy: its views
+// read data in place, and a write to one of them copies it first (see
+// View.sharesChunk). The caller must never change data's bytes; the
+// garbage collector keeps them alive while a view holds the chunk.
+func newLentChunk(data []byte) *chunk {
+	c := lentChunks.Get().(*chunk)
+	c.data = data[:len(data):len(data)]
+	c.InitRefs()
+	return c
+}
+
+// newChunkToFill (xhttpd) is newChunk for a view that is written before it
+// is read (Buffer.WriteFromReaderAndLimitedReader): a view shows only the
+// bytes written to it, so the clearing newChunk does to a pooled chunk
+// would be overwritten or never seen.
+func newChunkToFill(size int) *chunk {
+	if size > MaxChunkSize {
+		return newChunk(size)
+	}
+	c := getChunkPool(size).Get().(*chunk)
+	c.InitRefs()
+	return c
 }
 
 func newChunk(size int) *chunk {
@@ -94,6 +124,11 @@ func newChunk(size int) *chunk {
 }
 
 func (c *chunk) destroy() {
+	if c.lent {
+		c.data = nil
+		lentChunks.Put(c)
+		return
+	}
 	if len(c.data) > MaxChunkSize {
 		c.data = nil
 		return

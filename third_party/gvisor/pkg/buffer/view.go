@@ -83,6 +83,25 @@ func NewViewWithData(data []byte) *View {
 	return v
 }
 
+// NewViewLent (xhttpd) makes a view of data without copying it. The caller
+// must never change data's bytes: the view reads them in place for as long
+// as it, or a clone of it, lives. A write to the view copies them first, as
+// to a view whose chunk is shared, and there is never room to write in
+// place (Full).
+func NewViewLent(data []byte) *View {
+	v := viewPool.Get().(*View)
+	*v = View{chunk: newLentChunk(data), write: len(data)}
+	return v
+}
+
+// newViewToFill (xhttpd) is NewView for a view that is written before it is
+// read (see newChunkToFill).
+func newViewToFill(cap int) *View {
+	v := viewPool.Get().(*View)
+	*v = View{chunk: newChunkToFill(cap)}
+	return v
+}
+
 // Clone creates a shallow clone of v where the underlying chunk is shared.
 //
 // The caller must own the View to call Clone. It is not safe to call Clone
@@ -119,14 +138,14 @@ func (v *View) Reset() {
 }
 
 func (v *View) sharesChunk() bool {
-	return v.chunk.refCount.Load() > 1
+	return v.chunk.lent || v.chunk.refCount.Load() > 1
 }
 
 // Full indicates the chunk is full.
 //
 // This indicates there is no capacity left to write.
 func (v *View) Full() bool {
-	return v == nil || v.write == len(v.chunk.data)
+	return v == nil || v.write == len(v.chunk.data) || v.chunk.lent
 }
 
 // Capacity returns the total size of this view's chunk.
@@ -173,7 +192,7 @@ func (v *View) ToSlice() []byte {
 
 // AvailableSize returns the number of bytes available for writing.
 func (v *View) AvailableSize() int {
-	if v == nil {
+	if v == nil || v.chunk.lent {
 		return 0
 	}
 	return len(v.chunk.data) - v.write

@@ -24,6 +24,7 @@ import (
 	"net"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/sync"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -303,6 +304,8 @@ type TCPConn struct {
 	// +checklocks:writeMu
 	writeOne [1][]byte // Write's buffer, for writeLocked
 	// +checklocks:writeMu
+	writeTwo [2][]byte // WriteLent's buffers, for writeLocked
+	// +checklocks:writeMu
 	writeWait waitChannel
 }
 
@@ -475,9 +478,26 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	c.writeOne[0] = b
-	n, err := c.writeLocked(c.writeOne[:], len(b))
+	n, err := c.writeLocked(c.writeOne[:], len(b), false)
 	c.writeOne[0] = nil
 	return int(n), err
+}
+
+// WriteLent (xhttpd) writes copied, then lent, as one write, as
+// WriteBuffers does. It copies copied into the netstack's buffers, as Write
+// does, but not lent: the segments that carry lent's bytes read them in
+// place (buffer.NewViewLent) until they are acknowledged. The caller must
+// never change lent's bytes, such as a file's body cached for good; the
+// garbage collector keeps them alive while a segment holds them.
+//
+// +checklocksexclude:c.deadlineTimer.mu
+func (c *TCPConn) WriteLent(copied, lent []byte) (int64, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.writeTwo = [2][]byte{copied, lent}
+	n, err := c.writeLocked(c.writeTwo[:], len(copied)+len(lent), true)
+	c.writeTwo = [2][]byte{}
+	return n, err
 }
 
 // WriteBuffers (xhttpd) writes the buffers one after the other as one
@@ -493,14 +513,15 @@ func (c *TCPConn) WriteBuffers(bufs [][]byte) (int64, error) {
 	for _, b := range bufs {
 		total += len(b)
 	}
-	return c.writeLocked(bufs, total)
+	return c.writeLocked(bufs, total, false)
 }
 
-// writeLocked writes the total bytes of bufs.
+// writeLocked writes the total bytes of bufs, lending the last buffer's if
+// lend is set (WriteLent).
 //
 // +checklocks:c.writeMu
 // +checklocksexclude:c.deadlineTimer.mu
-func (c *TCPConn) writeLocked(bufs [][]byte, total int) (int64, error) {
+func (c *TCPConn) writeLocked(bufs [][]byte, total int, lend bool) (int64, error) {
 	deadline := c.writeCancel()
 
 	// Check if deadlineTimer has already expired.
@@ -527,10 +548,14 @@ func (c *TCPConn) writeLocked(bufs [][]byte, total int) (int64, error) {
 		entry  *waiter.Entry
 		ch     <-chan struct{}
 	)
+	var p tcpip.Payloader = r
+	if lend {
+		p = (*lendingReader)(r)
+	}
 	defer r.reset(nil, 0)
 	for nbytes != total {
 		r.reset(bufs, nbytes)
-		n, err := c.ep.Write(r, tcpip.WriteOptions{})
+		n, err := c.ep.Write(p, tcpip.WriteOptions{})
 		nbytes += int(n)
 		switch err.(type) {
 		case nil:
@@ -605,6 +630,40 @@ func (r *buffersReader) Read(p []byte) (int, error) {
 
 // Len implements tcpip.Payloader.Len.
 func (r *buffersReader) Len() int { return r.left }
+
+// lendingReader (xhttpd) is a buffersReader that lends the bytes of its last
+// buffer to the endpoint rather than copy them (WriteLent).
+type lendingReader buffersReader
+
+// Read implements io.Reader.Read.
+func (r *lendingReader) Read(p []byte) (int, error) { return (*buffersReader)(r).Read(p) }
+
+// Len implements tcpip.Payloader.Len.
+func (r *lendingReader) Len() int { return r.left }
+
+// TakeBuffer implements tcp.BufferPayloader.TakeBuffer: views of the last
+// buffer's bytes, copies of the others'.
+func (r *lendingReader) TakeBuffer(n int) (b buffer.Buffer) {
+	for n > 0 && r.left > 0 {
+		if len(r.first) == 0 {
+			r.first, r.rest = r.rest[0], r.rest[1:]
+			continue
+		}
+		k := min(len(r.first), n)
+		if len(r.rest) == 0 {
+			b.Append(buffer.NewViewLent(r.first[:k]))
+		} else {
+			k = min(k, buffer.MaxChunkSize)
+			b.Append(buffer.NewViewWithData(r.first[:k]))
+		}
+		r.first = r.first[k:]
+		r.left -= k
+		n -= k
+	}
+	return b
+}
+
+var _ tcp.BufferPayloader = (*lendingReader)(nil)
 
 // Close implements net.Conn.Close.
 func (c *TCPConn) Close() error {

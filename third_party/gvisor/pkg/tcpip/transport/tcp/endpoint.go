@@ -1610,6 +1610,16 @@ func (e *Endpoint) isEndpointWritableLocked() (int, tcpip.Error) {
 	return avail, nil
 }
 
+// BufferPayloader (xhttpd) is a tcpip.Payloader that appends what it holds
+// to a segment's buffer itself, so that it can lend bytes its caller never
+// changes (buffer.NewViewLent) rather than copy them: gonet's
+// TCPConn.WriteLent.
+type BufferPayloader interface {
+	tcpip.Payloader
+	// TakeBuffer moves n bytes, at most Len, into a buffer.
+	TakeBuffer(n int) buffer.Buffer
+}
+
 // readFromPayloader reads a slice from the Payloader.
 // +checklocks:e.mu
 // +checklocks:e.sndQueueInfo.sndQueueMu
@@ -1642,6 +1652,9 @@ func (e *Endpoint) readFromPayloader(p tcpip.Payloader, opts tcpip.WriteOptions,
 	}
 	if avail == 0 {
 		return payload, nil
+	}
+	if bp, ok := p.(BufferPayloader); ok {
+		return bp.TakeBuffer(avail), nil
 	}
 	if _, err := payload.WriteFromReaderAndLimitedReader(p, int64(avail), limRdr); err != nil {
 		payload.Release()

@@ -1,0 +1,212 @@
+package stack
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+)
+
+// These tests are for gonet's WriteLent and buffer's lent views
+// (third_party/gvisor-patches/0030), through which httpd sends a cached
+// body without copying it.
+
+// A lent view reads the caller's bytes in place, and nothing done to it or
+// to a buffer holding it writes to them: a write copies them first.
+func TestLentViewNeverWritten(t *testing.T) {
+	data := bytes.Repeat([]byte("lent"), 1<<15) // 128 KiB, above MaxChunkSize
+	want := bytes.Clone(data)
+	unchanged := func(step string) {
+		t.Helper()
+		if !bytes.Equal(data, want) {
+			t.Fatalf("after %s the lent bytes changed", step)
+		}
+	}
+
+	v := buffer.NewViewLent(data[:1000])
+	if got := v.AsSlice(); len(got) != 1000 || &got[0] != &data[0] {
+		t.Fatalf("the view holds %d bytes, not data's own 1000", len(got))
+	}
+	if !v.Full() || v.AvailableSize() != 0 {
+		t.Errorf("a lent view offers room to write in place: Full %v, AvailableSize %d", v.Full(), v.AvailableSize())
+	}
+	v.CapLength(10)
+	if _, err := v.Write([]byte("xyz")); err != nil {
+		t.Fatal(err)
+	}
+	unchanged("Write after CapLength")
+	if got := string(v.AsSlice()); got != "lentlentlexyz" {
+		t.Errorf("view after CapLength(10) and Write: %q", got)
+	}
+	v.Release()
+
+	v = buffer.NewViewLent(data[:1000])
+	if _, err := v.WriteAt([]byte("XY"), 5); err != nil {
+		t.Fatal(err)
+	}
+	unchanged("WriteAt")
+	if got := string(v.AsSlice()[:8]); got != "lentlXYt" {
+		t.Errorf("view after WriteAt: %q", got)
+	}
+	v.Release()
+
+	b := buffer.MakeWithView(buffer.NewViewLent(data))
+	b.Append(buffer.NewViewWithData([]byte("tail")))
+	unchanged("Append")
+	b.Truncate(100)
+	b.GrowTo(200, true)
+	unchanged("Truncate and GrowTo")
+	if got := b.Flatten(); !bytes.Equal(got[:100], want[:100]) || !bytes.Equal(got[100:], make([]byte, 100)) {
+		t.Errorf("buffer after Truncate(100) and GrowTo(200, zero): %q", got)
+	}
+	c := b.Clone()
+	if _, ok := c.PullUp(0, 150); !ok {
+		t.Fatal("PullUp failed")
+	}
+	c.Release()
+	b.Release()
+	unchanged("Clone, PullUp and Release")
+
+	// A released lent chunk is reused for other bytes, and still lends.
+	other := []byte("other bytes")
+	v = buffer.NewViewLent(other)
+	if got := v.AsSlice(); &got[0] != &other[0] {
+		t.Error("a lent view after a release does not read its own bytes")
+	}
+	v.Release()
+}
+
+// WriteLent sends every byte of both buffers, in order, also when the send
+// buffer takes a write in several pieces and the writer has to wait for
+// room; and it leaves the lent bytes as they were.
+func TestWriteLentSendsAll(t *testing.T) {
+	client, server := localConns(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	type write struct{ copied, lent []byte }
+	var writes []write
+	var want []byte
+	for i := range 60 {
+		w := write{copied: random(rng.IntN(2048)), lent: random(rng.IntN(300 << 10))}
+		switch i % 10 {
+		case 0:
+			w.copied = nil
+		case 1:
+			w.lent = nil
+		}
+		writes = append(writes, w)
+		want = append(want, w.copied...)
+		want = append(want, w.lent...)
+	}
+	var lentBefore []byte
+	for _, w := range writes {
+		lentBefore = append(lentBefore, w.lent...)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for _, w := range writes {
+			n, err := server.WriteLent(w.copied, w.lent)
+			if err != nil || n != int64(len(w.copied)+len(w.lent)) {
+				done <- err
+				return
+			}
+		}
+		done <- server.CloseWrite()
+	}()
+	client.SetDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, not the %d written in order", len(got), len(want))
+	}
+	var lentAfter []byte
+	for _, w := range writes {
+		lentAfter = append(lentAfter, w.lent...)
+	}
+	if !bytes.Equal(lentAfter, lentBefore) {
+		t.Error("the lent bytes changed")
+	}
+}
+
+// WriteLent does not copy what it lends: bytes that have not left yet when
+// the caller changes them (which a real caller must never do) leave as
+// changed. A client that does not read holds the server to its small
+// window, so the end of a 256 KiB write is still queued when WriteLent
+// returns. Write, which copies, sends them as they were.
+func TestWriteLentReadsInPlace(t *testing.T) {
+	for _, lend := range []bool{true, false} {
+		s, full := localStack(t)
+		// One stack, so both ends: the client's window stays at 16 KiB.
+		rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 16 << 10, Max: 16 << 10}
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); err != nil {
+			t.Fatal(err)
+		}
+		l, err := gonet.ListenTCP(s, full, ipv4.ProtocolNumber)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := make(chan *gonet.TCPConn, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				t.Error(err)
+				accepted <- nil
+				return
+			}
+			accepted <- c.(*gonet.TCPConn)
+		}()
+		client, err := gonet.DialTCP(s, full, ipv4.ProtocolNumber)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := <-accepted
+		if server == nil {
+			t.FailNow()
+		}
+
+		body := bytes.Repeat([]byte{'a'}, 256<<10)
+		if lend {
+			_, err = server.WriteLent([]byte("head"), body)
+		} else {
+			_, err = server.Write(append([]byte("head"), body...))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(body[len(body)-1024:], bytes.Repeat([]byte{'z'}, 1024))
+		server.CloseWrite()
+		client.SetDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 4+len(body) {
+			t.Fatalf("lend %v: read %d bytes, want %d", lend, len(got), 4+len(body))
+		}
+		changed := bytes.Equal(got[len(got)-1024:], bytes.Repeat([]byte{'z'}, 1024))
+		if changed != lend {
+			t.Errorf("lend %v: the bytes changed after the write left changed: %v", lend, changed)
+		}
+		client.Close()
+		server.Close()
+		l.Close()
+	}
+}
