@@ -266,12 +266,14 @@ func (w *connWriter) timedOut(err error) error {
 
 // readerFromWriter adds ReadFrom to connWriter: bufio.Writer hands a file
 // to it once its buffer is out. A connection with a ReadFrom of its own
-// (the kernel's TCPConn) sends the file with sendfile(2). One without (the
-// netstack's) gets it in writes of writeChunk through a pooled buffer: a
-// write is one trip through the netstack, and on the netstack's GSO path
-// one packet for the kernel to cut into frames, so 64 KiB writes cost a
-// quarter of what bufio.Writer's own 16 KiB ones do (one 5 MiB download
-// over AF_XDP: see docs/measured.md, "Bulk").
+// sends the file without a buffer of httpd's: the kernel's TCPConn with
+// sendfile(2), the netstack's (gonet.TCPConn, gVisor patch 0030) by
+// reading the file into its own segments' buffers, in the writeChunk
+// pieces sendFile hands it. Any other gets it in writes of writeChunk
+// through a pooled buffer: a write is one trip through the netstack, and
+// on the netstack's GSO path one packet for the kernel to cut into frames,
+// so 64 KiB writes cost a quarter of what bufio.Writer's own 16 KiB ones
+// do (one 5 MiB download over AF_XDP: see docs/measured.md, "Bulk").
 type readerFromWriter struct{ *connWriter }
 
 func (w readerFromWriter) ReadFrom(r io.Reader) (int64, error) {

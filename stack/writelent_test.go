@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -209,4 +210,100 @@ func TestWriteLentReadsInPlace(t *testing.T) {
 		server.Close()
 		l.Close()
 	}
+}
+
+// These are for gonet's ReadFrom (the same patch), through which httpd
+// sends a file from disk: the endpoint reads the file into its own buffers.
+
+// ReadFrom sends a file's ranges byte for byte, through a send buffer far
+// smaller than the file, and ends the range where the LimitedReader ends.
+func TestReadFromFile(t *testing.T) {
+	client, server := localConns(t)
+	data := make([]byte, 3<<20+1234)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	f := tempFile(t, data)
+	ranges := [][2]int64{{0, int64(len(data))}, {100, 70000}, {int64(len(data)) - 10, 10}, {5, 0}}
+	var want []byte
+	for _, r := range ranges {
+		want = append(want, data[r[0]:r[0]+r[1]]...)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for _, r := range ranges {
+			if _, err := f.Seek(r[0], io.SeekStart); err != nil {
+				done <- err
+				return
+			}
+			n, err := server.ReadFrom(&io.LimitedReader{R: f, N: r[1]})
+			if err != nil || n != r[1] {
+				t.Errorf("range %v: sent %d, %v", r, n, err)
+			}
+		}
+		done <- server.CloseWrite()
+	}()
+	client.SetDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, not the %d of the ranges in order", len(got), len(want))
+	}
+}
+
+// A file that ends before the LimitedReader's N (it shrank since its size
+// was taken) ends ReadFrom with io.ErrUnexpectedEOF, at once: the endpoint
+// asks its payloader for exactly what Len said, and must not be left asking
+// again. Any other reader is copied as io.Copy copies into a Writer.
+func TestReadFromShortFileAndOtherReaders(t *testing.T) {
+	client, server := localConns(t)
+	go io.Copy(io.Discard, client)
+	f := tempFile(t, make([]byte, 100<<10))
+	done := make(chan error, 1)
+	go func() {
+		_, err := server.ReadFrom(&io.LimitedReader{R: f, N: 1 << 20})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != io.ErrUnexpectedEOF {
+			t.Errorf("a file shorter than N: %v; want io.ErrUnexpectedEOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadFrom of a file shorter than N did not return")
+	}
+
+	client2, server2 := localConns(t)
+	want := bytes.Repeat([]byte("other reader "), 20000)
+	go func() {
+		n, err := server2.ReadFrom(bytes.NewReader(want))
+		if err != nil || n != int64(len(want)) {
+			t.Errorf("bytes.Reader: sent %d, %v", n, err)
+		}
+		server2.CloseWrite()
+	}()
+	client2.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client2)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("bytes.Reader: read %d bytes (%v), want %d", len(got), err, len(want))
+	}
+}
+
+func tempFile(t *testing.T, data []byte) *os.File {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -21,7 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"os"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -306,6 +308,8 @@ type TCPConn struct {
 	// +checklocks:writeMu
 	writeTwo [2][]byte // WriteLent's buffers, for writeLocked
 	// +checklocks:writeMu
+	fileReader fileReader // ReadFrom's payloader
+	// +checklocks:writeMu
 	writeWait waitChannel
 }
 
@@ -545,14 +549,14 @@ func (c *TCPConn) writeLocked(bufs [][]byte, total int, lend bool) (int64, error
 	var (
 		r      = &c.writeReader
 		nbytes int
-		entry  *waiter.Entry
-		ch     <-chan struct{}
+		w      writeWaiter
 	)
 	var p tcpip.Payloader = r
 	if lend {
 		p = (*lendingReader)(r)
 	}
 	defer r.reset(nil, 0)
+	defer c.unregisterWriter(&w)
 	for nbytes != total {
 		r.reset(bufs, nbytes)
 		n, err := c.ep.Write(p, tcpip.WriteOptions{})
@@ -560,20 +564,8 @@ func (c *TCPConn) writeLocked(bufs [][]byte, total int, lend bool) (int64, error
 		switch err.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
-			if ch == nil {
-				entry, ch = c.writeWait.get(waiter.WritableEvents)
-				c.wq.EventRegister(entry)
-				defer c.wq.EventUnregister(entry)
-			} else {
-				// Don't wait immediately after registration in case more data
-				// became available between when we last checked and when we setup
-				// the notification.
-				select {
-				case <-deadline:
-					return int64(nbytes), c.newOpError("write", &timeoutError{})
-				case <-ch:
-					continue
-				}
+			if !c.waitWritable(&w, deadline) {
+				return int64(nbytes), c.newOpError("write", &timeoutError{})
 			}
 		default:
 			return int64(nbytes), c.newOpError("write", errors.New(err.String()))
@@ -581,6 +573,124 @@ func (c *TCPConn) writeLocked(bufs [][]byte, total int, lend bool) (int64, error
 	}
 	return int64(nbytes), nil
 }
+
+// writeWaiter (xhttpd) is a writer's registration for writable events.
+type writeWaiter struct {
+	entry *waiter.Entry
+	ch    <-chan struct{}
+}
+
+// waitWritable (xhttpd) waits for room after a write found the send buffer
+// full, and reports false if the deadline passed first. The first call
+// only registers w: room may have come between the write and the
+// registration, so the caller tries again at once. unregisterWriter must
+// follow the last call.
+//
+// +checklocks:c.writeMu
+func (c *TCPConn) waitWritable(w *writeWaiter, deadline <-chan struct{}) bool {
+	if w.ch == nil {
+		w.entry, w.ch = c.writeWait.get(waiter.WritableEvents)
+		c.wq.EventRegister(w.entry)
+		return true
+	}
+	select {
+	case <-deadline:
+		return false
+	case <-w.ch:
+		return true
+	}
+}
+
+// unregisterWriter (xhttpd) ends what waitWritable registered, if anything.
+func (c *TCPConn) unregisterWriter(w *writeWaiter) {
+	if w.ch != nil {
+		c.wq.EventUnregister(w.entry)
+	}
+}
+
+// ReadFrom (xhttpd) implements io.ReaderFrom. From an *io.LimitedReader
+// over an *os.File (httpd's file from disk) the endpoint reads the file
+// straight into its own buffers, where io.Copy would read it into a
+// buffer of its own for Write to copy again: one copy per byte fewer, as
+// sendfile(2) spares the kernel's sockets theirs. Any other reader is
+// copied as io.Copy copies into a Writer: reading a socket inside the
+// endpoint's Write would hold what it read until a whole send buffer's
+// worth came.
+//
+// +checklocksexclude:c.deadlineTimer.mu
+func (c *TCPConn) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	if ok {
+		_, ok = lr.R.(*os.File)
+	}
+	if !ok {
+		return io.Copy(struct{ io.Writer }{c}, r)
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	deadline := c.writeCancel()
+	select {
+	case <-deadline:
+		return 0, c.newOpError("write", &timeoutError{})
+	default:
+	}
+	f := &c.fileReader
+	f.r = lr
+	defer func() { *f = fileReader{} }()
+	var (
+		sent int64
+		w    writeWaiter
+	)
+	defer c.unregisterWriter(&w)
+	for lr.N > 0 && f.err == nil {
+		n, err := c.ep.Write(f, tcpip.WriteOptions{})
+		sent += n
+		switch err.(type) {
+		case nil:
+		case *tcpip.ErrWouldBlock:
+			if !c.waitWritable(&w, deadline) {
+				return sent, c.newOpError("write", &timeoutError{})
+			}
+		case *tcpip.ErrBadBuffer:
+			// The file's read failed; f.err says how.
+		default:
+			return sent, c.newOpError("write", errors.New(err.String()))
+		}
+	}
+	return sent, f.err
+}
+
+// fileReader (xhttpd) is ReadFrom's payloader: it reads its LimitedReader
+// to the end, and keeps the error that stopped it. A file that ends before
+// N bytes (it shrank since its size was taken) is io.ErrUnexpectedEOF: the
+// endpoint asks a payloader for exactly Len bytes, and would ask a reader
+// that gave fewer again and again.
+type fileReader struct {
+	r   *io.LimitedReader
+	err error
+}
+
+// Read implements io.Reader.Read.
+func (f *fileReader) Read(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	want := f.r.N
+	n, err := f.r.Read(p)
+	switch {
+	case err == io.EOF && f.r.N > 0 && len(p) > 0:
+		err = io.ErrUnexpectedEOF
+	case err == io.EOF:
+		return n, err
+	case n == 0 && len(p) > 0 && want > 0 && err == nil:
+		err = io.ErrNoProgress
+	}
+	f.err = err
+	return n, err
+}
+
+// Len implements tcpip.Payloader.Len.
+func (f *fileReader) Len() int { return int(min(f.r.N, math.MaxInt32)) }
 
 // buffersReader (xhttpd) reads buffers one after the other, for the
 // endpoint's Write: a tcpip.Payloader over them all. It never writes to the
