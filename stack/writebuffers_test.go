@@ -74,6 +74,13 @@ func TestWriteBuffersSendsAll(t *testing.T) {
 		}
 		done <- server.CloseWrite()
 	}()
+	readAllWritten(t, client, done, want)
+}
+
+// readAllWritten reads client to its end and checks that it got want, once
+// the writer has reported on done how its writes went.
+func readAllWritten(t *testing.T, client net.Conn, done <-chan error, want []byte) {
+	t.Helper()
 	client.SetDeadline(time.Now().Add(20 * time.Second))
 	got, err := io.ReadAll(client)
 	if err != nil {
