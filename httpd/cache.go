@@ -17,9 +17,12 @@ import (
 
 // entry is one file's response, ready to send: its body (nil for a file
 // served from disk) and the header lines that do not change between
-// requests, formatted once. A cached entry is immutable once published.
+// requests, formatted once. A cached entry is immutable once published:
+// its body above all, which the netstack's connections read in place
+// until the segments carrying it are acknowledged (connWriter, lender),
+// also after a reload has dropped the entry.
 type entry struct {
-	body   []byte // whole file; nil when served from disk
+	body   []byte // whole file; nil when served from disk; never written once read
 	stamp  stamp  // the file as it was read, to tell whether a reload may keep it
 	size   int64
 	modSec int64  // Last-Modified, Unix seconds
