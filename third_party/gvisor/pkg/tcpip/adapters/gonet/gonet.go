@@ -643,8 +643,17 @@ func (c *TCPConn) ReadFrom(r io.Reader) (int64, error) {
 	)
 	defer c.unregisterWriter(&w)
 	for lr.N > 0 && f.err == nil {
+		f.read = 0
 		n, err := c.ep.Write(f, tcpip.WriteOptions{})
 		sent += n
+		if back := f.read - n; back > 0 && f.err == nil {
+			// The endpoint kept less than it read, as it may when its
+			// room shrank while it read: read the rest again.
+			if _, err := lr.R.(*os.File).Seek(-back, io.SeekCurrent); err != nil {
+				return sent, err
+			}
+			lr.N += back
+		}
 		switch err.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
@@ -666,8 +675,9 @@ func (c *TCPConn) ReadFrom(r io.Reader) (int64, error) {
 // endpoint asks a payloader for exactly Len bytes, and would ask a reader
 // that gave fewer again and again.
 type fileReader struct {
-	r   *io.LimitedReader
-	err error
+	r    *io.LimitedReader
+	read int64 // bytes read during one endpoint Write
+	err  error
 }
 
 // Read implements io.Reader.Read.
@@ -677,6 +687,7 @@ func (f *fileReader) Read(p []byte) (int, error) {
 	}
 	want := f.r.N
 	n, err := f.r.Read(p)
+	f.read += int64(n)
 	switch {
 	case err == io.EOF && f.r.N > 0 && len(p) > 0:
 		err = io.ErrUnexpectedEOF
