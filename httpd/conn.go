@@ -267,7 +267,7 @@ func (w *connWriter) timedOut(err error) error {
 // readerFromWriter adds ReadFrom to connWriter: bufio.Writer hands a file
 // to it once its buffer is out. A connection with a ReadFrom of its own
 // sends the file without a buffer of httpd's: the kernel's TCPConn with
-// sendfile(2), the netstack's (gonet.TCPConn, gVisor patch 0030) by
+// sendfile(2), the netstack's (gonet.TCPConn, gVisor patch 0031) by
 // reading the file into its own segments' buffers, in the writeChunk
 // pieces sendFile hands it. Any other gets it in writes of writeChunk
 // through a pooled buffer: a write is one trip through the netstack, and
@@ -587,7 +587,7 @@ type buffersWriter interface {
 // copying them: the netstack's (gonet.TCPConn.WriteLent, gVisor patch 0030).
 // The segments carrying a cached body then point into the cache until they
 // are acknowledged, where otherwise each 64 KiB response was cleared and
-// copied into the netstack's buffers on the way (7.8 % of xhttpd's CPU
+// copied into the netstack's buffers on the way (7.7 % of xhttpd's CPU
 // under 64 KiB responses, docs/profiles/).
 type lender interface {
 	WriteLent(copied, lent []byte) (int64, error)
