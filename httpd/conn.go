@@ -281,6 +281,11 @@ func (w readerFromWriter) ReadFrom(r io.Reader) (int64, error) {
 		w.arm()
 		n, err := rf.ReadFrom(r)
 		w.c.srv.stats.bytesOut.Add(uint64(n))
+		if err == io.ErrUnexpectedEOF {
+			// The netstack's word for a file that shrank: a short send,
+			// as sendfile(2) makes it, for sendFile to tell.
+			err = nil
+		}
 		return n, w.timedOut(err)
 	}
 	buf := chunkPool.Get().(*[writeChunk]byte)

@@ -4,7 +4,9 @@ package stack
 
 import (
 	"io"
+	"math"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -63,10 +65,7 @@ func TestWriteLentAllocatesNothing(t *testing.T) {
 			n += k
 		}
 	}
-	for range 50 { // fill the pools a response in flight draws on
-		exchange()
-	}
-	if a := testing.AllocsPerRun(200, exchange); a > 0.5 {
+	if a := steadyAllocs(exchange); a > 0.5 {
 		t.Errorf("%.1f allocations per 64 KiB response; want none", a)
 	}
 }
@@ -94,12 +93,28 @@ func TestReadFromFileAllocatesNothing(t *testing.T) {
 			n += k
 		}
 	}
+	if a := steadyAllocs(exchange); a > 0.5 {
+		t.Errorf("%.1f allocations per 64 KiB range; want none", a)
+	}
+}
+
+// steadyAllocs is the allocations of a 64 KiB exchange in the steady
+// state: after 50 to fill the pools its segments and views draw on, with
+// the collector off (a collection empties a sync.Pool in two), the fewest
+// per exchange of five rounds of 100. Now and then a round allocates a few
+// objects an exchange while sync.Pool's chains grow and shrink as pooled
+// objects pass between the writer's and the netstack's goroutines; an
+// allocation on the path itself shows in every round.
+func steadyAllocs(exchange func()) float64 {
 	for range 50 {
 		exchange()
 	}
-	if a := testing.AllocsPerRun(200, exchange); a > 0.5 {
-		t.Errorf("%.1f allocations per 64 KiB range; want none", a)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	fewest := math.Inf(1)
+	for range 5 {
+		fewest = min(fewest, testing.AllocsPerRun(100, exchange))
 	}
+	return fewest
 }
 
 // BenchmarkGonetExchange is gVisor's own cost of a keep-alive request and

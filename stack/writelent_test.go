@@ -240,7 +240,8 @@ func TestReadFromFile(t *testing.T) {
 // A file that ends before the LimitedReader's N (it shrank since its size
 // was taken) ends ReadFrom with io.ErrUnexpectedEOF, at once: the endpoint
 // asks its payloader for exactly what Len said, and must not be left asking
-// again. Any other reader is copied as io.Copy copies into a Writer.
+// again. Any other reader, a pipe among them, is copied as io.Copy copies
+// into a Writer.
 func TestReadFromShortFileAndOtherReaders(t *testing.T) {
 	client, server := localConns(t)
 	go io.Copy(io.Discard, client)
@@ -259,6 +260,24 @@ func TestReadFromShortFileAndOtherReaders(t *testing.T) {
 		t.Fatal("ReadFrom of a file shorter than N did not return")
 	}
 
+	// A pipe is an *os.File too, but its bytes leave as they come, as
+	// io.Copy sends them: the endpoint does not wait in its read for a
+	// whole piece.
+	client3, server3 := localConns(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	pw.Write([]byte("hello"))
+	go server3.ReadFrom(&io.LimitedReader{R: pr, N: 1000})
+	client3.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(client3, got); err != nil || string(got) != "hello" {
+		t.Errorf("from a pipe: read %q, %v; want hello at once", got, err)
+	}
+
 	client2, server2 := localConns(t)
 	want := bytes.Repeat([]byte("other reader "), 20000)
 	go func() {
@@ -269,7 +288,7 @@ func TestReadFromShortFileAndOtherReaders(t *testing.T) {
 		server2.CloseWrite()
 	}()
 	client2.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(client2)
+	got, err = io.ReadAll(client2)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("bytes.Reader: read %d bytes (%v), want %d", len(got), err, len(want))
 	}

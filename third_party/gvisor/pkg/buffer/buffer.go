@@ -167,7 +167,8 @@ func (b *Buffer) Truncate(length int64) {
 
 // GrowTo grows the given Buffer to the number of bytes, which will be appended.
 // If zero is true, all these bytes will be zero. If zero is false, then this is
-// the caller's responsibility.
+// the caller's responsibility: the bytes may be another user's (xhttpd: a
+// view that WriteFromReaderAndLimitedReader filled has an uncleared chunk).
 //
 // Precondition: length must be >= 0.
 func (b *Buffer) GrowTo(length int64, zero bool) {

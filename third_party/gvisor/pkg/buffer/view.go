@@ -336,7 +336,9 @@ func (v *View) WriteAt(p []byte, off int) (int, error) {
 
 // Grow increases the size of the view. If the new size is greater than the
 // view's current capacity, Grow will reallocate the view with an increased
-// capacity.
+// capacity. (xhttpd) The bytes it adds are whatever the chunk held: another
+// user's, in a view WriteFromReaderAndLimitedReader filled (newViewToFill);
+// write them before anyone reads them.
 func (v *View) Grow(n int) {
 	if v == nil {
 		panic("cannot grow a nil view")

@@ -310,6 +310,10 @@ type TCPConn struct {
 	// +checklocks:writeMu
 	fileReader fileReader // ReadFrom's payloader
 	// +checklocks:writeMu
+	lastFile *os.File // the file regularFile last checked, and its answer
+	// +checklocks:writeMu
+	lastFileRegular bool
+	// +checklocks:writeMu
 	writeWait waitChannel
 }
 
@@ -609,24 +613,29 @@ func (c *TCPConn) unregisterWriter(w *writeWaiter) {
 }
 
 // ReadFrom (xhttpd) implements io.ReaderFrom. From an *io.LimitedReader
-// over an *os.File (httpd's file from disk) the endpoint reads the file
+// over a regular file (httpd's file from disk) the endpoint reads the file
 // straight into its own buffers, where io.Copy would read it into a
 // buffer of its own for Write to copy again: one copy per byte fewer, as
-// sendfile(2) spares the kernel's sockets theirs. Any other reader is
-// copied as io.Copy copies into a Writer: reading a socket inside the
-// endpoint's Write would hold what it read until a whole send buffer's
-// worth came.
+// sendfile(2) spares the kernel's sockets theirs. Any other reader, a pipe
+// or a socket among them, is copied as io.Copy copies into a Writer:
+// reading one inside the endpoint's Write would hold what it read until a
+// whole piece came, with the writer's lock held and no deadline.
 //
 // +checklocksexclude:c.deadlineTimer.mu
 func (c *TCPConn) ReadFrom(r io.Reader) (int64, error) {
 	lr, ok := r.(*io.LimitedReader)
+	var file *os.File
 	if ok {
-		_, ok = lr.R.(*os.File)
+		file, ok = lr.R.(*os.File)
 	}
 	if !ok {
 		return io.Copy(struct{ io.Writer }{c}, r)
 	}
 	c.writeMu.Lock()
+	if !c.regularFile(file) {
+		c.writeMu.Unlock()
+		return io.Copy(struct{ io.Writer }{c}, r)
+	}
 	defer c.writeMu.Unlock()
 	deadline := c.writeCancel()
 	select {
@@ -661,12 +670,29 @@ func (c *TCPConn) ReadFrom(r io.Reader) (int64, error) {
 				return sent, c.newOpError("write", &timeoutError{})
 			}
 		case *tcpip.ErrBadBuffer:
-			// The file's read failed; f.err says how.
+			// The file's read failed; f.err says how. Should the
+			// endpoint ever refuse for another reason, what it read is
+			// gone: end the write rather than skip those bytes.
+			if f.err == nil {
+				f.err = io.ErrNoProgress
+			}
 		default:
 			return sent, c.newOpError("write", errors.New(err.String()))
 		}
 	}
 	return sent, f.err
+}
+
+// regularFile (xhttpd) says whether f is a regular file. It remembers the
+// last file it checked, which httpd sends in many pieces.
+//
+// +checklocks:c.writeMu
+func (c *TCPConn) regularFile(f *os.File) bool {
+	if f != c.lastFile {
+		fi, err := f.Stat()
+		c.lastFile, c.lastFileRegular = f, err == nil && fi.Mode().IsRegular()
+	}
+	return c.lastFileRegular
 }
 
 // fileReader (xhttpd) is ReadFrom's payloader: it reads its LimitedReader
