@@ -57,12 +57,8 @@ func TestWriteLentAllocatesNothing(t *testing.T) {
 		if _, err := server.WriteLent(head, body); err != nil {
 			t.Fatal(err)
 		}
-		for n := 0; n < len(head)+len(body); {
-			k, err := client.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n += k
+		if _, err := io.ReadFull(client, buf[:len(head)+len(body)]); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if a := steadyAllocs(exchange); a > 0.5 {
@@ -85,12 +81,8 @@ func TestReadFromFileAllocatesNothing(t *testing.T) {
 		if _, err := server.ReadFrom(lr); err != nil {
 			t.Fatal(err)
 		}
-		for n := 0; n < 64<<10; {
-			k, err := client.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n += k
+		if _, err := io.ReadFull(client, buf[:64<<10]); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if a := steadyAllocs(exchange); a > 0.5 {
