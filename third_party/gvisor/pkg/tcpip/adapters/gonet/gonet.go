@@ -658,7 +658,7 @@ func (c *TCPConn) ReadFrom(r io.Reader) (int64, error) {
 		if back := f.read - n; back > 0 && f.err == nil {
 			// The endpoint kept less than it read, as it may when its
 			// room shrank while it read: read the rest again.
-			if _, err := lr.R.(*os.File).Seek(-back, io.SeekCurrent); err != nil {
+			if _, err := file.Seek(-back, io.SeekCurrent); err != nil {
 				return sent, err
 			}
 			lr.N += back
