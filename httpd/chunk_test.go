@@ -1,13 +1,19 @@
 package httpd
 
 import (
+	"errors"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 )
 
-// plainConn hides the kernel TCPConn's ReadFrom, as the netstack's
-// connections have none, and records the size of each write.
+// plainConn hides the kernel TCPConn's ReadFrom, as a connection without
+// one of its own (neither sendfile(2) nor the netstack's) gets a file
+// through httpd's pooled buffer, and records the size of each write.
 type plainConn struct {
 	net.Conn
 	mu     *sync.Mutex
@@ -61,5 +67,42 @@ func TestDiskFileInWholeChunks(t *testing.T) {
 	if want := len(f.big) / writeChunk; whole < want-1 || total < len(f.big) {
 		t.Errorf("%d writes of %d bytes in all, %d of them %d bytes; want at least %d such, the body being %d bytes (writes: %v)",
 			len(pl.writes), total, whole, writeChunk, want-1, len(f.big), pl.writes)
+	}
+}
+
+// shrunkConn's ReadFrom is the netstack's for a file that shrank since its
+// size was taken (gonet, gVisor patch 0031): part of the file, then
+// io.ErrUnexpectedEOF.
+type shrunkConn struct{ net.Conn }
+
+func (c shrunkConn) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.CopyN(c.Conn, r, 1000)
+	if err != nil {
+		return n, err
+	}
+	return n, io.ErrUnexpectedEOF
+}
+
+// A file that ends short on a connection that says so with
+// io.ErrUnexpectedEOF is logged as shorter than its stat said, as it is
+// when sendfile(2) sends less, and the connection closes: its
+// Content-Length cannot be met.
+func TestDiskFileShrunkOnTheWay(t *testing.T) {
+	f := newFixture(t)
+	var logs syncBuffer
+	cfg := Config{Root: f.root, CacheMax: 64 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	addr := startServerWrapping(t, cfg, func(c net.Conn) net.Conn { return shrunkConn{c} })
+	c := dialRaw(t, addr)
+	c.write("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || len(body) >= len(f.big) {
+		t.Errorf("read %d of %d bytes, %v; want fewer and io.ErrUnexpectedEOF", len(body), len(f.big), err)
+	}
+	if !strings.Contains(logs.String(), "file shorter than its stat said") {
+		t.Errorf("no warning of the short file in the log:\n%s", logs.String())
 	}
 }
