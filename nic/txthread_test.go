@@ -125,6 +125,56 @@ func TestTxHandOff(t *testing.T) {
 	}
 }
 
+func TestTxThreadPays(t *testing.T) {
+	for _, c := range []struct {
+		wake time.Duration
+		want bool
+	}{
+		{0, true},
+		{8 * time.Microsecond, true}, // the Intel machines
+		{txThreadMaxWake, true},
+		{txThreadMaxWake + 1, false},
+		{40 * time.Microsecond, false}, // an AMD machine's halted vCPU
+		{10 * time.Millisecond, false}, // one CPU: the thread never ran beside the writer
+	} {
+		if got := txThreadPays(c.wake); got != c.want {
+			t.Errorf("txThreadPays(%v) = %v, want %v", c.wake, got, c.want)
+		}
+	}
+}
+
+// The thread's measured wake-up is a real one: each trial found the thread
+// asleep and saw it take the kick, so the thread slept as often as the
+// trials, and it still takes batches afterwards. A measurement that did
+// not wait for the thread (or timed the futex syscall alone) would show
+// fewer sleeps.
+func TestTxThreadWakeup(t *testing.T) {
+	f := newFakeSocket(64)
+	kicks, _ := withTxThread(t, f, false, nil)
+	if !eventually(func() bool { return f.txThread.state.Load() == txSleeping }) {
+		t.Fatal("the thread does not sleep when idle")
+	}
+	before := f.txThread.sleeps.Load()
+	const trials = 5
+	wake := f.txThread.wakeup(trials)
+	if wake <= 0 || wake >= 10*time.Millisecond {
+		t.Errorf("wake-up %v: want above 0 and below the 10 ms bound", wake)
+	}
+	if !eventually(func() bool { return f.txThread.state.Load() == txSleeping }) {
+		t.Fatal("the thread does not sleep after the trials")
+	}
+	if got := f.txThread.sleeps.Load() - before; got != trials {
+		t.Errorf("the thread fell asleep %d times during %d trials; want one a trial", got, trials)
+	}
+	if kicks.Load() != 0 {
+		t.Errorf("the trials' kicks reached the kernel %d times; the tx ring was empty", kicks.Load())
+	}
+	f.send(t, txThreadMinBatch, short)
+	if !eventually(func() bool { return !f.TxPending() }) || kicks.Load() == 0 {
+		t.Error("after the trials the thread does not send a batch")
+	}
+}
+
 // A lone frame is kicked by its writer; a batch goes to the thread, which
 // sends it without the writer making a syscall.
 func TestTxThreadTakesBatches(t *testing.T) {
