@@ -44,19 +44,18 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 	t.Logf("rx frames per queue: %s", strings.Join(per, ", "))
 
 	for name, typ := range map[string]dto.MetricType{
-		"xhttpd_queue_mode":                  dto.MetricType_GAUGE,
-		"xhttpd_queue_mode_switches_total":   dto.MetricType_COUNTER,
-		"xhttpd_queue_seconds_total":         dto.MetricType_COUNTER,
-		"xhttpd_queue_wakeups_total":         dto.MetricType_COUNTER,
-		"xhttpd_queue_empty_polls_total":     dto.MetricType_COUNTER,
-		"xhttpd_queue_round_frames":          dto.MetricType_HISTOGRAM,
-		"xhttpd_queue_tx_frames_total":       dto.MetricType_COUNTER,
-		"xhttpd_xsk_rx_ring_full_total":      dto.MetricType_COUNTER,
-		"xhttpd_xsk_fill_ring_empty_total":   dto.MetricType_COUNTER,
-		"xhttpd_xdp_frames_total":            dto.MetricType_COUNTER,
-		"xhttpd_http_requests_total":         dto.MetricType_COUNTER,
-		"xhttpd_queue_tx_gso_segments_total": dto.MetricType_COUNTER,
-		"xhttpd_queue_rx_wait_seconds":       dto.MetricType_HISTOGRAM,
+		"xhttpd_queue_mode":                dto.MetricType_GAUGE,
+		"xhttpd_queue_mode_switches_total": dto.MetricType_COUNTER,
+		"xhttpd_queue_seconds_total":       dto.MetricType_COUNTER,
+		"xhttpd_queue_wakeups_total":       dto.MetricType_COUNTER,
+		"xhttpd_queue_empty_polls_total":   dto.MetricType_COUNTER,
+		"xhttpd_queue_round_frames":        dto.MetricType_HISTOGRAM,
+		"xhttpd_queue_tx_frames_total":     dto.MetricType_COUNTER,
+		"xhttpd_xsk_rx_ring_full_total":    dto.MetricType_COUNTER,
+		"xhttpd_xsk_fill_ring_empty_total": dto.MetricType_COUNTER,
+		"xhttpd_xdp_frames_total":          dto.MetricType_COUNTER,
+		"xhttpd_http_requests_total":       dto.MetricType_COUNTER,
+		"xhttpd_queue_rx_wait_seconds":     dto.MetricType_HISTOGRAM,
 	} {
 		f := families[name]
 		if f == nil {
@@ -107,11 +106,30 @@ func TestQueuesSpreadAndMetrics(t *testing.T) {
 	if f := families["xhttpd_queue_info"]; f == nil || len(f.GetMetric()) != 4 {
 		t.Errorf("xhttpd_queue_info: %v, want one per queue", f)
 	} else {
+		// Who kicks depends on the machine (-tx-kicks auto keeps the tx
+		// thread only where it wakes quickly); a queue with a thread
+		// reports the GSO segments it sent.
+		threads := 0
 		for _, m := range f.GetMetric() {
 			if label(m, "xdp_mode") != "native" || label(m, "bind") != "copy" || label(m, "busy_poll") != "true" {
 				t.Errorf("queue %s info: %v", label(m, "queue"), m.GetLabel())
 			}
+			switch label(m, "tx_kicks") {
+			case "thread":
+				threads++
+			case "writer":
+			default:
+				t.Errorf("queue %s info: tx_kicks %q, want thread or writer", label(m, "queue"), label(m, "tx_kicks"))
+			}
 		}
+		gso := families["xhttpd_queue_tx_gso_segments_total"]
+		switch {
+		case threads > 0 && (gso == nil || gso.GetType() != dto.MetricType_COUNTER):
+			t.Errorf("%d queues with a tx thread, xhttpd_queue_tx_gso_segments_total %v; want a counter", threads, gso)
+		case threads == 0 && gso != nil:
+			t.Errorf("no queue has a tx thread, yet xhttpd_queue_tx_gso_segments_total is reported")
+		}
+		t.Logf("queues with a tx thread: %d of 4", threads)
 	}
 }
 
