@@ -90,7 +90,7 @@ compare: tools peers build
 	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 30 -bytes 1048576 -loss-rx 0 -napi=false
 	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 9
 	$(TB) download -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel -n 9 -6
-	$(TB) flood -xhttpd ./$(BIN)/xhttpd -servers hybrid,kernel
+	$(TB) flood -xhttpd ./$(BIN)/xhttpd -servers hybrid,generic,kernel
 
 # bench-quick is a short one, for CI: fewer servers, points and seconds,
 # one run each; OUT/close-burst is a new connection per request in bursts.

@@ -26,15 +26,20 @@ const maxDuration = 10 * time.Minute
 const maxConns = 10000
 
 // Servers bench knows, in the order the legend lists them. The waiting
-// modes run xhttpd over AF_XDP; kernel runs the same httpd on the kernel's
-// sockets; base runs another build of xhttpd (-base) in hybrid mode, to
-// compare two builds side by side; nethttp is Go's net/http FileServer,
-// nginx and apache (prefork) are Debian's, all on the kernel's sockets
-// (peers.go).
-var benchServers = []string{"interrupt", "busy", "hybrid", "kernel", "base", "nethttp", "nginx", "apache"}
+// modes run xhttpd over AF_XDP; generic is hybrid with the XDP program in
+// generic (skb) mode, which veth feeds from each CPU's backlog, as it
+// feeds the kernel stack, rather than through one ring per queue; kernel
+// runs the same httpd on the kernel's sockets; base runs another build of
+// xhttpd (-base) in hybrid mode, to compare two builds side by side;
+// nethttp is Go's net/http FileServer, nginx and apache (prefork) are
+// Debian's, all on the kernel's sockets (peers.go).
+var benchServers = []string{"interrupt", "busy", "hybrid", "generic", "kernel", "base", "nethttp", "nginx", "apache"}
 
 // xhttpdServers are the servers download and flood know: xhttpd's.
-var xhttpdServers = benchServers[:5]
+var xhttpdServers = benchServers[:6]
+
+// xdpServers are the servers that run xhttpd over AF_XDP in this build.
+var xdpServers = benchServers[:4]
 
 // serverSetup is what a server's command line is made from.
 type serverSetup struct {
@@ -102,6 +107,8 @@ func serverCommand(name string, s serverSetup) (path string, args []string) {
 		args = append(args, "-stack", "kernel")
 	case "base":
 		path, args = s.base, append(args, "-stack", "xdp", "-mode", "hybrid")
+	case "generic":
+		args = append(args, "-stack", "xdp", "-mode", "hybrid", "-xdp-mode", "generic")
 	default:
 		args = append(args, "-stack", "xdp", "-mode", name)
 	}
@@ -117,6 +124,8 @@ func serverLegend(name string, s serverSetup) string {
 		return "xhttpd -stack kernel: the same httpd on the kernel's sockets"
 	case "base":
 		return "xhttpd -stack xdp -mode hybrid, the build " + s.base + " (-base): the one compared with"
+	case "generic":
+		return "xhttpd -stack xdp -mode hybrid -xdp-mode generic: the XDP program in generic mode, fed from each CPU's backlog as the kernel stack is"
 	case "nginx":
 		return "nginx, one worker, epoll, sendfile, open_file_cache, no access log (cmd/testbed/peers/nginx.conf)"
 	case "apache":

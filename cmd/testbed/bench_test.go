@@ -59,6 +59,7 @@ func TestServerCommand(t *testing.T) {
 	}{
 		{"busy", []string{"/bin/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "xdp", "-mode", "busy", "-cpus", "1"}},
 		{"kernel", []string{"/bin/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "kernel", "-cpus", "1"}},
+		{"generic", []string{"/bin/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "xdp", "-mode", "hybrid", "-xdp-mode", "generic", "-cpus", "1"}},
 		{"base", []string{"/old/xhttpd", "-iface", "xh1-s", "-root", "/site", "-queues", "2", "-stack", "xdp", "-mode", "hybrid", "-cpus", "1"}},
 		{"nethttp", []string{"/bin/nethttpd", "-addr", "198.18.0.1:80,[2001:2::1]:80", "-root", "/site"}},
 	} {

@@ -275,7 +275,7 @@ func measureServer(ctx context.Context, tb *testbed.Testbed, r expRun) (pts []ex
 		command = "kernel"
 	}
 	path, args := serverCommand(command, r.setup)
-	xdpLoops := slices.Contains([]string{"interrupt", "busy", "hybrid"}, r.name)
+	xdpLoops := slices.Contains(xdpServers, r.name)
 	if xdpLoops {
 		args = append(args, "-admin", adminAddr)
 	}

@@ -439,10 +439,9 @@ func goals(pts []expPoint) []goal {
 	// xhttpd's best mode below every kernel-stack peer in p99 at every
 	// shared rate both sustain.
 	{
-		xdp := []string{"interrupt", "busy", "hybrid"}
 		var peers []string
 		for _, p := range pts {
-			if !slices.Contains(xdp, p.Server) && !slices.Contains(peers, p.Server) {
+			if !slices.Contains(xdpServers, p.Server) && !slices.Contains(peers, p.Server) {
 				peers = append(peers, p.Server)
 			}
 		}
@@ -451,7 +450,7 @@ func goals(pts []expPoint) []goal {
 		for _, rate := range sharedRates(pts) {
 			best := int64(math.MaxInt64)
 			bestName := ""
-			for _, m := range xdp {
+			for _, m := range xdpServers {
 				for _, p := range open(m) {
 					if p.Fraction == 0 && p.Offered == rate && p.Errors == 0 && p.P99 < best {
 						best, bestName = p.P99, m
