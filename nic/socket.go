@@ -16,6 +16,7 @@ import (
 	"github.com/xhttpd/xhttpd/internal/enum"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,8 @@ type TxKicks int
 
 const (
 	// TxKicksAuto is TxKicksThread in copy mode where the thread wakes
-	// quickly (txThreadPays), and TxKicksWriter otherwise and in
+	// quickly or a kick is dear (txThreadPays), and TxKicksWriter
+	// otherwise and in
 	// zero-copy mode, where a kick only wakes the driver.
 	TxKicksAuto TxKicks = iota
 	// TxKicksThread hands batches to a thread of the socket's own
@@ -210,10 +212,12 @@ type Socket struct {
 	// that play the kernel replace it.
 	txKick func() error
 	// txThread kicks for the writers (TxKicks); nil when they kick.
-	// txWake is its wake-up, when TxKicksAuto measured it.
-	txThread *txThread
-	txWake   time.Duration
-	txKicks  uint64 // kicks by the writers, under txMu
+	// txWake is its wake-up and txKickCost a writer's kick, when
+	// TxKicksAuto measured them.
+	txThread   *txThread
+	txWake     time.Duration
+	txKickCost time.Duration
+	txKicks    uint64 // kicks by the writers, under txMu
 	// gsoTx sends segments larger than a frame (SendGSO), through the tx
 	// thread's queue when there is a thread; nil without AttachGSO.
 	gsoTx *GSOTx
@@ -302,8 +306,9 @@ func (s *Socket) setup(cfg Config) error {
 		}
 		s.txThread = t
 		if cfg.TxKicks == TxKicksAuto {
+			s.txKickCost = s.kickCost(txKickTrials)
 			s.txWake = t.wakeup(txWakeTrials)
-			if !txThreadPays(s.txWake) {
+			if !txThreadPays(s.txWake, s.txKickCost) {
 				t.stop()
 				s.txThread = nil
 			}
@@ -312,24 +317,57 @@ func (s *Socket) setup(cfg Config) error {
 	return nil
 }
 
-// txWakeTrials is how many wake-ups of the tx thread TxKicksAuto times.
-const txWakeTrials = 11
+// txWakeTrials and txKickTrials are how many wake-ups of the tx thread
+// and kicks of the empty ring TxKicksAuto times.
+const (
+	txWakeTrials = 11
+	txKickTrials = 101
+)
 
 // txThreadMaxWake is the slowest wake-up of the tx thread at which
-// TxKicksAuto keeps it. The thread pays where handing it a batch is cheap
-// against the kick the writer would make itself: on the Intel machines
-// (Firecracker), whose thread woke in 5 to 10 us, it took 32 keep-alive
-// connections from 0.70x the kernel stack's rate to 0.86x. On an AMD
-// machine (Firecracker, its halted vCPUs waking in 30 to 70 us, a
-// 1-CPU process never, as the measuring writer holds the CPU) the
-// writers' own kicks served 1.21x the thread's requests at 0.88x its CPU,
-// and more at one connection and at a new connection per request
-// (docs/measured.md, "Who kicks").
+// TxKicksAuto keeps it whatever a kick costs. The thread pays where
+// handing it a batch is cheap against the kick the writer would make
+// itself: on the Intel machines (Firecracker), whose thread woke in 5 to
+// 10 us, it took 32 keep-alive connections from 0.70x the kernel stack's
+// rate to 0.86x. On an AMD machine under Firecracker (its halted vCPUs
+// waking in 30 to 70 us, a 1-CPU process never, as the measuring writer
+// holds the CPU) the writers' own kicks served 1.21x the thread's
+// requests at 0.88x its CPU, and more at one connection and at a new
+// connection per request (docs/measured.md, "Who kicks").
 const txThreadMaxWake = 20 * time.Microsecond
 
+// txThreadMinKick is the cheapest kick of the empty ring at which
+// TxKicksAuto keeps the thread however slowly it wakes. Where
+// entering the kernel is dear, the writer's kick, which in copy mode sends
+// the frames inside it (on veth, the peer's receive too), costs the one P
+// more than the thread's wake-ups do: on an AMD machine in a PVM guest
+// (PTI, a null syscall 1.16 us against 0.15 us under Firecracker; an empty
+// kick 1.4 to 1.5 us; the thread woke in 85 to 95 us) the writers served
+// 0.61x to 0.88x the thread's new connections a second at up to 1.55x the
+// CPU, the same keep-alive requests, and 1.09x the 64 KiB responses and
+// lone downloads (docs/measured.md, "Who kicks").
+const txThreadMinKick = 700 * time.Nanosecond
+
 // txThreadPays says whether TxKicksAuto keeps the tx thread, given its
-// measured wake-up.
-func txThreadPays(wake time.Duration) bool { return wake <= txThreadMaxWake }
+// measured wake-up and the measured cost of a writer's kick. A thread that
+// never woke within txWakeBound never runs beside the writers.
+func txThreadPays(wake, kick time.Duration) bool {
+	return wake <= txThreadMaxWake || (kick >= txThreadMinKick && wake < txWakeBound)
+}
+
+// kickCost measures what a writer's kick costs where the kernel finds
+// nothing to send: the median of n kicks of the empty tx ring, each a
+// kernel entry and the socket's mutex.
+func (s *Socket) kickCost(n int) time.Duration {
+	samples := make([]time.Duration, n)
+	for i := range samples {
+		start := time.Now()
+		s.txKick()
+		samples[i] = time.Since(start)
+	}
+	slices.Sort(samples)
+	return samples[n/2]
+}
 
 // TxThread reports whether a thread of the socket's own kicks its tx ring
 // (Config.TxKicks).
@@ -338,6 +376,10 @@ func (s *Socket) TxThread() bool { return s.txThread != nil }
 // TxThreadWake is the tx thread's wake-up as TxKicksAuto measured it, or 0
 // when it was not measured (other settings, zero-copy mode).
 func (s *Socket) TxThreadWake() time.Duration { return s.txWake }
+
+// TxKickCost is a writer's kick of the empty tx ring as TxKicksAuto
+// measured it, or 0 when it was not measured.
+func (s *Socket) TxKickCost() time.Duration { return s.txKickCost }
 
 // FD is the socket's file descriptor, for the XSKMAP and for sleeping on.
 func (s *Socket) FD() int { return s.fd }

@@ -458,28 +458,31 @@ func (t *txThread) kick() {
 // (pending to running), the median of n trials. Each trial waits for the
 // thread to fall asleep and then 200 us more, so that a CPU left idle has
 // gone idle (on a VM, a halted vCPU's wake-up is the dear part). A trial
-// that takes over 10 ms counts as 10 ms. The tx ring must be empty: the
+// that takes over txWakeBound counts as that. The tx ring must be empty: the
 // kicks then find nothing to send. 11 trials take about 3 ms where the
 // thread wakes in 40 us.
 func (t *txThread) wakeup(n int) time.Duration {
-	const most = 10 * time.Millisecond
 	samples := make([]time.Duration, 0, n)
 	for len(samples) < n {
 		for start := time.Now(); t.state.Load() != txSleeping; time.Sleep(50 * time.Microsecond) {
-			if time.Since(start) > most {
-				return most // it never sleeps
+			if time.Since(start) > txWakeBound {
+				return txWakeBound // it never sleeps
 			}
 		}
 		time.Sleep(200 * time.Microsecond)
 		start := time.Now()
 		t.kick()
-		for t.state.Load() == txPending && time.Since(start) < most {
+		for t.state.Load() == txPending && time.Since(start) < txWakeBound {
 		}
-		samples = append(samples, min(time.Since(start), most))
+		samples = append(samples, min(time.Since(start), txWakeBound))
 	}
 	slices.Sort(samples)
 	return samples[n/2]
 }
+
+// txWakeBound is the longest wake-up wakeup measures: a thread that takes
+// longer never ran beside the writer (the process has one CPU).
+const txWakeBound = 10 * time.Millisecond
 
 // error is the error that ended one of the thread's kicks, if any; the
 // thread goes on kicking when asked.

@@ -126,20 +126,54 @@ func TestTxHandOff(t *testing.T) {
 }
 
 func TestTxThreadPays(t *testing.T) {
+	const cheap, dear = 300 * time.Nanosecond, 1400 * time.Nanosecond
 	for _, c := range []struct {
-		wake time.Duration
-		want bool
+		wake, kick time.Duration
+		want       bool
 	}{
-		{0, true},
-		{8 * time.Microsecond, true}, // the Intel machines
-		{txThreadMaxWake, true},
-		{txThreadMaxWake + 1, false},
-		{40 * time.Microsecond, false}, // an AMD machine's halted vCPU
-		{10 * time.Millisecond, false}, // one CPU: the thread never ran beside the writer
+		{0, cheap, true},
+		{8 * time.Microsecond, cheap, true}, // the Intel machines
+		{txThreadMaxWake, cheap, true},
+		{txThreadMaxWake + 1, cheap, false},
+		{40 * time.Microsecond, cheap, false}, // an AMD machine's halted vCPU under Firecracker
+		{10 * time.Millisecond, cheap, false}, // one CPU: the thread never ran beside the writer
+		{90 * time.Microsecond, dear, true},   // the AMD machine in a PVM guest
+		{txWakeBound, dear, false},            // one CPU, however dear the kick
+		{90 * time.Microsecond, txThreadMinKick, true},
+		{90 * time.Microsecond, txThreadMinKick - 1, false},
+		{txThreadMaxWake + 1, txThreadMinKick - 1, false},
+		{txThreadMaxWake, txThreadMinKick + time.Microsecond, true},
 	} {
-		if got := txThreadPays(c.wake); got != c.want {
-			t.Errorf("txThreadPays(%v) = %v, want %v", c.wake, got, c.want)
+		if got := txThreadPays(c.wake, c.kick); got != c.want {
+			t.Errorf("txThreadPays(%v, %v) = %v, want %v", c.wake, c.kick, got, c.want)
 		}
+	}
+}
+
+// A kick's cost is the median of the trials: a few kicks held up (the
+// writer preempted) move it not at all. Each trial is one kick.
+func TestKickCost(t *testing.T) {
+	f := newFakeSocket(64)
+	f.txKick = func() error {
+		if f.kicks++; f.kicks%3 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return nil
+	}
+	if got := f.kickCost(11); got >= time.Millisecond {
+		t.Errorf("kickCost(11) with 3 of 11 kicks held up 5 ms = %v, want the others' (under 1 ms)", got)
+	}
+	if f.kicks != 11 {
+		t.Errorf("kickCost(11) kicked %d times, want 11", f.kicks)
+	}
+	f.kicks = 0
+	f.txKick = func() error {
+		f.kicks++
+		time.Sleep(2 * time.Millisecond)
+		return nil
+	}
+	if got := f.kickCost(3); got < 2*time.Millisecond {
+		t.Errorf("kickCost(3) of 2 ms kicks = %v, want 2 ms or more", got)
 	}
 }
 

@@ -404,7 +404,7 @@ func Open(ifc *net.Interface, o Options) (_ *Path, err error) {
 	// What each queue got: the bind (zero-copy or copy; need_wakeup is
 	// always asked for and the kernel has it since 5.4) and busy polling.
 	for i, s := range p.socks {
-		slog.Info("queue", "queue", s.Queue(), "zero_copy", s.ZeroCopy(), "tx_thread", s.TxThread(), "tx_thread_wake", s.TxThreadWake(), "need_wakeup", true, "busy_poll", p.busyPoll[i])
+		slog.Info("queue", "queue", s.Queue(), "zero_copy", s.ZeroCopy(), "tx_thread", s.TxThread(), "tx_thread_wake", s.TxThreadWake(), "tx_kick_cost", s.TxKickCost(), "need_wakeup", true, "busy_poll", p.busyPoll[i])
 	}
 	return p, nil
 }

@@ -113,7 +113,7 @@ func parseFlags(args []string) (options, error) {
 	fs.TextVar(&o.path.Mode, "mode", irq.Hybrid, "how each queue's loop waits: interrupt (sleep until frames come), busy (spin) or hybrid (NAPI-like)")
 	fs.TextVar(&o.path.XDPMode, "xdp-mode", xdp.ModeAuto, "XDP attach mode: auto (native, else generic), native or generic")
 	fs.TextVar(&o.path.Bind, "bind", nic.BindAuto, "AF_XDP bind: auto (zero-copy, else copy), zerocopy or copy")
-	fs.TextVar(&o.path.TxKicks, "tx-kicks", nic.TxKicksAuto, "who makes the syscall that sends what the tx ring holds: thread (a thread per queue, beside the Go code, for batches), writer (whoever wrote the frames, at once), or auto (thread in copy mode if it wakes within 20us, as measured at start; writer otherwise and in zero-copy mode)")
+	fs.TextVar(&o.path.TxKicks, "tx-kicks", nic.TxKicksAuto, "who makes the syscall that sends what the tx ring holds: thread (a thread per queue, beside the Go code, for batches), writer (whoever wrote the frames, at once), or auto (thread in copy mode if it wakes within 20us or a kick costs 0.7us or more, as measured at start; writer otherwise and in zero-copy mode)")
 	fs.IntVar(&o.path.Queues, "queues", 0, "number of rx queues to serve, from queue 0 (0: all)")
 	fs.TextVar(&o.stack, "stack", stackXDP, "TCP/IP stack: xdp (AF_XDP and gVisor netstack) or kernel")
 	fs.TextVar(&o.path.RxChecksum, "rx-checksum", nic.RxChecksumAuto, "received TCP checksums: auto (trust veth, verify others), verify or trust")
