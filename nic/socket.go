@@ -75,8 +75,8 @@ type TxKicks int
 const (
 	// TxKicksAuto is TxKicksThread in copy mode where the thread wakes
 	// quickly or a kick is dear (txThreadPays), and TxKicksWriter
-	// otherwise and in
-	// zero-copy mode, where a kick only wakes the driver.
+	// otherwise and in zero-copy mode, where a kick only wakes the
+	// driver.
 	TxKicksAuto TxKicks = iota
 	// TxKicksThread hands batches to a thread of the socket's own
 	// (txthread.go), except a small batch while that thread sleeps
