@@ -136,7 +136,7 @@ func TestTxThreadPays(t *testing.T) {
 		{txThreadMaxWake, cheap, true},
 		{txThreadMaxWake + 1, cheap, false},
 		{40 * time.Microsecond, cheap, false}, // an AMD machine's halted vCPU under Firecracker
-		{10 * time.Millisecond, cheap, false}, // one CPU: the thread never ran beside the writer
+		{txWakeBound, cheap, false},           // one CPU: the thread never ran beside the writer
 		{90 * time.Microsecond, dear, true},   // the AMD machine in a PVM guest
 		{txWakeBound, dear, false},            // one CPU, however dear the kick
 		{90 * time.Microsecond, txThreadMinKick, true},
@@ -191,8 +191,8 @@ func TestTxThreadWakeup(t *testing.T) {
 	before := f.txThread.sleeps.Load()
 	const trials = 5
 	wake := f.txThread.wakeup(trials)
-	if wake <= 0 || wake > 10*time.Millisecond {
-		t.Errorf("wake-up %v: want above 0 and at most the 10 ms bound", wake)
+	if wake <= 0 || wake > txWakeBound {
+		t.Errorf("wake-up %v: want above 0 and at most the bound, %v", wake, txWakeBound)
 	}
 	// The thread counts a sleep just after it says it sleeps.
 	if !eventually(func() bool { return f.txThread.sleeps.Load()-before >= trials }) {
