@@ -22,6 +22,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -173,6 +174,16 @@ const DefaultDelayedACK = 40 * time.Millisecond
 // full, and a retransmitted FIN from its peer gets a reset.
 const DefaultMaxTimeWait = 2048
 
+// maxReceiveBuffer is the most a connection's receive buffer grows to. With
+// auto-tuning on, a listener offers the window scale that covers it.
+const maxReceiveBuffer = 4 << 20
+
+// CookieWndScale is the window scale the netstack's listeners offer in a
+// SYN-ACK, for the XDP program to offer the same in the cookie SYN-ACKs it
+// sends (gVisor patch 0032): the connection the cookie's ACK opens scales
+// its receive window by it.
+func CookieWndScale() int { return tcp.FindWndScale(seqnum.Size(maxReceiveBuffer)) }
+
 func setTCPOptions(s *gvstack.Stack) error {
 	opts := []tcpip.SettableTransportProtocolOption{
 		// SACK and RACK, as Linux peers have them, to recover from loss
@@ -195,7 +206,7 @@ func setTCPOptions(s *gvstack.Stack) error {
 		// 5 MiB downloads measured the same either way.
 		&tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 128 << 10, Max: 4 << 20},
 		// Requests are small: a modest receive buffer that can grow.
-		&tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 128 << 10, Max: 4 << 20},
+		&tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 128 << 10, Max: maxReceiveBuffer},
 		ptr(tcpip.TCPModerateReceiveBufferOption(true)),
 		// No Nagle: a response is written whole, and waiting for an ACK
 		// before sending its tail only adds latency.

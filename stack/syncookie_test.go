@@ -353,3 +353,164 @@ func TestSYNCookieACKEndsAbandonedConnection(t *testing.T) {
 		}
 	}
 }
+
+// cookieSegmentTS is cookieSegment with the timestamp option: tsVal the
+// client's clock, tsEcr the TSval of the cookie SYN-ACK it answers.
+func cookieSegmentTS(src, dst netip.Addr, port uint16, seq, ack, tsVal, tsEcr uint32, payload []byte, flags header.TCPFlags) []byte {
+	const optLen = 12 // NOP, NOP, timestamps
+	tcp := make([]byte, header.TCPMinimumSize+optLen+len(payload))
+	header.TCP(tcp).Encode(&header.TCPFields{
+		SrcPort: port, DstPort: 80, SeqNum: seq, AckNum: ack, DataOffset: header.TCPMinimumSize + optLen,
+		Flags: header.TCPFlagAck | flags, WindowSize: 65535,
+	})
+	header.EncodeNOP(tcp[header.TCPMinimumSize:])
+	header.EncodeNOP(tcp[header.TCPMinimumSize+1:])
+	header.EncodeTSOption(tsVal, tsEcr, tcp[header.TCPMinimumSize+2:])
+	copy(tcp[header.TCPMinimumSize+optLen:], payload)
+	s, d := tcpip.AddrFromSlice(src.AsSlice()), tcpip.AddrFromSlice(dst.AsSlice())
+	header.TCP(tcp).SetChecksum(^checksum.Checksum(tcp, header.PseudoHeaderChecksum(header.TCPProtocolNumber, s, d, uint16(len(tcp)))))
+	return ether(src, dst, tcp, header.TCPProtocolNumber)
+}
+
+// A cookie SYN-ACK that echoed a SYN's timestamp keeps, in its TSval, the
+// window scale and SACK the SYN offered (gVisor patch 0032): the ACK that
+// echoes it opens a connection that scales both windows, sends SACK
+// blocks, and goes on from that TSval, which the peer holds as its latest.
+// Without timestamps the options are lost, as before.
+func TestSYNCookieKeepsOptionsInTimestamp(t *testing.T) {
+	key, err := syncookie.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		port     = 40000
+		isn      = 1000
+		clientTS = 5000
+	)
+	tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
+	for _, c := range []struct {
+		name     string
+		ws       int // the client's window scale, -1 for none
+		sack     bool
+		wantWin  bool // the server scales its window
+		wantSACK bool
+	}{
+		{"scale and SACK", 7, true, true, true},
+		{"SACK only", -1, true, false, true},
+		{"scale only", 2, false, true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := newFakeQueue()
+			st, l := serverStack(t, q, Config{MTU: 1500, TrustRXChecksum: true, SYNCookies: &key}, "tcp4")
+			cookie := key.Make(tu, isn, syncookie.Period(), syncookie.MSSIndex(1460))
+			synackTS := tcp.CookieTSVal(123456789, c.ws, c.sack)
+			st.DeliverBatch([][]byte{
+				cookieSegmentTS(clientV4, serverV4, port, isn+1, cookie+1, clientTS, synackTS, nil, 0),
+				cookieSegmentTS(clientV4, serverV4, port, isn+1, cookie+1, clientTS, synackTS, []byte("one"), header.TCPFlagPsh),
+			})
+			conn := readRequest(t, l, "one")
+			defer conn.Close()
+
+			// A segment after a gap of 100 bytes: the server's duplicate
+			// ACK carries its timestamps, its scaled window, and a SACK
+			// block if SACK was agreed.
+			st.Deliver(cookieSegmentTS(clientV4, serverV4, port, isn+1+3+100, cookie+1, clientTS+1, synackTS, []byte("two"), header.TCPFlagPsh))
+			var seg header.TCP
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				seg = header.TCP(payloadOf(q.next(t)))
+				if seg.AckNumber() == isn+1+3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no duplicate ACK for the segment after the gap")
+				}
+			}
+			o := header.ParseTCPOptions(seg.Options())
+			// (TS.Recent stays the in-order segment's: RFC 7323, 4.3.)
+			if !o.TS || o.TSEcr != clientTS || int32(o.TSVal-synackTS) < 0 || o.TSVal-synackTS > 5000 {
+				t.Errorf("server's timestamps %+v; want TSecr %d and TSval from %d on", o, clientTS, synackTS)
+			}
+			// The server's receive window, about 128 KiB, fills the
+			// field unscaled (at most 65,535) and takes about 1,000
+			// scaled by the listener's 7.
+			if scaled := seg.WindowSize() < 16384; scaled != c.wantWin {
+				t.Errorf("window field %d: scaled %v, want %v", seg.WindowSize(), scaled, c.wantWin)
+			}
+			if got := len(o.SACKBlocks) > 0; got != c.wantSACK {
+				t.Errorf("SACK blocks %v; want some: %v", o.SACKBlocks, c.wantSACK)
+			}
+		})
+	}
+}
+
+// The TSval bits that carry the options round-trip, never run ahead of
+// the clock, and a window scale no SYN can offer is refused.
+func TestCookieTSVal(t *testing.T) {
+	for _, c := range []struct {
+		ts   uint32
+		ws   int
+		sack bool
+	}{{1 << 20, 7, true}, {1<<20 + 63, -1, false}, {5, 14, true}, {0, 0, false}, {100, 20, false}} {
+		v := tcp.CookieTSVal(c.ts, c.ws, c.sack)
+		if v > c.ts && c.ts >= 64 {
+			t.Errorf("CookieTSVal(%d, %d, %v) = %d, ahead of the clock", c.ts, c.ws, c.sack, v)
+		}
+		if c.ts-v >= 128 && c.ts >= 64 {
+			t.Errorf("CookieTSVal(%d, %d, %v) = %d, %d behind", c.ts, c.ws, c.sack, v, c.ts-v)
+		}
+		ws, sack := int(v&tcp.CookieTSNoWS), v&tcp.CookieTSSACK != 0
+		want := min(c.ws, 14)
+		if c.ws < 0 {
+			want = tcp.CookieTSNoWS
+		}
+		if ws != want || sack != c.sack {
+			t.Errorf("CookieTSVal(%d, %d, %v) keeps scale %d, SACK %v", c.ts, c.ws, c.sack, ws, sack)
+		}
+	}
+}
+
+// synWithOptions is a client's SYN (ISN 1000, from port 40000) with MSS
+// 1460, SACK permitted, timestamps (TSval 777) and window scale 7, as
+// Linux sends them.
+func synWithOptions(src, dst netip.Addr) []byte {
+	const optLen = 20
+	tcp := make([]byte, header.TCPMinimumSize+optLen)
+	header.TCP(tcp).Encode(&header.TCPFields{
+		SrcPort: 40000, DstPort: 80, SeqNum: 1000, DataOffset: header.TCPMinimumSize + optLen,
+		Flags: header.TCPFlagSyn, WindowSize: 65535,
+	})
+	o := tcp[header.TCPMinimumSize:]
+	n := header.EncodeMSSOption(1460, o)
+	n += header.EncodeSACKPermittedOption(o[n:])
+	n += header.EncodeTSOption(777, 0, o[n:])
+	n += header.EncodeNOP(o[n:])
+	header.EncodeWSOption(7, o[n:])
+	s, d := tcpip.AddrFromSlice(src.AsSlice()), tcpip.AddrFromSlice(dst.AsSlice())
+	header.TCP(tcp).SetChecksum(^checksum.Checksum(tcp, header.PseudoHeaderChecksum(header.TCPProtocolNumber, s, d, uint16(len(tcp)))))
+	return ether(src, dst, tcp, header.TCPProtocolNumber)
+}
+
+// The netstack's own cookie SYN-ACK (its listener answers with cookies
+// when its SYN queue is full, or always, as here) offers the window scale
+// CookieWndScale says and SACK, and keeps the client's in its TSval, as
+// the XDP program's do.
+func TestListenerCookieSYNACKOffersOptions(t *testing.T) {
+	q := newFakeQueue()
+	st, _ := serverStack(t, q, Config{MTU: 1500, TrustRXChecksum: true}, "tcp4")
+	always := tcpip.TCPAlwaysUseSynCookies(true)
+	if err := st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &always); err != nil {
+		t.Fatal(err)
+	}
+	st.Deliver(synWithOptions(clientV4, serverV4))
+	seg := header.TCP(payloadOf(q.next(t)))
+	if seg.Flags() != header.TCPFlagSyn|header.TCPFlagAck {
+		t.Fatalf("answer flags %v, want SYN-ACK", seg.Flags())
+	}
+	o := header.ParseSynOptions(seg.Options(), true)
+	if o.WS != CookieWndScale() || !o.SACKPermitted || !o.TS || o.TSEcr != 777 {
+		t.Fatalf("cookie SYN-ACK options %+v; want window scale %d, SACK permitted, TSecr 777", o, CookieWndScale())
+	}
+	if ws, sack := o.TSVal&tcp.CookieTSNoWS, o.TSVal&tcp.CookieTSSACK != 0; ws != 7 || !sack {
+		t.Errorf("TSval %#x keeps scale %d and SACK %v; want 7 and true", o.TSVal, ws, sack)
+	}
+}

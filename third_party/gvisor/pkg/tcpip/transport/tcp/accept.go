@@ -25,6 +25,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/internal/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/ports"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -63,6 +64,53 @@ func encodeMSS(mss uint16) uint32 {
 		}
 	}
 	return 0
+}
+
+// xhttpd: a cookie SYN-ACK that answers a SYN with the timestamp option
+// offers window scaling and SACK as the SYN asked, and keeps the peer's
+// choices in the low bits of its TSval, which the peer echoes in the
+// TSecr of every segment it sends: Linux's encoding
+// (cookie_init_timestamp), so that a handshake answered by a cookie loses
+// only the options of a peer without timestamps. xhttpd's XDP program
+// writes the same bits into the SYN-ACKs it answers a flood with.
+const (
+	// CookieTSOptBits are the TSval bits that carry the options.
+	CookieTSOptBits = 6
+	cookieTSOptMask = 1<<CookieTSOptBits - 1
+	// CookieTSNoWS is the window scale field of a peer that offered none.
+	CookieTSNoWS = 0xf
+	// CookieTSSACK is the bit of a peer that offered SACK.
+	CookieTSSACK = 1 << 4
+)
+
+// CookieTSVal is the TSval of a cookie SYN-ACK at clock value ts for a
+// peer whose SYN offered window scale ws (-1: none) and SACK: ts with its
+// low bits replaced by the options, and never ahead of ts.
+func CookieTSVal(ts uint32, ws int, sack bool) uint32 {
+	opts := uint32(CookieTSNoWS)
+	if ws >= 0 {
+		opts = uint32(min(ws, header.MaxWndScale))
+	}
+	if sack {
+		opts |= CookieTSSACK
+	}
+	v := ts&^cookieTSOptMask | opts
+	if v > ts {
+		v -= cookieTSOptMask + 1
+	}
+	return v
+}
+
+// cookieTSOptions reads the options a cookie SYN-ACK's TSval kept from the
+// TSecr that echoes it; ok is false for a window scale no SYN can offer.
+func cookieTSOptions(tsEcr uint32) (ws int, sack, ok bool) {
+	ws = int(tsEcr & CookieTSNoWS)
+	if ws == CookieTSNoWS {
+		ws = -1
+	} else if ws > header.MaxWndScale {
+		return 0, false, false
+	}
+	return ws, tsEcr&CookieTSSACK != 0, true
 }
 
 // listenContext is used by a listening endpoint to store state used while
@@ -538,11 +586,9 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 		}
 		defer route.Release()
 
-		// Send SYN without window scaling because we currently
-		// don't encode this information in the cookie.
-		//
-		// Enable Timestamp option if the original syn did have
-		// the timestamp option specified.
+		// Send SYN without window scaling or SACK unless the
+		// original SYN had the timestamp option, whose value keeps
+		// them (xhttpd: CookieTSVal).
 		//
 		// Use the user supplied MSS on the listening socket for
 		// new connections, if available.
@@ -555,7 +601,14 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 		if opts.TS {
 			offset := e.protocol.tsOffset(s.id.LocalAddress, s.id.RemoteAddress)
 			now := e.stack.Clock().NowMonotonic()
-			synOpts.TSVal = offset.TSVal(now)
+			var sackEnabled tcpip.TCPSACKEnabled
+			_ = e.stack.TransportProtocolOption(ProtocolNumber, &sackEnabled)
+			sack := opts.SACKPermitted && bool(sackEnabled)
+			synOpts.TSVal = CookieTSVal(offset.TSVal(now), opts.WS, sack)
+			synOpts.SACKPermitted = sack
+			if opts.WS >= 0 {
+				synOpts.WS = e.rcvWndScaleForHandshake()
+			}
 		}
 		cookie := ctx.createCookie(s.id, s.sequenceNumber, encodeMSS(opts.MSS))
 		fields := tcpFields{
@@ -674,11 +727,22 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 		// When syn cookies are in use we enable timestamp only
 		// if the ack specifies the timestamp option assuming
 		// that the other end did in fact negotiate the
-		// timestamp option in the original SYN.
+		// timestamp option in the original SYN. xhttpd: its TSecr
+		// echoes the cookie SYN-ACK's TSval, and with it the window
+		// scale and SACK the SYN offered (CookieTSVal).
 		if s.parsedOptions.TS {
+			ws, sack, ok := cookieTSOptions(s.parsedOptions.TSEcr)
+			if !ok {
+				e.acceptMu.Unlock()
+				e.stack.Stats().TCP.ListenOverflowInvalidSynCookieRcvd.Increment()
+				e.stack.Stats().DroppedPackets.Increment()
+				return nil
+			}
 			rcvdSynOptions.TS = true
 			rcvdSynOptions.TSVal = s.parsedOptions.TSVal
 			rcvdSynOptions.TSEcr = s.parsedOptions.TSEcr
+			rcvdSynOptions.WS = ws
+			rcvdSynOptions.SACKPermitted = sack
 		}
 
 		n, err := ctx.createConnectingEndpoint(s, rcvdSynOptions, &waiter.Queue{})
@@ -721,6 +785,18 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 
 		n.isRegistered = true
 		n.TSOffset = n.protocol.tsOffset(s.id.LocalAddress, s.id.RemoteAddress) // xhttpd: see createConnectingEndpoint
+		if rcvdSynOptions.TS {
+			// xhttpd: go on from the TSval the SYN-ACK carried, which
+			// the peer holds as the latest (PAWS) and which another
+			// sender (the XDP program) may have made.
+			now := n.stack.Clock().NowMonotonic()
+			n.TSOffset = tcp.NewTSOffset(rcvdSynOptions.TSEcr - tcp.NewTSOffset(0).TSVal(now))
+		}
+		sndWnd := s.window
+		if rcvdSynOptions.WS > 0 {
+			// The ACK's window is scaled, as no SYN's is.
+			sndWnd <<= uint8(rcvdSynOptions.WS)
+		}
 
 		// Switch state to connected.
 		n.isConnectNotified = true
@@ -729,7 +805,7 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 			iss:                 iss,
 			ackNum:              irs + 1,
 			rcvWnd:              seqnum.Size(n.initialReceiveWindow()),
-			sndWnd:              s.window,
+			sndWnd:              sndWnd,
 			rcvWndScale:         e.rcvWndScaleForHandshake(),
 			sndWndScale:         rcvdSynOptions.WS,
 			mss:                 rcvdSynOptions.MSS,
