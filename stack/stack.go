@@ -178,6 +178,11 @@ const DefaultMaxTimeWait = 2048
 // auto-tuning on, a listener offers the window scale that covers it.
 const maxReceiveBuffer = 4 << 20
 
+// SACK is whether the netstack's connections use selective
+// acknowledgements when the peer offers them (setTCPOptions); the XDP
+// program's cookie SYN-ACKs offer them alike.
+const SACK = true
+
 // CookieWndScale is the window scale the netstack's listeners offer in a
 // SYN-ACK, for the XDP program to offer the same in the cookie SYN-ACKs it
 // sends (gVisor patch 0032): the connection the cookie's ACK opens scales
@@ -188,7 +193,7 @@ func setTCPOptions(s *gvstack.Stack) error {
 	opts := []tcpip.SettableTransportProtocolOption{
 		// SACK and RACK, as Linux peers have them, to recover from loss
 		// without waiting for timeouts.
-		ptr(tcpip.TCPSACKEnabled(true)),
+		ptr(tcpip.TCPSACKEnabled(SACK)),
 		ptr(tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)),
 		// NewReno, not CUBIC (Linux's default). gVisor's CUBIC grows the
 		// window in congestion avoidance by (target-cwnd)/cwnd per ACK and

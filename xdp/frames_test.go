@@ -39,6 +39,7 @@ func cat(parts ...[]byte) []byte {
 }
 
 func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
 func ether(etherType uint16, payload []byte) []byte {
 	return cat(macDst, macSrc, be16(etherType), payload)

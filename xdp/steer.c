@@ -113,8 +113,9 @@ struct syncookie_config {
 	__u32 budget;     /* served SYNs per CPU per window left to the netstack; 0: none */
 	__u32 enabled;    /* 0: every SYN goes to the netstack */
 	__u16 mss4, mss6; /* the MSS the server announces over IPv4, IPv6 */
-	__u16 window;     /* the receive window the SYN-ACK announces (no scaling) */
-	__u16 pad;
+	__u16 window;     /* the receive window the SYN-ACK announces (a SYN-ACK's is never scaled) */
+	__u8 wscale;      /* the window scale the netstack's listeners offer (stack.CookieWndScale) */
+	__u8 sack;        /* 1: offer SACK to a SYN that does, as the netstack does */
 };
 
 struct {
@@ -396,45 +397,71 @@ static __always_inline __u32 mss_index(__u16 mss)
 	return 0;
 }
 
-/* syn_mss is the MSS option of a SYN whose TCP header starts at tcp_off:
- * the first option, or after no-ops, where every common stack puts it; 0
- * without one. A SYN with its MSS elsewhere gets a cookie for the smallest
- * MSS, which still works. The options are copied to the stack first: the
- * verifier allows packet offsets that vary only with CAP_PERFMON (Spectre
- * v1 masking covers the stack and map values, not packets), and xhttpd
- * does not ask for it. */
-static __always_inline __u16 syn_mss(struct xdp_md *ctx, struct tcphdr *tcp, __u32 tcp_off)
-{
-	__u8 o[12] = {}; /* read whole by the compiler; the verifier wants it written */
-	int optlen = ((bpf_ntohs(tcp->flags) >> 12) << 2) - (int)sizeof(*tcp);
-	int n;
+/* The options of a SYN that a cookie SYN-ACK answers. */
+struct syn_opts {
+	__u16 mss;   /* 0: none */
+	__u8 ws;     /* window scale; 0xff: none */
+	__u8 sack;   /* SACK permitted */
+	__u8 ts;     /* timestamps */
+	__u32 tsval; /* the SYN's TSval */
+};
 
-	n = optlen > (int)sizeof(o) ? (int)sizeof(o) : optlen;
-	if (n < 4 || n > (int)sizeof(o)) /* bounds the verifier can see */
-		return 0;
+/* SYN_OPTS_MAX is the most option bytes a TCP header holds. */
+#define SYN_OPTS_MAX 40
+
+/* syn_options reads the options of a SYN whose TCP header starts at
+ * tcp_off into so. The options are copied to the stack first and read at
+ * constant offsets only: the verifier allows packet offsets, and stack
+ * offsets, that vary only with CAP_PERFMON (Spectre v1 masking), and
+ * xhttpd does not ask for it. So the walk is unrolled: at each offset p,
+ * an option starts there if the one before ended there. A malformed list
+ * ends the walk with what it found so far. */
+static __always_inline void syn_options(struct xdp_md *ctx, struct tcphdr *tcp, __u32 tcp_off, struct syn_opts *so)
+{
+	__u8 o[SYN_OPTS_MAX] = {}; /* read whole by the compiler; the verifier wants it written */
+	int n = ((bpf_ntohs(tcp->flags) >> 12) << 2) - (int)sizeof(*tcp);
+	int next = 0;
+
+	so->mss = 0;
+	so->ws = 0xff;
+	so->sack = 0;
+	so->ts = 0;
+	so->tsval = 0;
+	if (n < 1 || n > SYN_OPTS_MAX) /* bounds the verifier can see */
+		return;
 	if (bpf_xdp_load_bytes(ctx, tcp_off + sizeof(*tcp), o, n))
-		return 0;
-	/* An MSS option at k, or a no-op there and the search goes on. */
-#define MSS_AT(k)                                                              \
-	do {                                                                   \
-		if ((k) + 4 > n)                                               \
-			return 0;                                              \
-		if (o[k] == 2 && o[(k) + 1] == 4)                              \
-			return (__u16)o[(k) + 2] << 8 | o[(k) + 3];            \
-		if (o[k] != 1)                                                 \
-			return 0;                                              \
+		return;
+#define OPT_AT(p)                                                                                  \
+	do {                                                                                       \
+		if (next != (p))                                                                   \
+			break;                                                                     \
+		if ((p) >= n || o[p] == 0) /* the end, or End of Option List */                    \
+			return;                                                                    \
+		if (o[p] == 1) { /* No-Operation */                                                \
+			next = (p) + 1;                                                            \
+			break;                                                                     \
+		}                                                                                  \
+		if ((p) + 2 > SYN_OPTS_MAX || (p) + 2 > n || o[(p) + 1] < 2 || (p) + o[(p) + 1] > n) \
+			return;                                                                    \
+		if (o[p] == 2 && o[(p) + 1] == 4 && (p) + 4 <= SYN_OPTS_MAX)                       \
+			so->mss = (__u16)o[(p) + 2] << 8 | o[(p) + 3];                             \
+		else if (o[p] == 3 && o[(p) + 1] == 3 && (p) + 3 <= SYN_OPTS_MAX)                  \
+			so->ws = o[(p) + 2];                                                       \
+		else if (o[p] == 4 && o[(p) + 1] == 2)                                             \
+			so->sack = 1;                                                              \
+		else if (o[p] == 8 && o[(p) + 1] == 10 && (p) + 10 <= SYN_OPTS_MAX) {              \
+			so->ts = 1;                                                                \
+			so->tsval = (__u32)o[(p) + 2] << 24 | (__u32)o[(p) + 3] << 16 |            \
+				    (__u32)o[(p) + 4] << 8 | o[(p) + 5];                           \
+		}                                                                                  \
+		next = (p) + o[(p) + 1];                                                           \
 	} while (0)
-	MSS_AT(0);
-	MSS_AT(1);
-	MSS_AT(2);
-	MSS_AT(3);
-	MSS_AT(4);
-	MSS_AT(5);
-	MSS_AT(6);
-	MSS_AT(7);
-	MSS_AT(8);
-#undef MSS_AT
-	return 0;
+	OPT_AT(0); OPT_AT(1); OPT_AT(2); OPT_AT(3); OPT_AT(4); OPT_AT(5); OPT_AT(6); OPT_AT(7);
+	OPT_AT(8); OPT_AT(9); OPT_AT(10); OPT_AT(11); OPT_AT(12); OPT_AT(13); OPT_AT(14); OPT_AT(15);
+	OPT_AT(16); OPT_AT(17); OPT_AT(18); OPT_AT(19); OPT_AT(20); OPT_AT(21); OPT_AT(22); OPT_AT(23);
+	OPT_AT(24); OPT_AT(25); OPT_AT(26); OPT_AT(27); OPT_AT(28); OPT_AT(29); OPT_AT(30); OPT_AT(31);
+	OPT_AT(32); OPT_AT(33); OPT_AT(34); OPT_AT(35); OPT_AT(36); OPT_AT(37); OPT_AT(38); OPT_AT(39);
+#undef OPT_AT
 }
 
 static __always_inline __u32 csum_add16(__u32 sum, const void *p, int words)
@@ -455,32 +482,51 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
-/* The SYN-ACK's TCP header: 20 bytes and the MSS option. */
+/* The SYN-ACK's TCP header: 20 bytes and the MSS option; with timestamps,
+ * also SACK permitted (or two no-ops), the timestamps, a no-op and window
+ * scale (or four no-ops), Linux's layout. */
 #define SYNACK_TCP_LEN 24
+#define SYNACK_TCP_LEN_TS 40
 
-/* syn_cookie answers a served SYN with a SYN-ACK carrying a cookie, written
- * over the SYN (XDP_TX). ip_len is 20 (IPv4) or 40 (IPv6). Like gVisor's own
- * cookie SYN-ACK it offers no window scaling, SACK or timestamps: the cookie
- * has no room for them. Returns the XDP action, or -1 to steer the SYN as
- * usual when it is too short to answer or the frame cannot be resized. */
-static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie_config *cfg, const struct flow *f, int ip_len, __u64 now)
+/* The TSval bits that keep the SYN's options for the ACK that echoes them
+ * (gVisor patch 0032, tcp.CookieTSVal; Linux's cookie_init_timestamp): the
+ * window scale in 4 bits, 0xf for none, and a SACK bit. */
+#define COOKIE_TS_OPT_MASK 0x3f
+#define COOKIE_TS_NO_WS 0xf
+#define COOKIE_TS_SACK 0x10
+#define TCP_MAX_WSCALE 14
+
+/* cookie_tsval is the TSval of a cookie SYN-ACK (tcp.CookieTSVal): a
+ * millisecond clock with an offset of the connection's own, its low bits
+ * the options, and never ahead of that clock. */
+static __always_inline __u32 cookie_tsval(const struct syncookie_config *cfg, struct cookie_tuple *t, const struct syn_opts *so, int sack, __u64 now)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct tcphdr *tcp = data + sizeof(*eth) + ip_len;
-	struct cookie_tuple t = {};
-	__u8 mac[ETH_ALEN];
-	__u32 isn, cookie, sum;
-	__u16 mss;
-	int len = sizeof(*eth) + ip_len + SYNACK_TCP_LEN;
+	/* A period no cookie uses (theirs are 8 bits): a value of its own. */
+	__u32 ts = (__u32)(now / 1000000ULL) + cookie_hash(cfg, t, 0x100, 1);
+	__u32 opts = so->ws == 0xff ? COOKIE_TS_NO_WS : (so->ws > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : so->ws);
+	__u32 v;
 
-	if ((void *)(tcp + 1) > data_end)
-		return -1;
-	isn = bpf_ntohl(tcp->seq);
-	mss = syn_mss(ctx, tcp, sizeof(*eth) + ip_len);
-	cookie_tuple_of(f, ip_len == sizeof(struct iphdr), &t);
-	cookie = make_cookie(cfg, &t, isn, cookie_period(now), mss_index(mss));
+	if (sack)
+		opts |= COOKIE_TS_SACK;
+	v = (ts & ~(__u32)COOKIE_TS_OPT_MASK) | opts;
+	if (v > ts)
+		v -= COOKIE_TS_OPT_MASK + 1;
+	return v;
+}
+
+/* synack writes a SYN-ACK over the SYN in ctx, tcp_len bytes of TCP header
+ * (SYNACK_TCP_LEN, or SYNACK_TCP_LEN_TS with so's timestamps and tsval),
+ * and returns XDP_TX. Both lengths are constants where it is inlined:
+ * packet pointer arithmetic with a variable needs CAP_PERFMON. */
+static __always_inline int synack(struct xdp_md *ctx, const struct syncookie_config *cfg, const struct flow *f, int ip_len, int tcp_len,
+				  __u32 cookie, __u32 isn, const struct syn_opts *so, int sack, __u32 tsval)
+{
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct tcphdr *tcp;
+	__u8 mac[ETH_ALEN];
+	__u32 sum;
+	int len = sizeof(*eth) + ip_len + tcp_len;
 
 	/* Resize the frame to the SYN-ACK's length: the SYN may carry more
 	 * options (or data) than the answer, or fewer. */
@@ -500,7 +546,7 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
 
 	/* Pseudo-header: addresses, protocol, TCP length. */
-	sum = bpf_htons(IPPROTO_TCP) + bpf_htons(SYNACK_TCP_LEN);
+	sum = bpf_htons(IPPROTO_TCP) + bpf_htons(tcp_len);
 	if (ip_len == sizeof(struct iphdr)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
@@ -508,7 +554,7 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 			return XDP_DROP; /* cannot happen: len fits */
 		ip->version_ihl = 0x45;
 		ip->tos = 0;
-		ip->tot_len = bpf_htons(sizeof(*ip) + SYNACK_TCP_LEN);
+		ip->tot_len = bpf_htons(sizeof(*ip) + tcp_len);
 		ip->id = 0;
 		ip->frag_off = bpf_htons(IP_DF);
 		ip->ttl = 64;
@@ -524,7 +570,7 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_DROP; /* cannot happen: len fits */
 		ip6->version_tc_flow = bpf_htonl(6 << 28);
-		ip6->payload_len = bpf_htons(SYNACK_TCP_LEN);
+		ip6->payload_len = bpf_htons(tcp_len);
 		ip6->nexthdr = IPPROTO_TCP;
 		ip6->hop_limit = 64;
 		__builtin_memcpy(&ip6->saddr, f->local, sizeof(f->local));
@@ -532,13 +578,13 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 		sum = csum_add16(sum, &ip6->saddr, 16);
 	}
 
-	if ((void *)tcp + SYNACK_TCP_LEN > data_end)
+	if ((void *)tcp + tcp_len > data_end)
 		return XDP_DROP; /* cannot happen: len fits */
 	tcp->source = f->local_port;
 	tcp->dest = f->remote_port;
 	tcp->seq = bpf_htonl(cookie);
 	tcp->ack_seq = bpf_htonl(isn + 1);
-	tcp->flags = bpf_htons((SYNACK_TCP_LEN / 4) << 12 | TCP_SYN | TCP_ACK);
+	tcp->flags = bpf_htons((tcp_len / 4) << 12 | TCP_SYN | TCP_ACK);
 	tcp->window = bpf_htons(cfg->window);
 	tcp->check = 0;
 	tcp->urg_ptr = 0;
@@ -550,15 +596,62 @@ static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie
 		opt[1] = 4;
 		opt[2] = our >> 8;
 		opt[3] = our & 0xff;
+		if (tcp_len == SYNACK_TCP_LEN_TS) {
+			opt[4] = sack ? 4 : 1; /* SACK permitted, or a no-op */
+			opt[5] = sack ? 2 : 1;
+			opt[6] = 8; /* timestamps */
+			opt[7] = 10;
+			opt[8] = tsval >> 24;
+			opt[9] = tsval >> 16;
+			opt[10] = tsval >> 8;
+			opt[11] = tsval;
+			opt[12] = so->tsval >> 24;
+			opt[13] = so->tsval >> 16;
+			opt[14] = so->tsval >> 8;
+			opt[15] = so->tsval;
+			opt[16] = 1; /* a no-op, then window scale or three more */
+			opt[17] = so->ws == 0xff ? 1 : 3;
+			opt[18] = so->ws == 0xff ? 1 : 3;
+			opt[19] = so->ws == 0xff ? 1 : cfg->wscale;
+		}
 	}
-	tcp->check = csum_fold(csum_add16(sum, tcp, SYNACK_TCP_LEN / 2));
+	tcp->check = csum_fold(csum_add16(sum, tcp, tcp_len / 2));
 	count(COUNTER_SYN_COOKIE);
 	return XDP_TX;
 }
 
+/* syn_cookie answers a served SYN with a SYN-ACK carrying a cookie, written
+ * over the SYN (XDP_TX). ip_len is 20 (IPv4) or 40 (IPv6). To a SYN with
+ * timestamps it offers window scaling and SACK as the SYN does, and keeps
+ * the SYN's choices in its TSval, as the netstack's own cookie SYN-ACK does
+ * (gVisor patch 0032); to one without, neither: the cookie has no room for
+ * them. Returns the XDP action, or -1 to steer the SYN as usual when it is
+ * too short to answer. */
+static __always_inline int syn_cookie(struct xdp_md *ctx, const struct syncookie_config *cfg, const struct flow *f, int ip_len, __u64 now)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct tcphdr *tcp = data + sizeof(struct ethhdr) + ip_len;
+	struct cookie_tuple t = {};
+	struct syn_opts so;
+	__u32 isn, cookie;
+	int sack;
+
+	if ((void *)(tcp + 1) > data_end)
+		return -1;
+	isn = bpf_ntohl(tcp->seq);
+	syn_options(ctx, tcp, sizeof(struct ethhdr) + ip_len, &so);
+	cookie_tuple_of(f, ip_len == sizeof(struct iphdr), &t);
+	cookie = make_cookie(cfg, &t, isn, cookie_period(now), mss_index(so.mss));
+	if (!so.ts)
+		return synack(ctx, cfg, f, ip_len, SYNACK_TCP_LEN, cookie, isn, &so, 0, 0);
+	sack = so.sack && cfg->sack;
+	return synack(ctx, cfg, f, ip_len, SYNACK_TCP_LEN_TS, cookie, isn, &so, sack, cookie_tsval(cfg, &t, &so, sack, now));
+}
+
 /* A served segment's TCP fields that the checks below read, copied out
  * of the packet where its header's offset is a constant: pointer
- * arithmetic with a variable offset needs CAP_PERFMON (see syn_mss). */
+ * arithmetic with a variable offset needs CAP_PERFMON (see syn_options). */
 struct segment {
 	__u16 flags; /* the header's 13th and 14th bytes, host order */
 	__u32 seq, ack_seq;

@@ -109,8 +109,11 @@ type Strays struct {
 // (a flood gets no fresh share each window) or while another CPU is over
 // it (nor on each CPU it moves to); the program answers the rest
 // itself with a SYN-ACK
-// carrying a cookie made with Key, an MSS option and no other (no window
-// scaling, SACK or timestamps), sent back out of the interface (XDP_TX).
+// carrying a cookie made with Key, sent back out of the interface
+// (XDP_TX). To a SYN with timestamps the SYN-ACK offers window scale
+// WndScale and SACK (when SACK is set) as the SYN asks, and keeps the
+// SYN's choices in the low bits of its TSval for the ACK to echo, as
+// Linux's cookies do (gVisor patch 0032); to one without, only its MSS.
 // While over the budget it also drops served RSTs without ACK, which a
 // flooder's host sends in answer to those SYN-ACKs.
 // The netstack's listener, given the same Key, accepts the ACK that
@@ -122,6 +125,11 @@ type SYNCookies struct {
 	MSS4   uint16        // the MSS the SYN-ACK announces over IPv4
 	MSS6   uint16        // and over IPv6
 	RcvWnd uint16        // the receive window the SYN-ACK announces
+	// WndScale is the window scale the netstack's listeners offer
+	// (stack.CookieWndScale): the connection the ACK opens scales its
+	// receive window by it. At most 14.
+	WndScale uint8
+	SACK     bool // offer SACK, as the netstack does when it has SACK on
 }
 
 func (c *SYNCookies) check() error {
@@ -130,6 +138,9 @@ func (c *SYNCookies) check() error {
 	}
 	if c.MSS4 < 536 || c.MSS6 < 1220 {
 		return fmt.Errorf("xdp: SYN cookie MSS %d (IPv4), %d (IPv6) below the minimum 536, 1220", c.MSS4, c.MSS6)
+	}
+	if c.WndScale > 14 {
+		return fmt.Errorf("xdp: SYN cookie window scale %d above 14", c.WndScale)
 	}
 	if c.RcvWnd == 0 {
 		return errors.New("xdp: SYN cookie receive window is 0")
@@ -325,6 +336,10 @@ func load(cfg Config) (*Steering, error) {
 			Mss4:     c.MSS4,
 			Mss6:     c.MSS6,
 			Window:   c.RcvWnd,
+			Wscale:   c.WndScale,
+		}
+		if c.SACK {
+			v.Sack = 1
 		}
 		if err := s.objs.SyncookieCfg.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
 			s.objs.Close()

@@ -70,7 +70,8 @@ type steerSyncookieConfig struct {
 	Mss4     uint16
 	Mss6     uint16
 	Window   uint16
-	Pad      uint16
+	Wscale   uint8
+	Sack     uint8
 }
 
 // Names of all BPF objects in the ELF.

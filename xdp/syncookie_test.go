@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gvtcp "gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/xhttpd/xhttpd/syncookie"
 
@@ -29,7 +30,7 @@ func loadCookies(t testing.TB, budget uint32, window time.Duration) (*Steering, 
 		t.Fatal(err)
 	}
 	cfg := testConfig
-	cfg.SYNCookies = &SYNCookies{Key: k, Budget: budget, Window: window, MSS4: 1460, MSS6: 1440, RcvWnd: 65535}
+	cfg.SYNCookies = &SYNCookies{Key: k, Budget: budget, Window: window, MSS4: 1460, MSS6: 1440, RcvWnd: 65535, WndScale: testWndScale, SACK: true}
 	s, err := load(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +38,9 @@ func loadCookies(t testing.TB, budget uint32, window time.Duration) (*Steering, 
 	t.Cleanup(func() { s.Close() })
 	return s, k
 }
+
+// testWndScale is the window scale the tests' SYN-ACKs offer.
+const testWndScale = 9
 
 // onOneCPU pins the test's thread to one CPU: the SYN budget is per CPU.
 func onOneCPU(t *testing.T) {
@@ -63,25 +67,48 @@ func linuxSYNOptions(mss uint16) []byte {
 	return cat([]byte{2, 4}, be16(mss), []byte{4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7})
 }
 
+// synackWant is what a cookie SYN-ACK should say beside its cookie.
+type synackWant struct {
+	ourMSS uint16
+	// With timestamps (ts), the SYN's TSval that the SYN-ACK echoes, the
+	// window scale the SYN offered (-1: none) and whether it offered SACK.
+	ts         bool
+	tsEcr      uint32
+	clientWS   int
+	clientSACK bool
+}
+
 func TestSYNCookieAnswers(t *testing.T) {
 	s, k := loadCookies(t, 0, time.Second)
+	noTS := func(mss uint16) synackWant { return synackWant{ourMSS: mss} }
+	withTS := func(mss uint16, tsEcr uint32, ws int, sack bool) synackWant {
+		return synackWant{ourMSS: mss, ts: true, tsEcr: tsEcr, clientWS: ws, clientSACK: sack}
+	}
 	for _, tc := range []struct {
-		name     string
-		frame    []byte
-		mss      uint16 // the client's, 0 for none
-		ourMSS   uint16
-		local    netip.Addr
-		remote   netip.Addr
-		isn      uint32
-		trailing int // bytes after the IP packet
+		name   string
+		frame  []byte
+		mss    uint16 // the client's, 0 for none
+		want   synackWant
+		local  netip.Addr
+		remote netip.Addr
+		isn    uint32
 	}{
-		{"IPv4, no options (hping3)", tcp4(servedV4, 80), 0, 1460, servedV4, clientV4, 1, 0},
-		{"IPv4, Linux options", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 0xfffffff0, linuxSYNOptions(1460)), ip4Opts{})), 1460, 1460, servedV4, clientV4, 0xfffffff0, 0},
-		{"IPv4, MSS 1300 after no-ops", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 7, []byte{1, 1, 1, 1, 2, 4, 5, 20}), ip4Opts{})), 1300, 1460, servedV4, clientV4, 7, 0},
-		{"IPv4, with data", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, cat(tcpSYN(40000, 80), []byte("GET / HTTP/1.1\r\n\r\n")), ip4Opts{})), 0, 1460, servedV4, clientV4, 1, 0},
-		{"IPv4, Ethernet padding", cat(tcp4(servedV4, 80), make([]byte, 6)), 0, 1460, servedV4, clientV4, 1, 0},
-		{"IPv6, Linux options", ether(etherIPv6, ipv6(protoTCP, clientV6, servedV6, tcpSYNOpts(443, 99, linuxSYNOptions(1440)))), 1440, 1440, servedV6, clientV6, 99, 0},
-		{"IPv6, no options", tcp6(servedV6, 80), 0, 1440, servedV6, clientV6, 1, 0},
+		{"IPv4, no options (hping3)", tcp4(servedV4, 80), 0, noTS(1460), servedV4, clientV4, 1},
+		{"IPv4, Linux options", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 0xfffffff0, linuxSYNOptions(1460)), ip4Opts{})), 1460, withTS(1460, 1, 7, true), servedV4, clientV4, 0xfffffff0},
+		{"IPv4, MSS 1300 after no-ops", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 7, []byte{1, 1, 1, 1, 2, 4, 5, 20}), ip4Opts{})), 1300, noTS(1460), servedV4, clientV4, 7},
+		{"IPv4, with data", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, cat(tcpSYN(40000, 80), []byte("GET / HTTP/1.1\r\n\r\n")), ip4Opts{})), 0, noTS(1460), servedV4, clientV4, 1},
+		{"IPv4, Ethernet padding", cat(tcp4(servedV4, 80), make([]byte, 6)), 0, noTS(1460), servedV4, clientV4, 1},
+		// macOS: MSS, a no-op, window scale 6, two no-ops, timestamps,
+		// SACK permitted, End of Option List.
+		{"IPv4, macOS options", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 5, cat([]byte{2, 4, 5, 180, 1, 3, 3, 6, 1, 1, 8, 10}, be32(0xabcdef01), be32(0), []byte{4, 2, 0, 0})), ip4Opts{})), 1460, withTS(1460, 0xabcdef01, 6, true), servedV4, clientV4, 5},
+		{"IPv4, timestamps alone", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 5, cat([]byte{1, 1, 8, 10}, be32(42), be32(0))), ip4Opts{})), 0, withTS(1460, 42, -1, false), servedV4, clientV4, 5},
+		{"IPv4, window scale 15 read as 14", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 5, cat([]byte{1, 3, 3, 15, 1, 1, 8, 10}, be32(42), be32(0))), ip4Opts{})), 0, withTS(1460, 42, 14, false), servedV4, clientV4, 5},
+		// An option whose length runs past the header ends the walk:
+		// the MSS before it counts, the timestamps after it do not.
+		{"IPv4, malformed option", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 5, cat([]byte{2, 4, 5, 180, 30, 40, 1, 1, 8, 10}, be32(42), be32(0))), ip4Opts{})), 1460, noTS(1460), servedV4, clientV4, 5},
+		{"IPv4, option of length 0", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 5, cat([]byte{2, 4, 5, 180, 30, 0, 1, 1, 8, 10}, be32(42), be32(0))), ip4Opts{})), 1460, noTS(1460), servedV4, clientV4, 5},
+		{"IPv6, Linux options", ether(etherIPv6, ipv6(protoTCP, clientV6, servedV6, tcpSYNOpts(443, 99, linuxSYNOptions(1440)))), 1440, withTS(1440, 1, 7, true), servedV6, clientV6, 99},
+		{"IPv6, no options", tcp6(servedV6, 80), 0, noTS(1440), servedV6, clientV6, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := s.Counters()
@@ -96,33 +123,37 @@ func TestSYNCookieAnswers(t *testing.T) {
 			if d := sub(after, before); d != (Counters{SYNCookies: 1}) {
 				t.Errorf("counters moved by %+v, want SYNCookies 1", d)
 			}
-			checkSYNACK(t, k, out, tc.local, tc.remote, tc.isn, tc.mss, tc.ourMSS)
+			checkSYNACK(t, k, out, tc.local, tc.remote, tc.isn, tc.mss, tc.want)
 		})
 	}
 }
 
 // checkSYNACK checks that out is a SYN-ACK with valid checksums from local
 // to remote, answering a SYN from port 40000 with sequence number isn, whose
-// cookie carries the client's MSS.
-func checkSYNACK(t *testing.T, k syncookie.Key, out []byte, local, remote netip.Addr, isn uint32, clientMSS, ourMSS uint16) {
+// cookie carries the client's MSS, and whose options are want's.
+func checkSYNACK(t *testing.T, k syncookie.Key, out []byte, local, remote netip.Addr, isn uint32, clientMSS uint16, want synackWant) {
 	t.Helper()
 	eth := header.Ethernet(out)
 	if !bytes.Equal([]byte(eth.DestinationAddress()), macSrc) || !bytes.Equal([]byte(eth.SourceAddress()), macDst) {
 		t.Errorf("MACs %v -> %v, want them swapped", eth.SourceAddress(), eth.DestinationAddress())
 	}
+	tcpLen := 24
+	if want.ts {
+		tcpLen = 40
+	}
 	var tcp header.TCP
 	var src, dst tcpip.Address
 	if local.Is4() {
 		ip := header.IPv4(out[header.EthernetMinimumSize:])
-		if len(out) != 14+20+24 || !ip.IsValid(len(ip)) || !ip.IsChecksumValid() || ip.TotalLength() != 44 || ip.TTL() != 64 || ip.Flags() != header.IPv4FlagDontFragment {
-			t.Fatalf("IPv4 header % x (frame of %d bytes) not a valid 44-byte packet with DF and TTL 64", out[14:34], len(out))
+		if len(out) != 14+20+tcpLen || !ip.IsValid(len(ip)) || !ip.IsChecksumValid() || int(ip.TotalLength()) != 20+tcpLen || ip.TTL() != 64 || ip.Flags() != header.IPv4FlagDontFragment {
+			t.Fatalf("IPv4 header % x (frame of %d bytes) not a valid %d-byte packet with DF and TTL 64", out[14:34], len(out), 20+tcpLen)
 		}
 		tcp = header.TCP(ip.Payload())
 		src, dst = ip.SourceAddress(), ip.DestinationAddress()
 	} else {
 		ip := header.IPv6(out[header.EthernetMinimumSize:])
-		if len(out) != 14+40+24 || !ip.IsValid(len(ip)) || ip.PayloadLength() != 24 || ip.HopLimit() != 64 || ip.TransportProtocol() != header.TCPProtocolNumber {
-			t.Fatalf("IPv6 header % x (frame of %d bytes) not a valid packet with 24 bytes of TCP", out[14:54], len(out))
+		if len(out) != 14+40+tcpLen || !ip.IsValid(len(ip)) || int(ip.PayloadLength()) != tcpLen || ip.HopLimit() != 64 || ip.TransportProtocol() != header.TCPProtocolNumber {
+			t.Fatalf("IPv6 header % x (frame of %d bytes) not a valid packet with %d bytes of TCP", out[14:54], len(out), tcpLen)
 		}
 		tcp = header.TCP(ip.Payload())
 		src, dst = ip.SourceAddress(), ip.DestinationAddress()
@@ -133,8 +164,8 @@ func checkSYNACK(t *testing.T, k syncookie.Key, out []byte, local, remote netip.
 	if !tcp.IsChecksumValid(src, dst, checksum.Checksum(tcp.Payload(), 0), uint16(len(tcp.Payload()))) {
 		t.Error("TCP checksum invalid")
 	}
-	if tcp.Flags() != header.TCPFlagSyn|header.TCPFlagAck || tcp.DataOffset() != 24 || len(tcp.Payload()) != 0 {
-		t.Errorf("flags %v, data offset %d, %d payload bytes: want a bare SYN-ACK with 24 bytes of header", tcp.Flags(), tcp.DataOffset(), len(tcp.Payload()))
+	if tcp.Flags() != header.TCPFlagSyn|header.TCPFlagAck || int(tcp.DataOffset()) != tcpLen || len(tcp.Payload()) != 0 {
+		t.Errorf("flags %v, data offset %d, %d payload bytes: want a bare SYN-ACK with %d bytes of header", tcp.Flags(), tcp.DataOffset(), len(tcp.Payload()), tcpLen)
 	}
 	if tcp.DestinationPort() != 40000 {
 		t.Errorf("ports %d -> %d, want the SYN's swapped", tcp.SourcePort(), tcp.DestinationPort())
@@ -143,8 +174,27 @@ func checkSYNACK(t *testing.T, k syncookie.Key, out []byte, local, remote netip.
 		t.Errorf("ack %d, want %d", tcp.AckNumber(), isn+1)
 	}
 	opts := header.ParseSynOptions(tcp.Options(), true)
-	if opts.MSS != ourMSS || opts.WS != -1 || opts.TS || opts.SACKPermitted {
-		t.Errorf("options %+v, want MSS %d and nothing else", opts, ourMSS)
+	wantWS, wantSACK := -1, false
+	if want.ts {
+		wantSACK = want.clientSACK
+		if want.clientWS >= 0 {
+			wantWS = testWndScale
+		}
+	}
+	if opts.MSS != want.ourMSS || opts.WS != wantWS || opts.TS != want.ts || opts.SACKPermitted != wantSACK {
+		t.Errorf("options %+v, want MSS %d, window scale %d, timestamps %v, SACK %v", opts, want.ourMSS, wantWS, want.ts, wantSACK)
+	}
+	if want.ts {
+		// The TSval keeps the SYN's options as the netstack reads them
+		// back (gVisor patch 0032).
+		ws, sack := int(opts.TSVal&gvtcp.CookieTSNoWS), opts.TSVal&gvtcp.CookieTSSACK != 0
+		keptWS := want.clientWS
+		if keptWS < 0 {
+			keptWS = gvtcp.CookieTSNoWS
+		}
+		if opts.TSEcr != want.tsEcr || ws != keptWS || sack != want.clientSACK {
+			t.Errorf("TSecr %d, TSval %#x keeping scale %d and SACK %v; want TSecr %d, %d and %v", opts.TSEcr, opts.TSVal, ws, sack, want.tsEcr, keptWS, want.clientSACK)
+		}
 	}
 	if tcp.WindowSize() != 65535 {
 		t.Errorf("window %d, want 65535", tcp.WindowSize())
@@ -276,6 +326,7 @@ func BenchmarkSYNCookie(b *testing.B) {
 	ack[len(ack)-20+13] = 0x10 // ACK, not SYN
 	benchFrames(b, s, []benchFrame{
 		{"IPv4 SYN", ether(etherIPv4, ipv4(protoTCP, clientV4, servedV4, tcpSYNOpts(80, 7, linuxSYNOptions(1460)), ip4Opts{})), xdpTx},
+		{"IPv4 SYN, no options (hping3)", tcp4(servedV4, 80), xdpTx},
 		{"IPv6 SYN", ether(etherIPv6, ipv6(protoTCP, clientV6, servedV6, tcpSYNOpts(80, 7, linuxSYNOptions(1440)))), xdpTx},
 		{"IPv4 ACK", ack, xdpPass},
 	})

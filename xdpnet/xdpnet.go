@@ -467,6 +467,9 @@ func synCookies(key syncookie.Key, rate int, mtu int) *xdp.SYNCookies {
 		MSS4:   uint16(mtu - 20 - 20), // IPv4 and TCP headers without options
 		MSS6:   uint16(mtu - 40 - 20),
 		RcvWnd: 65535,
+		// What the netstack's listeners offer.
+		WndScale: uint8(stack.CookieWndScale()),
+		SACK:     stack.SACK,
 	}
 }
 
