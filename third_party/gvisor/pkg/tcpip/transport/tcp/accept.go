@@ -788,9 +788,12 @@ func (e *Endpoint) handleListenSegment(ctx *listenContext, s *segment) tcpip.Err
 		if rcvdSynOptions.TS {
 			// xhttpd: go on from the TSval the SYN-ACK carried, which
 			// the peer holds as the latest (PAWS) and which another
-			// sender (the XDP program) may have made.
-			now := n.stack.Clock().NowMonotonic()
-			n.TSOffset = tcp.NewTSOffset(rcvdSynOptions.TSEcr - tcp.NewTSOffset(0).TSVal(now))
+			// sender (the XDP program) may have made, as of the ACK's
+			// arrival: the handshake's RTT sample is the elapsed time
+			// from the ACK's ingress time (transitionToStateEstablished),
+			// and an offset taken later, after the ACK waited in a
+			// burst, made that sample negative, an RTO of minutes.
+			n.TSOffset = tcp.NewTSOffset(rcvdSynOptions.TSEcr - tcp.NewTSOffset(0).TSVal(s.rcvdTime))
 		}
 		sndWnd := s.window
 		if rcvdSynOptions.WS > 0 {
