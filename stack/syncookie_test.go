@@ -533,3 +533,53 @@ func TestListenerCookieSYNACKOffersOptions(t *testing.T) {
 		t.Errorf("TSval %#x keeps scale %d and SACK %v; want 7 and true", o.TSVal, ws, sack)
 	}
 }
+
+// A SYN the netstack answered, retransmitted and answered again by the XDP
+// program with a cookie: the client takes whichever SYN-ACK comes first,
+// and when that is the cookie's, its ACK reaches the netstack's half-open
+// connection, which takes the cookie's sequence number (upstream gVisor)
+// and goes on from the cookie SYN-ACK's TSval (gVisor patch 0032), which
+// the client holds as the latest and would otherwise drop the server's
+// segments behind (PAWS).
+func TestCookieACKToHalfOpenKeepsTimestamps(t *testing.T) {
+	key, err := syncookie.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newFakeQueue()
+	st, l := serverStack(t, q, Config{MTU: 1500, TrustRXChecksum: true, SYNCookies: &key}, "tcp4")
+	st.Deliver(synWithOptions(clientV4, serverV4))
+	if f := header.TCP(payloadOf(q.next(t))).Flags(); f != header.TCPFlagSyn|header.TCPFlagAck {
+		t.Fatalf("the netstack answered the SYN with %v, want a SYN-ACK", f)
+	}
+	const port, isn = 40000, 1000
+	tu := syncookie.Tuple{Local: serverV4, Remote: clientV4, LocalPort: 80, RemotePort: port}
+	cookie := key.Make(tu, isn, syncookie.Period(), syncookie.MSSIndex(1460))
+	// The cookie SYN-ACK's TSval, far from the netstack's own clock.
+	synackTS := tcp.CookieTSVal(0x9000_0000, 7, true)
+	st.DeliverBatch([][]byte{
+		cookieSegmentTS(clientV4, serverV4, port, isn+1, cookie+1, 778, synackTS, nil, 0),
+		cookieSegmentTS(clientV4, serverV4, port, isn+1, cookie+1, 778, synackTS, []byte("one"), header.TCPFlagPsh),
+	})
+	conn := readRequest(t, l, "one")
+	defer conn.Close()
+	if _, err := conn.Write([]byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		seg := header.TCP(payloadOf(q.next(t)))
+		if len(seg.Payload()) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no data from the server")
+			}
+			continue
+		}
+		if seg.SequenceNumber() != cookie+1 {
+			t.Errorf("data at sequence number %d, want the cookie's %d", seg.SequenceNumber(), cookie+1)
+		}
+		if o := header.ParseTCPOptions(seg.Options()); !o.TS || int32(o.TSVal-synackTS) < 0 || o.TSVal-synackTS > 5000 {
+			t.Errorf("server's timestamps %+v; want TSval from %d on", o, synackTS)
+		}
+		break
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/internal/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -445,6 +446,15 @@ func (h *handshake) synRcvdState(s *segment) tcpip.Error {
 		// This is a cookie that snuck its way in after we stopped using them.
 		h.mss = mssTable[data]
 		h.iss = iss
+		// xhttpd: the peer took the cookie SYN-ACK (xhttpd's XDP
+		// program sends them before the netstack sees the SYN), whose
+		// TSval it now holds as the latest and echoes: go on from it, as
+		// of the ACK's arrival, as the listener does for a cookie's ACK
+		// (accept.go). The window scale and SACK the cookie SYN-ACK
+		// offered are this handshake's own, both answering the same SYN.
+		if s.parsedOptions.TS && h.ep.SendTSOk {
+			h.ep.TSOffset = tcp.NewTSOffset(s.parsedOptions.TSEcr - tcp.NewTSOffset(0).TSVal(s.rcvdTime))
+		}
 	}
 
 	// RFC 793, Section 3.9, page 69, states that in the SYN-RCVD state, a
