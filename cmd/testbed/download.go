@@ -174,6 +174,15 @@ func (dl downloads) start(ctx context.Context, tb *testbed.Testbed, name string,
 	}
 	d.url = "http://" + host + "/" + bulkFile
 	d.row.err = func() error {
+		// NAPI mode first: only then does the client end take the
+		// SYN-ACKs the XDP program answers SYNs with itself (all of
+		// them with -syn-rate 0), the readiness checks' too.
+		var err error
+		if dl.napi {
+			if d.loss, err = tb.AddLoss(dl.loss); err != nil {
+				return err
+			}
+		}
 		path, xargs := serverCommand(name, setup)
 		srv, err := startQuiet(tb, name, path, xargs, sf.verbose)
 		if err != nil {
@@ -185,11 +194,6 @@ func (dl downloads) start(ctx context.Context, tb *testbed.Testbed, name string,
 		}
 		if err := checkGet(ctx, tb, d.url, bulkSize); err != nil {
 			return err
-		}
-		if dl.napi {
-			if d.loss, err = tb.AddLoss(dl.loss); err != nil {
-				return err
-			}
 		}
 		d.dir, err = os.MkdirTemp("", "xhttpd-download-")
 		return err
