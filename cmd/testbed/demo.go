@@ -79,6 +79,16 @@ func demo(args []string) (err error) {
 		tb.ServerIf, tb.ServerNS, tb.ServerV4, tb.ServerV6,
 		tb.ClientIf, tb.ClientNS, tb.ClientV4, tb.ClientV6, tb.Queues)
 
+	// NAPI mode before the server starts: only then does the client end
+	// take the SYN-ACKs the XDP program answers SYNs with itself (every
+	// one with -syn-rate 0), the first curls' too.
+	if *keep && (lossy || *napi) {
+		l, err := tb.AddLoss(loss)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+	}
 	xargs := append([]string{"-iface", tb.ServerIf, "-root", dir, "-queues", strconv.Itoa(*queues)}, extra...)
 	srv, err := startServer(tb, "xhttpd", os.Stderr, path, xargs...)
 	if err != nil {
@@ -101,11 +111,6 @@ func demo(args []string) (err error) {
 		return err
 	}
 	if lossy || *napi {
-		l, err := tb.AddLoss(loss)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
 		fmt.Printf("\nThe client end runs in NAPI mode and drops %.1f%% of the TCP frames it receives and %.1f%% of those it sends.\n", 100*loss.Receive, 100*loss.Send)
 	}
 	fmt.Printf("\nThe testbed stays up until Ctrl-C. From another shell, as root:\n"+
