@@ -18,12 +18,13 @@ import (
 // file without it.
 func TestNoProbesForSlowACKs(t *testing.T) {
 	n := 0
-	st, _ := download(t, "tcp4", 1500, make([]byte, 4<<20), func() {
+	st, _ := download(t, "tcp4", 1500, make([]byte, 4<<20), func([]byte) bool {
 		// Every 10th packet from the client waits 3 ms: a burst of ACKs
 		// held up, as by a client busy elsewhere.
 		if n++; n%10 == 0 {
 			time.Sleep(3 * time.Millisecond)
 		}
+		return false
 	})
 	// Without the floor this resent 1 to 129 segments in eight runs, 2 or
 	// more in six; with it, none.

@@ -118,7 +118,12 @@ func reorderedPipelined(t *testing.T, network string, seed int64) {
 	}
 	wg.Wait()
 	counters := st.TCPCounters()
-	t.Logf("%d segments resent, %d timeouts", counters.Retransmits, counters.Timeouts)
+	t.Logf("%d segments resent, %d timeouts, %d of 8 connections found reordering", counters.Retransmits, counters.Timeouts, counters.ReorderSeen)
+	// The other side of TestLossWithoutReorderingSeenNone: reordering
+	// that is there is found.
+	if counters.ReorderSeen == 0 {
+		t.Error("no connection found reordering on a link that reorders")
+	}
 }
 
 // serveSizes answers each line, a decimal size, with that many bytes.

@@ -317,6 +317,7 @@ type TCPCounters struct {
 	FastRecovery, SACKRecovery    uint64 // recoveries entered
 	TLPRecovery, Timeouts         uint64 // tail loss probes; retransmission timeouts
 	SpuriousRecovery, SpuriousRTO uint64 // recoveries later found needless
+	ReorderSeen                   uint64 // connections that found segments delivered out of order
 	TimeWait, TimeWaitOverflows   uint64 // connections in TIME-WAIT now; closed at once past MaxTimeWait
 }
 
@@ -346,6 +347,7 @@ func (st *Stack) TCPCounters() TCPCounters {
 		Timeouts:              t.Timeouts.Value(),
 		SpuriousRecovery:      t.SpuriousRecovery.Value(),
 		SpuriousRTO:           t.SpuriousRTORecovery.Value(),
+		ReorderSeen:           t.ReorderSeen.Value(),
 		TimeWait:              t.CurrentTimeWait.Value(),
 		TimeWaitOverflows:     t.TimeWaitOverflow.Value(),
 	}

@@ -23,11 +23,12 @@ import (
 )
 
 // clientStack is a plain gVisor netstack that verifies every checksum,
-// joined to the server's stack st through q and a channel link. stall, if
-// set, is called before each packet from the client reaches the server, and
-// may sleep to delay it. drop, if set, is called with each frame from the
-// server, and drops it by returning true.
-func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func(), drop func([]byte) bool) *gvstack.Stack {
+// joined to the server's stack st through q and a channel link. toServer,
+// if set, is called with each IP packet from the client before it reaches
+// the server; it may sleep to delay it, and drops it by returning true.
+// drop, if set, is called with each frame from the server, and drops it by
+// returning true.
+func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, toServer func([]byte) bool, drop func([]byte) bool) *gvstack.Stack {
 	t.Helper()
 	cs := gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -101,10 +102,9 @@ func clientStack(t *testing.T, st *Stack, q *fakeQueue, mtu int, stall func(), d
 				src, dst = clientV6, serverV6
 			}
 			if pkt.NetworkProtocolNumber == ipv4.ProtocolNumber || pkt.NetworkProtocolNumber == ipv6.ProtocolNumber {
-				if stall != nil {
-					stall()
+				if toServer == nil || !toServer(ip) {
+					st.Deliver(etherIP(src, dst, ip))
 				}
-				st.Deliver(etherIP(src, dst, ip))
 			}
 			pkt.DecRef()
 		}
@@ -164,15 +164,16 @@ func serverStack(t *testing.T, q *fakeQueue, cfg Config, network string) (*Stack
 
 // download serves body from a server stack on network ("tcp4" or "tcp6")
 // with the given MTU to a client stack, reads it all and checks the bytes.
-// It returns both stacks, for their counters.
-func download(t *testing.T, network string, mtu int, body []byte, stall func()) (*Stack, *gvstack.Stack) {
+// toServer sees the client's packets (see clientStack). It returns both
+// stacks, for their counters.
+func download(t *testing.T, network string, mtu int, body []byte, toServer func([]byte) bool) (*Stack, *gvstack.Stack) {
 	t.Helper()
-	return lossyDownload(t, network, mtu, body, stall, nil)
+	return lossyDownload(t, network, mtu, body, toServer, nil)
 }
 
 // lossyDownload is download with the server's frames passed through drop
 // (see clientStack).
-func lossyDownload(t *testing.T, network string, mtu int, body []byte, stall func(), drop func([]byte) bool) (*Stack, *gvstack.Stack) {
+func lossyDownload(t *testing.T, network string, mtu int, body []byte, toServer func([]byte) bool, drop func([]byte) bool) (*Stack, *gvstack.Stack) {
 	t.Helper()
 	q := newFakeQueue()
 	st, l := serverStack(t, q, Config{MTU: uint32(mtu)}, network)
@@ -184,7 +185,7 @@ func lossyDownload(t *testing.T, network string, mtu int, body []byte, stall fun
 		conn.Write(body)
 		conn.Close()
 	}()
-	cs := clientStack(t, st, q, mtu, stall, drop)
+	cs := clientStack(t, st, q, mtu, toServer, drop)
 	server := serverV4
 	if network == "tcp6" {
 		server = serverV6

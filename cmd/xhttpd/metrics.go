@@ -271,6 +271,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"segment_in", tc.SegmentsIn}, {"segment_out", tc.SegmentsOut}, {"segment_invalid", tc.InvalidSegments}, {"checksum_error", tc.Checksum},
 		{"retransmit", tc.Retransmits}, {"fast_recovery", tc.FastRecovery}, {"sack_recovery", tc.SACKRecovery},
 		{"tail_loss_probe", tc.TLPRecovery}, {"timeout", tc.Timeouts}, {"spurious_recovery", tc.SpuriousRecovery}, {"spurious_timeout", tc.SpuriousRTO},
+		{"reorder_seen", tc.ReorderSeen},
 		{"time_wait_overflow", tc.TimeWaitOverflows},
 	} {
 		counter(tcpEvents, e.v, e.name)

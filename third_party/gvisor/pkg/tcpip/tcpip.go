@@ -2315,6 +2315,12 @@ type TCPStats struct {
 	// SpuriousRTORecovery is the number of spurious RTOs.
 	SpuriousRTORecovery *StatCounter
 
+	// ReorderSeen is the number of connections that found their segments
+	// delivered out of order (RACK.reord; Linux's TcpExtTCPSACKReorder and
+	// tcpi_reord_seen count the like). From then on RACK waits a
+	// reordering window before it takes a segment for lost.
+	ReorderSeen *StatCounter
+
 	// ForwardMaxInFlightDrop is the number of connection requests that are
 	// dropped due to exceeding the maximum number of in-flight connection
 	// requests.

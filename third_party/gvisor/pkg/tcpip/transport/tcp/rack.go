@@ -140,15 +140,26 @@ func (rc *rackControl) update(seg *segment, ackSeg *segment) {
 //     RACK.fack is (selectively or cumulatively) acknowledged, it has been
 //     delivered out of order. The sender sets RACK.reord to TRUE if such segment
 //     is identified.
-func (rc *rackControl) detectReorder(seg *segment) {
+//
+// xhttpd: below is the FACK to compare with. RFC 8985 takes the segments an
+// ACK newly acknowledges in ascending order, those acknowledged
+// cumulatively before those SACKed, and Linux compares the cumulatively
+// acknowledged ones with the FACK from before the ACK (prior_fack in
+// tcp_ack). Upstream walked the ACK's SACK blocks first, so a segment
+// acknowledged cumulatively by an ACK that also SACKed segments above it
+// counted as delivered out of order. That is every ACK after a hole whose
+// ACK before it was lost or delayed, and with reordering seen RACK waits a
+// reordering window before it resends the hole.
+func (rc *rackControl) detectReorder(seg *segment, below seqnum.Value) {
 	endSeq := seg.sequenceNumber.Add(seqnum.Size(seg.payloadSize()))
 	if rc.FACK.LessThan(endSeq) {
 		rc.FACK = endSeq
 		return
 	}
 
-	if endSeq.LessThan(rc.FACK) && seg.xmitCount == 1 {
+	if endSeq.LessThan(below) && seg.xmitCount == 1 && !rc.Reord {
 		rc.Reord = true
+		rc.snd.ep.stack.Stats().TCP.ReorderSeen.Increment()
 	}
 }
 

@@ -1506,11 +1506,14 @@ func (s *sender) walkSACK(rcvdSeg *segment) bool {
 	}
 
 	// Sort the SACK blocks. The first block is the most recent unacked
-	// block. The following blocks can be in arbitrary order.
+	// block. The following blocks can be in arbitrary order. xhttpd: in
+	// ascending order, as the walk below goes through the write list once:
+	// upstream sorted them descending, and so marked the segments of the
+	// highest block only.
 	sackBlocks := make([]header.SACKBlock, n)
 	copy(sackBlocks, rcvdSeg.parsedOptions.SACKBlocks[idx:])
 	sort.Slice(sackBlocks, func(i, j int) bool {
-		return sackBlocks[j].Start.LessThan(sackBlocks[i].Start)
+		return sackBlocks[i].Start.LessThan(sackBlocks[j].Start)
 	})
 
 	seg := s.writeList.Front()
@@ -1518,7 +1521,7 @@ func (s *sender) walkSACK(rcvdSeg *segment) bool {
 		for seg != nil && seg.sequenceNumber.LessThan(sb.End) && seg.xmitCount != 0 {
 			if sb.Start.LessThanEq(seg.sequenceNumber) && !seg.acked {
 				s.rc.update(seg, rcvdSeg)
-				s.rc.detectReorder(seg)
+				s.rc.detectReorder(seg, s.rc.FACK)
 				seg.acked = true
 				seg.sackedOut = true
 				s.SackedOut += s.pCount(seg, s.MaxPayloadSize)
@@ -1690,6 +1693,7 @@ func (s *sender) handleRcvdSegment(rcvdSeg *segment) {
 
 	// Insert SACKBlock information into our scoreboard.
 	hasDSACK := false
+	priorFACK := s.rc.FACK // xhttpd: see detectReorder
 	if s.ep.SACKPermitted {
 		for _, sb := range rcvdSeg.parsedOptions.SACKBlocks {
 			// Only insert the SACK block if the following holds
@@ -1836,7 +1840,7 @@ func (s *sender) handleRcvdSegment(rcvdSeg *segment) {
 			// Update the RACK fields if SACK is enabled.
 			if s.ep.SACKPermitted && !seg.acked && s.ep.tcpRecovery&tcpip.TCPRACKLossDetection != 0 {
 				s.rc.update(seg, rcvdSeg)
-				s.rc.detectReorder(seg)
+				s.rc.detectReorder(seg, priorFACK)
 			}
 
 			s.writeList.Remove(seg)
