@@ -28,11 +28,11 @@ const burstBound = 2500 * time.Millisecond
 // slowly the loop drains them, but its 5,000 requests can come before the
 // loop has drained the ACKs (the loop shares the one P with the workers
 // answering). Runs alone drop nothing; one CI run, beside other test
-// packages, dropped 331, and with cookie connections that keep their
-// options (timestamps, SACK) two of four dropped 594 and 2,392 frames
-// (each counted twice below: a drop for an empty fill ring is in both
-// counters), so make test runs this package alone; rings of 2,048 (-frames 4096) dropped thousands,
-// which the bound of n/10 still catches. Bursts of 10,000 are measured,
+// packages, dropped 331 (as counted before 2026-12-02: each drop for an
+// empty fill ring twice), and with cookie connections that keep their
+// options (timestamps, SACK) two of four dropped 297 and 1,196 frames, so
+// make test runs this package alone; rings of 2,048 (-frames 4096) dropped
+// thousands, which the bound of n/20 frames catches. Bursts of 10,000 are measured,
 // not tested: on a slow machine they can overrun even the default rings
 // (docs/measured.md, "A burst of connects").
 func TestConnectBurst(t *testing.T) {
@@ -74,13 +74,19 @@ func TestConnectBurst(t *testing.T) {
 			t.Errorf("%s: the last answer took %v, more than %v", host, answers, burstBound)
 		}
 	}
+	// A frame is dropped for a full rx ring (rx_ring_full) or for want of
+	// a buffer (rx_dropped, which counts those for an empty fill ring,
+	// fill_ring_empty, among them: xsk_rcv counts both), so the two
+	// counters together count each dropped frame once.
 	var dropped float64
 	for _, m := range []string{"xhttpd_xsk_fill_ring_empty_total", "xhttpd_xsk_rx_ring_full_total", "xhttpd_xsk_rx_dropped_total"} {
 		v := metric(t, tb, adminAddr, m, "queue", "0")
 		t.Logf("%s: %v", m, v)
-		dropped += v
+		if m != "xhttpd_xsk_fill_ring_empty_total" {
+			dropped += v
+		}
 	}
-	if dropped > n/10 {
-		t.Errorf("the socket dropped %v frames of two bursts of %d SYNs", dropped, n)
+	if dropped > n/20 {
+		t.Errorf("the socket dropped %v frames of two bursts of %d connections", dropped, n)
 	}
 }
