@@ -15,7 +15,7 @@ import (
 	"github.com/xhttpd/xhttpd/testbed"
 )
 
-const downloadUsage = "testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-bytes 5242880] [-interleave=true] [-napi=true] [-timeout 20s] [-queues 1] [-6] [-base PATH] [-v] [-- extra xhttpd flags]"
+const downloadUsage = "testbed download -xhttpd PATH [-servers hybrid,kernel] [-loss-rx 0.03] [-loss-tx 0] [-n 6] [-bytes 5242880] [-interleave=true] [-napi=true] [-timeout 20s] [-queues 1] [-6] [-cc NAME] [-base PATH] [-v] [-- extra xhttpd flags]"
 
 // download measures single large downloads with curl, side by side per
 // server, with a share of the frames lost on the client end: how long each
@@ -41,6 +41,7 @@ func download(args []string) error {
 	timeout := fs.Duration("timeout", 20*time.Second, "a download not done within this counts as stalled (1s to 10m)")
 	queues := fs.Int("queues", 1, "rx/tx queues on each veth end, passed on as xhttpd -queues")
 	v6 := fs.Bool("6", false, "download over IPv6 instead of IPv4")
+	cc := fs.String("cc", "", "TCP congestion control of the kernel stack's connections (the kernel server's), e.g. reno, as xhttpd's netstack has (NewReno), or cubic: set on the server end's routes (testbed.SetServerCongestionControl); default the host's")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: "+downloadUsage)
 		fmt.Fprintln(fs.Output(), "Downloads the site's 5 MiB file (or its first -bytes) with curl from the client namespace. Flags after -- go to every xhttpd run.")
@@ -73,7 +74,7 @@ func download(args []string) error {
 	if err != nil {
 		return err
 	}
-	dl := downloads{n: *n, size: *size, timeout: *timeout, loss: loss, napi: *napi, v6: *v6}
+	dl := downloads{n: *n, size: *size, timeout: *timeout, loss: loss, napi: *napi, v6: *v6, cc: *cc}
 
 	started := time.Now()
 	var rows []downloadRow
@@ -139,6 +140,9 @@ func download(args []string) error {
 	if len(setup.extra) > 0 {
 		fmt.Printf("- extra xhttpd flags: %s\n", shellJoin(setup.extra))
 	}
+	if dl.cc != "" {
+		fmt.Printf("- the kernel stack's TCP congestion control: %s (-cc, on the server end's routes; xhttpd's netstack uses NewReno)\n", dl.cc)
+	}
 	fmt.Println()
 	return errors.Join(err, writeDownloadTable(os.Stdout, rows, dl.size))
 }
@@ -150,6 +154,7 @@ type downloads struct {
 	loss    testbed.LossOptions
 	napi    bool
 	v6      bool
+	cc      string // the kernel stack's congestion control, "" for the host's
 }
 
 // downloader is one server's side of a run: its testbed, the server, and
@@ -178,6 +183,11 @@ func (dl downloads) start(ctx context.Context, tb *testbed.Testbed, name string,
 		// SYN-ACKs the XDP program answers SYNs with itself (all of
 		// them with -syn-rate 0), the readiness checks' too.
 		var err error
+		if dl.cc != "" {
+			if err := tb.SetServerCongestionControl(dl.cc); err != nil {
+				return err
+			}
+		}
 		if dl.napi {
 			if d.loss, err = tb.AddLoss(dl.loss); err != nil {
 				return err
