@@ -66,9 +66,9 @@ func TestRandomLossResentWithoutTimeout(t *testing.T) {
 // that follows the retransmission: if that ACK is lost too, only the
 // retransmission timeout (200 ms) is left. Upstream took a segment
 // acknowledged cumulatively by an ACK that also SACKed segments above it
-// for one delivered out of order: under 5 % loss each way on the testbed,
-// 3,071 of 3,175 ACKs found reordering seen, and downloads took four times
-// the kernel stack's time, most of it in timeouts.
+// for one delivered out of order, and walked only the highest SACK block:
+// under 5 % loss each way on the testbed, 3,071 of 3,175 ACKs were handled
+// with reordering seen (gVisor patch 0033).
 func TestLossWithoutReorderingSeenNone(t *testing.T) {
 	const size, loss = 4 << 20, 0.03
 	for _, network := range []string{"tcp4", "tcp6"} {
