@@ -179,15 +179,15 @@ func (dl downloads) start(ctx context.Context, tb *testbed.Testbed, name string,
 	}
 	d.url = "http://" + host + "/" + bulkFile
 	d.row.err = func() error {
-		// NAPI mode first: only then does the client end take the
-		// SYN-ACKs the XDP program answers SYNs with itself (all of
-		// them with -syn-rate 0), the readiness checks' too.
-		var err error
 		if dl.cc != "" {
 			if err := tb.SetServerCongestionControl(dl.cc); err != nil {
 				return err
 			}
 		}
+		// NAPI mode first: only then does the client end take the
+		// SYN-ACKs the XDP program answers SYNs with itself (all of
+		// them with -syn-rate 0), the readiness checks' too.
+		var err error
 		if dl.napi {
 			if d.loss, err = tb.AddLoss(dl.loss); err != nil {
 				return err
