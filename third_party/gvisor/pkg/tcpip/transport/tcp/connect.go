@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/sync"
@@ -144,6 +145,17 @@ func timerHandler(e *Endpoint, f func() tcpip.Error) func() {
 // timerHandler for the timer type, which calls it without a closure made
 // in advance.
 func runTimer(e *Endpoint, f func(*Endpoint) tcpip.Error) {
+	// xhttpd: a timer's goroutine starts in its P's runnext slot, ahead
+	// of every goroutine already runnable. Among those may be the link's
+	// rx loop and the processor, holding the ACK that makes the timer
+	// moot: under a burst of thousands of connections the loop waited up
+	// to 105 ms for its turn, and loss probes and retransmission timeouts
+	// resent data the peer had acknowledged (a response's data and FIN,
+	// for 1,000 of the 1,070 connections whose handshake the netstack
+	// answered). Yielding first puts the handler behind the work queued
+	// before it fired, as Linux runs a timer that finds its socket busy
+	// after the socket's backlog (tcp_release_cb).
+	runtime.Gosched()
 	e.mu.Lock()
 	// xhttpd: held as a user holds it (LockUser), so that the
 	// processor leaves e to this handler rather than spinning on
